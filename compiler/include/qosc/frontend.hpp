@@ -1,0 +1,37 @@
+#pragma once
+// The front end driver: text -> AST -> checks -> IR. Each stage reports into
+// a Diagnostics and the driver stops after the first stage with errors.
+#include <optional>
+#include <string>
+
+#include "qosc/ast.hpp"
+#include "qosc/diag.hpp"
+#include "qosc/ir.hpp"
+
+namespace qosc {
+
+// Parse a .qos text. Returns nullopt on syntax errors (reported to diags).
+std::optional<ast::Policy> parse_policy(const SourceFile& file, Diagnostics& diags);
+
+// Semantic checks and lowering. Reports errors and warnings; returns the IR
+// when there were no errors.
+std::optional<ir::Policy> check_and_lower(const ast::Policy& policy, const SourceFile& file, Diagnostics& diags);
+
+// Import one of the dissertation's JSON profiles as .qos text (for
+// `qosc convert` and for compiling a .json input). Errors name the JSON path.
+std::optional<std::string> json_profile_to_qos(const SourceFile& file, Diagnostics& diags);
+
+// Whole pipeline from a file's text; .json inputs go through the importer.
+struct FrontendResult {
+  std::optional<ast::Policy> ast;
+  std::optional<ir::Policy> ir;
+};
+FrontendResult compile_frontend(const SourceFile& file, Diagnostics& diags);
+
+// Print an AST back to canonical .qos text (round-trips through parse_policy).
+std::string print_policy(const ast::Policy& policy);
+// Human-readable IR dump (`qosc --dump ir`).
+std::string dump_ir(const ir::Policy& policy);
+std::string dump_ast(const ast::Policy& policy);
+
+}  // namespace qosc

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything qosc needs to build, test and run, from Debian's packages.
+# Idempotent: when every package is present it prints nothing and does nothing.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git
+  clang-19 libclang-19-dev libclang-cpp19-dev llvm-19-dev libclang-rt-19-dev lld-19
+  libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
+  tao-pegtl-dev libfmt-dev libgtest-dev libgmock-dev
+  libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libcli11-dev
+  iproute2 iperf3 irtt iputils-ping ethtool procps
+  python3 python3-scapy python3-matplotlib
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+echo "setup: installing ${#missing[@]} package(s): ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

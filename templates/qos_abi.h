@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* qos_abi.h: data layouts shared by the generated BPF programs and qosrun.
+ * Plain C with linux/types.h only, so both the BPF side and C++ include it.
+ * Changing a layout is an ABI change: bump QOS_ABI_VERSION. */
+#ifndef QOS_ABI_H
+#define QOS_ABI_H
+
+#include <linux/types.h>
+
+#define QOS_ABI_VERSION 1
+#define QOS_MAX_CLASSES 64
+
+/* Section holding the JSON manifest (see compiler/include/qosc/manifest.hpp). */
+#define QOS_MANIFEST_SECTION ".qosc.manifest"
+
+/* Hooks: index into the per-hook arrays of qos_class_stats. */
+enum qos_hook { QOS_HOOK_XDP = 0, QOS_HOOK_TC = 1, QOS_NHOOKS = 2 };
+
+/* Map "qos_stats": BPF_MAP_TYPE_PERCPU_ARRAY, key __u32, max_entries
+ * nclasses + 1. Entry i < nclasses is class i; entry nclasses counts the
+ * packets whose rule target is `drop`. */
+struct qos_class_stats {
+	__u64 packets[QOS_NHOOKS];       /* classified into this class (incl. later dropped) */
+	__u64 bytes[QOS_NHOOKS];
+	__u64 drop_policer[QOS_NHOOKS];  /* dropped by the class's rate/burst policer */
+	__u64 drop_rule[QOS_NHOOKS];     /* only in the drop slot: dropped by a `drop` rule */
+};
+
+/* Map "qos_flows": BPF_MAP_TYPE_LRU_HASH (bounded), the flow analyzer's table. */
+struct qos_flow_key {
+	__u8 saddr[16];   /* IPv4 in the first 4 bytes, network order */
+	__u8 daddr[16];
+	__u16 sport;      /* host order; 0 when the packet has no L4 header */
+	__u16 dport;
+	__u8 proto;
+	__u8 family;      /* 4 or 6 */
+	__u8 pad[2];
+};
+struct qos_flow_val {
+	__u64 first_ns;   /* bpf_ktime_get_ns() at first packet */
+	__u64 last_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 class_id;
+	__u32 hook_mask;  /* 1 << QOS_HOOK_XDP | 1 << QOS_HOOK_TC: where it was seen */
+};
+
+/* XDP -> TC hand-off and test observation: the XDP program stores this in
+ * the packet's data_meta area (bpf_xdp_adjust_meta) when it passes a packet;
+ * BPF_PROG_TEST_RUN returns it at the start of data_out. */
+#define QOS_META_MAGIC 0x51c0u
+struct qos_meta {
+	__u16 magic;      /* QOS_META_MAGIC */
+	__u16 class_id;
+	__u32 reserved;
+};
+
+/* The TC egress program picks HTB leaf 1:(QOS_HTB_MINOR_BASE + class id) by
+ * setting skb->priority = (QOS_HTB_MAJOR << 16) | minor; HTB enqueues there. */
+#define QOS_HTB_MAJOR 1u
+#define QOS_HTB_MINOR_BASE 0x10u
+
+#endif /* QOS_ABI_H */
