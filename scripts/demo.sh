@@ -60,7 +60,7 @@ in $RTR sysctl -qw net.ipv4.ip_forward=1
 # is undone; see docs/benchmarks.md for why GSO is off on the bottleneck.
 in $RTR ethtool -K rtr-cli gso off tso off gro off >/dev/null 2>&1 || true
 
-in $SRV irtt server -b 10.77.2.2:3074 -q >/dev/null 2>&1 &
+in $SRV irtt server -b 10.77.2.2:3074 >/dev/null 2>&1 &
 in $SRV iperf3 -s -B 10.77.2.2 -D -1 >/dev/null 2>&1 || true
 sleep 0.5
 
