@@ -1,0 +1,201 @@
+#pragma once
+// The libbpf loader core used by every qosrun command: opens a compiled
+// policy (.bpf.o from a file or from memory), reads its manifest, loads it
+// into the kernel with the verifier log captured, fills load-time tables and
+// hands out program/map fds by role.
+//
+// Ownership: LoadedPolicy owns the bpf_object (and through it every program
+// and map fd); Fd owns one file descriptor. Both are move-only. Failures come
+// back as Error values with a short message for people; long material (the
+// verifier log) is kept in Error::detail and shown only when asked (-vv).
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "qosc/manifest.hpp"
+
+struct bpf_object;
+struct bpf_program;
+struct bpf_map;
+
+namespace qosrun {
+
+// ---- errors and results ---------------------------------------------------
+
+struct Error {
+  Error() = default;
+  explicit Error(std::string msg, std::string det = {}, int err = 0)
+      : message(std::move(msg)), detail(std::move(det)), code(err) {}
+  std::string message;   // one or two lines: what failed, what to do next
+  std::string detail;    // long material (verifier log); printed only with -vv
+  int code = 0;          // positive errno when the kernel/libbpf failed, else 0
+};
+
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}    // NOLINT: implicit by design
+  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() & { return std::get<0>(v_); }
+  const T& value() const& { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const Error& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;  // success
+  Status(Error error) : error_(std::move(error)) {}  // NOLINT
+  bool ok() const { return !error_; }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const { return *error_; }
+
+ private:
+  std::optional<Error> error_;
+};
+
+// "what: strerror(err)" plus a hint for the errors people actually hit
+// (EPERM when not root, ENOENT for files ...). `err` may be negative.
+Error errno_error(int err, std::string what);
+
+// Print an error the way every qosrun command does: "qosrun: error: MESSAGE",
+// then the detail when verbosity >= 2 (or a hint that -vv shows more).
+void print_error(const Error& e, int verbosity);   // to stderr
+void print_error(std::ostream& os, const Error& e, int verbosity);
+
+// ---- file descriptors -----------------------------------------------------
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  explicit operator bool() const { return valid(); }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// ---- libbpf chatter ---------------------------------------------------------
+
+// 0/1: libbpf prints nothing (its warnings are kept and folded into our error
+// messages); 2 (-vv): libbpf prints everything, debug included, to stderr.
+void set_libbpf_verbosity(int level);
+
+// ---- the loaded policy ------------------------------------------------------
+
+enum class Hook : uint8_t { Xdp, Tc };
+const char* to_string(Hook h);   // "xdp", "tc"
+
+enum class MapRole : uint8_t { Stats, Flows };
+
+struct LoadOptions {
+  int verbosity = 0;          // >= 2 keeps the full verifier log in Error::detail
+  bool load_xdp = true;       // load qos_xdp (program named by the manifest)
+  bool load_tc = true;        // load qos_tc
+  // The object must carry a qosc manifest. Off for hand-written objects (the
+  // benchmark's baselines): then programs are looked up by the default names
+  // and programs/maps the object lacks simply have no fd.
+  bool require_manifest = true;
+  // Maps the object declares as pinned are pinned under this directory (a
+  // bpffs mount). Empty: nothing is pinned and no bpffs is needed.
+  std::string pin_root;
+  // Per-program verifier log buffer, used only when a load fails.
+  size_t log_size = 16u << 20;
+};
+
+struct BpfObjectDeleter { void operator()(bpf_object* obj) const; };
+using BpfObjectPtr = std::unique_ptr<bpf_object, BpfObjectDeleter>;
+
+class LoadedPolicy {
+ public:
+  // Open (parse the ELF, read the manifest) without loading into the kernel:
+  // callers may adjust the bpf_object (object()) before load().
+  static Result<LoadedPolicy> open_file(const std::string& path, const LoadOptions& opts = {});
+  static Result<LoadedPolicy> open_memory(std::span<const unsigned char> elf, std::string name,
+                                          const LoadOptions& opts = {});
+  // Open + load.
+  static Result<LoadedPolicy> load_file(const std::string& path, const LoadOptions& opts = {});
+  static Result<LoadedPolicy> load_memory(std::span<const unsigned char> elf, std::string name,
+                                          const LoadOptions& opts = {});
+
+  // Load into the kernel (verifier), then fill load-time tables.
+  Status load();
+  bool loaded() const { return loaded_; }
+
+  LoadedPolicy(LoadedPolicy&&) noexcept;
+  LoadedPolicy& operator=(LoadedPolicy&&) noexcept;
+  LoadedPolicy(const LoadedPolicy&) = delete;
+  LoadedPolicy& operator=(const LoadedPolicy&) = delete;
+  ~LoadedPolicy();
+
+  const std::string& name() const { return name_; }
+  bool has_manifest() const { return has_manifest_; }
+  const qosc::Manifest& manifest() const { return manifest_; }
+  std::span<const unsigned char> elf() const { return elf_; }
+
+  bpf_object* object() const { return obj_.get(); }
+  bpf_program* program(Hook h) const;  // nullptr when the object has none
+  int prog_fd(Hook h) const;           // -1 when not loaded
+  bpf_map* map(MapRole r) const;
+  int map_fd(MapRole r) const;
+
+  uint32_t class_count() const { return static_cast<uint32_t>(manifest_.classes.size()); }
+  // Class name for an id; "drop" for a negative id (a `drop` rule).
+  std::string class_name(int32_t id) const;
+  // Class id from the HTB minor the TC program wrote into skb->priority, or -1.
+  int32_t class_from_htb_minor(uint32_t minor) const;
+
+  double load_seconds() const { return load_seconds_; }   // time spent in load()
+
+ private:
+  LoadedPolicy() = default;
+  Status fill_tables();
+
+  std::string name_;
+  std::vector<unsigned char> elf_;   // libbpf reads from it until load()
+  BpfObjectPtr obj_;
+  qosc::Manifest manifest_;
+  bool has_manifest_ = false;
+  bool loaded_ = false;
+  LoadOptions opts_;
+  double load_seconds_ = 0;
+  // Verifier log buffers, one per hook, given to libbpf before load().
+  std::unique_ptr<char[]> log_[2];
+};
+
+// The verifier's reason in one line: the last meaningful line of a log
+// (skipping "processed N insns", "verification time" and the like).
+std::string verifier_summary(std::string_view log);
+
+// Bytes of a named ELF section of an object in memory; nullopt when absent.
+std::optional<std::vector<unsigned char>> elf_section(std::span<const unsigned char> elf, std::string_view name,
+                                                      std::string* error = nullptr);
+
+}  // namespace qosrun

@@ -1,0 +1,383 @@
+// The libbpf loader core: see qosrun/loader.hpp.
+#include "qosrun/loader.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdarg>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <mutex>
+
+#include <fmt/format.h>
+
+namespace qosrun {
+
+// ---- errors ---------------------------------------------------------------
+
+Error errno_error(int err, std::string what) {
+  if (err < 0) err = -err;
+  Error e;
+  e.code = err;
+  e.message = fmt::format("{}: {}", what, std::strerror(err));
+  if ((err == EPERM || err == EACCES) && geteuid() != 0)
+    e.message += "\n  loading BPF programs needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON): run it with sudo";
+  return e;
+}
+
+void print_error(std::ostream& os, const Error& e, int verbosity) {
+  os << "qosrun: error: " << e.message << "\n";
+  if (e.detail.empty()) return;
+  if (verbosity >= 2)
+    os << e.detail << (e.detail.back() == '\n' ? "" : "\n");
+  else
+    os << "  (run with -vv for the full log)\n";
+}
+
+void print_error(const Error& e, int verbosity) { print_error(std::cerr, e, verbosity); }
+
+void Fd::reset(int fd) noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+// ---- libbpf messages --------------------------------------------------------
+
+namespace {
+
+std::mutex g_print_mu;
+int g_libbpf_verbosity = 0;
+std::vector<std::string> g_libbpf_warnings;   // recent warnings, for error messages
+
+int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+  std::lock_guard lock(g_print_mu);
+  if (g_libbpf_verbosity >= 2) return std::vfprintf(stderr, format, args);
+  if (level != LIBBPF_WARN) return 0;
+  char buf[512];
+  int n = std::vsnprintf(buf, sizeof buf, format, args);
+  if (n <= 0) return 0;
+  std::string line(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+  // libbpf prints the whole verifier log as one warning; we keep our own copy.
+  if (line.find("-- BEGIN PROG LOAD LOG --") != std::string::npos) return 0;
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  if (g_libbpf_warnings.size() >= 32) g_libbpf_warnings.erase(g_libbpf_warnings.begin());
+  g_libbpf_warnings.push_back(std::move(line));
+  return 0;
+}
+
+struct PrintInit {
+  PrintInit() { libbpf_set_print(libbpf_print); }
+};
+const PrintInit g_print_init;
+
+void clear_warnings() {
+  std::lock_guard lock(g_print_mu);
+  g_libbpf_warnings.clear();
+}
+
+// The most telling libbpf warning: libbpf ends with generic lines such as
+// "failed to load object 'x'"; the cause is usually the one before.
+std::string last_warning() {
+  std::lock_guard lock(g_print_mu);
+  for (auto it = g_libbpf_warnings.rbegin(); it != g_libbpf_warnings.rend(); ++it) {
+    const std::string& w = *it;
+    if (w.find("failed to load object") != std::string::npos) continue;
+    if (w.find("failed to load BPF skeleton") != std::string::npos) continue;
+    return w.rfind("libbpf: ", 0) == 0 ? w.substr(8) : w;
+  }
+  return {};
+}
+
+std::string all_warnings() {
+  std::lock_guard lock(g_print_mu);
+  std::string s;
+  for (const auto& w : g_libbpf_warnings) s += w + "\n";
+  return s;
+}
+
+std::string basename_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+void set_libbpf_verbosity(int level) {
+  std::lock_guard lock(g_print_mu);
+  g_libbpf_verbosity = level;
+}
+
+const char* to_string(Hook h) { return h == Hook::Xdp ? "xdp" : "tc"; }
+
+void BpfObjectDeleter::operator()(bpf_object* obj) const { bpf_object__close(obj); }
+
+// ---- verifier log -------------------------------------------------------------
+
+std::string verifier_summary(std::string_view log) {
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    return s;
+  };
+  auto boring = [](std::string_view l) {
+    static constexpr std::string_view kSkip[] = {
+        "processed ", "verification time", "stack depth", "-- END PROG LOAD LOG", "-- BEGIN PROG LOAD LOG",
+        "mark_precise", "last_idx", "parent didn't have regs", "regs=", "Func#"};
+    if (l.empty()) return true;
+    for (auto p : kSkip)
+      if (l.rfind(p, 0) == 0) return true;
+    return false;
+  };
+  // Walk the lines backwards.
+  size_t end = log.size();
+  while (end > 0) {
+    size_t start = log.rfind('\n', end - 1);
+    size_t from = (start == std::string_view::npos) ? 0 : start + 1;
+    std::string_view line = trim(log.substr(from, end - from));
+    if (!boring(line)) return std::string(line.substr(0, 300));
+    if (start == std::string_view::npos) break;
+    end = start;
+  }
+  return {};
+}
+
+// ---- ELF sections ---------------------------------------------------------------
+
+std::optional<std::vector<unsigned char>> elf_section(std::span<const unsigned char> bytes, std::string_view want,
+                                                      std::string* error) {
+  if (elf_version(EV_CURRENT) == EV_NONE) {
+    if (error) *error = "libelf initialisation failed";
+    return std::nullopt;
+  }
+  Elf* elf = elf_memory(reinterpret_cast<char*>(const_cast<unsigned char*>(bytes.data())), bytes.size());
+  if (!elf || elf_kind(elf) != ELF_K_ELF) {
+    if (elf) elf_end(elf);
+    if (error) *error = "not an ELF object";
+    return std::nullopt;
+  }
+  std::optional<std::vector<unsigned char>> out;
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(elf, &shstrndx) == 0) {
+    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
+      GElf_Shdr sh;
+      if (!gelf_getshdr(scn, &sh)) continue;
+      const char* n = elf_strptr(elf, shstrndx, sh.sh_name);
+      if (!n || want != n) continue;
+      out.emplace();
+      if (sh.sh_type == SHT_NOBITS) {
+        out->assign(sh.sh_size, 0);
+      } else if (Elf_Data* d = elf_getdata(scn, nullptr); d && d->d_buf) {
+        auto* p = static_cast<const unsigned char*>(d->d_buf);
+        out->assign(p, p + d->d_size);
+      }
+      break;
+    }
+  }
+  elf_end(elf);
+  if (!out && error) *error = fmt::format("no section '{}'", want);
+  return out;
+}
+
+// ---- LoadedPolicy ------------------------------------------------------------------
+
+LoadedPolicy::LoadedPolicy(LoadedPolicy&&) noexcept = default;
+LoadedPolicy& LoadedPolicy::operator=(LoadedPolicy&&) noexcept = default;
+LoadedPolicy::~LoadedPolicy() {
+  obj_.reset();   // close programs/maps before the log buffers they point into go
+}
+
+Result<LoadedPolicy> LoadedPolicy::open_file(const std::string& path, const LoadOptions& opts) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno ? errno : ENOENT;
+    Error e = errno_error(err, fmt::format("cannot open {}", path));
+    if (err == ENOENT) e.message += "\n  compile a policy first: qosc POLICY.qos -o OUT.bpf.o";
+    return e;
+  }
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return errno_error(EIO, fmt::format("cannot read {}", path));
+  auto r = open_memory(bytes, basename_of(path), opts);
+  if (!r.ok()) {
+    Error e = r.error();
+    if (e.message.rfind(basename_of(path), 0) == 0) e.message.replace(0, basename_of(path).size(), path);
+    return e;
+  }
+  return r;
+}
+
+Result<LoadedPolicy> LoadedPolicy::open_memory(std::span<const unsigned char> bytes, std::string name,
+                                               const LoadOptions& opts) {
+  LoadedPolicy p;
+  p.name_ = std::move(name);
+  p.opts_ = opts;
+  p.elf_.assign(bytes.begin(), bytes.end());
+
+  static constexpr unsigned char kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
+  if (p.elf_.size() < 64 || std::memcmp(p.elf_.data(), kElfMagic, 4) != 0)
+    return Error{fmt::format("{} is not a BPF object (no ELF header): give the .bpf.o that qosc wrote", p.name_)};
+
+  std::string merr;
+  if (auto m = qosc::read_manifest(p.elf_, &merr)) {
+    p.manifest_ = std::move(*m);
+    p.has_manifest_ = true;
+  } else if (opts.require_manifest) {
+    return Error{fmt::format("{} has no usable qosc manifest ({}): is it an object compiled by qosc?", p.name_,
+                             merr.empty() ? "no section " + std::string(qosc::kManifestSection) : merr)};
+  }
+  if (p.has_manifest_ && p.manifest_.format != qosc::kManifestFormat)
+    return Error{fmt::format("{} has manifest format {}, this qosrun reads format {}: recompile it with this "
+                             "version of qosc",
+                             p.name_, p.manifest_.format, qosc::kManifestFormat)};
+
+  clear_warnings();
+  LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = p.name_.c_str());
+  bpf_object* obj = bpf_object__open_mem(p.elf_.data(), p.elf_.size(), &oo);
+  if (!obj) {
+    int err = errno;
+    Error e = errno_error(err, fmt::format("libbpf cannot open {}", p.name_));
+    if (auto w = last_warning(); !w.empty()) e.message += "\n  libbpf: " + w;
+    return e;
+  }
+  p.obj_.reset(obj);
+
+  // Programs: load only what was asked for.
+  for (Hook h : {Hook::Xdp, Hook::Tc}) {
+    bpf_program* prog = p.program(h);
+    bool want = h == Hook::Xdp ? opts.load_xdp : opts.load_tc;
+    if (!prog) {
+      if (want && p.has_manifest_)
+        return Error{fmt::format("{} has no program '{}' although its manifest names it: the object is damaged, "
+                                 "recompile it",
+                                 p.name_, h == Hook::Xdp ? p.manifest_.xdp_prog : p.manifest_.tc_prog)};
+      continue;
+    }
+    if (!want) {
+      bpf_program__set_autoload(prog, false);
+      continue;
+    }
+    p.log_[static_cast<int>(h)] = std::make_unique<char[]>(opts.log_size);
+    p.log_[static_cast<int>(h)][0] = '\0';
+    // log_level 0: libbpf loads without a log and, only if the load fails,
+    // retries with log level 1 into this buffer.
+    bpf_program__set_log_buf(prog, p.log_[static_cast<int>(h)].get(), opts.log_size);
+  }
+  // Any other program in the object is not ours to load.
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, obj) {
+    if (prog != p.program(Hook::Xdp) && prog != p.program(Hook::Tc)) bpf_program__set_autoload(prog, false);
+  }
+
+  // Pinning: off unless a bpffs directory was given.
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, obj) {
+    if (opts.pin_root.empty()) {
+      bpf_map__set_pin_path(map, nullptr);
+    } else if (bpf_map__pin_path(map)) {
+      std::string path = opts.pin_root + "/" + bpf_map__name(map);
+      bpf_map__set_pin_path(map, path.c_str());
+    }
+  }
+  return p;
+}
+
+Status LoadedPolicy::load() {
+  if (loaded_) return {};
+  clear_warnings();
+  auto t0 = std::chrono::steady_clock::now();
+  int err = bpf_object__load(obj_.get());
+  load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (err) {
+    // A verifier rejection leaves the log in the failing program's buffer.
+    for (Hook h : {Hook::Xdp, Hook::Tc}) {
+      const char* log = log_[static_cast<int>(h)].get();
+      if (!log || !log[0]) continue;
+      bpf_program* prog = program(h);
+      Error e;
+      e.code = err < 0 ? -err : err;
+      std::string why = verifier_summary(log);
+      e.message = fmt::format("the kernel's verifier rejected program {} of {}: {}", bpf_program__name(prog), name_,
+                              why.empty() ? std::string(std::strerror(e.code)) : why);
+      if (e.code == ENOSPC)
+        e.message += "\n  (the verifier log did not fit the buffer; the summary is from its last part)";
+      e.message += "\n  this is a bug in qosc's generated code if the object came from qosc: please report it";
+      e.detail = fmt::format("-- verifier log of {} --\n{}", bpf_program__name(prog), log);
+      return e;
+    }
+    Error e = errno_error(err, fmt::format("cannot load {} into the kernel", name_));
+    if (auto w = last_warning(); !w.empty()) e.message += "\n  libbpf: " + w;
+    e.detail = all_warnings();
+    return e;
+  }
+  loaded_ = true;
+  if (Status s = fill_tables(); !s) return s;
+  return {};
+}
+
+Result<LoadedPolicy> LoadedPolicy::load_file(const std::string& path, const LoadOptions& opts) {
+  auto r = open_file(path, opts);
+  if (!r) return r;
+  if (Status s = r->load(); !s) return s.error();
+  return r;
+}
+
+Result<LoadedPolicy> LoadedPolicy::load_memory(std::span<const unsigned char> elf, std::string name,
+                                               const LoadOptions& opts) {
+  auto r = open_memory(elf, std::move(name), opts);
+  if (!r) return r;
+  if (Status s = r->load(); !s) return s.error();
+  return r;
+}
+
+Status LoadedPolicy::fill_tables() {
+  if (manifest_.tables_section.empty()) return {};
+  return Error{fmt::format("{} asks for load-time tables (section {}), which this qosrun cannot fill yet",
+                           name_, manifest_.tables_section)};
+}
+
+bpf_program* LoadedPolicy::program(Hook h) const {
+  if (!obj_) return nullptr;
+  const std::string& n = h == Hook::Xdp ? manifest_.xdp_prog : manifest_.tc_prog;
+  return bpf_object__find_program_by_name(obj_.get(), n.c_str());
+}
+
+int LoadedPolicy::prog_fd(Hook h) const {
+  bpf_program* p = program(h);
+  int fd = (p && loaded_) ? bpf_program__fd(p) : -1;
+  return fd < 0 ? -1 : fd;
+}
+
+bpf_map* LoadedPolicy::map(MapRole r) const {
+  if (!obj_) return nullptr;
+  const std::string& n = r == MapRole::Stats ? manifest_.stats_map : manifest_.flows_map;
+  return bpf_object__find_map_by_name(obj_.get(), n.c_str());
+}
+
+int LoadedPolicy::map_fd(MapRole r) const {
+  bpf_map* m = map(r);
+  int fd = (m && loaded_) ? bpf_map__fd(m) : -1;
+  return fd < 0 ? -1 : fd;
+}
+
+std::string LoadedPolicy::class_name(int32_t id) const {
+  if (id < 0) return "drop";
+  if (static_cast<size_t>(id) < manifest_.classes.size()) return manifest_.classes[static_cast<size_t>(id)].name;
+  return fmt::format("class#{}", id);
+}
+
+int32_t LoadedPolicy::class_from_htb_minor(uint32_t minor) const {
+  for (const auto& c : manifest_.classes) {
+    uint32_t m = c.htb_minor ? c.htb_minor : 0x10u + c.id;
+    if (m == minor) return static_cast<int32_t>(c.id);
+  }
+  return -1;
+}
+
+}  // namespace qosrun
