@@ -307,7 +307,8 @@ Status LoadedPolicy::load() {
                               why.empty() ? std::string(std::strerror(e.code)) : why);
       if (e.code == ENOSPC)
         e.message += "\n  (the verifier log did not fit the buffer; the summary is from its last part)";
-      e.message += "\n  this is a bug in qosc's generated code if the object came from qosc: please report it";
+      if (has_manifest_)
+        e.message += "\n  qosc generated code the kernel refuses: this is a bug in qosc, please report it";
       e.detail = fmt::format("-- verifier log of {} --\n{}", bpf_program__name(prog), log);
       return e;
     }

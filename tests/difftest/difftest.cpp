@@ -1,0 +1,207 @@
+// The differential test: for random policies and random/adversarial packets,
+// the class the compiled program picks in the kernel (BPF_PROG_TEST_RUN, XDP
+// and TC) must equal the reference interpreter's answer
+// (qosc::classify(policy, qosc::parse_packet(frame))) every time.
+//
+// Scale with the environment (the CI default runs in about two minutes):
+//   QOSC_DIFFTEST_POLICIES  number of random policies       (default 60)
+//   QOSC_DIFFTEST_PACKETS   random packets per policy        (default 400)
+//   QOSC_DIFFTEST_SWEEPS    frames per policy cut at every length (default 2)
+//   QOSC_DIFFTEST_SEED      base seed                        (default 20261124)
+//   QOSC_DIFFTEST_ONLY      run only policy number N (to reproduce a failure)
+// The long run (docs/testing.md):
+//   QOSC_DIFFTEST_POLICIES=2000 QOSC_DIFFTEST_PACKETS=3000 build/tests/difftest/difftest
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "packet_gen.hpp"
+#include "pipeline.hpp"
+#include "qosc/packet.hpp"
+#include "qosrun/classify.hpp"
+#include "qosrun/loader.hpp"
+#include "qosrun/testrun.hpp"
+
+namespace fs = std::filesystem;
+using namespace qosc::difftest;
+using qosrun::Hook;
+
+namespace {
+
+uint64_t env_u64(const char* name, uint64_t def) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return def;
+  char* end = nullptr;
+  unsigned long long x = std::strtoull(v, &end, 0);
+  return (end && *end == '\0') ? x : def;
+}
+
+std::string class_label(const qosc::ir::Policy& p, int32_t id) {
+  if (id < 0) return "drop";
+  if (static_cast<size_t>(id) < p.classes.size()) return fmt::format("{} ({})", p.classes[static_cast<size_t>(id)].name, id);
+  return fmt::format("class #{}", id);
+}
+
+// Compares one frame on both hooks; prints a full report for a mismatch.
+class Checker {
+ public:
+  Checker(const qosc::ir::Policy& ir, const qosrun::LoadedPolicy& loaded, std::string policy_text, std::string tag)
+      : ir_(ir), runner_(loaded), text_(std::move(policy_text)), tag_(std::move(tag)) {}
+
+  void check(const std::vector<uint8_t>& frame, const std::string& desc) {
+    const qosc::PacketFields fields = qosc::parse_packet(frame);
+    const int32_t want = qosc::classify(ir_, fields);
+    for (Hook hook : {Hook::Xdp, Hook::Tc}) {
+      ++runs_;
+      auto v = runner_.run(hook, frame);
+      std::string got, why;
+      bool ok = false;
+      if (!v) {
+        got = "error";
+        why = v.error().message;
+      } else if (!v->attributed) {
+        got = "drop (neither a drop rule nor a policer counted it)";
+      } else {
+        ok = v->class_id == want;
+        got = class_label(ir_, v->class_id);
+        if (v->policed) got += ", dropped by its policer";
+      }
+      if (ok) continue;
+      ++mismatches_;
+      if (mismatches_ > kPrintLimit) continue;
+      std::ostringstream os;
+      os << "MISMATCH " << tag_ << " hook " << qosrun::to_string(hook) << ": compiled program says " << got
+         << ", reference says " << class_label(ir_, want);
+      if (!why.empty()) os << "\n  error: " << why;
+      os << "\n  frame (" << frame.size() << " bytes, " << desc << "):\n" << hex(frame)
+         << "\n  reference fields: " << qosc::to_string(fields) << "\n  first matching rule (reference): "
+         << qosc::first_match(ir_, fields);
+      if (!printed_policy_) {
+        os << "\n  policy:\n" << text_;
+        printed_policy_ = true;
+      }
+      ADD_FAILURE() << os.str();
+    }
+  }
+  size_t runs() const { return runs_; }
+  size_t mismatches() const { return mismatches_; }
+
+ private:
+  static constexpr size_t kPrintLimit = 4;
+  const qosc::ir::Policy& ir_;
+  qosrun::TestRunner runner_;
+  std::string text_, tag_;
+  size_t runs_ = 0, mismatches_ = 0;
+  bool printed_policy_ = false;
+};
+
+#define NEED_BPF()                                                                                  \
+  do {                                                                                              \
+    if (!qosrun::can_load_bpf()) GTEST_SKIP() << "needs root: loads compiled policies into the kernel"; \
+  } while (0)
+
+}  // namespace
+
+TEST(Difftest, RandomPoliciesAgreeWithTheReference) {
+  NEED_BPF();
+  const uint64_t policies = env_u64("QOSC_DIFFTEST_POLICIES", 60);
+  const uint64_t packets = env_u64("QOSC_DIFFTEST_PACKETS", 400);
+  const uint64_t sweeps = env_u64("QOSC_DIFFTEST_SWEEPS", 2);
+  const uint64_t seed = env_u64("QOSC_DIFFTEST_SEED", 20261124);
+  const uint64_t only = env_u64("QOSC_DIFFTEST_ONLY", UINT64_MAX);
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t runs = 0, mismatches = 0, bad_policies = 0, checked = 0;
+  for (uint64_t i = 0; i < policies; ++i) {
+    if (only != UINT64_MAX && i != only) continue;
+    const uint64_t pseed = seed * 1000003u + i;
+    std::mt19937_64 prng(pseed);
+    // Mostly small policies, sometimes large ones (other code paths).
+    const size_t rules = (i % 10 == 9) ? 40 + prng() % 200 : 1 + prng() % 24;
+    const std::string text = random_policy_text(prng, rules);
+    const std::string tag = fmt::format("policy {} (QOSC_DIFFTEST_SEED={} QOSC_DIFFTEST_ONLY={})", i, seed, i);
+    std::string error;
+    auto compiled = compile_text(fmt::format("random{}.qos", i), text, &error);
+    if (!compiled) {
+      ++bad_policies;
+      ADD_FAILURE() << tag << ": the generated policy does not compile:\n" << error << "\npolicy:\n" << text;
+      continue;
+    }
+    auto loaded = qosrun::LoadedPolicy::load_memory(compiled->object, fmt::format("random{}.bpf.o", i));
+    if (!loaded) {
+      ++bad_policies;
+      ADD_FAILURE() << tag << ": the kernel refused the compiled policy: " << loaded.error().message << "\npolicy:\n"
+                    << text << "\n" << loaded.error().detail.substr(0, 4000);
+      continue;
+    }
+    ++checked;
+    Checker checker(compiled->ir, *loaded, text, tag);
+    PacketGen gen(compiled->ir, pseed ^ 0x9e3779b97f4a7c15ull);
+    for (uint64_t k = 0; k < packets; ++k) {
+      auto f = gen.next();
+      checker.check(f, gen.description());
+    }
+    // Every truncation length of a few frames.
+    for (uint64_t s = 0; s < sweeps; ++s) {
+      auto f = gen.next();
+      const std::string desc = gen.description();
+      for (size_t len = qosrun::kMinTestFrame; len <= f.size(); ++len)
+        checker.check(std::vector<uint8_t>(f.begin(), f.begin() + static_cast<long>(len)),
+                      fmt::format("{} | swept to {}/{}", desc, len, f.size()));
+    }
+    runs += checker.runs();
+    mismatches += checker.mismatches();
+    if (checker.mismatches())
+      std::cerr << fmt::format("{}: {} mismatches in {} runs\n", tag, checker.mismatches(), checker.runs());
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << fmt::format(
+      "difftest: {} policies compiled and loaded ({} failed), {} packet runs (XDP + TC), {} mismatches, seed {}, "
+      "{:.1f} s\n",
+      checked, bad_policies, runs, mismatches, seed, secs);
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_EQ(bad_policies, 0u);
+}
+
+// Every example policy compiles, passes the verifier on both hooks, and
+// classifies generated packets as the reference does.
+TEST(Difftest, ExamplesLoadAndClassify) {
+  NEED_BPF();
+  const fs::path dir = QOSC_EXAMPLES_DIR;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file() && (e.path().extension() == ".qos" || e.path().extension() == ".json"))
+      files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) GTEST_SKIP() << "no example policies in " << dir;
+  for (const auto& path : files) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string error;
+    auto compiled = compile_text(path.filename().string(), ss.str(), &error);
+    if (!compiled) {
+      ADD_FAILURE() << path << " does not compile:\n" << error;
+      continue;
+    }
+    auto loaded = qosrun::LoadedPolicy::load_memory(compiled->object, path.filename().string() + ".bpf.o");
+    if (!loaded) {
+      ADD_FAILURE() << path << ": " << loaded.error().message;
+      continue;
+    }
+    EXPECT_GE(loaded->prog_fd(Hook::Xdp), 0);
+    EXPECT_GE(loaded->prog_fd(Hook::Tc), 0);
+    Checker checker(compiled->ir, *loaded, ss.str(), path.filename().string());
+    PacketGen gen(compiled->ir, 7);
+    for (int k = 0; k < 300; ++k) {
+      auto f = gen.next();
+      checker.check(f, gen.description());
+    }
+    EXPECT_EQ(checker.mismatches(), 0u) << path;
+  }
+}
