@@ -71,6 +71,11 @@ std::string policy_name_from(const std::string& file) {
   std::string out;
   for (char c : base) out += (std::isalnum(uint8_t(c)) || c == '_' || c == '-') ? c : '_';
   if (out.empty() || std::isdigit(uint8_t(out[0])) || out[0] == '-') out = "p_" + out;
+  static const char* reserved[] = {"policy", "link", "scheduler", "set", "class", "rule", "priority", "weight",
+                                   "quantum", "rate", "burst", "default", "drop", "ip", "ip6", "tcp", "udp",
+                                   "icmp", "icmpv6", "sport", "dport", "proto", "dscp", "saddr", "daddr"};
+  for (const char* r : reserved)
+    if (out == r) return out + "_profile";  // e.g. default.json -> policy default_profile
   return out;
 }
 
