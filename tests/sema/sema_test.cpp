@@ -1,0 +1,195 @@
+// Semantic checks and lowering, through text.
+#include <gtest/gtest.h>
+
+#include "helpers.hpp"
+#include "qosc/packet.hpp"
+
+namespace qosc {
+namespace {
+
+using semtest::lower_text;
+
+std::string wrap(const std::string& body) {
+  return "policy t {\n    link 100mbit;\n    class a { priority 1; }\n    class b { default; }\n" + body + "}\n";
+}
+
+TEST(Lowering, ClassDefaultsAndBurstRule) {
+  auto l = lower_text("policy t { link 1gbit; class a { rate 80mbit; } class b { rate 1mbit; default; } rule tcp -> a; }");
+  ASSERT_TRUE(l.ir) << l.diags;
+  const auto& a = l.ir->classes[0];
+  EXPECT_EQ(a.priority, ir::kDefaultPriority);
+  EXPECT_EQ(a.weight, ir::kDefaultWeight);
+  EXPECT_EQ(a.quantum, ir::kDefaultQuantum);
+  EXPECT_EQ(a.rate_bps, 80'000'000u);
+  EXPECT_EQ(a.burst_bytes, 100'000u) << "10 ms at 80 Mbit/s";
+  EXPECT_EQ(l.ir->classes[1].burst_bytes, 3028u) << "at least two full frames";
+  EXPECT_EQ(l.ir->classes[1].id, 1u);
+  EXPECT_EQ(l.ir->default_class, 1u);
+  EXPECT_EQ(l.ir->scheduler.kind, ir::SchedKind::StrictPriority) << "scheduler is optional";
+  EXPECT_EQ(l.ir->link_bps, 1'000'000'000u);
+}
+
+TEST(Lowering, SchedulerAliasesAndPifo) {
+  for (auto [alias, kind] : {std::pair{"sp", ir::SchedKind::StrictPriority}, {"rr", ir::SchedKind::RoundRobin},
+                             {"drr", ir::SchedKind::DeficitRoundRobin}, {"wfq", ir::SchedKind::WeightedFairQueuing}}) {
+    auto l = lower_text(wrap(fmt::format("scheduler {};\nrule tcp -> a;\n", alias)));
+    ASSERT_TRUE(l.ir) << l.diags;
+    EXPECT_EQ(l.ir->scheduler.kind, kind);
+  }
+  auto p = lower_text(wrap("scheduler pifo;\nrule tcp -> a;\n"));
+  ASSERT_TRUE(p.ir) << p.diags;
+  EXPECT_EQ(p.ir->scheduler.pifo_bands, 8u);
+  EXPECT_EQ(ir::to_string(p.ir->scheduler.rank), "class.priority");
+  auto q = lower_text(wrap("scheduler pifo { rank = class.priority * 1000 + min(pkt.len, 1500) / 2; bands 4; }\nrule tcp -> a;\n"));
+  ASSERT_TRUE(q.ir) << q.diags;
+  EXPECT_EQ(q.ir->scheduler.pifo_bands, 4u);
+  EXPECT_EQ(ir::to_string(q.ir->scheduler.rank), "((class.priority * 1000) + (min(pkt.len, 1500) / 2))");
+}
+
+TEST(Lowering, PortNegationFoldedIntoIntervals) {
+  auto l = lower_text(wrap("rule tcp dport != { 22, 80, 79 } -> a;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  ir::PortSet want{{0, 21}, {23, 78}, {81, 65535}};
+  EXPECT_EQ(*l.ir->rules[0].dport, want);
+  EXPECT_EQ(l.ir->rules[0].protos->count(), 1u);
+  EXPECT_TRUE(l.ir->rules[0].protos->test(6));
+  EXPECT_EQ(l.ir->rules[0].family, ir::Family::Any);
+}
+
+TEST(Lowering, SetsExpandedAndMerged) {
+  auto l = lower_text(wrap("set p = { 1000-2000, 1500-2500, 2501 };\nrule udp sport @p dport { 5, 6, 7 } -> a;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  EXPECT_EQ(*l.ir->rules[0].sport, (ir::PortSet{{1000, 2501}}));
+  EXPECT_EQ(*l.ir->rules[0].dport, (ir::PortSet{{5, 7}}));
+}
+
+TEST(Lowering, PrefixesNormalised) {
+  auto l = lower_text(wrap("rule ip saddr { 192.168.0.0/16, 10.1.0.0/16, 10.0.0.0/8, 10.2.3.4 } -> a;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  const auto& m = l.ir->rules[0].addrs.at(0);
+  ASSERT_EQ(m.prefixes.size(), 2u);
+  EXPECT_EQ(m.prefixes[0].addr[0], 10);
+  EXPECT_EQ(m.prefixes[0].len, 8);
+  EXPECT_EQ(m.prefixes[1].addr[0], 192);
+  EXPECT_EQ(l.ir->rules[0].family, ir::Family::V4);
+}
+
+TEST(Lowering, DscpAndProtoSetsWithNegation) {
+  auto l = lower_text(wrap("rule dscp != { ef, cs1, 0-7 } proto { gre, 50 } -> a;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  const auto& r = l.ir->rules[0];
+  EXPECT_EQ(r.dscp->count(), 64u - 1 - 8 + 0) << "ef, cs1 (=8) and 0-7 excluded";
+  EXPECT_FALSE(r.dscp->test(46));
+  EXPECT_FALSE(r.dscp->test(8));
+  EXPECT_TRUE(r.dscp->test(9));
+  EXPECT_EQ(r.protos->count(), 2u);
+  EXPECT_TRUE(r.protos->test(47));
+  EXPECT_TRUE(r.protos->test(50));
+}
+
+TEST(Lowering, IcmpFamilies) {
+  auto l = lower_text(wrap("rule icmp -> a;\nrule icmpv6 -> a;\nrule ip6 -> b;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  EXPECT_EQ(l.ir->rules[0].family, ir::Family::V4);
+  EXPECT_TRUE(l.ir->rules[0].protos->test(1));
+  EXPECT_EQ(l.ir->rules[1].family, ir::Family::V6);
+  EXPECT_TRUE(l.ir->rules[1].protos->test(58));
+  EXPECT_EQ(l.ir->rules[2].family, ir::Family::V6);
+}
+
+TEST(Lowering, ContradictoryRuleIsWarnedAndDropped) {
+  auto l = lower_text(wrap("rule udp dport 53 tcp dport 53 -> a;\nrule tcp dport 80 tcp dport 443 -> a;\n"
+                           "rule ip saddr 10.0.0.0/8 ip6 daddr ::1 -> a;\nrule icmp ip6 -> a;\nrule tcp -> a;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  EXPECT_EQ(l.warnings, 4u) << l.diags;
+  ASSERT_EQ(l.ir->rules.size(), 1u);
+  EXPECT_EQ(l.ir->rules[0].index, 4u) << "index keeps the file position";
+}
+
+TEST(Lowering, ShadowedRuleIsWarnedAndDropped) {
+  auto l = lower_text(wrap("rule tcp dport 1-1000 -> a;\nrule tcp dport { 22, 80 } -> b;\n"
+                           "rule ip saddr 10.0.0.0/8 -> a;\nrule ip saddr 10.1.0.0/16 udp -> b;\n"
+                           "rule ip daddr != 192.168.0.0/16 -> a;\nrule ip daddr 10.9.0.0/16 -> b;\n"
+                           "rule udp dport 53 -> b;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  EXPECT_EQ(l.warnings, 3u) << l.diags;
+  EXPECT_NE(l.diags.find("earlier rule at line 5"), std::string::npos) << l.diags;
+  ASSERT_EQ(l.ir->rules.size(), 4u);
+  EXPECT_EQ(l.ir->rules[3].index, 10u - 4u);
+}
+
+TEST(Lowering, NotShadowedWhenCoverIsPartial) {
+  auto l = lower_text(wrap("rule tcp dport 1-1000 -> a;\nrule tcp dport { 22, 8080 } -> b;\nrule ip saddr 10.0.0.0/8 -> a;\n"
+                           "rule udp -> b;\n"));
+  ASSERT_TRUE(l.ir) << l.diags;
+  EXPECT_EQ(l.warnings, 0u) << l.diags;
+  EXPECT_EQ(l.ir->rules.size(), 4u);
+}
+
+TEST(Lowering, DroppingDeadRulesKeepsMeaning) {
+  // The IR without the dead rules classifies like the full first-match list.
+  auto l = lower_text(wrap("rule tcp -> a;\nrule tcp dport 80 -> b;\nrule udp dport 53 tcp -> b;\n"));
+  ASSERT_TRUE(l.ir);
+  ASSERT_EQ(l.ir->rules.size(), 1u);
+  PacketFields p;
+  p.ip = true;
+  p.family = ir::Family::V4;
+  p.proto = 6;
+  p.l4 = true;
+  p.dport = 80;
+  EXPECT_EQ(classify(*l.ir, p), 0);
+}
+
+TEST(Checks, ManyErrorsInOneRun) {
+  auto l = lower_text("policy t {\n  class a { priority 9; weight 0; }\n  class a { }\n  rule tcp dport 70000 -> nope;\n}\n");
+  EXPECT_FALSE(l.ir);
+  EXPECT_GE(l.errors, 5u) << l.diags;  // priority, weight, duplicate, port, unknown class, no link, no default
+  EXPECT_NE(l.diags.find("no link rate"), std::string::npos);
+  EXPECT_NE(l.diags.find("no default class"), std::string::npos);
+}
+
+TEST(Checks, ExamplesCompileClean) {
+  for (const char* name : {"gaming", "server", "default"}) {
+    auto text = semtest::read_file(std::string(QOSC_SOURCE_DIR) + "/examples/" + name + ".qos");
+    ASSERT_FALSE(text.empty()) << name;
+    auto l = lower_text(text, std::string(name) + ".qos");
+    ASSERT_TRUE(l.ir) << l.diags;
+    EXPECT_EQ(l.warnings, 0u) << l.diags;
+    auto dump = dump_ir(*l.ir);
+    EXPECT_NE(dump.find("default"), std::string::npos);
+  }
+}
+
+TEST(Checks, GamingExampleClassifies) {
+  auto l = lower_text(semtest::read_file(std::string(QOSC_SOURCE_DIR) + "/examples/gaming.qos"), "gaming.qos");
+  ASSERT_TRUE(l.ir) << l.diags;
+  const auto& pol = *l.ir;
+  auto cls = [&](const char* n) { return int32_t(pol.find_class(n)->id); };
+  PacketFields p;
+  p.ip = true;
+  p.family = ir::Family::V4;
+  p.proto = 17;
+  p.l4 = true;
+  p.sport = 27020;
+  p.dport = 9999;
+  EXPECT_EQ(classify(pol, p), cls("gaming"));
+  p.sport = 1;
+  EXPECT_EQ(classify(pol, p), cls("bulk"));
+  p.dscp = 46;
+  EXPECT_EQ(classify(pol, p), cls("voip"));
+  p.dscp = 0;
+  p.proto = 6;
+  p.dport = 23;
+  EXPECT_EQ(classify(pol, p), ir::kDrop);
+  p.dport = 22;
+  EXPECT_EQ(classify(pol, p), cls("bulk"));
+  p.saddr = {192, 168, 1, 200};
+  EXPECT_EQ(classify(pol, p), cls("control"));
+  p.l4 = false;  // fragment: ports never match
+  EXPECT_EQ(classify(pol, p), cls("bulk"));
+  p.proto = 1;
+  EXPECT_EQ(classify(pol, p), cls("control"));
+}
+
+}  // namespace
+}  // namespace qosc
