@@ -82,7 +82,8 @@ std::string policy_name_from(const std::string& file) {
 std::string convert(const json& doc, const std::string& file_name) {
   if (!doc.is_object()) fail("(top level)", "expected a JSON object with scheduler, classes and rules");
   std::string out;
-  out += fmt::format("# converted from {} (dissertation JSON profile) by qosc convert\n", file_name);
+  out += fmt::format("# converted from {} (dissertation JSON profile) by qosc convert\n",
+                     file_name.substr(file_name.find_last_of('/') == std::string::npos ? 0 : file_name.find_last_of('/') + 1));
   out += "# note: the profile names no link rate; 1gbit is assumed (the dissertation's\n"
          "#       Raspberry Pi 4 testbed used gigabit Ethernet)\n";
 

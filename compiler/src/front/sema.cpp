@@ -770,16 +770,6 @@ class Checker {
       L.rule.index = uint32_t(ri);
       L.rule.loc = r.loc;
       bool ok = true;
-      if (r.drop) {
-        L.rule.target = ir::kDrop;
-      } else if (auto it = class_ids_.find(r.target); it != class_ids_.end()) {
-        L.rule.target = int32_t(it->second);
-      } else {
-        auto& d = diags_.error(r.target_loc, fmt::format("unknown class '{}'", r.target));
-        std::string c = closest_match(r.target, keys(class_ids_));
-        if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));
-        ok = false;
-      }
       for (const auto& m : r.matches) {
         const char* name = match_name(m.kind);
         switch (m.kind) {
@@ -867,6 +857,17 @@ class Checker {
             break;
           }
         }
+      }
+      // The target last, so that diagnostics come in source order.
+      if (r.drop) {
+        L.rule.target = ir::kDrop;
+      } else if (auto it = class_ids_.find(r.target); it != class_ids_.end()) {
+        L.rule.target = int32_t(it->second);
+      } else {
+        auto& d = diags_.error(r.target_loc, fmt::format("unknown class '{}'", r.target));
+        std::string c = closest_match(r.target, keys(class_ids_));
+        if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));
+        ok = false;
       }
       if (!ok) continue;
       if (L.never) {
