@@ -478,7 +478,7 @@ class Checker {
     SetKind k = set_kinds_[*v.set_ref];
     if (k == SetKind::Mixed || k == SetKind::Empty) return std::nullopt;  // already reported
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-      auto& d = diags_.error(v.set_ref_loc, fmt::format("set '@{}' holds {}, but {} is expected here", *v.set_ref,
+      auto& d = diags_.error(v.set_ref_loc, fmt::format("set '@{}' holds {}, where {} are expected", *v.set_ref,
                                                         set_kind_name(k), expected));
       d.notes.push_back({it->second->name_loc, "set declared here"});
       return std::nullopt;
@@ -620,7 +620,7 @@ class Checker {
   }
 
   std::optional<ir::PortSet> port_value(const ast::Value& v, const char* what) {
-    auto els = elements_of(v, "a port set", {SetKind::Numbers});
+    auto els = elements_of(v, "ports", {SetKind::Numbers});
     if (!els) return std::nullopt;
     std::vector<ir::PortInterval> iv;
     bool ok = true;
@@ -649,7 +649,7 @@ class Checker {
   }
 
   std::optional<std::bitset<64>> dscp_value(const ast::Value& v) {
-    auto els = elements_of(v, "a set of DSCP values", {SetKind::Numbers, SetKind::Words});
+    auto els = elements_of(v, "DSCP values", {SetKind::Numbers, SetKind::Words});
     if (!els) return std::nullopt;
     std::bitset<64> b;
     bool ok = true;
@@ -682,7 +682,7 @@ class Checker {
   }
 
   std::optional<std::bitset<256>> proto_value(const ast::Value& v) {
-    auto els = elements_of(v, "a set of protocols", {SetKind::Numbers, SetKind::Words});
+    auto els = elements_of(v, "protocols", {SetKind::Numbers, SetKind::Words});
     if (!els) return std::nullopt;
     std::bitset<256> b;
     bool ok = true;
