@@ -1,6 +1,8 @@
 // Semantic checks and lowering, through text.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "helpers.hpp"
 #include "qosc/packet.hpp"
 

@@ -221,7 +221,9 @@ std::optional<std::string> json_profile_to_qos(const SourceFile& file, Diagnosti
     doc = json::parse(file.text(), nullptr, true, /*ignore_comments=*/true);
   } catch (const json::parse_error& e) {
     std::string what = e.what();
-    if (auto p = what.find("]: "); p != std::string::npos) what = what.substr(p + 3);
+    // "[json.exception.parse_error.101] parse error at line 2, column 16: syntax error ..." -> "syntax error ..."
+    if (auto c = what.find("column "); c != std::string::npos)
+      if (auto p = what.find(": ", c); p != std::string::npos) what = what.substr(p + 2);
     diags.error(offset_loc(file.text(), e.byte > 0 ? e.byte - 1 : 0), fmt::format("invalid JSON: {}", what));
     return std::nullopt;
   }
