@@ -251,7 +251,8 @@ struct Origin {
 
 class Checker {
  public:
-  Checker(const ast::Policy& p, const SourceFile& f, Diagnostics& d) : ast_(p), file_(f), diags_(d) {}
+  Checker(const ast::Policy& p, const SourceFile& f, Diagnostics& d, bool keep_dead = false)
+      : ast_(p), file_(f), diags_(d), keep_dead_(keep_dead) {}
 
   std::optional<ir::Policy> run() {
     out_.name = ast_.name;
@@ -271,6 +272,7 @@ class Checker {
   const ast::Policy& ast_;
   const SourceFile& file_;
   Diagnostics& diags_;
+  bool keep_dead_;  // tests only: keep dead rules (a contradictory one as a rule matching nothing)
   ir::Policy out_;
   std::map<std::string, const ast::SetDecl*> sets_;
   std::map<std::string, SetKind> set_kinds_;
@@ -873,11 +875,17 @@ class Checker {
       if (L.never) {
         auto& d = diags_.warning(r.loc, fmt::format("rule can never match: {}; it is left out", *L.never));
         for (const auto& o : L.never_notes) d.notes.push_back({o.loc, fmt::format("'{}' is here", o.what)});
+        if (keep_dead_) {
+          L.rule.protos = std::bitset<256>();  // matches no packet
+          rule_locs_.push_back(r.loc);
+          out_.rules.push_back(std::move(L.rule));
+        }
         continue;
       }
       // Single-rule cover: an earlier rule that matches every packet this one does.
       bool shadowed = false;
       for (size_t j = 0; j < out_.rules.size(); ++j) {
+        if (keep_dead_ && out_.rules[j].protos && out_.rules[j].protos->none()) continue;
         if (covers(out_.rules[j], L.rule)) {
           auto& d = diags_.warning(r.loc, fmt::format("rule can never match: every packet it matches is taken by the earlier rule at line {}; it is left out",
                                                       rule_locs_[j].line));
@@ -886,7 +894,7 @@ class Checker {
           break;
         }
       }
-      if (shadowed) continue;
+      if (shadowed && !keep_dead_) continue;
       rule_locs_.push_back(r.loc);
       out_.rules.push_back(std::move(L.rule));
     }
@@ -988,6 +996,15 @@ class Checker {
 std::optional<ir::Policy> check_and_lower(const ast::Policy& policy, const SourceFile& file, Diagnostics& diags) {
   return Checker(policy, file, diags).run();
 }
+
+namespace detail {
+// For tests: the same lowering, but rules that can never match stay in the IR
+// (a contradictory one as a rule that matches nothing), so that a test can
+// check that leaving them out changes no decision.
+std::optional<ir::Policy> check_and_lower_keep_dead(const ast::Policy& policy, const SourceFile& file, Diagnostics& diags) {
+  return Checker(policy, file, diags, true).run();
+}
+}  // namespace detail
 
 // Exposed for dump_ir and docs: keep in one place.
 std::string format_prefix(const ir::Prefix& p) { return fmt_prefix(p); }
