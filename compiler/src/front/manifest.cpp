@@ -1,0 +1,147 @@
+// Manifest <-> JSON, and reading it back out of a compiled ELF object.
+#include "qosc/manifest.hpp"
+
+#include <gelf.h>
+#include <libelf.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace qosc {
+
+const ManifestClass* Manifest::find_class(std::string_view name) const {
+  for (const auto& c : classes)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+nlohmann::json to_json(const Manifest& m) {
+  nlohmann::json classes = nlohmann::json::array();
+  for (const auto& c : m.classes)
+    classes.push_back({{"id", c.id}, {"name", c.name}, {"priority", c.priority}, {"weight", c.weight},
+                       {"quantum", c.quantum}, {"rate_bps", c.rate_bps}, {"burst_bytes", c.burst_bytes},
+                       {"is_default", c.is_default}, {"htb_minor", c.htb_minor}});
+  return {{"format", m.format},
+          {"policy", m.policy},
+          {"source", m.source},
+          {"source_sha256", m.source_sha256},
+          {"compiler_version", m.compiler_version},
+          {"link_bps", m.link_bps},
+          {"scheduler", m.scheduler},
+          {"rank", m.rank},
+          {"pifo_bands", m.pifo_bands},
+          {"classes", classes},
+          {"default_class", m.default_class},
+          {"rule_count", m.rule_count},
+          {"strategy", m.strategy},
+          {"xdp_prog", m.xdp_prog},
+          {"tc_prog", m.tc_prog},
+          {"stats_map", m.stats_map},
+          {"flows_map", m.flows_map},
+          {"tables_section", m.tables_section}};
+}
+
+namespace {
+template <class T>
+void get(const nlohmann::json& j, const char* key, T& out, bool required) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (required) throw std::runtime_error(fmt::format("manifest: missing field \"{}\"", key));
+    return;
+  }
+  try {
+    out = it->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw std::runtime_error(fmt::format("manifest: field \"{}\" has the wrong type", key));
+  }
+}
+}  // namespace
+
+Manifest manifest_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::runtime_error("manifest: not a JSON object");
+  Manifest m;
+  get(j, "format", m.format, true);
+  if (m.format != kManifestFormat)
+    throw std::runtime_error(fmt::format("manifest: format {} is not supported (expected {}); recompile the policy "
+                                         "with this qosc",
+                                         m.format, kManifestFormat));
+  get(j, "policy", m.policy, true);
+  get(j, "source", m.source, false);
+  get(j, "source_sha256", m.source_sha256, false);
+  get(j, "compiler_version", m.compiler_version, false);
+  get(j, "link_bps", m.link_bps, false);
+  get(j, "scheduler", m.scheduler, true);
+  get(j, "rank", m.rank, false);
+  get(j, "pifo_bands", m.pifo_bands, false);
+  get(j, "default_class", m.default_class, true);
+  get(j, "rule_count", m.rule_count, false);
+  get(j, "strategy", m.strategy, false);
+  get(j, "xdp_prog", m.xdp_prog, false);
+  get(j, "tc_prog", m.tc_prog, false);
+  get(j, "stats_map", m.stats_map, false);
+  get(j, "flows_map", m.flows_map, false);
+  get(j, "tables_section", m.tables_section, false);
+  auto it = j.find("classes");
+  if (it == j.end() || !it->is_array()) throw std::runtime_error("manifest: missing array \"classes\"");
+  for (const auto& cj : *it) {
+    if (!cj.is_object()) throw std::runtime_error("manifest: a class entry is not an object");
+    ManifestClass c;
+    get(cj, "id", c.id, true);
+    get(cj, "name", c.name, true);
+    get(cj, "priority", c.priority, false);
+    get(cj, "weight", c.weight, false);
+    get(cj, "quantum", c.quantum, false);
+    get(cj, "rate_bps", c.rate_bps, false);
+    get(cj, "burst_bytes", c.burst_bytes, false);
+    get(cj, "is_default", c.is_default, false);
+    get(cj, "htb_minor", c.htb_minor, false);
+    if (c.id != m.classes.size())
+      throw std::runtime_error(fmt::format("manifest: class \"{}\" has id {}, expected {}", c.name, c.id,
+                                           m.classes.size()));
+    m.classes.push_back(std::move(c));
+  }
+  if (m.classes.empty()) throw std::runtime_error("manifest: no classes");
+  if (m.default_class >= m.classes.size())
+    throw std::runtime_error(fmt::format("manifest: default_class {} out of range", m.default_class));
+  return m;
+}
+
+std::optional<Manifest> read_manifest(std::span<const unsigned char> elf_bytes, std::string* error) {
+  auto fail = [&](std::string msg) -> std::optional<Manifest> {
+    if (error) *error = std::move(msg);
+    return std::nullopt;
+  };
+  if (elf_version(EV_CURRENT) == EV_NONE) return fail("libelf initialisation failed");
+  // elf_memory wants a mutable buffer; it does not write with ELF_C_READ_MMAP semantics, but copy to be safe.
+  std::vector<char> buf(elf_bytes.begin(), elf_bytes.end());
+  Elf* e = elf_memory(buf.data(), buf.size());
+  if (!e) return fail(fmt::format("not an ELF object: {}", elf_errmsg(-1)));
+  struct Closer { Elf* e; ~Closer() { elf_end(e); } } closer{e};
+  if (elf_kind(e) != ELF_K_ELF) return fail("not an ELF object");
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(e, &shstrndx) != 0) return fail(fmt::format("bad ELF object: {}", elf_errmsg(-1)));
+  for (Elf_Scn* scn = elf_nextscn(e, nullptr); scn; scn = elf_nextscn(e, scn)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    const char* name = elf_strptr(e, shstrndx, sh.sh_name);
+    if (!name || std::strcmp(name, kManifestSection) != 0) continue;
+    Elf_Data* d = elf_getdata(scn, nullptr);
+    if (!d || !d->d_buf) return fail("manifest section is empty");
+    std::string text(static_cast<const char*>(d->d_buf), d->d_size);
+    while (!text.empty() && text.back() == '\0') text.pop_back();
+    try {
+      return manifest_from_json(nlohmann::json::parse(text));
+    } catch (const nlohmann::json::exception& ex) {
+      return fail(fmt::format("manifest section is not valid JSON: {}", ex.what()));
+    } catch (const std::runtime_error& ex) {
+      return fail(ex.what());
+    }
+  }
+  return fail(fmt::format("object has no {} section: it was not built by qosc (compile the policy with `qosc -o`)",
+                          kManifestSection));
+}
+
+}  // namespace qosc
