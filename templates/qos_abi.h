@@ -60,4 +60,32 @@ struct qos_meta {
 #define QOS_HTB_MAJOR 1u
 #define QOS_HTB_MINOR_BASE 0x10u
 
+/* ---- additive since ABI 1 (codegen) ---- */
+
+/* Map "qos_buckets": BPF_MAP_TYPE_ARRAY, key __u32 class id, max_entries
+ * nclasses. Per-class policer state (see templates/qos_bucket.h): a GCRA /
+ * virtual-time bucket. tat_ns is the theoretical arrival time in
+ * bpf_ktime_get_ns() time; 0 = idle. The rates and bursts are constants in
+ * the generated code, not in the map. */
+struct qos_bucket_state {
+	__u64 tat_ns;
+	__u64 pad;
+};
+
+/* Map "qos_pifo": BPF_MAP_TYPE_ARRAY, key 0, one entry: SP-PIFO (Alcoz et
+ * al., NSDI'20) adaptive bounds of the strict-priority bands approximating
+ * PIFO. The TC program maps a packet of rank r to band b (0 served first)
+ * and sets skb->priority = QOS_HTB_MAJOR << 16 | (QOS_HTB_MINOR_BASE + b).
+ * The manifest says "pifo_mapping": "sp-pifo" and "pifo_bands": n; qosrun
+ * builds n HTB leaves 1:(QOS_HTB_MINOR_BASE + b) with prio b. */
+#define QOS_PIFO_MAX_BANDS 16
+struct qos_pifo_state {
+	__s64 bound[QOS_PIFO_MAX_BANDS];   /* queue bound q_b (rank of the last packet pushed into b) */
+	__u64 inversions;                  /* push-down events (rank below every bound) */
+	__u64 pad;
+};
+
+/* Rule tables for the "maps" strategy (not produced yet: every policy is
+ * compiled with the "tree" strategy; manifest tables_section stays ""). */
+
 #endif /* QOS_ABI_H */

@@ -35,6 +35,9 @@ struct Manifest {
   std::string scheduler;          // canonical kind, e.g. "strict_priority"
   std::string rank;               // pifo rank expression (canonical text), "" otherwise
   uint32_t pifo_bands = 0;
+  // How PIFO ranks map to bands: "sp-pifo" (skb->priority = 1:(QOS_HTB_MINOR_BASE + band),
+  // band 0 served first); "" when the scheduler is not pifo. (additive, codegen)
+  std::string pifo_mapping;
   std::vector<ManifestClass> classes;   // index == id
   uint32_t default_class = 0;
   uint32_t rule_count = 0;

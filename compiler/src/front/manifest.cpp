@@ -33,6 +33,7 @@ nlohmann::json to_json(const Manifest& m) {
           {"scheduler", m.scheduler},
           {"rank", m.rank},
           {"pifo_bands", m.pifo_bands},
+          {"pifo_mapping", m.pifo_mapping},
           {"classes", classes},
           {"default_class", m.default_class},
           {"rule_count", m.rule_count},
@@ -76,6 +77,7 @@ Manifest manifest_from_json(const nlohmann::json& j) {
   get(j, "scheduler", m.scheduler, true);
   get(j, "rank", m.rank, false);
   get(j, "pifo_bands", m.pifo_bands, false);
+  get(j, "pifo_mapping", m.pifo_mapping, false);
   get(j, "default_class", m.default_class, true);
   get(j, "rule_count", m.rule_count, false);
   get(j, "strategy", m.strategy, false);

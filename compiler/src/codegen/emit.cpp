@@ -1,0 +1,475 @@
+// generate_c: the decision plan and the targets -> one C translation unit.
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "decision.hpp"
+#include "qosc/codegen.hpp"
+#include "qosc/version.hpp"
+#include "source_builder.hpp"
+#include "target.hpp"
+
+namespace qosc {
+
+const char* to_string(Strategy s) {
+  switch (s) {
+    case Strategy::Auto: return "auto";
+    case Strategy::Tree: return "tree";
+    case Strategy::Maps: return "maps";
+  }
+  return "?";
+}
+
+std::optional<Strategy> strategy_from_string(std::string_view s) {
+  if (s == "auto") return Strategy::Auto;
+  if (s == "tree") return Strategy::Tree;
+  if (s == "maps") return Strategy::Maps;
+  return std::nullopt;
+}
+
+namespace codegen {
+namespace {
+
+// Rule lists up to this many checks are inlined into their caller; longer
+// ones become global (BTF) subprograms verified once, split into chunks.
+constexpr size_t kInlineRules = 16;
+constexpr size_t kChunkRules = 256;
+// The kernel allows 256 subprograms per program (BPF_MAX_SUBPROGS).
+constexpr size_t kMaxGlobalFuncs = 240;
+
+uint32_t word_of(const std::array<uint8_t, 16>& a, unsigned w) {
+  return uint32_t(a[4 * w]) << 24 | uint32_t(a[4 * w + 1]) << 16 | uint32_t(a[4 * w + 2]) << 8 | uint32_t(a[4 * w + 3]);
+}
+
+std::string prefix_cond(const ir::Prefix& p, const char* field) {
+  if (p.len == 0) return "1";
+  std::vector<std::string> parts;
+  unsigned words = p.family == ir::Family::V4 ? 1 : 4;
+  for (unsigned w = 0; w < words; ++w) {
+    int bits = std::clamp(int(p.len) - int(32 * w), 0, 32);
+    if (bits == 0) break;
+    uint32_t mask = bits == 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
+    uint32_t val = word_of(p.addr, w) & mask;
+    if (mask == 0xffffffffu) parts.push_back(fmt::format("qos_w(p->{}, {}) == 0x{:08x}u", field, w, val));
+    else parts.push_back(fmt::format("(qos_w(p->{}, {}) & 0x{:08x}u) == 0x{:08x}u", field, w, mask, val));
+  }
+  std::string s;
+  for (size_t i = 0; i < parts.size(); ++i) s += (i ? " && " : "") + parts[i];
+  return parts.size() > 1 ? "(" + s + ")" : s;
+}
+
+std::string ports_cond(const ir::PortSet& set, const char* field) {
+  std::vector<std::string> parts;
+  for (const auto& iv : set) {
+    if (iv.lo == iv.hi) parts.push_back(fmt::format("QOS_LD(p->{}) == {}", field, iv.lo));
+    else if (iv.lo == 0) parts.push_back(fmt::format("QOS_LD(p->{}) <= {}", field, iv.hi));
+    else if (iv.hi == 65535) parts.push_back(fmt::format("QOS_LD(p->{}) >= {}", field, iv.lo));
+    else parts.push_back(fmt::format("(QOS_LD(p->{0}) >= {1} && QOS_LD(p->{0}) <= {2})", field, iv.lo, iv.hi));
+  }
+  if (parts.empty()) return "0";
+  std::string s;
+  for (size_t i = 0; i < parts.size(); ++i) s += (i ? " || " : "") + parts[i];
+  return "(" + s + ")";
+}
+
+struct Emitter {
+  Emitter(const ir::Policy& p, const CodegenOptions& o, std::string name, DecisionPlan dp)
+      : policy(p), opts(o), source_name(std::move(name)), plan(std::move(dp)) {}
+  const ir::Policy& policy;
+  const CodegenOptions& opts;
+  std::string source_name;
+  DecisionPlan plan;
+  SourceBuilder out{"qos_gen.c"};
+  std::map<std::pair<std::vector<uint32_t>, int>, std::string> list_funcs;  // (rules, decided dim) -> callable
+  size_t global_funcs = 0;
+  size_t checks = 0;
+
+  // decided: 0 none, 1 dport decided, 2 sport decided
+  std::string rule_cond(const ir::Rule& r, int decided) {
+    std::vector<std::string> c;
+    if (r.sport && decided != 2) c.push_back(ports_cond(*r.sport, "sport"));
+    if (r.dport && decided != 1) c.push_back(ports_cond(*r.dport, "dport"));
+    if (r.dscp && !r.dscp->all()) c.push_back(fmt::format("((0x{:016x}ULL >> (QOS_LD(p->dscp) & 63)) & 1)", r.dscp->to_ullong()));
+    for (const auto& m : r.addrs) {
+      auto prefixes = merge_prefixes(m.prefixes);
+      std::string any;
+      for (size_t i = 0; i < prefixes.size(); ++i)
+        any += (i ? " || " : "") + prefix_cond(prefixes[i], m.dst ? "daddr" : "saddr");
+      if (prefixes.empty()) any = "0";
+      c.push_back(fmt::format("{}({})", m.negated ? "!" : "", any));
+    }
+    if (c.empty()) return "1";
+    std::string s;
+    for (size_t i = 0; i < c.size(); ++i) s += (i ? " &&\n\t    " : "") + c[i];
+    return s;
+  }
+
+  void emit_rule_checks(SourceBuilder& b, const std::vector<uint32_t>& rules, int decided) {
+    for (uint32_t i : rules) {
+      const auto& r = policy.rules[i];
+      ++checks;
+      b.line(fmt::format("/* rule {} (line {}) -> {} */", i, r.loc.line,
+                         r.target == ir::kDrop ? std::string("drop") : policy.classes[size_t(r.target)].name));
+      b.line(fmt::format("if (QOS_LD(p->best) < {}) return;", i));
+      if (opts.line_directives && r.loc.valid()) b.line_directive(r.loc.line, source_name);
+      b.line(fmt::format("if ({}) {{", rule_cond(r, decided)));
+      b.line(fmt::format("\tp->best = {}; p->target = {}; return;", i, r.target));
+      b.line("}");
+      b.reset_line();
+    }
+  }
+
+  // Returns a statement that checks `rules` (ascending) on p, defining the
+  // functions it needs first (into `out`).
+  std::string list_call(const std::vector<uint32_t>& rules, int decided) {
+    if (rules.empty()) return "";
+    auto key = std::make_pair(rules, decided);
+    auto it = list_funcs.find(key);
+    if (it != list_funcs.end()) return it->second;
+    size_t id = list_funcs.size();
+    std::string call;
+    if (rules.size() <= kInlineRules) {
+      std::string name = fmt::format("qos_rules_{}", id);
+      out.open(fmt::format("static __always_inline void {}(struct qos_pkt *p)", name));
+      emit_rule_checks(out, rules, decided);
+      out.close().line("");
+      call = name + "(p);";
+    } else {
+      for (size_t start = 0, chunk = 0; start < rules.size(); start += kChunkRules, ++chunk) {
+        std::vector<uint32_t> part(rules.begin() + long(start),
+                                   rules.begin() + long(std::min(rules.size(), start + kChunkRules)));
+        std::string name = fmt::format("qos_list_{}_{}", id, chunk);
+        out.open(fmt::format("static __always_inline void {}_body(struct qos_pkt *p)", name));
+        emit_rule_checks(out, part, decided);
+        out.close().line("");
+        out.open(fmt::format("__noinline int {}(struct qos_pkt *p)", name));
+        out.line("if (!p)").line("\treturn 0;").line(fmt::format("{}_body(p);", name)).line("return 0;");
+        out.close().line("");
+        ++global_funcs;
+        call += name + "(p); ";
+      }
+    }
+    list_funcs.emplace(key, call);
+    return call;
+  }
+
+  void emit_search(SourceBuilder& b, const std::vector<Leaf>& leaves, const std::vector<std::string>& calls, size_t lo,
+                   size_t hi) {  // leaves [lo, hi)
+    if (hi - lo == 1) {
+      if (!calls[lo].empty()) b.line(calls[lo]);
+      b.line("return 0;");
+      return;
+    }
+    size_t mid = (lo + hi) / 2;
+    b.open(fmt::format("if (v < {})", leaves[mid].lo));
+    emit_search(b, leaves, calls, lo, mid);
+    b.close();
+    emit_search(b, leaves, calls, mid, hi);
+  }
+
+  // A global function deciding one port dimension by binary search.
+  std::string tree_func(const std::vector<Leaf>& leaves, bool dst, size_t part) {
+    std::vector<std::string> calls;
+    for (const auto& l : leaves) calls.push_back(list_call(l.rules, dst ? 1 : 2));
+    std::string name = fmt::format("qos_tree_{}_{}", part, dst ? "dport" : "sport");
+    out.line(fmt::format("/* {} elementary {} intervals */", leaves.size(), dst ? "dport" : "sport"));
+    out.open(fmt::format("__noinline int {}(struct qos_pkt *p)", name));
+    out.line("__u32 v;").line("if (!p)").line("\treturn 0;");
+    out.line(fmt::format("v = QOS_LD(p->{});", dst ? "dport" : "sport"));
+    emit_search(out, leaves, calls, 0, leaves.size());
+    out.close().line("");
+    ++global_funcs;
+    return name;
+  }
+
+  std::vector<std::string> partition_calls;
+
+  void emit_partitions() {
+    for (size_t i = 0; i < plan.partitions.size(); ++i) {
+      const auto& p = plan.partitions[i];
+      std::string body;
+      std::string d = p.d.empty() ? "" : tree_func(p.d_leaves, true, i);
+      std::string s = p.s.empty() ? "" : tree_func(p.s_leaves, false, i);
+      std::string w = list_call(p.w, 0);
+      std::string name = fmt::format("qos_part_{}", i);
+      out.line(fmt::format("/* partition {}: {} rules ({} by dport, {} by sport, {} others) */", i, p.rules.size(),
+                           p.d.size(), p.s.size(), p.w.size()));
+      out.open(fmt::format("static __always_inline void {}(struct qos_pkt *p)", name));
+      if (!d.empty() || !s.empty()) {
+        out.open("if (QOS_LD(p->l4))");
+        if (!d.empty()) out.line(d + "(p);");
+        if (!s.empty()) out.line(s + "(p);");
+        out.close();
+      }
+      if (!w.empty()) out.line(w);
+      out.close().line("");
+      partition_calls.push_back(name + "(p);");
+    }
+  }
+
+  void emit_family_switch(const FamilyPlan& fp) {
+    out.open("switch (QOS_LD(p->proto))");
+    std::map<uint32_t, std::vector<int>> by_part;
+    for (auto [proto, part] : fp.proto_case) by_part[part].push_back(proto);
+    for (const auto& [part, protos] : by_part) {
+      for (int proto : protos) out.line(fmt::format("case {}:", proto));
+      if (part != UINT32_MAX) out.line("\t" + partition_calls[part]);
+      out.line("\tbreak;");
+    }
+    out.line("default:");
+    if (fp.fallback) out.line("\t" + partition_calls[*fp.fallback]);
+    out.line("\tbreak;");
+    out.close();
+  }
+
+  void emit_classifier() {
+    emit_partitions();
+    out.line("/* First-match classification: p->best = index of the first matching rule. */");
+    out.open("__noinline int qos_classify(struct qos_pkt *p)");
+    out.line("if (!p)").line("\treturn 0;");
+    out.open("if (QOS_LD(p->family) == 4)");
+    emit_family_switch(plan.v4);
+    out.close(" else if (QOS_LD(p->family) == 6) {");
+    out.indent();
+    emit_family_switch(plan.v6);
+    out.close();
+    out.line("return 0;");
+    out.close().line("");
+    ++global_funcs;
+  }
+
+  std::string rank_expr(const ir::RankExpr& e) {
+    using Op = ir::RankExpr::Op;
+    auto a = [&](size_t i) { return rank_expr(e.args.at(i)); };
+    switch (e.op) {
+      case Op::Const: return fmt::format("((__s64){}LL)", e.value);
+      case Op::Field:
+        switch (e.field) {
+          case ir::RankField::ClassPriority: return "((__s64)qos_class_priority(cls))";
+          case ir::RankField::ClassWeight: return "((__s64)qos_class_weight(cls))";
+          case ir::RankField::PktLen: return "((__s64)p->len)";
+          case ir::RankField::FlowBytes: return "(f ? (__s64)f->bytes : 0)";
+          case ir::RankField::FlowPackets: return "(f ? (__s64)f->packets : 0)";
+          case ir::RankField::NowUs: return "((__s64)(now / 1000))";
+        }
+        return "0";
+      case Op::Add: return fmt::format("((__s64)((__u64){} + (__u64){}))", a(0), a(1));
+      case Op::Sub: return fmt::format("((__s64)((__u64){} - (__u64){}))", a(0), a(1));
+      case Op::Mul: return fmt::format("((__s64)((__u64){} * (__u64){}))", a(0), a(1));
+      case Op::Div: return fmt::format("qos_rank_div({}, {})", a(0), a(1));
+      case Op::Min: return fmt::format("qos_min_s64({}, {})", a(0), a(1));
+      case Op::Max: return fmt::format("qos_max_s64({}, {})", a(0), a(1));
+      case Op::Neg: return fmt::format("((__s64)(0 - (__u64){}))", a(0));
+    }
+    return "0";
+  }
+
+  void emit_class_tables() {
+    out.open("static __always_inline __u32 qos_class_priority(__u32 cls)").open("switch (cls)");
+    for (const auto& c : policy.classes) out.line(fmt::format("case {}: return {};", c.id, c.priority));
+    out.line("default: return 0;").close().close().line("");
+    out.open("static __always_inline __u32 qos_class_weight(__u32 cls)").open("switch (cls)");
+    for (const auto& c : policy.classes) out.line(fmt::format("case {}: return {};", c.id, c.weight));
+    out.line("default: return 1;").close().close().line("");
+    // Policers: cost per byte and tolerance as constants.
+    out.line("/* 1 = conforms (pass), 0 = drop. GCRA constants per class with a rate. */");
+    out.open("static __always_inline int qos_police(__u32 cls, __u32 len, __u64 now)");
+    out.line("struct qos_bucket_state *b;").line("__u64 cost, tau;");
+    out.open("switch (cls)");
+    for (const auto& c : policy.classes) {
+      if (c.rate_bps == 0) continue;
+      long double tau = (long double)c.burst_bytes * 8e9L / (long double)c.rate_bps;
+      uint64_t tau64 = tau > (long double)(UINT64_MAX / 2) ? UINT64_MAX / 2 : uint64_t(tau);
+      out.line(fmt::format("case {}: /* {}: rate {} bit/s, burst {} bytes */", c.id, c.name, c.rate_bps, c.burst_bytes));
+      out.line(fmt::format("\tcost = (__u64)len * 8000000000ULL / {}ULL;", c.rate_bps));
+      out.line(fmt::format("\ttau = {}ULL;", tau64));
+      out.line("\tbreak;");
+    }
+    out.line("default:").line("\treturn 1;").close();
+    out.line("b = bpf_map_lookup_elem(&qos_buckets, &cls);").line("if (!b)").line("\treturn 1;");
+    out.line("return qos_bucket_conform(b, now, cost, tau);");
+    out.close().line("");
+  }
+
+  void emit_program(const Target& t) {
+    bool pifo = policy.scheduler.kind == ir::SchedKind::Pifo;
+    out.line(fmt::format("SEC(\"{}\")", t.section));
+    out.open(fmt::format("int {}({} *ctx)", t.name, t.ctx_type));
+    out.line("struct qos_pkt pkt, *p = &pkt;").line("struct qos_class_stats *st;").line("struct qos_flow_val *f;");
+    out.line("__u64 now;").line("__u32 cls;");
+    out.line("(void)f;");
+    if (t.sets_priority) {
+      out.line("__u32 want = ctx->len < QOS_PULL_LEN ? ctx->len : QOS_PULL_LEN;");
+      out.line("if ((long)ctx->data_end - (long)ctx->data < (long)want)");
+      out.line("\tbpf_skb_pull_data(ctx, want);");
+      out.line("qos_parse((void *)(long)ctx->data, (void *)(long)ctx->data_end, ctx->len, p);");
+    } else {
+      out.line("void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;");
+      out.line("qos_parse(data, data_end, (__u32)(data_end - data), p);");
+    }
+    out.line("qos_classify(p);");
+    out.line("now = bpf_ktime_get_ns();");
+    out.open("if (pkt.best != QOS_NO_RULE && pkt.target < 0)");
+    out.line("st = qos_stats_slot(QOS_NCLASSES);");
+    out.open("if (st)");
+    out.line(fmt::format("st->packets[{0}]++; st->bytes[{0}] += pkt.len; st->drop_rule[{0}]++;", t.hook));
+    out.close();
+    out.line(fmt::format("return {};", t.drop));
+    out.close();
+    out.line("cls = pkt.best != QOS_NO_RULE ? (__u32)pkt.target : QOS_DEFAULT_CLASS;");
+    out.line("st = qos_stats_slot(cls);");
+    out.open("if (st)").line(fmt::format("st->packets[{0}]++; st->bytes[{0}] += pkt.len;", t.hook)).close();
+    out.line(fmt::format("f = qos_flow_update(p, cls, {}, now);", t.hook));
+    if (t.polices) {
+      out.open("if (!qos_police(cls, pkt.len, now))");
+      out.line(fmt::format("if (st)").c_str());
+      out.line(fmt::format("\tst->drop_policer[{}]++;", t.hook));
+      out.line(fmt::format("return {};", t.drop));
+      out.close();
+    }
+    if (t.writes_meta) {
+      out.line("/* Hand the class to TC and to tests; a driver without metadata support is fine. */");
+      out.open("if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct qos_meta)) == 0)");
+      out.line("struct qos_meta *m = (void *)(long)ctx->data_meta;");
+      out.open("if ((void *)(m + 1) <= (void *)(long)ctx->data)");
+      out.line("m->magic = QOS_META_MAGIC;").line("m->class_id = (__u16)cls;").line("m->reserved = 0;");
+      out.close().close();
+    }
+    if (t.sets_priority) {
+      if (pifo) {
+        out.open("");
+        out.line("__u32 zero = 0;");
+        out.line("struct qos_pifo_state *ps = bpf_map_lookup_elem(&qos_pifo, &zero);");
+        out.line(fmt::format("__s64 rank = {};", rank_expr(policy.scheduler.rank)));
+        out.line("__u32 band = qos_sp_pifo(ps, rank, QOS_PIFO_BANDS);");
+        out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + band);");
+        out.close();
+      } else {
+        out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + cls);");
+      }
+    }
+    out.line(fmt::format("return {};", t.pass));
+    out.close().line("");
+  }
+};
+
+Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, const std::string& source_name) {
+  Manifest m;
+  m.policy = policy.name;
+  m.source = source_name;
+  m.source_sha256 = sha256_hex(opts.source_text);
+  m.compiler_version = kVersion;
+  m.link_bps = policy.link_bps;
+  m.scheduler = ir::to_string(policy.scheduler.kind);
+  if (policy.scheduler.kind == ir::SchedKind::Pifo) {
+    m.rank = ir::to_string(policy.scheduler.rank);
+    m.pifo_bands = policy.scheduler.pifo_bands;
+    m.pifo_mapping = "sp-pifo";
+  }
+  for (const auto& c : policy.classes) {
+    ManifestClass mc;
+    mc.id = c.id;
+    mc.name = c.name;
+    mc.priority = c.priority;
+    mc.weight = c.weight;
+    mc.quantum = c.quantum;
+    mc.rate_bps = c.rate_bps;
+    mc.burst_bytes = c.burst_bytes;
+    mc.is_default = c.is_default;
+    mc.htb_minor = 0x10u + c.id;  // QOS_HTB_MINOR_BASE + id
+    m.classes.push_back(std::move(mc));
+  }
+  m.default_class = policy.default_class;
+  m.rule_count = uint32_t(policy.rules.size());
+  m.strategy = "tree";
+  return m;
+}
+
+}  // namespace
+}  // namespace codegen
+
+std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags) {
+  using namespace codegen;
+  if (policy.classes.empty() || policy.classes.size() > 64) {
+    diags.error({}, fmt::format("policy has {} classes; qosc supports 1 to 64 (QOS_MAX_CLASSES)", policy.classes.size()));
+    return std::nullopt;
+  }
+  if (opts.strategy == Strategy::Maps) {
+    diags.error({}, "--strategy maps is not implemented yet")
+        .hints.push_back("use --strategy tree or auto (the decision-tree strategy handles every policy it accepts)");
+    return std::nullopt;
+  }
+  if (policy.scheduler.kind == ir::SchedKind::Pifo &&
+      (policy.scheduler.pifo_bands == 0 || policy.scheduler.pifo_bands > 16)) {
+    diags.error({}, fmt::format("pifo uses {} bands; qosc supports 1 to 16", policy.scheduler.pifo_bands));
+    return std::nullopt;
+  }
+  std::string source_name = opts.source_name.empty() ? policy.source_name : opts.source_name;
+  if (source_name.empty()) source_name = "policy.qos";
+  Emitter e{policy, opts, source_name, plan_decisions(policy)};
+  GeneratedC g;
+  g.manifest = make_manifest(policy, opts, source_name);
+  g.strategy = "tree";
+
+  SourceBuilder head{"qos_gen.c"};
+  head.line(fmt::format("/* Generated by qosc {} from {}: policy \"{}\", {} rules ({} dead), strategy tree. Do not edit. */",
+                        kVersion, source_name, policy.name, policy.rules.size(), e.plan.dead_rules.size()));
+  head.line(fmt::format("#define QOS_NCLASSES {}", policy.classes.size()));
+  head.line(fmt::format("#define QOS_DEFAULT_CLASS {}", policy.default_class));
+  head.line(fmt::format("#define QOS_FLOW_ENTRIES {}", opts.flow_entries));
+  head.line(fmt::format("#define QOS_PIFO_BANDS {}", policy.scheduler.pifo_bands ? policy.scheduler.pifo_bands : 1));
+  head.line("#define QOS_PULL_LEN 256");
+  head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
+  head.line("#include <bpf/bpf_helpers.h>").line("#include <bpf/bpf_endian.h>");
+  head.line("#include \"qos_abi.h\"").line("#include \"qos_parse.h\"").line("#include \"qos_maps.h\"");
+  head.line("#include \"qos_bucket.h\"").line("#include \"qos_pifo.h\"").line("");
+  head.line("/* Volatile load: every rule check re-reads its field, keeping verifier state linear. */");
+  head.line("#define QOS_LD(x) (*(volatile __typeof__(x) *)&(x))");
+  head.line("static __always_inline __u32 qos_w(const __u8 *a, int i)");
+  head.line("{").line("\treturn bpf_ntohl(*(volatile const __u32 *)(a + 4 * i));").line("}");
+  head.line("static __always_inline __s64 qos_min_s64(__s64 a, __s64 b) { return a < b ? a : b; }");
+  head.line("static __always_inline __s64 qos_max_s64(__s64 a, __s64 b) { return a > b ? a : b; }");
+  head.line("").line("char _license[] SEC(\"license\") = \"Dual BSD/GPL\";");
+  std::string json = to_json(g.manifest).dump();
+  head.line(fmt::format("const char qos_manifest[] __attribute__((section(\"{}\"), used)) = {};", kManifestSection,
+                        c_string_literal(json)));
+  head.line("");
+
+  e.emit_class_tables();
+  e.emit_classifier();
+  if (e.global_funcs > kMaxGlobalFuncs) {
+    diags.error({}, fmt::format("policy needs {} BPF subprograms with the tree strategy (limit {})", e.global_funcs,
+                                kMaxGlobalFuncs))
+        .hints.push_back("split the policy or reduce the number of distinct port sets");
+    return std::nullopt;
+  }
+  e.emit_program(kXdpTarget);
+  e.emit_program(kTcTarget);
+  // head's lines come first: re-base the body's #line resets by prefixing.
+  std::string body = e.out.take();
+  // The body's reset directives were numbered as if it started at line 1.
+  uint32_t shift = head.current_line() - 1;
+  std::string fixed;
+  fixed.reserve(body.size());
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t nl = body.find('\n', pos);
+    if (nl == std::string::npos) nl = body.size();
+    std::string_view ln(body.data() + pos, nl - pos);
+    if (ln.starts_with("#line ") && ln.ends_with("\"qos_gen.c\"")) {
+      uint32_t n = uint32_t(std::stoul(std::string(ln.substr(6))));
+      fixed += fmt::format("#line {} \"qos_gen.c\"\n", n + shift);
+    } else {
+      fixed.append(ln);
+      fixed.push_back('\n');
+    }
+    pos = nl + 1;
+  }
+  g.text = head.take() + fixed;
+  return g;
+}
+
+}  // namespace qosc

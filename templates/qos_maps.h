@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* qos_maps.h: the maps every generated object has (layouts in qos_abi.h).
+ * The generated C defines QOS_NCLASSES and QOS_FLOW_ENTRIES before
+ * including this file. */
+#ifndef QOS_MAPS_H
+#define QOS_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "qos_abi.h"
+
+#ifndef QOS_NCLASSES
+#error "define QOS_NCLASSES before including qos_maps.h"
+#endif
+#ifndef QOS_FLOW_ENTRIES
+#define QOS_FLOW_ENTRIES 16384
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, QOS_NCLASSES + 1);
+	__type(key, __u32);
+	__type(value, struct qos_class_stats);
+} qos_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, QOS_FLOW_ENTRIES);
+	__type(key, struct qos_flow_key);
+	__type(value, struct qos_flow_val);
+} qos_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, QOS_NCLASSES);
+	__type(key, __u32);
+	__type(value, struct qos_bucket_state);
+} qos_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct qos_pifo_state);
+} qos_pifo SEC(".maps");
+
+/* Count one packet of `len` bytes into slot `slot` (class id, or
+ * QOS_NCLASSES for the drop slot) for `hook`. Per-CPU: no atomics needed. */
+static __always_inline struct qos_class_stats *qos_stats_slot(__u32 slot)
+{
+	return bpf_map_lookup_elem(&qos_stats, &slot);
+}
+
+/* Update the flow table; returns the flow's entry (after this packet) or NULL. */
+static __always_inline struct qos_flow_val *qos_flow_update(const struct qos_pkt *p, __u32 class_id, __u32 hook,
+							     __u64 now)
+{
+	struct qos_flow_key k;
+	struct qos_flow_val *v;
+
+	if (!p->family)
+		return NULL;
+	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memcpy(k.saddr, p->saddr, 16);
+	__builtin_memcpy(k.daddr, p->daddr, 16);
+	if (p->l4) {
+		k.sport = (__u16)p->sport;
+		k.dport = (__u16)p->dport;
+	}
+	k.proto = p->proto < 0 ? 0xff : (__u8)p->proto;
+	k.family = (__u8)p->family;
+	v = bpf_map_lookup_elem(&qos_flows, &k);
+	if (v) {
+		v->last_ns = now;
+		__sync_fetch_and_add(&v->packets, 1);
+		__sync_fetch_and_add(&v->bytes, p->len);
+		v->class_id = class_id;
+		v->hook_mask |= 1u << hook;
+		return v;
+	}
+	{
+		struct qos_flow_val nv = {
+			.first_ns = now, .last_ns = now, .packets = 1, .bytes = p->len,
+			.class_id = class_id, .hook_mask = 1u << hook,
+		};
+		bpf_map_update_elem(&qos_flows, &k, &nv, BPF_NOEXIST);
+	}
+	return bpf_map_lookup_elem(&qos_flows, &k);
+}
+
+#endif /* QOS_MAPS_H */

@@ -1,0 +1,294 @@
+// Code generation tests. Pure C++ parts (source builder, optimiser against
+// brute force, manifest) always run; compiling needs clang-19 (in-process or
+// the binary); loading and test runs need root.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstring>
+#include <random>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "decision.hpp"
+#include "qos_abi.h"
+#include "qosc/codegen.hpp"
+#include "qosc/packet.hpp"
+#include "random_ir.hpp"
+#include "source_builder.hpp"
+
+using namespace qosc;
+using namespace qosc::codegen;
+
+namespace {
+
+// ---------------------------------------------------------------- builder
+
+TEST(SourceBuilder, IndentsBlocksAndMapsLines) {
+  SourceBuilder b{"gen.c"};
+  b.line("int x;").open("void f(void)").line("x = 1;").line_directive(7, "p.qos").line("x = 2;").reset_line();
+  b.line("x = 3;").close();
+  std::string s = b.str();
+  EXPECT_EQ(s,
+            "int x;\nvoid f(void) {\n\tx = 1;\n#line 7 \"p.qos\"\n\tx = 2;\n#line 7 \"gen.c\"\n\tx = 3;\n}\n");
+  // After the reset, the next line is numbered 7 in gen.c and it really is line 7.
+  int n = 0;
+  size_t pos = 0;
+  while (n < 6 && (pos = s.find('\n', pos)) != std::string::npos) { ++n; ++pos; }
+  EXPECT_EQ(s.substr(pos, 8), "\tx = 3;\n");
+}
+
+TEST(SourceBuilder, EscapesStrings) {
+  EXPECT_EQ(c_string_literal("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\n\\001\"");
+}
+
+// ---------------------------------------------------------------- optimiser
+
+bool in_set(const ir::PortSet& s, uint16_t v) {
+  for (auto iv : s)
+    if (iv.lo <= v && v <= iv.hi) return true;
+  return false;
+}
+
+TEST(Optimiser, PortIntervalsMatchBruteForce) {
+  std::mt19937_64 rng(1);
+  for (int iter = 0; iter < 200; ++iter) {
+    cgtest::RandomIrOptions o;
+    o.rules = 1 + rng() % 40;
+    o.narrow = iter % 2 == 0;
+    auto p = cgtest::random_ir(rng, o);
+    std::vector<uint32_t> rules;
+    for (uint32_t i = 0; i < p.rules.size(); ++i) rules.push_back(i);
+    for (bool dst : {true, false}) {
+      auto leaves = port_intervals(p, rules, dst);
+      ASSERT_FALSE(leaves.empty());
+      EXPECT_EQ(leaves.front().lo, 0u);
+      EXPECT_EQ(leaves.back().hi, 65535u);
+      for (size_t k = 1; k < leaves.size(); ++k) {
+        EXPECT_EQ(leaves[k].lo, leaves[k - 1].hi + 1);
+        EXPECT_NE(leaves[k].rules, leaves[k - 1].rules) << "adjacent equal leaves not merged";
+      }
+      for (int probe = 0; probe < 300; ++probe) {
+        uint16_t v = probe < 30 ? uint16_t(probe * 2185) : uint16_t(rng());
+        if (probe % 3 == 0 && !leaves.empty()) v = uint16_t(leaves[rng() % leaves.size()].lo);
+        const Leaf* leaf = nullptr;
+        for (const auto& l : leaves)
+          if (l.lo <= v && v <= l.hi) leaf = &l;
+        ASSERT_NE(leaf, nullptr);
+        std::vector<uint32_t> want;
+        for (uint32_t i : rules) {
+          const auto& set = dst ? p.rules[i].dport : p.rules[i].sport;
+          if (!set || in_set(*set, v)) want.push_back(i);
+        }
+        EXPECT_EQ(leaf->rules, want) << "port " << v;
+      }
+    }
+  }
+}
+
+// Runs the decision plan the way the generated code does.
+int plan_first_match(const ir::Policy& p, const DecisionPlan& plan, const PacketFields& f) {
+  if (!f.ip) return -1;
+  const FamilyPlan& fp = f.family == ir::Family::V4 ? plan.v4 : plan.v6;
+  std::optional<uint32_t> part;
+  auto it = fp.proto_case.find(f.proto);
+  if (it != fp.proto_case.end()) {
+    if (it->second != UINT32_MAX) part = it->second;
+  } else {
+    part = fp.fallback;
+  }
+  if (!part) return -1;
+  const auto& pt = plan.partitions[*part];
+  int best = INT32_MAX;
+  auto check = [&](const std::vector<uint32_t>& rules) {
+    for (uint32_t i : rules) {
+      if (int(i) > best) return;
+      if (rule_matches(p.rules[i], f)) { best = int(i); return; }
+    }
+  };
+  if (f.l4) {
+    for (const auto& l : pt.d_leaves)
+      if (l.lo <= f.dport && f.dport <= l.hi) check(l.rules);
+    for (const auto& l : pt.s_leaves)
+      if (l.lo <= f.sport && f.sport <= l.hi) check(l.rules);
+  }
+  check(pt.w);
+  return best == INT32_MAX ? -1 : best;
+}
+
+TEST(Optimiser, DecisionPlanEqualsFirstMatch) {
+  std::mt19937_64 rng(2);
+  size_t dead_total = 0;
+  for (int iter = 0; iter < 300; ++iter) {
+    cgtest::RandomIrOptions o;
+    o.rules = 1 + rng() % (iter < 250 ? 30 : 200);
+    auto p = cgtest::random_ir(rng, o);
+    auto plan = plan_decisions(p);
+    dead_total += plan.dead_rules.size();
+    for (int k = 0; k < 300; ++k) {
+      auto f = cgtest::random_fields(rng, p);
+      ASSERT_EQ(plan_first_match(p, plan, f), first_match(p, f)) << to_string(f) << " iter " << iter;
+    }
+  }
+  EXPECT_GT(dead_total, 0u) << "random policies should contain shadowed rules";
+}
+
+TEST(Optimiser, CoverageIsSound) {
+  // A rule reported dead never is the first match.
+  std::mt19937_64 rng(3);
+  for (int iter = 0; iter < 300; ++iter) {
+    auto p = cgtest::random_ir(rng, {.rules = 20, .classes = 3, .narrow = true});
+    auto dead = dead_rules(p);
+    std::set<int> ds(dead.begin(), dead.end());
+    for (int k = 0; k < 500; ++k) {
+      auto f = cgtest::random_fields(rng, p);
+      EXPECT_FALSE(ds.count(first_match(p, f)));
+    }
+  }
+}
+
+TEST(Optimiser, MergesSiblingPrefixes) {
+  ir::Prefix a, b, c;
+  a.addr = {10, 0, 0, 0};
+  a.len = 25;
+  b.addr = {10, 0, 0, 128};
+  b.len = 25;
+  c.addr = {10, 0, 0, 7};
+  c.len = 32;
+  auto m = merge_prefixes({a, b, c});
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].len, 24);
+  EXPECT_EQ(m[0].addr[3], 0);
+}
+
+// ---------------------------------------------------------------- manifest
+
+TEST(Manifest, Sha256KnownVectors) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex(std::string(1000, 'a')).size(), 64u);
+}
+
+TEST(Manifest, JsonRoundTrip) {
+  std::mt19937_64 rng(4);
+  auto p = cgtest::random_ir(rng);
+  Diagnostics d;
+  auto g = generate_c(p, {.source_text = "x", .source_name = ""}, d);
+  ASSERT_TRUE(g) << d.str();
+  auto m2 = manifest_from_json(to_json(g->manifest));
+  EXPECT_EQ(to_json(m2), to_json(g->manifest));
+  EXPECT_EQ(m2.classes.size(), p.classes.size());
+  EXPECT_EQ(m2.classes[1].htb_minor, QOS_HTB_MINOR_BASE + 1);
+  EXPECT_THROW(manifest_from_json(nlohmann::json::parse(R"({"format":1})")), std::runtime_error);
+}
+
+// ---------------------------------------------------------------- compile + load
+
+struct Loaded {
+  bpf_object* obj = nullptr;
+  ~Loaded() { if (obj) bpf_object__close(obj); }
+};
+
+bool have_clang() { return std::system("command -v clang-19 >/dev/null 2>&1") == 0; }
+
+std::optional<CompiledPolicy> build(const ir::Policy& p, Diagnostics& d) {
+  return compile_policy(p, {.source_text = "text of " + p.name, .source_name = ""}, d);
+}
+
+TEST(Compile, RandomPoliciesCompileAndCarryManifest) {
+  if (!have_clang()) GTEST_SKIP() << "needs clang-19";
+  std::mt19937_64 rng(5);
+  for (int iter = 0; iter < 6; ++iter) {
+    auto p = cgtest::random_ir(rng, {.rules = size_t(1 + iter * 7), .classes = 3, .narrow = iter % 2 == 0});
+    if (iter == 3) p.scheduler.kind = ir::SchedKind::Pifo;
+    Diagnostics d;
+    auto c = build(p, d);
+    ASSERT_TRUE(c) << d.str();
+    std::string err;
+    auto m = read_manifest(c->object, &err);
+    ASSERT_TRUE(m) << err;
+    EXPECT_EQ(to_json(*m), to_json(c->manifest));
+    EXPECT_EQ(m->source_sha256, sha256_hex("text of random"));
+    EXPECT_EQ(m->rule_count, p.rules.size());
+  }
+}
+
+// Test-run one frame through both programs; returns {xdp class or -1 drop, tc class or -1 drop}.
+struct RunResult { int xdp = -2, tc = -2; int xdp_meta = -2; };
+
+RunResult run_frame(bpf_object* obj, const std::vector<uint8_t>& frame, uint32_t nclasses, bool pifo) {
+  RunResult r;
+  auto* xdp = bpf_object__find_program_by_name(obj, "qos_xdp");
+  auto* tc = bpf_object__find_program_by_name(obj, "qos_tc");
+  std::vector<uint8_t> out(frame.size() + 256);
+  LIBBPF_OPTS(bpf_test_run_opts, xo, .data_in = frame.data(), .data_out = out.data(),
+              .data_size_in = uint32_t(frame.size()), .data_size_out = uint32_t(out.size()), .repeat = 1);
+  if (bpf_prog_test_run_opts(bpf_program__fd(xdp), &xo) != 0) {
+    ADD_FAILURE() << "xdp test run failed: " << std::strerror(errno);
+    return r;
+  }
+  if (xo.retval == 1 /*XDP_DROP*/) r.xdp = -1;
+  else if (xo.retval == 2 /*XDP_PASS*/) {
+    r.xdp = 0;
+    qos_meta m;
+    if (xo.data_size_out >= frame.size() + sizeof(m)) {
+      std::memcpy(&m, out.data(), sizeof(m));
+      if (m.magic == QOS_META_MAGIC) r.xdp_meta = m.class_id;
+    }
+  }
+  __sk_buff skb{};
+
+  __sk_buff skb_out{};
+  LIBBPF_OPTS(bpf_test_run_opts, to, .data_in = frame.data(), .data_out = out.data(),
+              .data_size_in = uint32_t(frame.size()), .data_size_out = uint32_t(out.size()), .ctx_in = &skb,
+              .ctx_out = &skb_out, .ctx_size_in = sizeof(skb), .ctx_size_out = sizeof(skb_out), .repeat = 1);
+  if (bpf_prog_test_run_opts(bpf_program__fd(tc), &to) != 0) {
+    ADD_FAILURE() << "tc test run failed: " << std::strerror(errno);
+    return r;
+  }
+  if (to.retval == 2 /*TC_ACT_SHOT*/) r.tc = -1;
+  else if (to.retval == 0) {
+    uint32_t minor = skb_out.priority & 0xffff;
+    if ((skb_out.priority >> 16) == QOS_HTB_MAJOR && minor >= QOS_HTB_MINOR_BASE &&
+        (pifo || minor < QOS_HTB_MINOR_BASE + nclasses))
+      r.tc = int(minor - QOS_HTB_MINOR_BASE);
+  }
+  return r;
+}
+
+TEST(Kernel, RandomPoliciesLoadAndAgreeWithInterpreter) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs";
+  if (!have_clang()) GTEST_SKIP() << "needs clang-19";
+  std::mt19937_64 rng(6);
+  for (int iter = 0; iter < 8; ++iter) {
+    auto p = cgtest::random_ir(rng, {.rules = size_t(2 + iter * 9), .classes = 4, .narrow = true});
+    for (auto& c : p.classes) c.rate_bps = 0;  // no policing here: classes only
+    Diagnostics d;
+    auto c = build(p, d);
+    ASSERT_TRUE(c) << d.str();
+    Loaded l;
+    LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "qos");
+    l.obj = bpf_object__open_mem(c->object.data(), c->object.size(), &oo);
+    ASSERT_TRUE(l.obj);
+    ASSERT_EQ(bpf_object__load(l.obj), 0) << "verifier rejected iteration " << iter;
+    for (int k = 0; k < 60; ++k) {
+      auto f = cgtest::random_fields(rng, p);
+      auto frame = cgtest::build_frame(f, k % 7 == 0);
+      auto ref = parse_packet(frame);
+      int want = classify(p, ref);
+      auto got = run_frame(l.obj, frame, uint32_t(p.classes.size()), false);
+      ASSERT_EQ(got.tc, want) << to_string(ref) << " iter " << iter;
+      if (want == ir::kDrop) {
+        EXPECT_EQ(got.xdp, -1);
+      } else {
+        EXPECT_EQ(got.xdp, 0);
+        EXPECT_EQ(got.xdp_meta, want) << to_string(ref);
+      }
+    }
+  }
+}
+
+}  // namespace
