@@ -7,6 +7,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <set>
@@ -291,4 +292,46 @@ TEST(Kernel, RandomPoliciesLoadAndAgreeWithInterpreter) {
   }
 }
 
+}  // namespace
+
+namespace {
+// Larger policies verify and still agree. QOSC_SCALE_RULES=n1,n2,... overrides the sizes (measurements).
+TEST(Kernel, LargePoliciesVerifyAndAgree) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs";
+  if (!have_clang()) GTEST_SKIP() << "needs clang-19";
+  std::vector<size_t> sizes = {256, 1024};
+  if (const char* e = std::getenv("QOSC_SCALE_RULES")) {
+    sizes.clear();
+    for (std::string s = e; !s.empty();) {
+      size_t c = s.find(',');
+      sizes.push_back(std::stoul(s.substr(0, c)));
+      s = c == std::string::npos ? "" : s.substr(c + 1);
+    }
+  }
+  std::mt19937_64 rng(7);
+  for (size_t n : sizes) {
+    auto p = cgtest::random_ir(rng, {.rules = n, .classes = 8, .narrow = false, .specific = true});
+    for (auto& c : p.classes) c.rate_bps = 0;
+    Diagnostics d;
+    auto t0 = std::chrono::steady_clock::now();
+    auto c = build(p, d);
+    ASSERT_TRUE(c) << d.str();
+    Loaded l;
+    l.obj = bpf_object__open_mem(c->object.data(), c->object.size(), nullptr);
+    ASSERT_TRUE(l.obj);
+    auto t1 = std::chrono::steady_clock::now();
+    ASSERT_EQ(bpf_object__load(l.obj), 0) << "verifier rejected " << n << " rules";
+    auto t2 = std::chrono::steady_clock::now();
+    std::printf("rules=%zu C=%zu KiB generate+compile=%.0f ms load=%.0f ms object=%zu KiB\n", n,
+                c->c_source.size() / 1024, std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                std::chrono::duration<double, std::milli>(t2 - t1).count(), c->object.size() / 1024);
+    for (int k = 0; k < 200; ++k) {
+      auto f = cgtest::random_fields(rng, p);
+      auto frame = cgtest::build_frame(f, false);
+      auto ref = parse_packet(frame);
+      auto got = run_frame(l.obj, frame, uint32_t(p.classes.size()), false);
+      ASSERT_EQ(got.tc, classify(p, ref)) << to_string(ref) << " rules " << n;
+    }
+  }
+}
 }  // namespace

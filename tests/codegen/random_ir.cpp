@@ -73,6 +73,24 @@ ir::Policy random_ir(std::mt19937_64& rng, const RandomIrOptions& o) {
     ir::Rule r;
     r.index = uint32_t(i);
     r.loc.line = uint32_t(10 + i);
+    if (o.specific) {
+      r.family = ir::Family::V4;
+      std::bitset<256> b;
+      b.set(coin(rng, 0.5) ? 6 : 17);
+      r.protos = b;
+      uint16_t port = uint16_t(rng());
+      r.dport = ir::PortSet{{port, uint16_t(coin(rng, 0.8) ? port : std::min(65535, port + 100))}};
+      ir::AddrMatch m;
+      m.family = ir::Family::V4;
+      ir::Prefix pf;
+      pf.addr = {10, uint8_t(rng() % 4), uint8_t(rng()), 0};
+      pf.len = 24;
+      m.prefixes.push_back(pf);
+      r.addrs.push_back(m);
+      r.target = int32_t(rng() % o.classes);
+      p.rules.push_back(r);
+      continue;
+    }
     int fam = std::uniform_int_distribution<int>(0, 2)(rng);
     r.family = fam == 0 ? ir::Family::Any : fam == 1 ? ir::Family::V4 : ir::Family::V6;
     if (coin(rng, 0.6)) {

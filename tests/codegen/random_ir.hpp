@@ -13,6 +13,7 @@ struct RandomIrOptions {
   size_t rules = 12;
   size_t classes = 4;
   bool narrow = true;   // small value pools: rules overlap often
+  bool specific = false; // every rule: tcp/udp + one dport + an IPv4 /24 or /32 (few dead rules; scaling)
 };
 
 ir::Policy random_ir(std::mt19937_64& rng, const RandomIrOptions& o = {});
