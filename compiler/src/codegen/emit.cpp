@@ -33,6 +33,15 @@ std::optional<Strategy> strategy_from_string(std::string_view s) {
 namespace codegen {
 namespace {
 
+// Measured (kernel 6.18, clang-19 binary, random policies where every rule is
+// live: tcp/udp + one dport + an IPv4 /24; tests/codegen Kernel.LargePolicies):
+//   rules   C      generate+compile  verify(load)  object
+//   64      30K    0.34 s            17 ms         97K
+//   256     105K   0.47 s            24 ms         222K
+//   1024    450K   2.95 s            50 ms         820K
+//   4096    2.3M   39.9 s            295 ms        4.2M
+// The verifier is not the limit up to 4k; clang time is (superlinear). The
+// maps strategy (not implemented yet) is the planned fallback above ~2k.
 // Rule lists up to this many checks are inlined into their caller; longer
 // ones become global (BTF) subprograms verified once, split into chunks.
 constexpr size_t kInlineRules = 16;
