@@ -410,6 +410,22 @@ TEST(ClangBuild, LineDirectivesAndWarningsAreReported) {
   EXPECT_TRUE(has_error_at(r, "policy.qos", 7)) << show(r);
 }
 
+TEST(ClangBuild, BackendErrorsAreCaptured) {
+  // Six arguments to a real (global) call: the BPF backend, not the parser, refuses.
+  const char* src =
+      "#include <linux/bpf.h>\n"
+      "#include <bpf/bpf_helpers.h>\n"
+      "__attribute__((noinline)) int f(int a, int b, int c, int d, int e, int g) { return a + b + c + d + e + g; }\n"
+      "SEC(\"xdp\") int p(struct xdp_md *x) { return f(x->data, 1, 2, 3, 4, x->data_end); }\n"
+      "char LICENSE[] SEC(\"license\") = \"GPL\";\n";
+  auto r = compile_bpf_c("six.c", src);
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(has_error_at(r, "six.c", 3)) << show(r);
+  EXPECT_NE(show(r).find("stack arguments are not supported"), std::string::npos) << show(r);
+  // ...and the next compile is unaffected.
+  EXPECT_TRUE(compile_bpf_c("xdp_filter.c", kXdpProgram).ok);
+}
+
 TEST(ClangBuild, ClangPrintsNothing) {
   testing::internal::CaptureStderr();
   testing::internal::CaptureStdout();
