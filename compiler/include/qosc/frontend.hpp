@@ -2,7 +2,9 @@
 // The front end driver: text -> AST -> checks -> IR. Each stage reports into
 // a Diagnostics and the driver stops after the first stage with errors.
 #include <optional>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "qosc/ast.hpp"
 #include "qosc/diag.hpp"
@@ -12,6 +14,10 @@ namespace qosc {
 
 // Parse a .qos text. Returns nullopt on syntax errors (reported to diags).
 std::optional<ast::Policy> parse_policy(const SourceFile& file, Diagnostics& diags);
+
+// A rate as written in a policy ("100mbit", "2.5gbit") in bit/s; nullopt with
+// *error set (message and hint) when it is not one. Used for `qosc --link`.
+std::optional<uint64_t> parse_rate_text(std::string_view text, std::string* error);
 
 // Semantic checks and lowering. Reports errors and warnings; returns the IR
 // when there were no errors.

@@ -1,0 +1,183 @@
+// The AST printed back as canonical .qos text (print_policy: re-parses to
+// the same meaning; used by the property test and `qosc convert`) and as a
+// tree with locations (dump_ast, for `qosc --dump ast`).
+#include <arpa/inet.h>
+
+#include <fmt/format.h>
+
+#include "qosc/frontend.hpp"
+
+namespace qosc {
+
+namespace ast {
+
+const char* to_string(MatchKind k) {
+  switch (k) {
+    case MatchKind::Ip: return "ip";
+    case MatchKind::Ip6: return "ip6";
+    case MatchKind::IpSaddr: return "ip saddr";
+    case MatchKind::IpDaddr: return "ip daddr";
+    case MatchKind::Ip6Saddr: return "ip6 saddr";
+    case MatchKind::Ip6Daddr: return "ip6 daddr";
+    case MatchKind::Tcp: return "tcp";
+    case MatchKind::Udp: return "udp";
+    case MatchKind::Icmp: return "icmp";
+    case MatchKind::Icmpv6: return "icmpv6";
+    case MatchKind::Sport: return "sport";
+    case MatchKind::Dport: return "dport";
+    case MatchKind::Proto: return "proto";
+    case MatchKind::Dscp: return "dscp";
+  }
+  return "?";
+}
+
+const char* to_string(ClassAttrKind k) {
+  switch (k) {
+    case ClassAttrKind::Priority: return "priority";
+    case ClassAttrKind::Weight: return "weight";
+    case ClassAttrKind::Quantum: return "quantum";
+    case ClassAttrKind::Rate: return "rate";
+    case ClassAttrKind::Burst: return "burst";
+    case ClassAttrKind::Default: return "default";
+  }
+  return "?";
+}
+
+Loc element_loc(const Element& e) {
+  return std::visit([](const auto& x) { return x.loc; }, e);
+}
+
+}  // namespace ast
+
+namespace {
+
+std::string element_text(const ast::Element& e) {
+  struct V {
+    std::string operator()(const ast::Number& n) const { return fmt::format("{}", n.value); }
+    std::string operator()(const ast::Range& r) const { return fmt::format("{}-{}", r.lo, r.hi); }
+    std::string operator()(const ast::Ipv4& a) const {
+      std::string s = fmt::format("{}.{}.{}.{}", a.addr >> 24, (a.addr >> 16) & 255, (a.addr >> 8) & 255, a.addr & 255);
+      return a.has_len ? fmt::format("{}/{}", s, a.len) : s;
+    }
+    std::string operator()(const ast::Ipv6& a) const {
+      char buf[INET6_ADDRSTRLEN] = {};
+      inet_ntop(AF_INET6, a.addr.data(), buf, sizeof buf);
+      return a.has_len ? fmt::format("{}/{}", buf, a.len) : std::string(buf);
+    }
+    std::string operator()(const ast::Word& w) const { return w.text; }
+  };
+  return std::visit(V{}, e);
+}
+
+std::string elements_text(const std::vector<ast::Element>& els) {
+  std::string s;
+  for (const auto& e : els) s += (s.empty() ? "" : ", ") + element_text(e);
+  return "{ " + s + " }";
+}
+
+std::string value_text(const ast::Value& v) {
+  std::string s = v.negated ? "!= " : "";
+  if (v.set_ref) return s + "@" + *v.set_ref;
+  if (v.inline_set || v.elements.size() != 1) return s + elements_text(v.elements);
+  return s + element_text(v.elements[0]);
+}
+
+std::string expr_text(const ast::Expr* e) {
+  if (!e) return "0";
+  using K = ast::Expr::Kind;
+  auto arg = [&](size_t i) { return i < e->args.size() ? expr_text(e->args[i].get()) : std::string("0"); };
+  switch (e->kind) {
+    case K::Number: return fmt::format("{}", e->number);
+    case K::Field: return e->name;
+    case K::Binary: return fmt::format("({} {} {})", arg(0), e->op, arg(1));
+    case K::Call: return fmt::format("{}({}, {})", e->name, arg(0), arg(1));
+    case K::Neg: return fmt::format("-{}", arg(0));
+  }
+  return "0";
+}
+
+std::string attr_text(const ast::ClassAttr& a) {
+  switch (a.kind) {
+    case ast::ClassAttrKind::Priority:
+    case ast::ClassAttrKind::Weight: return fmt::format("{} {};", ast::to_string(a.kind), a.number);
+    case ast::ClassAttrKind::Quantum:
+    case ast::ClassAttrKind::Burst:
+      return fmt::format("{} {};", ast::to_string(a.kind), a.size.text.empty() ? fmt::format("{}b", a.size.bytes) : a.size.text);
+    case ast::ClassAttrKind::Rate:
+      return fmt::format("rate {};", a.rate.text.empty() ? fmt::format("{}bit", a.rate.bps) : a.rate.text);
+    case ast::ClassAttrKind::Default: return "default;";
+  }
+  return "";
+}
+
+std::string rate_text(const ast::Rate& r) { return r.text.empty() ? fmt::format("{}bit", r.bps) : r.text; }
+
+std::string match_text(const ast::Match& m) {
+  std::string s = ast::to_string(m.kind);
+  if (m.value) s += " " + value_text(*m.value);
+  return s;
+}
+
+std::string loc_text(Loc l) { return fmt::format("@{}:{}", l.line, l.col); }
+
+}  // namespace
+
+std::string print_policy(const ast::Policy& p) {
+  std::string s = fmt::format("policy {} {{\n", p.name);
+  for (const auto& l : p.links) s += fmt::format("    link {};\n", rate_text(l));
+  for (const auto& sc : p.schedulers) {
+    if (!sc.has_block && sc.params.empty()) {
+      s += fmt::format("    scheduler {};\n", sc.kind);
+      continue;
+    }
+    s += fmt::format("    scheduler {} {{", sc.kind);
+    for (const auto& prm : sc.params) {
+      if (prm.expr)
+        s += fmt::format(" {} = {};", prm.name, expr_text(prm.expr.get()));
+      else
+        s += fmt::format(" {} {};", prm.name, prm.number ? prm.number->value : 0);
+    }
+    s += " }\n";
+  }
+  for (const auto& st : p.sets) s += fmt::format("    set {} = {};\n", st.name, elements_text(st.elements));
+  for (const auto& c : p.classes) {
+    s += fmt::format("    class {} {{", c.name);
+    for (const auto& a : c.attrs) s += " " + attr_text(a);
+    s += " }\n";
+  }
+  for (const auto& r : p.rules) {
+    s += "    rule";
+    for (const auto& m : r.matches) s += " " + match_text(m);
+    s += fmt::format(" -> {};\n", r.drop ? std::string("drop") : r.target);
+  }
+  s += "}\n";
+  return s;
+}
+
+std::string dump_ast(const ast::Policy& p) {
+  std::string s = fmt::format("policy '{}' {}\n", p.name, loc_text(p.loc));
+  for (const auto& l : p.links) s += fmt::format("  link {} = {} bit/s {}\n", l.text, l.bps, loc_text(l.loc));
+  for (const auto& sc : p.schedulers) {
+    s += fmt::format("  scheduler '{}' {}\n", sc.kind, loc_text(sc.kind_loc));
+    for (const auto& prm : sc.params)
+      s += fmt::format("    param {} = {} {}\n", prm.name,
+                       prm.expr ? expr_text(prm.expr.get()) : fmt::format("{}", prm.number ? prm.number->value : 0),
+                       loc_text(prm.loc));
+  }
+  for (const auto& st : p.sets) {
+    s += fmt::format("  set '{}' {}\n", st.name, loc_text(st.name_loc));
+    for (const auto& e : st.elements) s += fmt::format("    element {} {}\n", element_text(e), loc_text(ast::element_loc(e)));
+  }
+  for (const auto& c : p.classes) {
+    s += fmt::format("  class '{}' {}\n", c.name, loc_text(c.name_loc));
+    for (const auto& a : c.attrs) s += fmt::format("    {} {}\n", attr_text(a), loc_text(a.loc));
+  }
+  for (const auto& r : p.rules) {
+    s += fmt::format("  rule {} -> {} {}\n", loc_text(r.loc), r.drop ? std::string("drop") : "'" + r.target + "'",
+                     loc_text(r.target_loc));
+    for (const auto& m : r.matches) s += fmt::format("    match {} {}\n", match_text(m), loc_text(m.loc));
+  }
+  return s;
+}
+
+}  // namespace qosc

@@ -1,0 +1,319 @@
+// qosc: the policy compiler's command line.
+//
+//   qosc POLICY [-o OUT.bpf.o] [--link RATE] [--emit-c DIR] [--strategy S] [-v]
+//   qosc POLICY --dump ast|ir
+//   qosc check POLICY...
+//   qosc convert PROFILE.json [-o OUT.qos]
+//
+// Exit codes: 0 success (warnings allowed), 1 errors in the user's input,
+// 2 internal failures (a bug in qosc: please report).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "qosc/codegen.hpp"
+#include "qosc/frontend.hpp"
+#include "qosc/manifest.hpp"
+#include "qosc/version.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kOk = 0, kUserError = 1, kInternal = 2;
+
+struct Options {
+  std::string input;
+  std::string output;
+  std::string emit_c;
+  std::string dump;
+  std::string strategy = "auto";
+  std::string link;
+  std::string color = "auto";
+  bool werror = false;
+  int verbose = 0;
+};
+
+bool use_color(const std::string& mode) {
+  if (mode == "always") return true;
+  if (mode == "never") return false;
+  return isatty(STDERR_FILENO) && !std::getenv("NO_COLOR");
+}
+
+std::optional<std::string> read_input(const std::string& path, std::string* error) {
+  std::ostringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    *error = fmt::format("{} is a directory, not a policy file", path);
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = fmt::format("cannot open {}: {}", path, std::strerror(errno));
+    return std::nullopt;
+  }
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool write_file(const fs::path& path, const void* data, size_t size, std::string* error) {
+  // Write next to the target and rename, so a failed run never leaves half an object.
+  fs::path tmp = path;
+  tmp += fmt::format(".tmp{}", getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      *error = fmt::format("cannot write {}: {}", path.string(), std::strerror(errno));
+      return false;
+    }
+    out.write(static_cast<const char*>(data), std::streamsize(size));
+    if (!out) {
+      *error = fmt::format("cannot write {}: {}", path.string(), std::strerror(errno));
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      return false;
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    *error = fmt::format("cannot write {}: {}", path.string(), ec.message());
+    fs::remove(tmp, ec);
+    return false;
+  }
+  return true;
+}
+
+void usage_error(const std::string& msg) { std::cerr << "qosc: error: " << msg << "\n"; }
+
+std::string stem_of(const std::string& input) {
+  if (input == "-") return "policy";
+  std::string s = fs::path(input).filename().string();
+  for (const char* ext : {".qos", ".json"})
+    if (s.size() > std::strlen(ext) && s.compare(s.size() - std::strlen(ext), std::strlen(ext), ext) == 0)
+      return s.substr(0, s.size() - std::strlen(ext));
+  return s;
+}
+
+struct Timer {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  double ms() const { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); }
+};
+
+// --link: the link rate this run shapes to, overriding the file's. Class caps
+// above it are clamped with a warning (the policy stays valid for its own link).
+bool apply_link_override(qosc::ir::Policy& p, const std::string& text, qosc::Diagnostics& diags) {
+  std::string err;
+  auto bps = qosc::parse_rate_text(text, &err);
+  if (!bps || *bps == 0) {
+    usage_error(fmt::format("--link {}: {}", text, bps ? "the link rate must be greater than zero" : err));
+    return false;
+  }
+  p.link_bps = *bps;
+  for (auto& c : p.classes) {
+    if (c.rate_bps > *bps) {
+      auto& d = diags.warning(c.loc, fmt::format("class '{}' is capped at {} bit/s, above the link of {} given by --link; "
+                                                 "its cap becomes the link rate",
+                                                 c.name, c.rate_bps, text));
+      d.hints.push_back("lower the class's rate in the policy to silence this");
+      c.rate_bps = *bps;
+    }
+  }
+  return true;
+}
+
+int run_compile(const Options& o, bool check_only) {
+  std::string err;
+  auto text = read_input(o.input, &err);
+  if (!text) {
+    usage_error(err);
+    return kUserError;
+  }
+  const bool color = use_color(o.color);
+  qosc::SourceFile file(o.input == "-" ? "<stdin>" : o.input, std::move(*text));
+  qosc::Diagnostics diags(&file);
+  auto finish = [&](int code) {
+    diags.print(std::cerr, color);
+    if (diags.error_count() || diags.warning_count())
+      std::cerr << fmt::format("{} error{} and {} warning{} in {}\n", diags.error_count(), diags.error_count() == 1 ? "" : "s",
+                               diags.warning_count(), diags.warning_count() == 1 ? "" : "s", file.name());
+    return code;
+  };
+
+  Timer t;
+  qosc::FrontendResult fe = qosc::compile_frontend(file, diags);
+  if (o.verbose) std::cerr << fmt::format("qosc: front end (parse, check, lower): {:.2f} ms\n", t.ms());
+  if (o.dump == "ast") {
+    if (fe.ast) std::cout << qosc::dump_ast(*fe.ast);
+    return finish(fe.ast && !diags.has_errors() ? kOk : kUserError);
+  }
+  if (!fe.ir || diags.has_errors()) return finish(kUserError);
+  if (!o.link.empty() && !apply_link_override(*fe.ir, o.link, diags)) return finish(kUserError);
+  if (o.werror && diags.warning_count()) {
+    std::cerr << "qosc: warnings are errors (--werror)\n";
+    return finish(kUserError);
+  }
+  if (o.dump == "ir") {
+    std::cout << qosc::dump_ir(*fe.ir);
+    return finish(kOk);
+  }
+  if (check_only) return finish(kOk);
+
+  qosc::CodegenOptions copts;
+  auto strat = qosc::strategy_from_string(o.strategy);
+  if (!strat) {
+    usage_error(fmt::format("--strategy {}: expected auto, tree or maps", o.strategy));
+    return finish(kUserError);
+  }
+  copts.strategy = *strat;
+  copts.source_text = file.text();
+  copts.source_name = file.name();
+  Timer tc;
+  auto obj = qosc::compile_policy(*fe.ir, copts, diags);
+  if (!obj || diags.has_errors()) {
+    std::cerr << "qosc: internal error: the generated program did not compile; this is a bug in qosc, please report it "
+                 "with the policy file (run with -v for details)\n";
+    return finish(kInternal);
+  }
+  if (o.verbose)
+    std::cerr << fmt::format("qosc: code generation ({} strategy): {:.2f} ms, clang: {:.2f} ms, total {:.2f} ms\n",
+                             obj->manifest.strategy, obj->generate_ms, obj->compile_ms, tc.ms());
+
+  if (!o.emit_c.empty()) {
+    std::error_code ec;
+    fs::create_directories(o.emit_c, ec);
+    fs::path c = fs::path(o.emit_c) / (stem_of(o.input) + ".bpf.c");
+    fs::path m = fs::path(o.emit_c) / (stem_of(o.input) + ".manifest.json");
+    std::string mj = qosc::to_json(obj->manifest).dump(2) + "\n";
+    if (!write_file(c, obj->c_source.data(), obj->c_source.size(), &err) || !write_file(m, mj.data(), mj.size(), &err)) {
+      usage_error(err);
+      return finish(kUserError);
+    }
+    if (o.verbose) std::cerr << fmt::format("qosc: wrote {} and {}\n", c.string(), m.string());
+  }
+  std::string out = o.output.empty() ? stem_of(o.input) + ".bpf.o" : o.output;
+  if (!write_file(out, obj->object.data(), obj->object.size(), &err)) {
+    usage_error(err);
+    return finish(kUserError);
+  }
+  int code = finish(kOk);
+  if (o.verbose)
+    std::cerr << fmt::format("qosc: wrote {} ({} bytes, {} classes, {} rules, scheduler {})\n", out, obj->object.size(),
+                             obj->manifest.classes.size(), obj->manifest.rule_count, obj->manifest.scheduler);
+  return code;
+}
+
+int run_convert(const std::string& input, const std::string& output, const std::string& color_mode) {
+  std::string err;
+  auto text = read_input(input, &err);
+  if (!text) {
+    usage_error(err);
+    return kUserError;
+  }
+  qosc::SourceFile file(input, std::move(*text));
+  qosc::Diagnostics diags(&file);
+  auto qos = qosc::json_profile_to_qos(file, diags);
+  diags.print(std::cerr, use_color(color_mode));
+  if (!qos || diags.has_errors()) return kUserError;
+  if (output.empty() || output == "-") {
+    std::cout << *qos;
+    return kOk;
+  }
+  if (!write_file(output, qos->data(), qos->size(), &err)) {
+    usage_error(err);
+    return kUserError;
+  }
+  return kOk;
+}
+
+void add_common(CLI::App& app, Options& o) {
+  app.add_option("--color", o.color, "colour diagnostics: auto, always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  app.add_flag("--werror", o.werror, "treat warnings as errors");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Options o;
+    std::string sub = argc > 1 ? argv[1] : "";
+    if (sub == "check") {
+      CLI::App app{"qosc check: diagnose policy files without compiling them", "qosc check"};
+      std::vector<std::string> files;
+      app.add_option("POLICY", files, "policy files (.qos or .json)")->required();
+      add_common(app, o);
+      app.add_flag("-v,--verbose", o.verbose, "show the stages");
+      try {
+        app.parse(argc - 1, argv + 1);
+      } catch (const CLI::ParseError& e) {
+        return app.exit(e) ? kUserError : kOk;
+      }
+      int worst = kOk;
+      for (const auto& f : files) {
+        o.input = f;
+        worst = std::max(worst, run_compile(o, true));
+      }
+      return worst;
+    }
+    if (sub == "convert") {
+      CLI::App app{"qosc convert: print a dissertation JSON profile as a .qos policy", "qosc convert"};
+      std::string input, output;
+      app.add_option("PROFILE", input, "the JSON profile")->required();
+      app.add_option("-o,--output", output, "write the .qos here instead of standard output");
+      add_common(app, o);
+      try {
+        app.parse(argc - 1, argv + 1);
+      } catch (const CLI::ParseError& e) {
+        return app.exit(e) ? kUserError : kOk;
+      }
+      return run_convert(input, output, o.color);
+    }
+
+    CLI::App app{"qosc: compile a QoS policy (.qos, or a dissertation .json profile) into XDP and TC programs", "qosc"};
+    app.footer(
+        "Commands:\n"
+        "  qosc check POLICY...          diagnose only\n"
+        "  qosc convert PROFILE.json     print a JSON profile as .qos\n"
+        "Examples:\n"
+        "  qosc examples/gaming.qos -o gaming.bpf.o\n"
+        "  qosc examples/gaming.qos --link 100mbit -o gaming.bpf.o\n"
+        "  qosc --dump ir examples/server.qos\n"
+        "Exit codes: 0 ok, 1 errors in the input, 2 internal error.");
+    app.set_version_flag("--version", std::string("qosc ") + qosc::kVersion);
+    app.add_option("POLICY", o.input, "policy file (.qos or .json; - for standard input)")->required();
+    app.add_option("-o,--output", o.output, "object file to write (default: POLICY's name with .bpf.o)");
+    app.add_option("--link", o.link, "shape to this link rate instead of the file's (e.g. 100mbit); caps above it are clamped");
+    app.add_option("--emit-c", o.emit_c, "also write the generated C and the manifest into this directory");
+    app.add_option("--strategy", o.strategy, "rule compilation: auto, tree (decision code) or maps (tables filled at load)")
+        ->check(CLI::IsMember({"auto", "tree", "maps"}));
+    app.add_option("--dump", o.dump, "print the AST or the IR instead of compiling")->check(CLI::IsMember({"ast", "ir"}));
+    app.add_flag("-v,--verbose", o.verbose, "show the stages and their times");
+    add_common(app, o);
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e) ? kUserError : kOk;
+    }
+    return run_compile(o, false);
+  } catch (const std::exception& e) {
+    std::cerr << "qosc: internal error: " << e.what() << "\n";
+    return kInternal;
+  }
+}
