@@ -8,6 +8,7 @@
 #include "qosc/version.hpp"
 #include "qosrun/cli.hpp"
 #include "qosrun/loader.hpp"
+#include "qosrun/stats.hpp"
 
 int main(int argc, char** argv) {
   using namespace qosrun::cli;
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
 
   CommandTable table(app, globals);
   register_classify(table);
+  register_stats(table);
   // More commands register here (one function per command, see qosrun/cli.hpp).
 
   try {

@@ -1,0 +1,365 @@
+// Statistics sources: the per-CPU class counters, the LRU flow table and the
+// HTB counters over netlink. See qosrun/stats.hpp.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/pkt_sched.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netlink/netlink.h>
+#include <netlink/route/class.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/qdisc/htb.h>
+#include <netlink/route/tc.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "qos_abi.h"
+#include "qosrun/stats.hpp"
+
+namespace qosrun {
+
+namespace {
+
+int fcntl_dupfd(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 3); }
+
+size_t percpu_stride() { return (sizeof(qos_class_stats) + 7) / 8 * 8; }
+
+uint64_t clock_ns(clockid_t c) {
+  timespec ts{};
+  clock_gettime(c, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+template <class T, void (*Free)(T*)>
+struct NlPtr {
+  T* p = nullptr;
+  NlPtr() = default;
+  explicit NlPtr(T* x) : p(x) {}
+  NlPtr(const NlPtr&) = delete;
+  NlPtr& operator=(const NlPtr&) = delete;
+  ~NlPtr() {
+    if (p) Free(p);
+  }
+};
+void free_cache(nl_cache* c) { nl_cache_free(c); }
+void free_sock(nl_sock* s) { nl_socket_free(s); }
+
+std::string addr_string(uint8_t family, const uint8_t* a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family == 4) {
+    inet_ntop(AF_INET, a, buf, sizeof buf);
+  } else if (family == 6) {
+    inet_ntop(AF_INET6, a, buf, sizeof buf);
+  } else {
+    return "?";
+  }
+  return buf;
+}
+
+FlowEntry to_entry(const qos_flow_key& k, const qos_flow_val& v) {
+  FlowEntry e;
+  e.family = k.family;
+  e.src = addr_string(k.family, k.saddr);
+  e.dst = addr_string(k.family, k.daddr);
+  e.sport = k.sport;
+  e.dport = k.dport;
+  e.proto = k.proto;
+  e.first_ns = v.first_ns;
+  e.last_ns = v.last_ns;
+  e.packets = v.packets;
+  e.bytes = v.bytes;
+  e.class_id = v.class_id;
+  e.hook_mask = v.hook_mask;
+  e.key.assign(reinterpret_cast<const char*>(&k), sizeof k);
+  return e;
+}
+
+}  // namespace
+
+// ---- class counters ---------------------------------------------------------------
+
+Result<std::vector<ClassCounters>> read_stats_map(int fd, uint32_t slots) {
+  if (fd < 0) return Error{"no statistics map"};
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return errno_error(-ncpu, "cannot count the possible CPUs");
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+    if (info.type != BPF_MAP_TYPE_PERCPU_ARRAY || info.value_size != sizeof(qos_class_stats))
+      return Error{fmt::format("the statistics map is not a per-CPU array of struct qos_class_stats "
+                               "(type {}, value size {}); was it written by this qosc?",
+                               info.type, info.value_size)};
+    if (info.max_entries < slots)
+      return Error{fmt::format("the statistics map has {} entries, the manifest needs {}", info.max_entries, slots)};
+  }
+  std::vector<unsigned char> buf(percpu_stride() * static_cast<size_t>(ncpu));
+  std::vector<ClassCounters> all(slots);
+  for (uint32_t key = 0; key < slots; ++key) {
+    if (bpf_map_lookup_elem(fd, &key, buf.data()) != 0)
+      return errno_error(errno, fmt::format("cannot read statistics entry {}", key));
+    ClassCounters& out = all[key];
+    for (int cpu = 0; cpu < ncpu; ++cpu) {
+      qos_class_stats s;
+      std::memcpy(&s, buf.data() + percpu_stride() * static_cast<size_t>(cpu), sizeof s);
+      for (int h = 0; h < 2; ++h) {
+        out.packets[h] += s.packets[h];
+        out.bytes[h] += s.bytes[h];
+        out.drop_policer[h] += s.drop_policer[h];
+        out.drop_rule[h] += s.drop_rule[h];
+      }
+    }
+  }
+  return all;
+}
+
+// ---- queues over netlink ----------------------------------------------------------------
+
+const QueueCounters* QdiscSnapshot::find(uint32_t minor) const {
+  for (const auto& c : classes)
+    if ((c.handle & 0xffffu) == minor) return &c;
+  return nullptr;
+}
+
+Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
+  unsigned ifindex = if_nametoindex(ifname.c_str());
+  if (ifindex == 0)
+    return Error{fmt::format("no interface '{}' in this network namespace (ip link shows the names; inside a "
+                             "namespace run qosrun with ip netns exec)",
+                             ifname)};
+  NlPtr<nl_sock, free_sock> sk(nl_socket_alloc());
+  if (!sk.p) return Error{"cannot allocate a netlink socket"};
+  if (int e = nl_connect(sk.p, NETLINK_ROUTE); e < 0)
+    return Error{fmt::format("cannot open a netlink socket: {}", nl_geterror(e))};
+
+  QdiscSnapshot snap;
+  {
+    nl_cache* qc = nullptr;
+    if (int e = rtnl_qdisc_alloc_cache(sk.p, &qc); e < 0)
+      return Error{fmt::format("cannot list the qdiscs of {}: {}", ifname, nl_geterror(e))};
+    NlPtr<nl_cache, free_cache> qcache(qc);
+    rtnl_qdisc* root = rtnl_qdisc_get_by_parent(qc, static_cast<int>(ifindex), TC_H_ROOT);
+    if (root) {
+      rtnl_tc* tc = TC_CAST(root);
+      snap.root.present = true;
+      snap.root.handle = rtnl_tc_get_handle(tc);
+      const char* kind = rtnl_tc_get_kind(tc);
+      snap.root.kind = kind ? kind : "";
+      snap.root.bytes = rtnl_tc_get_stat(tc, RTNL_TC_BYTES);
+      snap.root.packets = rtnl_tc_get_stat(tc, RTNL_TC_PACKETS);
+      snap.root.drops = rtnl_tc_get_stat(tc, RTNL_TC_DROPS);
+      snap.root.overlimits = rtnl_tc_get_stat(tc, RTNL_TC_OVERLIMITS);
+      snap.root.backlog_bytes = rtnl_tc_get_stat(tc, RTNL_TC_BACKLOG);
+      snap.root.qlen = rtnl_tc_get_stat(tc, RTNL_TC_QLEN);
+      rtnl_qdisc_put(root);
+    }
+  }
+  nl_cache* cc = nullptr;
+  if (int e = rtnl_class_alloc_cache(sk.p, static_cast<int>(ifindex), &cc); e < 0)
+    return Error{fmt::format("cannot list the traffic classes of {}: {}", ifname, nl_geterror(e))};
+  NlPtr<nl_cache, free_cache> ccache(cc);
+  for (nl_object* o = nl_cache_get_first(cc); o; o = nl_cache_get_next(o)) {
+    auto* cls = reinterpret_cast<rtnl_class*>(o);
+    rtnl_tc* tc = TC_CAST(cls);
+    uint32_t handle = rtnl_tc_get_handle(tc);
+    if ((handle >> 16) != major) continue;
+    const char* kind = rtnl_tc_get_kind(tc);
+    if (!kind || std::strcmp(kind, "htb") != 0) continue;
+    QueueCounters q;
+    q.handle = handle;
+    q.parent = rtnl_tc_get_parent(tc);
+    q.bytes = rtnl_tc_get_stat(tc, RTNL_TC_BYTES);
+    q.packets = rtnl_tc_get_stat(tc, RTNL_TC_PACKETS);
+    q.drops = rtnl_tc_get_stat(tc, RTNL_TC_DROPS);
+    q.overlimits = rtnl_tc_get_stat(tc, RTNL_TC_OVERLIMITS);
+    q.backlog_bytes = rtnl_tc_get_stat(tc, RTNL_TC_BACKLOG);
+    q.qlen = rtnl_tc_get_stat(tc, RTNL_TC_QLEN);
+    uint64_t r = 0;
+    if (rtnl_htb_get_rate64(cls, &r) == 0) q.rate_bps = r * 8;
+    if (rtnl_htb_get_ceil64(cls, &r) == 0) q.ceil_bps = r * 8;
+    q.prio = rtnl_htb_get_prio(cls);
+    q.quantum = rtnl_htb_get_quantum(cls);
+    snap.classes.push_back(q);
+  }
+  for (auto& c : snap.classes) {
+    c.leaf = std::none_of(snap.classes.begin(), snap.classes.end(),
+                          [&](const QueueCounters& o) { return o.parent == c.handle; });
+  }
+  std::sort(snap.classes.begin(), snap.classes.end(),
+            [](const QueueCounters& a, const QueueCounters& b) { return a.handle < b.handle; });
+  return snap;
+}
+
+// ---- the flow table ------------------------------------------------------------------------
+
+std::string proto_name(uint8_t proto) {
+  switch (proto) {
+    case 6: return "tcp";
+    case 17: return "udp";
+    case 1: return "icmp";
+    case 58: return "icmpv6";
+    case 132: return "sctp";
+    case 0xff: return "-";
+    default: return std::to_string(proto);
+  }
+}
+
+Result<std::vector<FlowEntry>> read_flows(int fd) {
+  std::vector<FlowEntry> out;
+  if (fd < 0) return out;
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return errno_error(errno, "cannot inspect the flow table");
+  if (info.key_size != sizeof(qos_flow_key) || info.value_size != sizeof(qos_flow_val))
+    return Error{fmt::format("the flow table's layout (key {} / value {} bytes) is not qos_flow_key/qos_flow_val "
+                             "({} / {}); was it written by this qosc?",
+                             info.key_size, info.value_size, sizeof(qos_flow_key), sizeof(qos_flow_val))};
+  // Batch lookups: one syscall per 1024 entries.
+  {
+    const uint32_t chunk = 1024;
+    std::vector<qos_flow_key> keys(chunk);
+    std::vector<qos_flow_val> vals(chunk);
+    qos_flow_key token{};
+    bool first = true, ok = true;
+    for (;;) {
+      uint32_t count = chunk;
+      LIBBPF_OPTS(bpf_map_batch_opts, bo);
+      int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data(), vals.data(), &count, &bo);
+      int err = rc ? errno : 0;
+      if (rc && err != ENOENT) {
+        ok = false;
+        break;
+      }
+      for (uint32_t i = 0; i < count; ++i) out.push_back(to_entry(keys[i], vals[i]));
+      first = false;
+      if (err == ENOENT || count == 0) break;
+    }
+    if (ok) return out;
+    out.clear();
+  }
+  // Key by key (older kernels). Entries may be evicted while we walk: tolerate ENOENT.
+  qos_flow_key key{}, next{};
+  bool have = false;
+  for (size_t guard = 0; guard < (size_t(info.max_entries) + 1) * 2; ++guard) {
+    if (bpf_map_get_next_key(fd, have ? &key : nullptr, &next) != 0) break;
+    qos_flow_val v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.push_back(to_entry(next, v));
+    key = next;
+    have = true;
+  }
+  return out;
+}
+
+// ---- pinned state --------------------------------------------------------------------------
+
+std::string stats_pin_dir(const std::string& ifname) {
+  const char* root = std::getenv("QOSRUN_PIN_ROOT");
+  std::string r = root && *root ? root : "/sys/fs/bpf/qosc";
+  return r + "/" + ifname;
+}
+
+Result<qosc::Manifest> read_state_manifest(const std::string& pin_dir) {
+  std::string path = pin_dir + "/state.json";
+  std::ifstream in(path);
+  if (!in) return errno_error(errno, fmt::format("cannot read {}", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    nlohmann::json j = nlohmann::json::parse(ss.str());
+    if (j.contains("manifest") && j["manifest"].is_object()) return qosc::manifest_from_json(j["manifest"]);
+    if (j.contains("classes")) return qosc::manifest_from_json(j);
+    for (const char* k : {"object", "object_path", "obj"}) {
+      if (j.contains(k) && j[k].is_string()) {
+        auto pol = LoadedPolicy::open_file(j[k].get<std::string>());
+        if (!pol) return pol.error();
+        return pol->manifest();
+      }
+    }
+    return Error{fmt::format("{} holds no manifest", path)};
+  } catch (const std::exception& e) {
+    return Error{fmt::format("{} does not parse: {}", path, e.what())};
+  }
+}
+
+Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const std::string& pin_dir) {
+  StatsSource s;
+  s.ifname_ = ifname;
+  s.pin_dir_ = pin_dir.empty() ? stats_pin_dir(ifname) : pin_dir;
+  struct stat st{};
+  if (stat(s.pin_dir_.c_str(), &st) != 0) {
+    int err = errno;
+    if (if_nametoindex(ifname.c_str()) == 0)
+      return Error{fmt::format("no interface '{}' in this network namespace", ifname)};
+    return Error{fmt::format("no qosc policy is attached to {} ({}: {}); attach one with `qosrun attach OBJ {}`",
+                             ifname, s.pin_dir_, std::strerror(err), ifname)};
+  }
+  auto m = read_state_manifest(s.pin_dir_);
+  if (!m) return m.error();
+  s.manifest_ = std::move(*m);
+  std::string sp = s.pin_dir_ + "/" + s.manifest_.stats_map;
+  int fd = bpf_obj_get(sp.c_str());
+  if (fd < 0) return errno_error(errno, fmt::format("cannot open the pinned statistics map {}", sp));
+  s.stats_.reset(fd);
+  std::string fp = s.pin_dir_ + "/" + s.manifest_.flows_map;
+  fd = bpf_obj_get(fp.c_str());
+  if (fd >= 0) s.flows_.reset(fd);   // optional: older attaches may not pin it
+  return s;
+}
+
+Result<StatsSource> StatsSource::from_fds(const qosc::Manifest& manifest, int stats_fd, int flows_fd,
+                                          const std::string& ifname) {
+  StatsSource s;
+  s.manifest_ = manifest;
+  s.ifname_ = ifname;
+  if (stats_fd < 0) return Error{"the policy has no statistics map"};
+  int d = fcntl_dupfd(stats_fd);
+  if (d < 0) return errno_error(errno, "cannot duplicate the statistics map fd");
+  s.stats_.reset(d);
+  if (flows_fd >= 0) {
+    d = fcntl_dupfd(flows_fd);
+    if (d < 0) return errno_error(errno, "cannot duplicate the flow table fd");
+    s.flows_.reset(d);
+  }
+  return s;
+}
+
+Result<Sample> StatsSource::sample(const SampleOptions& opts) const {
+  Sample s;
+  s.mono_ns = clock_ns(CLOCK_MONOTONIC);
+  s.unix_time = static_cast<double>(clock_ns(CLOCK_REALTIME)) / 1e9;
+  auto m = read_stats_map(stats_.get(), static_cast<uint32_t>(manifest_.classes.size() + 1));
+  if (!m) return m.error();
+  s.map = std::move(*m);
+  if (opts.qdisc && !ifname_.empty()) {
+    auto q = read_qdisc(ifname_, QOS_HTB_MAJOR);
+    if (q) {
+      if (q->root.present && q->root.kind == "htb" && (q->root.handle >> 16) == QOS_HTB_MAJOR)
+        s.qdisc = std::move(*q);
+      else
+        s.qdisc_error = q->root.present ? fmt::format("root qdisc of {} is {} {:x}:, not qosrun's htb 1:", ifname_,
+                                                      q->root.kind, q->root.handle >> 16)
+                                        : fmt::format("{} has no root qdisc", ifname_);
+    } else {
+      s.qdisc_error = q.error().message;
+    }
+  }
+  if (opts.flows && flows_.valid()) {
+    auto f = read_flows(flows_.get());
+    if (!f) return f.error();
+    s.flows = std::move(*f);
+  }
+  return s;
+}
+
+}  // namespace qosrun

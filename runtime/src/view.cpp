@@ -1,0 +1,342 @@
+// The derived statistics view: counters + rates from two samples, as JSON
+// and as the terminal table. See qosrun/stats.hpp.
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "qos_abi.h"
+#include "qosrun/stats.hpp"
+
+namespace qosrun {
+
+namespace {
+
+double per_s(uint64_t now, uint64_t before, double dt) {
+  if (dt <= 0 || now < before) return 0;   // no interval, or a counter that went back (reload)
+  return static_cast<double>(now - before) / dt;
+}
+
+HookView hook_view(const ClassCounters& c, const ClassCounters* p, int h, double dt) {
+  HookView v;
+  v.packets = c.packets[h];
+  v.bytes = c.bytes[h];
+  v.drop_policer = c.drop_policer[h];
+  v.drop_rule = c.drop_rule[h];
+  if (p) {
+    v.pps = per_s(c.packets[h], p->packets[h], dt);
+    v.bps = 8 * per_s(c.bytes[h], p->bytes[h], dt);
+  }
+  return v;
+}
+
+QueueView queue_view(const Sample& cur, const Sample* prev, uint32_t minor, double dt) {
+  QueueView q;
+  q.minor = minor;
+  if (!cur.qdisc) return q;
+  const QueueCounters* c = cur.qdisc->find(minor);
+  if (!c) return q;
+  q.present = true;
+  q.bytes = c->bytes;
+  q.packets = c->packets;
+  q.drops = c->drops;
+  q.overlimits = c->overlimits;
+  q.backlog_bytes = c->backlog_bytes;
+  q.qlen = c->qlen;
+  q.rate_bps = c->rate_bps;
+  q.ceil_bps = c->ceil_bps;
+  const QueueCounters* p = (prev && prev->qdisc) ? prev->qdisc->find(minor) : nullptr;
+  if (p) {
+    q.bps = 8 * per_s(c->bytes, p->bytes, dt);
+    q.pps = per_s(c->packets, p->packets, dt);
+    q.drops_ps = per_s(c->drops, p->drops, dt);
+  }
+  double service = q.bps > 0 ? q.bps : static_cast<double>(q.ceil_bps);
+  if (q.backlog_bytes > 0 && service > 0) q.delay_ms = 1000.0 * 8.0 * static_cast<double>(q.backlog_bytes) / service;
+  return q;
+}
+
+std::string hooks_string(uint32_t mask) {
+  std::string s;
+  if (mask & (1u << QOS_HOOK_XDP)) s += "xdp";
+  if (mask & (1u << QOS_HOOK_TC)) s += s.empty() ? "tc" : "+tc";
+  return s.empty() ? "-" : s;
+}
+
+std::string endpoint(const std::string& addr, uint8_t family, uint16_t port, uint8_t proto) {
+  bool ports = proto == 6 || proto == 17 || proto == 132;
+  if (!ports) return addr;
+  return family == 6 ? fmt::format("[{}]:{}", addr, port) : fmt::format("{}:{}", addr, port);
+}
+
+std::string clock_string(double unix_time) {
+  time_t t = static_cast<time_t>(unix_time);
+  struct tm tmv{};
+  localtime_r(&t, &tmv);
+  char buf[32];
+  strftime(buf, sizeof buf, "%H:%M:%S", &tmv);
+  return buf;
+}
+
+std::string fit(const std::string& s, size_t w) {
+  if (s.size() <= w) return s;
+  return s.substr(0, w - 1) + "~";
+}
+
+nlohmann::json hook_json(const HookView& h) {
+  return {{"packets", h.packets}, {"bytes", h.bytes}, {"pps", h.pps}, {"bps", h.bps}, {"drops_policer", h.drop_policer}};
+}
+
+nlohmann::json queue_json(const QueueView& q) {
+  if (!q.present) return nullptr;
+  return {{"handle", fmt::format("{:x}:{:x}", QOS_HTB_MAJOR, q.minor)},
+          {"sent_bytes", q.bytes},
+          {"sent_packets", q.packets},
+          {"drops", q.drops},
+          {"overlimits", q.overlimits},
+          {"backlog_bytes", q.backlog_bytes},
+          {"qlen", q.qlen},
+          {"rate_bps", q.rate_bps},
+          {"ceil_bps", q.ceil_bps},
+          {"bps", q.bps},
+          {"pps", q.pps},
+          {"delay_ms", q.delay_ms}};
+}
+
+}  // namespace
+
+std::string human_bps(double bps) {
+  if (bps >= 1e9) return fmt::format("{:.2f} Gbit/s", bps / 1e9);
+  if (bps >= 1e6) return fmt::format("{:.1f} Mbit/s", bps / 1e6);
+  if (bps >= 1e3) return fmt::format("{:.1f} kbit/s", bps / 1e3);
+  return fmt::format("{:.0f} bit/s", bps);
+}
+
+std::string human_bytes(double b) {
+  if (b >= 1e9) return fmt::format("{:.2f} GB", b / 1e9);
+  if (b >= 1e6) return fmt::format("{:.1f} MB", b / 1e6);
+  if (b >= 1e3) return fmt::format("{:.1f} kB", b / 1e3);
+  return fmt::format("{:.0f} B", b);
+}
+
+View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample& cur, const Sample* prev,
+               size_t top_flows) {
+  View v;
+  v.ifname = ifname;
+  v.policy = m.policy;
+  v.scheduler = m.scheduler;
+  v.link_bps = m.link_bps;
+  v.unix_time = cur.unix_time;
+  const double dt = prev && cur.mono_ns > prev->mono_ns ? static_cast<double>(cur.mono_ns - prev->mono_ns) / 1e9 : 0;
+  if (prev && (dt <= 0 || prev->map.size() != cur.map.size())) prev = nullptr;   // not comparable
+  v.interval_s = prev ? dt : 0;
+  const bool pifo = m.pifo_mapping == "sp-pifo" || m.scheduler == "pifo";
+  for (size_t i = 0; i < m.classes.size() && i < cur.map.size(); ++i) {
+    const auto& mc = m.classes[i];
+    ClassView c;
+    c.id = mc.id;
+    c.name = mc.name;
+    c.priority = mc.priority;
+    c.weight = mc.weight;
+    c.quantum = mc.quantum;
+    c.cap_bps = mc.rate_bps;
+    c.is_default = mc.is_default;
+    const ClassCounters* p = prev ? &prev->map[i] : nullptr;
+    c.xdp = hook_view(cur.map[i], p, QOS_HOOK_XDP, dt);
+    c.tc = hook_view(cur.map[i], p, QOS_HOOK_TC, dt);
+    if (!pifo) c.queue = queue_view(cur, prev, mc.htb_minor ? mc.htb_minor : QOS_HTB_MINOR_BASE + mc.id, dt);
+    v.classes.push_back(std::move(c));
+  }
+  if (cur.map.size() == m.classes.size() + 1) {
+    const ClassCounters* p = prev ? &prev->map.back() : nullptr;
+    v.rule_xdp = hook_view(cur.map.back(), p, QOS_HOOK_XDP, dt);
+    v.rule_tc = hook_view(cur.map.back(), p, QOS_HOOK_TC, dt);
+  }
+  if (pifo) {
+    for (uint32_t b = 0; b < std::max<uint32_t>(m.pifo_bands, 1); ++b)
+      v.bands.push_back(queue_view(cur, prev, QOS_HTB_MINOR_BASE + b, dt));
+  }
+  if (cur.qdisc) {
+    v.link = cur.qdisc->root;
+    if (prev && prev->qdisc) v.link_bps_now = 8 * per_s(cur.qdisc->root.bytes, prev->qdisc->root.bytes, dt);
+  }
+  v.qdisc_error = cur.qdisc_error;
+
+  v.flow_count = cur.flows.size();
+  if (top_flows > 0 && !cur.flows.empty()) {
+    std::unordered_map<std::string, uint64_t> before;
+    if (prev)
+      for (const auto& f : prev->flows) before.emplace(f.key, f.bytes);
+    std::vector<FlowView> fv;
+    fv.reserve(cur.flows.size());
+    for (const auto& f : cur.flows) {
+      FlowView x;
+      x.flow = f;
+      x.cls = f.class_id < m.classes.size() ? m.classes[f.class_id].name : fmt::format("class#{}", f.class_id);
+      x.duration_s = f.last_ns > f.first_ns ? static_cast<double>(f.last_ns - f.first_ns) / 1e9 : 0;
+      x.idle_s = cur.mono_ns > f.last_ns ? static_cast<double>(cur.mono_ns - f.last_ns) / 1e9 : 0;
+      if (prev && dt > 0) {
+        auto it = before.find(f.key);
+        uint64_t b0 = it == before.end() ? 0 : it->second;
+        // A flow new since the last sample: count only what it sent inside the interval.
+        if (it == before.end() && f.first_ns < prev->mono_ns) b0 = f.bytes;
+        x.bps = 8 * per_s(f.bytes, b0, dt);
+      }
+      fv.push_back(std::move(x));
+    }
+    const bool by_rate = prev != nullptr && dt > 0;
+    auto order = [by_rate](const FlowView& a, const FlowView& b) {
+      if (by_rate && a.bps != b.bps) return a.bps > b.bps;
+      if (a.flow.bytes != b.flow.bytes) return a.flow.bytes > b.flow.bytes;
+      return a.flow.key < b.flow.key;
+    };
+    size_t n = std::min(top_flows, fv.size());
+    std::partial_sort(fv.begin(), fv.begin() + static_cast<std::ptrdiff_t>(n), fv.end(), order);
+    fv.resize(n);
+    v.flows = std::move(fv);
+  }
+  return v;
+}
+
+nlohmann::json to_json(const View& v) {
+  nlohmann::json j;
+  j["time"] = v.unix_time;
+  j["interval_s"] = v.interval_s;
+  j["iface"] = v.ifname;
+  j["policy"] = v.policy;
+  j["scheduler"] = v.scheduler;
+  j["link_bps"] = v.link_bps;
+  auto classes = nlohmann::json::array();
+  for (const auto& c : v.classes) {
+    nlohmann::json cj = {{"id", c.id},
+                         {"name", c.name},
+                         {"priority", c.priority},
+                         {"weight", c.weight},
+                         {"quantum", c.quantum},
+                         {"cap_bps", c.cap_bps},
+                         {"default", c.is_default},
+                         {"xdp", hook_json(c.xdp)},
+                         {"tc", hook_json(c.tc)},
+                         {"drops",
+                          {{"policer", c.xdp.drop_policer + c.tc.drop_policer},
+                           {"queue", c.queue.present ? c.queue.drops : 0}}},
+                         {"queue", queue_json(c.queue)}};
+    classes.push_back(std::move(cj));
+  }
+  j["classes"] = std::move(classes);
+  j["drop_rule"] = {{"xdp", {{"packets", v.rule_xdp.drop_rule}, {"bytes", v.rule_xdp.bytes}, {"pps", v.rule_xdp.pps}}},
+                    {"tc", {{"packets", v.rule_tc.drop_rule}, {"bytes", v.rule_tc.bytes}, {"pps", v.rule_tc.pps}}}};
+  if (!v.bands.empty()) {
+    auto bands = nlohmann::json::array();
+    for (size_t b = 0; b < v.bands.size(); ++b) {
+      nlohmann::json bj = queue_json(v.bands[b]);
+      if (!bj.is_null()) bj["band"] = b;
+      bands.push_back(std::move(bj));
+    }
+    j["bands"] = std::move(bands);
+  }
+  if (v.link.present) {
+    j["link"] = {{"kind", v.link.kind},
+                 {"sent_bytes", v.link.bytes},
+                 {"sent_packets", v.link.packets},
+                 {"drops", v.link.drops},
+                 {"overlimits", v.link.overlimits},
+                 {"backlog_bytes", v.link.backlog_bytes},
+                 {"qlen", v.link.qlen},
+                 {"bps", v.link_bps_now}};
+  } else {
+    j["link"] = nullptr;
+  }
+  if (!v.qdisc_error.empty()) j["qdisc_error"] = v.qdisc_error;
+  j["flow_count"] = v.flow_count;
+  auto flows = nlohmann::json::array();
+  for (const auto& f : v.flows) {
+    flows.push_back({{"src", f.flow.src},
+                     {"dst", f.flow.dst},
+                     {"sport", f.flow.sport},
+                     {"dport", f.flow.dport},
+                     {"proto", proto_name(f.flow.proto)},
+                     {"family", f.flow.family},
+                     {"class", f.cls},
+                     {"bytes", f.flow.bytes},
+                     {"packets", f.flow.packets},
+                     {"duration_s", f.duration_s},
+                     {"idle_s", f.idle_s},
+                     {"bps", f.bps},
+                     {"hooks", hooks_string(f.flow.hook_mask)}});
+  }
+  j["flows"] = std::move(flows);
+  return j;
+}
+
+std::string render_text(const View& v, bool color) {
+  const char* B = color ? "\x1b[1m" : "";
+  const char* D = color ? "\x1b[2m" : "";
+  const char* R = color ? "\x1b[31m" : "";
+  const char* N = color ? "\x1b[0m" : "";
+  std::string o;
+  o += fmt::format("{}qosrun stats {}{}  policy {} ({}, link {})  {}{}\n", B, v.ifname, N, v.policy, v.scheduler,
+                   human_bps(static_cast<double>(v.link_bps)), clock_string(v.unix_time),
+                   v.interval_s > 0 ? fmt::format("  rates over {:.1f} s", v.interval_s) : std::string("  (no rates yet)"));
+  o += fmt::format("{}{:<12} {:>4} {:>11} | {:>10} {:>12} | {:>10} {:>12} | {:>12} {:>9} {:>8} | {:>8} {:>8}{}\n", B,
+                   "class", "prio", "cap", "egress pkt", "egress rate", "ingr. pkt", "ingr. rate", "queue rate",
+                   "backlog", "delay", "policed", "q.drops", N);
+  auto drop_cell = [&](uint64_t total, bool moving) {
+    std::string s = fmt::format("{:>8}", total);
+    return moving ? std::string(R) + s + N : s;
+  };
+  for (const auto& c : v.classes) {
+    std::string cap = c.cap_bps ? human_bps(static_cast<double>(c.cap_bps)) : "-";
+    std::string qrate = c.queue.present ? human_bps(c.queue.bps) : "-";
+    std::string backlog = c.queue.present ? human_bytes(static_cast<double>(c.queue.backlog_bytes)) : "-";
+    std::string delay = c.queue.present ? fmt::format("{:.2f} ms", c.queue.delay_ms) : "-";
+    uint64_t pol = c.xdp.drop_policer + c.tc.drop_policer;
+    std::string name = fit(c.name, 11) + (c.is_default ? "*" : "");
+    o += fmt::format("{:<12} {:>4} {:>11} | {:>10} {:>12} | {:>10} {:>12} | {:>12} {:>9} {:>8} | {} {}\n", name,
+                     c.priority, cap, c.tc.packets, human_bps(c.tc.bps), c.xdp.packets, human_bps(c.xdp.bps), qrate,
+                     backlog, delay, drop_cell(pol, false),
+                     c.queue.present ? drop_cell(c.queue.drops, c.queue.drops_ps > 0) : fmt::format("{:>8}", "-"));
+  }
+  o += fmt::format("{}drop rules: {} packets at XDP, {} at TC{}\n", D, v.rule_xdp.drop_rule, v.rule_tc.drop_rule, N);
+  if (!v.bands.empty()) {
+    o += fmt::format("{}pifo bands (SP-PIFO, band 0 served first){}\n", B, N);
+    for (size_t b = 0; b < v.bands.size(); ++b) {
+      const auto& q = v.bands[b];
+      if (!q.present) {
+        o += fmt::format("  band {:>2}: no HTB class 1:{:x}\n", b, q.minor);
+        continue;
+      }
+      o += fmt::format("  band {:>2}: sent {:>10} pkt  {:>12}  backlog {:>9}  delay {:>7.2f} ms  drops {}\n", b,
+                       q.packets, human_bps(q.bps), human_bytes(static_cast<double>(q.backlog_bytes)), q.delay_ms,
+                       q.drops);
+    }
+  }
+  if (v.link.present) {
+    o += fmt::format("link ({} {:x}:): sent {} ({} pkt), {}, backlog {}, drops {}, overlimits {}\n", v.link.kind,
+                     v.link.handle >> 16, human_bytes(static_cast<double>(v.link.bytes)), v.link.packets,
+                     human_bps(v.link_bps_now), human_bytes(static_cast<double>(v.link.backlog_bytes)), v.link.drops,
+                     v.link.overlimits);
+  } else if (!v.qdisc_error.empty()) {
+    o += fmt::format("{}queues: {}{}\n", D, v.qdisc_error, N);
+  }
+  if (!v.flows.empty()) {
+    o += fmt::format("{}top flows ({} of {}){}\n", B, v.flows.size(), v.flow_count, N);
+    o += fmt::format("{}{:<6} {:<44} {:<11} {:>10} {:>9} {:>12} {:>8} {:>7} {:<6}{}\n", B, "proto", "flow", "class",
+                     "bytes", "packets", "rate", "age", "idle", "hook", N);
+    for (const auto& f : v.flows) {
+      std::string flow = endpoint(f.flow.src, f.flow.family, f.flow.sport, f.flow.proto) + " > " +
+                         endpoint(f.flow.dst, f.flow.family, f.flow.dport, f.flow.proto);
+      o += fmt::format("{:<6} {:<44} {:<11} {:>10} {:>9} {:>12} {:>7.1f}s {:>6.1f}s {:<6}\n",
+                       proto_name(f.flow.proto), fit(flow, 44), fit(f.cls, 11),
+                       human_bytes(static_cast<double>(f.flow.bytes)), f.flow.packets, human_bps(f.bps), f.duration_s,
+                       f.idle_s, hooks_string(f.flow.hook_mask));
+    }
+  }
+  return o;
+}
+
+}  // namespace qosrun
