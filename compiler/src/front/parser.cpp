@@ -192,8 +192,8 @@ std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
   if (u == "bps" || u == "kbps" || u == "mbps" || u == "gbps" || u == "tbps") {
     std::string bitunit = u == "bps" ? "bit" : u.substr(0, 1) + "bit";
     d->message = fmt::format("'{}' is ambiguous: tc reads '{}' as bytes per second, qosc rates are bits per second", text, q.unit);
-    d->hints.push_back(fmt::format("write {}{} for {} bits per second (or 8 times that if you meant bytes)", num, bitunit,
-                                   u == "bps" ? "" : u.substr(0, 1) == "k" ? "kilo" : u.substr(0, 1) == "m" ? "mega" : u.substr(0, 1) == "g" ? "giga" : "tera"));
+    const std::string prefix = u == "bps" ? "" : u[0] == 'k' ? "kilo" : u[0] == 'm' ? "mega" : u[0] == 'g' ? "giga" : "tera";
+    d->hints.push_back(fmt::format("write {}{} for {}bits per second (or 8 times that if you meant bytes)", num, bitunit, prefix));
     return std::nullopt;
   }
   if (u == "b" || u == "kb" || u == "mb" || u == "gb" || u == "k" || u == "m" || u == "g" || u == "t") {
@@ -830,6 +830,12 @@ struct control : pegtl::normal<Rule> {
     const char* what = expected<Rule>::what;
     d.message = what ? what : "syntax error";
     d.loc = st.loc_at(size_t(p - base), uint32_t(p < end ? std::max<size_t>(word.size(), 1) : 1));
+    if (p >= end) {
+      // At the end of the file: point just after the last thing written.
+      const char* q = p;
+      while (q > base && std::isspace(static_cast<unsigned char>(q[-1]))) --q;
+      d.loc = st.loc_at(size_t(q - base), 1);
+    }
 
     // A missing ';' (or '->') belongs right after the previous token, as in clang.
     if constexpr (std::is_same_v<Rule, g::semi> || std::is_same_v<Rule, g::arrow>) {
@@ -858,6 +864,8 @@ struct control : pegtl::normal<Rule> {
     } else if constexpr (std::is_same_v<Rule, g::class_attr>) {
       std::string c = closest_match(word, attr_keywords());
       if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));
+    } else if constexpr (std::is_same_v<Rule, g::kw_policy>) {
+      d.hints.push_back("a policy file is `policy NAME { ... }` with every item inside the braces");
     } else if constexpr (std::is_same_v<Rule, g::policy_close>) {
       d.notes.push_back({st.policy.loc, "the policy starts here"});
     } else if constexpr (std::is_same_v<Rule, g::trailing>) {

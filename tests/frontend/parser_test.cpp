@@ -1,0 +1,154 @@
+// Parser unit tests: the AST for each construct, locations, recovery.
+#include <gtest/gtest.h>
+
+#include "qosc/frontend.hpp"
+
+namespace qosc {
+namespace {
+
+struct Parsed {
+  std::optional<ast::Policy> ast;
+  std::string diags;
+  size_t errors = 0;
+};
+
+Parsed parse(const std::string& text) {
+  SourceFile f("t.qos", text);
+  Diagnostics d(&f);
+  Parsed p;
+  p.ast = parse_policy(f, d);
+  p.diags = d.str();
+  p.errors = d.error_count();
+  return p;
+}
+
+TEST(Parser, ItemsAndLocations) {
+  auto p = parse("policy web {\n  link 2.5mbit;\n  class a { priority 3; rate 1kbit; burst 2kb; default; }\n"
+                 "  rule ip saddr 10.0.0.0/8 tcp sport 1-2 dport != { 80, 443 } -> a;\n}\n");
+  ASSERT_TRUE(p.ast) << p.diags;
+  EXPECT_EQ(p.ast->name, "web");
+  ASSERT_EQ(p.ast->links.size(), 1u);
+  EXPECT_EQ(p.ast->links[0].bps, 2'500'000u);
+  EXPECT_EQ(p.ast->links[0].loc, (Loc{2, 8, 7}));
+  ASSERT_EQ(p.ast->classes.size(), 1u);
+  const auto& c = p.ast->classes[0];
+  ASSERT_EQ(c.attrs.size(), 4u);
+  EXPECT_EQ(c.attrs[0].number, 3u);
+  EXPECT_EQ(c.attrs[1].rate.bps, 1000u);
+  EXPECT_EQ(c.attrs[2].size.bytes, 2048u);
+  EXPECT_EQ(c.attrs[3].kind, ast::ClassAttrKind::Default);
+  ASSERT_EQ(p.ast->rules.size(), 1u);
+  const auto& r = p.ast->rules[0];
+  EXPECT_EQ(r.target, "a");
+  ASSERT_EQ(r.matches.size(), 4u);
+  EXPECT_EQ(r.matches[0].kind, ast::MatchKind::IpSaddr);
+  EXPECT_EQ(r.matches[0].loc, (Loc{4, 8, 8}));
+  auto& v4 = std::get<ast::Ipv4>(r.matches[0].value->elements.at(0));
+  EXPECT_EQ(v4.addr, 0x0a000000u);
+  EXPECT_EQ(v4.len, 8u);
+  EXPECT_EQ(r.matches[1].kind, ast::MatchKind::Tcp);
+  EXPECT_EQ(r.matches[2].kind, ast::MatchKind::Sport);
+  EXPECT_EQ(r.matches[2].l4, ast::MatchKind::Tcp);
+  auto& rg = std::get<ast::Range>(r.matches[2].value->elements.at(0));
+  EXPECT_EQ(rg.lo, 1u);
+  EXPECT_EQ(rg.hi, 2u);
+  EXPECT_EQ(r.matches[3].kind, ast::MatchKind::Dport);
+  EXPECT_TRUE(r.matches[3].value->negated);
+  EXPECT_TRUE(r.matches[3].value->inline_set);
+  EXPECT_EQ(r.matches[3].value->elements.size(), 2u);
+}
+
+TEST(Parser, UdpPortsBelongToUdp) {
+  auto p = parse("policy t { link 1mbit; class a { default; } rule tcp udp dport 53 -> a; }");
+  ASSERT_TRUE(p.ast) << p.diags;
+  EXPECT_EQ(p.ast->rules[0].matches[2].l4, ast::MatchKind::Udp);
+}
+
+TEST(Parser, Ipv6AndWords) {
+  auto p = parse("policy t { link 1mbit; class a { default; } rule ip6 daddr { ::1, 2001:db8::/32, ::ffff:1.2.3.4 } dscp ef proto gre -> drop; }");
+  ASSERT_TRUE(p.ast) << p.diags;
+  const auto& r = p.ast->rules[0];
+  EXPECT_TRUE(r.drop);
+  const auto& els = r.matches[0].value->elements;
+  ASSERT_EQ(els.size(), 3u);
+  EXPECT_EQ(std::get<ast::Ipv6>(els[0]).addr[15], 1);
+  EXPECT_EQ(std::get<ast::Ipv6>(els[1]).len, 32u);
+  EXPECT_EQ(std::get<ast::Ipv6>(els[2]).addr[15], 4);
+  EXPECT_EQ(std::get<ast::Word>(r.matches[1].value->elements[0]).text, "ef");
+  EXPECT_EQ(std::get<ast::Word>(r.matches[2].value->elements[0]).text, "gre");
+}
+
+TEST(Parser, RankExpressionTree) {
+  auto p = parse("policy t { link 1mbit; scheduler pifo { rank = 1 + 2 * -pkt.len - min(3, 4); bands 2; } class a { default; } }");
+  ASSERT_TRUE(p.ast) << p.diags;
+  const auto& s = p.ast->schedulers.at(0);
+  ASSERT_EQ(s.params.size(), 2u);
+  const auto* e = s.params[0].expr.get();
+  ASSERT_NE(e, nullptr);
+  // ((1 + (2 * -pkt.len)) - min(3, 4)): left-associative, * binds tighter.
+  EXPECT_EQ(e->op, '-');
+  EXPECT_EQ(e->args[0]->op, '+');
+  EXPECT_EQ(e->args[0]->args[1]->op, '*');
+  EXPECT_EQ(e->args[0]->args[1]->args[1]->kind, ast::Expr::Kind::Neg);
+  EXPECT_EQ(e->args[1]->kind, ast::Expr::Kind::Call);
+  EXPECT_EQ(e->args[1]->name, "min");
+  EXPECT_EQ(s.params[1].name, "bands");
+  EXPECT_EQ(s.params[1].number->value, 2u);
+}
+
+TEST(Parser, CommentsAnywhere) {
+  auto p = parse("# head\npolicy t # x\n{ link # y\n 1mbit; # z\n class a { # w\n default; } }\n# tail");
+  ASSERT_TRUE(p.ast) << p.diags;
+  EXPECT_EQ(p.ast->links[0].bps, 1'000'000u);
+}
+
+TEST(Parser, ArrowWithoutSpaces) {
+  auto p = parse("policy t { link 1mbit; class a-b { default; } rule tcp->a-b; rule udp dport 1->a-b; }");
+  ASSERT_TRUE(p.ast) << p.diags;
+  EXPECT_EQ(p.ast->rules[0].target, "a-b");
+  EXPECT_EQ(p.ast->rules[1].target, "a-b");
+}
+
+TEST(Parser, SeveralErrorsInOneRun) {
+  auto p = parse("policy t {\n link 1mbps;\n class a { priority x; default; }\n rule tcp dport -> a;\n rule udp -> a\n}\n");
+  EXPECT_FALSE(p.ast);
+  EXPECT_EQ(p.errors, 4u) << p.diags;
+}
+
+TEST(Parser, RatesAndSizes) {
+  struct Case { const char* text; uint64_t bps; };
+  for (auto c : {Case{"1bit", 1}, Case{"1kbit", 1000}, Case{"1.5kbit", 1500}, Case{"3gbit", 3'000'000'000ull},
+                 Case{"1tbit", 1'000'000'000'000ull}, Case{"100Mbit", 100'000'000}}) {
+    std::string err;
+    auto v = parse_rate_text(c.text, &err);
+    ASSERT_TRUE(v) << c.text << ": " << err;
+    EXPECT_EQ(*v, c.bps) << c.text;
+  }
+  for (const char* bad : {"100", "100mbps", "1.5bit", "100mb", "99999999999999999999gbit", "5furlongs"}) {
+    std::string err;
+    EXPECT_FALSE(parse_rate_text(bad, &err)) << bad;
+    EXPECT_FALSE(err.empty()) << bad;
+  }
+}
+
+TEST(Parser, HugeNumbersAreDiagnosedNotWrapped) {
+  auto p = parse("policy t { link 1mbit; class a { priority 99999999999999999999999; default; } }");
+  EXPECT_FALSE(p.ast);
+  EXPECT_NE(p.diags.find("too large"), std::string::npos) << p.diags;
+}
+
+TEST(Printer, RoundTripsThroughTheParser) {
+  const char* text =
+      "policy t { link 1mbit; scheduler pifo { rank = (1 + -pkt.len) * 2; bands 3; } set s = { 1, 2-3 };"
+      " class a { priority 1; weight 2; quantum 3b; rate 4kbit; burst 5kb; default; }"
+      " rule ip saddr != { 10.0.0.0/8, 1.2.3.4 } tcp sport @s dport 5 -> a; rule ip6 daddr ::/0 dscp af11 -> drop; rule ip6 -> a; }";
+  auto p = parse(text);
+  ASSERT_TRUE(p.ast) << p.diags;
+  std::string once = print_policy(*p.ast);
+  auto q = parse(once);
+  ASSERT_TRUE(q.ast) << q.diags << "\n" << once;
+  EXPECT_EQ(print_policy(*q.ast), once);
+}
+
+}  // namespace
+}  // namespace qosc
