@@ -7,6 +7,8 @@
 // Error recovery is part of the grammar because it decides how many errors a
 // user sees in one run: a broken item is skipped to its ';' (or past its
 // block), a broken class attribute or scheduler parameter to its own ';'.
+#include <cctype>
+
 #include <tao/pegtl.hpp>
 
 namespace qosc::grammar {
@@ -194,6 +196,19 @@ struct recover_stmt {
   }
 };
 
+// True when [p, end) starts (after blanks) with an item keyword.
+inline bool item_starts_at(const char* p, const char* end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) ++p;
+  for (const char* k : {"link", "scheduler", "set", "class", "rule"}) {
+    const char* q = p;
+    const char* w = k;
+    while (*w && q < end && *q == *w) ++q, ++w;
+    if (*w) continue;
+    if (q == end || !(std::isalnum(static_cast<unsigned char>(*q)) || *q == '_' || *q == '-')) return true;
+  }
+  return false;
+}
+
 // Skips a broken item: to its ';' or past its `{ ... }` block (and a ';'
 // after it), never past the '}' that closes the policy.
 struct recover_item {
@@ -213,6 +228,9 @@ struct recover_item {
       if (c == '}' && depth == 0) return consumed;
       in.bump(1);
       consumed = true;
+      // A line that starts with an item keyword starts the next item, even when
+      // the broken one left a brace open (`set x = { 1, 2` without its '}').
+      if (c == '\n' && item_starts_at(in.current(), in.end())) return true;
       if (c == '{') ++depth;
       if (c == ';' && depth == 0) return true;
       if (c == '}' && --depth == 0) {
