@@ -30,6 +30,10 @@
 
 namespace fs = std::filesystem;
 
+namespace qosc {
+std::string format_rate(uint64_t bps);  // "100mbit" (front end)
+}
+
 namespace {
 
 constexpr int kOk = 0, kUserError = 1, kInternal = 2;
@@ -128,9 +132,9 @@ bool apply_link_override(qosc::ir::Policy& p, const std::string& text, qosc::Dia
   p.link_bps = *bps;
   for (auto& c : p.classes) {
     if (c.rate_bps > *bps) {
-      auto& d = diags.warning(c.loc, fmt::format("class '{}' is capped at {} bit/s, above the link of {} given by --link; "
+      auto& d = diags.warning(c.loc, fmt::format("class '{}' has rate {}, above the link of {} given by --link; "
                                                  "its cap becomes the link rate",
-                                                 c.name, c.rate_bps, text));
+                                                 c.name, qosc::format_rate(c.rate_bps), qosc::format_rate(*bps)));
       d.hints.push_back("lower the class's rate in the policy to silence this");
       c.rate_bps = *bps;
     }
