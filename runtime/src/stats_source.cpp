@@ -14,6 +14,7 @@
 #include <netlink/route/tc.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -262,58 +263,137 @@ Result<std::vector<FlowEntry>> read_flows(int fd) {
 }
 
 // ---- pinned state --------------------------------------------------------------------------
+//
+// `qosrun attach` (runtime/src/state.cpp, qosrun/state.hpp) pins the maps by
+// name under $QOSRUN_PIN_ROOT/<ifname> (default /sys/fs/bpf/qosc) and writes
+// $QOSRUN_STATE_ROOT/<ifname>/state.json (default /run/qosc) with the
+// manifest, the pin directory, the namespace and the map ids. The ids find
+// the maps when the bpffs is not visible (`ip netns exec` remounts /sys).
 
-std::string stats_pin_dir(const std::string& ifname) {
-  const char* root = std::getenv("QOSRUN_PIN_ROOT");
-  std::string r = root && *root ? root : "/sys/fs/bpf/qosc";
-  return r + "/" + ifname;
+namespace {
+
+std::string env_or(const char* name, const char* def) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : def;
 }
 
-Result<qosc::Manifest> read_state_manifest(const std::string& pin_dir) {
-  std::string path = pin_dir + "/state.json";
+uint64_t own_netns_inode() {
+  struct stat st{};
+  if (stat("/proc/thread-self/ns/net", &st) != 0 && stat("/proc/self/ns/net", &st) != 0) return 0;
+  return st.st_ino;
+}
+
+// A map by pin path, else by id among `ids` with the given name.
+int open_map(const std::string& pin_path, const std::string& name, const std::vector<uint32_t>& ids) {
+  int fd = bpf_obj_get(pin_path.c_str());
+  if (fd >= 0) return fd;
+  for (uint32_t id : ids) {
+    int f = bpf_map_get_fd_by_id(id);
+    if (f < 0) continue;
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(f, &info, &len) == 0 && name.compare(0, BPF_OBJ_NAME_LEN - 1, info.name) == 0)
+      return f;
+    close(f);
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::string stats_pin_dir(const std::string& ifname) { return env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc") + "/" + ifname; }
+
+std::string stats_state_file(const std::string& ifname) {
+  return env_or("QOSRUN_STATE_ROOT", "/run/qosc") + "/" + ifname + "/state.json";
+}
+
+Result<nlohmann::json> read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) return errno_error(errno, fmt::format("cannot read {}", path));
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    nlohmann::json j = nlohmann::json::parse(ss.str());
-    if (j.contains("manifest") && j["manifest"].is_object()) return qosc::manifest_from_json(j["manifest"]);
-    if (j.contains("classes")) return qosc::manifest_from_json(j);
-    for (const char* k : {"object", "object_path", "obj"}) {
-      if (j.contains(k) && j[k].is_string()) {
-        auto pol = LoadedPolicy::open_file(j[k].get<std::string>());
-        if (!pol) return pol.error();
-        return pol->manifest();
-      }
-    }
-    return Error{fmt::format("{} holds no manifest", path)};
+    return nlohmann::json::parse(ss.str());
   } catch (const std::exception& e) {
     return Error{fmt::format("{} does not parse: {}", path, e.what())};
   }
 }
 
+Result<qosc::Manifest> manifest_of_state(const nlohmann::json& j, const std::string& path) {
+  try {
+    if (j.contains("manifest") && j["manifest"].is_object()) return qosc::manifest_from_json(j["manifest"]);
+    if (j.contains("classes")) return qosc::manifest_from_json(j);
+    if (j.contains("object") && j["object"].is_string()) {
+      auto pol = LoadedPolicy::open_file(j["object"].get<std::string>());
+      if (!pol) return pol.error();
+      return pol->manifest();
+    }
+  } catch (const std::exception& e) {
+    return Error{fmt::format("{}: bad manifest: {}", path, e.what())};
+  }
+  return Error{fmt::format("{} holds no manifest", path)};
+}
+
+Result<qosc::Manifest> read_state_manifest(const std::string& state_file) {
+  auto j = read_json_file(state_file);
+  if (!j) return j.error();
+  return manifest_of_state(*j, state_file);
+}
+
 Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const std::string& pin_dir) {
   StatsSource s;
   s.ifname_ = ifname;
-  s.pin_dir_ = pin_dir.empty() ? stats_pin_dir(ifname) : pin_dir;
-  struct stat st{};
-  if (stat(s.pin_dir_.c_str(), &st) != 0) {
-    int err = errno;
-    if (if_nametoindex(ifname.c_str()) == 0)
-      return Error{fmt::format("no interface '{}' in this network namespace", ifname)};
-    return Error{fmt::format("no qosc policy is attached to {} ({}: {}); attach one with `qosrun attach OBJ {}`",
-                             ifname, s.pin_dir_, std::strerror(err), ifname)};
+  if (if_nametoindex(ifname.c_str()) == 0)
+    return Error{fmt::format("no interface '{}' in this network namespace (inside a namespace, run qosrun with "
+                             "ip netns exec NS)",
+                             ifname)};
+  std::string sf = stats_state_file(ifname);
+  nlohmann::json state;
+  {
+    struct stat st{};
+    if (stat(sf.c_str(), &st) != 0) {
+      // A state file next to the pins (hand-made or older layouts).
+      std::string alt = (pin_dir.empty() ? stats_pin_dir(ifname) : pin_dir) + "/state.json";
+      if (stat(alt.c_str(), &st) != 0)
+        return Error{fmt::format("no qosc policy is attached to {} (no {}); attach one with `qosrun attach OBJ {}`",
+                                 ifname, sf, ifname)};
+      sf = alt;
+    }
+    auto j = read_json_file(sf);
+    if (!j) return j.error();
+    state = std::move(*j);
   }
-  auto m = read_state_manifest(s.pin_dir_);
+  if (state.contains("netns") && state["netns"].is_number_unsigned()) {
+    uint64_t ns = state["netns"].get<uint64_t>(), mine = own_netns_inode();
+    if (ns != 0 && mine != 0 && ns != mine)
+      return Error{fmt::format("the policy recorded for {} in {} was attached in another network namespace; run "
+                               "qosrun stats in that namespace (ip netns exec NS qosrun stats {})",
+                               ifname, sf, ifname)};
+  }
+  if (state.contains("phase") && state["phase"].is_string() && state["phase"] != "attached")
+    return Error{fmt::format("the policy on {} is {} (state {}); try again in a moment, or `qosrun detach {}` "
+                             "to clean up after a crash",
+                             ifname, state["phase"].get<std::string>(), sf, ifname)};
+  auto m = manifest_of_state(state, sf);
   if (!m) return m.error();
   s.manifest_ = std::move(*m);
-  std::string sp = s.pin_dir_ + "/" + s.manifest_.stats_map;
-  int fd = bpf_obj_get(sp.c_str());
-  if (fd < 0) return errno_error(errno, fmt::format("cannot open the pinned statistics map {}", sp));
+  s.pin_dir_ = !pin_dir.empty() ? pin_dir
+               : state.contains("pin_dir") && state["pin_dir"].is_string() ? state["pin_dir"].get<std::string>()
+                                                                          : stats_pin_dir(ifname);
+  std::vector<uint32_t> ids;
+  if (state.contains("map_ids") && state["map_ids"].is_array())
+    for (const auto& v : state["map_ids"])
+      if (v.is_number_unsigned()) ids.push_back(v.get<uint32_t>());
+  int fd = open_map(s.pin_dir_ + "/" + s.manifest_.stats_map, s.manifest_.stats_map, ids);
+  if (fd < 0)
+    return Error{fmt::format("cannot open the statistics map of {} (not pinned at {}/{} and no live map of that "
+                             "name among the recorded ids); `qosrun status {}` shows the attachment",
+                             ifname, s.pin_dir_, s.manifest_.stats_map, ifname)};
   s.stats_.reset(fd);
-  std::string fp = s.pin_dir_ + "/" + s.manifest_.flows_map;
-  fd = bpf_obj_get(fp.c_str());
-  if (fd >= 0) s.flows_.reset(fd);   // optional: older attaches may not pin it
+  if (!s.manifest_.flows_map.empty()) {   // optional: policies compiled without a flow table have none
+    fd = open_map(s.pin_dir_ + "/" + s.manifest_.flows_map, s.manifest_.flows_map, ids);
+    if (fd >= 0) s.flows_.reset(fd);
+  }
   return s;
 }
 

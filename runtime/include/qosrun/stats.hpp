@@ -123,8 +123,9 @@ struct SampleOptions {
 
 class StatsSource {
  public:
-  // Maps pinned by `qosrun attach` under `pin_dir` (default
-  // stats_pin_dir(ifname)), manifest from its state.json.
+  // The maps of the policy `qosrun attach` put on `ifname`: its state.json
+  // gives the manifest, the pin directory (or `pin_dir` when given) and map
+  // ids (used when the pins are not visible in this mount namespace).
   static Result<StatsSource> open_pinned(const std::string& ifname, const std::string& pin_dir = "");
   // Maps of an already loaded policy (the fds are duplicated). flows_fd may be -1.
   static Result<StatsSource> from_fds(const qosc::Manifest& manifest, int stats_fd, int flows_fd,
@@ -146,12 +147,15 @@ class StatsSource {
   Fd stats_, flows_;
 };
 
-// Where `qosrun attach` pins an interface's state: $QOSRUN_PIN_ROOT/<ifname>
-// (default /sys/fs/bpf/qosc/<ifname>).
+// Where `qosrun attach` pins an interface's maps ($QOSRUN_PIN_ROOT/<ifname>,
+// default /sys/fs/bpf/qosc/<ifname>) and writes its record
+// ($QOSRUN_STATE_ROOT/<ifname>/state.json, default /run/qosc/...); the same
+// layout as qosrun/state.hpp.
 std::string stats_pin_dir(const std::string& ifname);
-// The manifest of state.json in a pin directory: {"manifest": {...}} or a
-// bare manifest object, or {"object": PATH} read from the object's ELF.
-Result<qosc::Manifest> read_state_manifest(const std::string& pin_dir);
+std::string stats_state_file(const std::string& ifname);
+// The manifest of a state.json: {"manifest": {...}}, a bare manifest, or
+// {"object": PATH} read from the object's ELF.
+Result<qosc::Manifest> read_state_manifest(const std::string& state_file);
 
 // ---- the derived view: counters + rates ------------------------------------------
 

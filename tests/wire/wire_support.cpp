@@ -1,0 +1,394 @@
+// See wire_support.hpp.
+#include "wire_support.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace qt {
+
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string o = "'";
+  for (char c : s) {
+    if (c == '\'') o += "'\\''";
+    else o += c;
+  }
+  return o + "'";
+}
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+void sleep_until_ns(uint64_t t) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(t / 1000000000ull);
+  ts.tv_nsec = static_cast<long>(t % 1000000000ull);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+}  // namespace
+
+CmdResult sh(const std::string& cmd, int timeout_s) {
+  CmdResult r;
+  std::string full = "timeout -k 2 " + std::to_string(timeout_s) + " /bin/sh -c " + shell_quote(cmd) + " 2>&1";
+  FILE* p = popen(full.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  return r;
+}
+
+std::string must(const std::string& cmd, bool* ok) {
+  CmdResult r = sh(cmd);
+  if (r.rc != 0 && ok) {
+    *ok = false;
+    std::fprintf(stderr, "command failed (%d): %s\n%s\n", r.rc, cmd.c_str(), r.out.c_str());
+  }
+  return r.out;
+}
+
+bool is_root() { return geteuid() == 0; }
+
+std::string kernel_skip_reason(const std::vector<std::string>& tools) {
+  if (!is_root()) return "needs root (creates network namespaces, attaches BPF programs and qdiscs); run as root";
+  for (const auto& t : tools)
+    if (sh("command -v " + t + " >/dev/null").rc != 0) return "'" + t + "' is not installed (scripts/setup.sh installs it)";
+  if (access(qosc_bin().c_str(), X_OK) != 0) return "qosc is not built (" + qosc_bin() + ")";
+  if (access(qosrun_bin().c_str(), X_OK) != 0) return "qosrun is not built (" + qosrun_bin() + ")";
+  return "";
+}
+
+std::string qosc_bin() { return QT_QOSC_BIN; }
+std::string qosrun_bin() { return QT_QOSRUN_BIN; }
+std::string source_dir() { return QT_SOURCE_DIR; }
+
+std::string scratch_dir(const std::string& name) {
+  std::filesystem::path p = std::filesystem::path(QT_BINARY_DIR) / "scratch" / name;
+  std::error_code ec;
+  std::filesystem::remove_all(p, ec);
+  std::filesystem::create_directories(p, ec);
+  return p.string();
+}
+
+// ---- namespaces -------------------------------------------------------------------
+
+void delete_netns(const std::string& name) {
+  std::string path = "/run/netns/" + name;
+  if (access(path.c_str(), F_OK) != 0) return;
+  CmdResult pids = sh("ip netns pids " + name);
+  std::istringstream in(pids.out);
+  long pid;
+  while (in >> pid)
+    if (pid > 1) kill(static_cast<pid_t>(pid), SIGKILL);
+  // bpffs mounts or links that pinned programs vanish with the namespace's devices.
+  sh("ip netns del " + name);
+}
+
+Netns::Netns(std::vector<std::string> names) : names_(std::move(names)) {
+  for (const auto& n : names_) delete_netns(n);
+  for (const auto& n : names_) {
+    CmdResult r = sh("ip netns add " + n + " && ip -n " + n + " link set lo up");
+    if (r.rc != 0) {
+      ok_ = false;
+      error_ += "ip netns add " + n + ": " + r.out;
+    }
+  }
+}
+
+Netns::~Netns() {
+  for (const auto& n : names_) delete_netns(n);
+}
+
+CmdResult Netns::exec(const std::string& ns, const std::string& cmd, int timeout_s) const {
+  return sh("ip netns exec " + ns + " /bin/sh -c " + shell_quote(cmd), timeout_s);
+}
+
+bool make_veth(const VethSpec& v, std::string* err) {
+  bool ok = true;
+  auto run = [&](const std::string& c) {
+    CmdResult r = sh(c);
+    if (r.rc != 0) {
+      ok = false;
+      if (err) *err += c + ": " + r.out + "\n";
+    }
+  };
+  run("ip link add " + v.if_a + " netns " + v.ns_a + " type veth peer name " + v.if_b + " netns " + v.ns_b);
+  if (!ok) return false;
+  const std::pair<const std::string*, const std::string*> ends[2] = {{&v.ns_a, &v.if_a}, {&v.ns_b, &v.if_b}};
+  for (auto [ns, ifn] : ends) {
+    if (v.quiet) run("ip netns exec " + *ns + " sysctl -qw net.ipv6.conf." + *ifn + ".disable_ipv6=1");
+    run("ip netns exec " + *ns + " ethtool -K " + *ifn + " gso off tso off gro off >/dev/null 2>&1; true");
+  }
+  run("ip -n " + v.ns_a + " addr add " + v.addr_a + "/24 dev " + v.if_a);
+  run("ip -n " + v.ns_b + " addr add " + v.addr_b + "/24 dev " + v.if_b);
+  if (v.quiet) {
+    std::string mac_a = sh("ip -n " + v.ns_a + " -br link show " + v.if_a + " | awk '{print $3}'").out;
+    std::string mac_b = sh("ip -n " + v.ns_b + " -br link show " + v.if_b + " | awk '{print $3}'").out;
+    mac_a.erase(mac_a.find_last_not_of(" \n") + 1);
+    mac_b.erase(mac_b.find_last_not_of(" \n") + 1);
+    run("ip -n " + v.ns_a + " neigh replace " + v.addr_b + " lladdr " + mac_b + " dev " + v.if_a + " nud permanent");
+    run("ip -n " + v.ns_b + " neigh replace " + v.addr_a + " lladdr " + mac_a + " dev " + v.if_b + " nud permanent");
+  }
+  run("ip -n " + v.ns_a + " link set " + v.if_a + " up");
+  run("ip -n " + v.ns_b + " link set " + v.if_b + " up");
+  return ok;
+}
+
+int socket_in_netns(const std::string& ns, int domain, int type, int proto) {
+  int target = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+  if (target < 0) return -1;
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) {
+    close(target);
+    return -1;
+  }
+  int fd = -1;
+  if (setns(target, CLONE_NEWNET) == 0) {
+    fd = socket(domain, type | SOCK_CLOEXEC, proto);
+    if (setns(self, CLONE_NEWNET) != 0) std::abort();   // never continue in the wrong namespace
+  }
+  close(target);
+  close(self);
+  return fd;
+}
+
+// ---- UDP ---------------------------------------------------------------------------------
+
+namespace {
+bool make_addr(const std::string& ip, uint16_t port, sockaddr_in* a) {
+  std::memset(a, 0, sizeof *a);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  return inet_pton(AF_INET, ip.c_str(), &a->sin_addr) == 1;
+}
+}  // namespace
+
+long send_udp(const std::string& ns, const std::string& dst, uint16_t port, size_t payload, long count, double pps,
+              const std::string& src) {
+  int fd = socket_in_netns(ns, AF_INET, SOCK_DGRAM);
+  if (fd < 0) return -1;
+  sockaddr_in to{};
+  if (!make_addr(dst, port, &to)) {
+    close(fd);
+    return -1;
+  }
+  if (!src.empty()) {
+    sockaddr_in from{};
+    make_addr(src, 0, &from);
+    bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from);
+  }
+  int sndbuf = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  std::vector<char> buf(payload, 'q');
+  long ok = 0;
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < count; ++i) {
+    if (pps > 0) sleep_until_ns(t0 + static_cast<uint64_t>(static_cast<double>(i) * 1e9 / pps));
+    ssize_t n = sendto(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    if (n == static_cast<ssize_t>(payload)) ++ok;
+  }
+  close(fd);
+  return ok;
+}
+
+UdpSink::UdpSink(const std::string& ns, const std::string& addr, const std::vector<uint16_t>& ports)
+    : ports_(ports), pk_(new std::atomic<uint64_t>[ports.size()]), by_(new std::atomic<uint64_t>[ports.size()]) {
+  for (size_t i = 0; i < ports.size(); ++i) {
+    pk_[i] = 0;
+    by_[i] = 0;
+  }
+  if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return;
+  for (uint16_t p : ports) {
+    int fd = socket_in_netns(ns, AF_INET, SOCK_DGRAM | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    int rcv = 8 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv);
+    sockaddr_in a{};
+    make_addr(addr, p, &a);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      close(fd);
+      return;
+    }
+    fds_.push_back(fd);
+  }
+  ok_ = true;
+  th_ = std::thread([this] { loop(); });
+}
+
+void UdpSink::loop() {
+  std::vector<pollfd> pf;
+  for (int fd : fds_) pf.push_back({fd, POLLIN, 0});
+  pf.push_back({wake_[0], POLLIN, 0});
+  char buf[65536];
+  while (!stop_.load()) {
+    if (poll(pf.data(), pf.size(), 200) <= 0) continue;
+    if (pf.back().revents) break;
+    for (size_t i = 0; i < fds_.size(); ++i) {
+      if (!(pf[i].revents & POLLIN)) continue;
+      for (;;) {
+        ssize_t n = recv(fds_[i], buf, sizeof buf, 0);
+        if (n < 0) break;
+        pk_[i].fetch_add(1);
+        by_[i].fetch_add(static_cast<uint64_t>(n));
+      }
+    }
+  }
+}
+
+UdpSink::Count UdpSink::count(uint16_t port) const {
+  for (size_t i = 0; i < ports_.size(); ++i)
+    if (ports_[i] == port) return {pk_[i].load(), by_[i].load()};
+  return {};
+}
+
+std::map<uint16_t, UdpSink::Count> UdpSink::snapshot() const {
+  std::map<uint16_t, Count> m;
+  for (size_t i = 0; i < ports_.size(); ++i) m[ports_[i]] = {pk_[i].load(), by_[i].load()};
+  return m;
+}
+
+void UdpSink::stop() {
+  if (stop_.exchange(true)) return;
+  if (wake_[1] >= 0) {
+    char c = 1;
+    ssize_t n = write(wake_[1], &c, 1);
+    (void)n;
+  }
+  if (th_.joinable()) th_.join();
+}
+
+UdpSink::~UdpSink() {
+  stop();
+  for (int fd : fds_) close(fd);
+  if (wake_[0] >= 0) close(wake_[0]);
+  if (wake_[1] >= 0) close(wake_[1]);
+}
+
+UdpFlood::UdpFlood(const std::string& ns, const std::string& dst, uint16_t port, double bps, size_t payload) {
+  fd_ = socket_in_netns(ns, AF_INET, SOCK_DGRAM);
+  if (fd_ < 0) return;
+  sockaddr_in to{};
+  make_addr(dst, port, &to);
+  th_ = std::thread([this, to, bps, payload] {
+    std::vector<char> buf(payload, 'f');
+    const double wire_bits = 8.0 * static_cast<double>(payload + 42);   // UDP + IPv4 + Ethernet headers
+    const double pps = bps / wire_bits;
+    const uint64_t t0 = now_ns();
+    uint64_t i = 0;
+    while (!stop_.load()) {
+      uint64_t due = t0 + static_cast<uint64_t>(static_cast<double>(i) * 1e9 / pps);
+      uint64_t now = now_ns();
+      if (due > now) {
+        // Sleep in slices of at most 1 ms so that stop() is seen quickly.
+        sleep_until_ns(std::min(due, now + 1000000));
+        continue;
+      }
+      if (sendto(fd_, buf.data(), buf.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) > 0)
+        sent_.fetch_add(1);
+      ++i;
+    }
+  });
+}
+
+void UdpFlood::stop() {
+  stop_.store(true);
+  if (th_.joinable()) th_.join();
+}
+
+UdpFlood::~UdpFlood() {
+  stop();
+  if (fd_ >= 0) close(fd_);
+}
+
+// ---- qosc / qosrun ---------------------------------------------------------------------------
+
+std::string compile_policy(const std::string& policy_text, const std::string& name, const std::string& extra_args,
+                           std::string* err) {
+  std::string dir = scratch_dir("policies-" + name);
+  std::string src = dir + "/" + name + ".qos", obj = dir + "/" + name + ".bpf.o";
+  {
+    std::ofstream f(src);
+    f << policy_text;
+  }
+  CmdResult r = sh(qosc_bin() + " " + src + " " + extra_args + " -o " + obj, 120);
+  if (r.rc != 0) {
+    if (err) *err = "qosc failed: " + r.out;
+    return "";
+  }
+  return obj;
+}
+
+CmdResult attach_policy(const Netns& ns, const std::string& nsname, const std::string& obj, const std::string& ifname,
+                        const std::string& extra) {
+  if (const char* t = std::getenv("QT_TEMP_ATTACH"); t && *t)   // development harness until qosrun attach lands
+    return sh(std::string(t) + " " + nsname + " " + ifname + " " + obj, 60);
+  return ns.exec(nsname, qosrun_bin() + " attach " + obj + " " + ifname + " " + extra, 60);
+}
+
+CmdResult detach_policy(const Netns& ns, const std::string& nsname, const std::string& ifname) {
+  if (const char* t = std::getenv("QT_TEMP_DETACH"); t && *t) return sh(std::string(t) + " " + nsname + " " + ifname, 60);
+  return ns.exec(nsname, qosrun_bin() + " detach " + ifname, 60);
+}
+
+CmdResult qosrun_in(const Netns& ns, const std::string& nsname, const std::string& args, int timeout_s) {
+  return ns.exec(nsname, qosrun_bin() + " " + args, timeout_s);
+}
+
+std::optional<nlohmann::json> stats_json(const Netns& ns, const std::string& nsname, const std::string& ifname,
+                                         std::string* err, const std::string& extra) {
+  // stdout only: errors go to a file so that they do not end up in the JSON.
+  CmdResult r = ns.exec(nsname, qosrun_bin() + " stats " + ifname + " --json " + extra + " 2>/dev/null", 30);
+  if (r.rc != 0) {
+    CmdResult again = ns.exec(nsname, qosrun_bin() + " stats " + ifname + " --json " + extra, 30);
+    if (err) *err = "qosrun stats failed (" + std::to_string(r.rc) + "): " + again.out;
+    return std::nullopt;
+  }
+  try {
+    std::istringstream in(r.out);
+    std::string line, last;
+    while (std::getline(in, line))
+      if (!line.empty()) last = line;
+    return nlohmann::json::parse(last);
+  } catch (const std::exception& e) {
+    if (err) *err = std::string("qosrun stats printed no JSON: ") + e.what() + "\n" + r.out;
+    return std::nullopt;
+  }
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  double k = (static_cast<double>(v.size()) - 1) * p / 100.0;
+  size_t f = static_cast<size_t>(k);
+  size_t c = std::min(f + 1, v.size() - 1);
+  return v[f] + (v[c] - v[f]) * (k - static_cast<double>(f));
+}
+
+}  // namespace qt

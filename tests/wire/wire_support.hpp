@@ -1,0 +1,135 @@
+#pragma once
+// Support for the wire and statistics tests: network namespaces the test
+// creates (deleted by name, also before use), sockets opened inside a
+// namespace from the test process, paced UDP senders and counting
+// receivers, qosc/qosrun invocations. Nothing here sends traffic outside
+// the namespaces a test created.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qt {
+
+struct CmdResult {
+  int rc = -1;
+  std::string out;   // stdout and stderr together
+};
+// Runs `cmd` with /bin/sh, output captured; timeout_s bounds it (killed after).
+CmdResult sh(const std::string& cmd, int timeout_s = 60);
+// Runs and returns output; records failures in *ok (when given).
+std::string must(const std::string& cmd, bool* ok = nullptr);
+
+bool is_root();
+// Why kernel tests cannot run here ("" when they can): not root, missing tools.
+std::string kernel_skip_reason(const std::vector<std::string>& tools = {});
+
+std::string qosc_bin();
+std::string qosrun_bin();
+std::string source_dir();
+std::string scratch_dir(const std::string& name);   // fresh directory under the build tree
+
+// Network namespaces deleted by name (processes inside are killed first).
+void delete_netns(const std::string& name);
+class Netns {
+ public:
+  explicit Netns(std::vector<std::string> names);
+  ~Netns();
+  Netns(const Netns&) = delete;
+  Netns& operator=(const Netns&) = delete;
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+  // `ip netns exec NAME CMD`
+  CmdResult exec(const std::string& ns, const std::string& cmd, int timeout_s = 60) const;
+
+ private:
+  std::vector<std::string> names_;
+  bool ok_ = true;
+  std::string error_;
+};
+
+// A veth pair between two namespaces with addresses (/24), up, IPv6 off,
+// GSO/TSO/GRO off, static ARP entries so that nothing but the test's packets
+// crosses the link.
+struct VethSpec {
+  std::string ns_a, if_a, addr_a;
+  std::string ns_b, if_b, addr_b;
+  bool quiet = true;   // IPv6 off + static neighbours
+};
+bool make_veth(const VethSpec& v, std::string* err);
+
+// A socket created inside namespace `ns` (usable from any thread afterwards).
+int socket_in_netns(const std::string& ns, int domain, int type, int proto = 0);
+
+// Sends `count` UDP datagrams of `payload` bytes from `ns` to dst:port,
+// paced at `pps` packets per second (0 = as fast as possible). Returns the
+// number sendto() accepted, or -1 on error.
+long send_udp(const std::string& ns, const std::string& dst, uint16_t port, size_t payload, long count,
+              double pps = 0, const std::string& src = "");
+
+// A UDP receiver bound in `ns` on several ports; counts datagrams and bytes
+// per port on its own thread until stopped.
+class UdpSink {
+ public:
+  UdpSink(const std::string& ns, const std::string& addr, const std::vector<uint16_t>& ports);
+  ~UdpSink();
+  bool ok() const { return ok_; }
+  struct Count {
+    uint64_t packets = 0, bytes = 0;
+  };
+  Count count(uint16_t port) const;
+  std::map<uint16_t, Count> snapshot() const;
+  void stop();
+
+ private:
+  void loop();
+  std::vector<int> fds_;
+  std::vector<uint16_t> ports_;
+  std::unique_ptr<std::atomic<uint64_t>[]> pk_, by_;
+  std::atomic<bool> stop_{false};
+  std::thread th_;
+  bool ok_ = false;
+  int wake_[2] = {-1, -1};
+};
+
+// A paced UDP sender on its own thread (a backlogged class).
+class UdpFlood {
+ public:
+  UdpFlood(const std::string& ns, const std::string& dst, uint16_t port, double bps, size_t payload);
+  ~UdpFlood();
+  void stop();
+  uint64_t sent() const { return sent_.load(); }
+
+ private:
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> sent_{0};
+  std::thread th_;
+};
+
+// Compiles `policy_text` with qosc into dir/name.bpf.o; returns the path or
+// "" with *err set.
+std::string compile_policy(const std::string& policy_text, const std::string& name, const std::string& extra_args,
+                           std::string* err);
+
+// `qosrun attach OBJ IFACE [extra]` / `qosrun detach IFACE` inside a namespace.
+CmdResult attach_policy(const Netns& ns, const std::string& nsname, const std::string& obj, const std::string& ifname,
+                        const std::string& extra = "");
+CmdResult detach_policy(const Netns& ns, const std::string& nsname, const std::string& ifname);
+
+// `qosrun ARGS` / `qosrun stats --json` inside a namespace.
+CmdResult qosrun_in(const Netns& ns, const std::string& nsname, const std::string& args, int timeout_s = 60);
+std::optional<nlohmann::json> stats_json(const Netns& ns, const std::string& nsname, const std::string& ifname,
+                                         std::string* err, const std::string& extra = "--no-rates");
+
+// Percentile (0-100) of a sample, linear interpolation.
+double percentile(std::vector<double> v, double p);
+
+}  // namespace qt
