@@ -95,3 +95,53 @@ def cpu_jiffies():
 def iface_packets():
     out = ns(RTR, "cat", f"/sys/class/net/{BOTTLENECK}/statistics/tx_packets", capture=True)
     return int(out.strip())
+
+
+UDP_TOOL = r'''
+import socket, struct, sys, time
+mode, addr, port, secs, pps = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+if mode == "recv":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port)); s.settimeout(secs + 5)
+    seen = set(); dup = 0; reordered = 0; last = -1
+    try:
+        while True:
+            d = s.recv(2048)
+            n = struct.unpack("!Q", d[:8])[0]
+            if n == 2**64 - 1: break
+            if n in seen: dup += 1
+            if n < last: reordered += 1
+            last = max(last, n); seen.add(n)
+    except socket.timeout:
+        pass
+    print(len(seen), dup, reordered)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    n = 0; t0 = time.time(); pad = b"x" * 192
+    while time.time() - t0 < secs:
+        s.sendto(struct.pack("!Q", n) + pad, (addr, port)); n += 1
+        delay = t0 + n / pps - time.time()
+        if delay > 0: time.sleep(delay)
+    time.sleep(0.5)
+    for _ in range(5): s.sendto(struct.pack("!Q", 2**64 - 1), (addr, port))
+    print(n)
+'''
+
+
+def udp_stream_start(seconds, pps=2000, port=3074):
+    """A numbered UDP stream server -> client (through the bottleneck), source
+    and destination port `port` (the gaming class in examples/gaming.qos)."""
+    from netns import CLI_ADDR
+    rx = spawn(CLI, "python3", "-c", UDP_TOOL, "recv", CLI_ADDR, str(port), str(seconds), str(pps),
+               stdout=subprocess.PIPE)
+    time.sleep(0.3)
+    tx = spawn(SRV, "python3", "-c", UDP_TOOL, "send", CLI_ADDR, str(port), str(seconds), str(pps),
+               stdout=subprocess.PIPE)
+    return rx, tx
+
+
+def udp_stream_result(rx, tx, timeout):
+    sent = int(tx.communicate(timeout=timeout)[0].split()[0])
+    got, dup, reordered = (int(x) for x in rx.communicate(timeout=timeout)[0].split())
+    return {"sent": sent, "received": got, "lost": sent - got, "duplicates": dup, "reordered": reordered}

@@ -88,6 +88,30 @@ def write(raw, out):
                       f"{', '.join(f'{s:.3f}' for s in shares)} | {med([f['max_abs_err'] for f in fs]):.3f} | "
                       f"{med([f['jain'] for f in fs]):.4f} |")
         md.append("")
+    reloads = [r for r in raw["runs"] if r.get("config") == "reload"]
+    if reloads:
+        md += ["## Reload under load", "",
+               "A numbered UDP stream (2000 packets/s, gaming class) crosses the bottleneck while the policy is "
+               "swapped between gaming.qos and a variant (one more rule, another cap for web).", "",
+               "| rate | swaps | sent | received | lost | duplicates | swap time ms (median) |", "|---|---|---|---|---|---|---|"]
+        for r in reloads:
+            if "reload" not in r:
+                md.append(f"| {r['rate']} | failed: {r.get('error', '?')[:120]} | | | | | |")
+                continue
+            x = r["reload"]
+            md.append(f"| {r['rate']} | {x['swaps']} | {x['sent']} | {x['received']} | {x['lost']} | {x['duplicates']} | "
+                      f"{med(x['swap_ms']):.1f} |")
+        md.append("")
+    if raw.get("pifo"):
+        md += ["## PIFO: SP-PIFO bands vs an exact PIFO", "",
+               "The same arrival trace replayed through an exact PIFO, qosc's SP-PIFO (the template's code) "
+               "with 8/4/2/1 bands, and a FIFO (bench/pifo). An inversion is a departure while a packet of "
+               "strictly lower rank waits.", "",
+               "| trace | queue | inversions | % of departures | mean rank distance |", "|---|---|---|---|---|"]
+        for r in raw["pifo"]:
+            md.append(f"| {r['trace']} | {r['queue']} | {r['inversions']} | {float(r['inversion_pct']):.2f} | "
+                      f"{float(r['mean_distance']):.1f} |")
+        md.append("")
     plots(rows, fair, out)
     md += ["![latency under load](latency_under_load.png)", "", "![shares](shares.png)", ""]
     with open(os.path.join(out, "report.md"), "w") as f:

@@ -108,6 +108,56 @@ def run_fairness(args, kind, rate):
             "max_abs_err": max(abs(s - e) for s, e in zip(shares, expected))}
 
 
+def run_reload(args, rate, swaps=5):
+    """Reload under load: a numbered UDP stream (the gaming class, well below
+    the link rate so that no loss is expected from queueing) runs while the
+    policy is swapped `swaps` times between gaming.qos and a variant; any
+    missing sequence number is a packet lost during a swap."""
+    ex = os.path.join(ROOT, "examples")
+    variant = os.path.join(args.out, "gaming_variant.qos")
+    with open(os.path.join(ex, "gaming.qos")) as f:
+        text = f.read()
+    with open(variant, "w") as f:  # same classes, one more rule, another rate for web
+        f.write(text.replace("class web     { priority 3; }", "class web     { priority 3; rate 90mbit; }")
+                    .replace("rule icmp -> control;", "rule icmp -> control;\n    rule tcp dport 8080 -> web;"))
+    objs = []
+    for src, name in ((os.path.join(ex, "gaming.qos"), "reload_a"), (variant, "reload_b")):
+        obj = os.path.join(args.out, name + ".bpf.o")
+        configs.sh(os.path.join(args.bindir, "qosc"), src, "--link", rate, "-o", obj)
+        objs.append(obj)
+    qosrun = os.path.join(args.bindir, "qosrun")
+    netns.ns(netns.RTR, qosrun, "attach", objs[0], netns.BOTTLENECK)
+    try:
+        secs = max(args.seconds, 4)
+        rx, tx = measure.udp_stream_start(secs, pps=2000)
+        time.sleep(1)
+        t_swap = []
+        for i in range(swaps):
+            t0 = time.time()
+            netns.ns(netns.RTR, qosrun, "reload", objs[(i + 1) % 2], netns.BOTTLENECK)
+            t_swap.append((time.time() - t0) * 1000)
+            time.sleep(max(secs - 2, 1) / swaps)
+        res = measure.udp_stream_result(rx, tx, secs + 30)
+        res["swaps"] = swaps
+        res["swap_ms"] = t_swap
+        try:
+            st = json.loads(netns.ns(netns.RTR, qosrun, "stats", netns.BOTTLENECK, "--json", capture=True).splitlines()[-1])
+            res["stats"] = st
+        except Exception as e:  # the stream's own counts are the measurement
+            res["stats_error"] = str(e)
+    finally:
+        netns.ns(netns.RTR, qosrun, "detach", netns.BOTTLENECK, check=False)
+    return res
+
+
+def run_pifo(args):
+    """SP-PIFO vs exact PIFO on the same traces (bench/pifo, the template's code)."""
+    sim = os.path.join(args.bindir, "qosc-pifo-sim")
+    out = configs.sh(sim, "--csv", "--packets", "100000" if args.quick else "400000", capture=True)
+    rows = list(csv.DictReader(out.splitlines()))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short run: 1 rate, 3 s per measurement, 1 repeat")
@@ -129,6 +179,14 @@ def main():
             configs.Qosc(os.path.join(ex, "server.qos"), args.bindir),
             configs.Qosc(os.path.join(ex, "default.qos"), args.bindir),
             configs.DissertationStyle(os.path.join(ex, "gaming.qos"), args.bindir)]
+    # gaming.qos under each of the other schedulers (same classes and rules).
+    with open(os.path.join(ex, "gaming.qos")) as f:
+        gaming = f.read()
+    for kind in ("round_robin", "deficit_round_robin", "weighted_fair_queuing", "pifo"):
+        path = os.path.join(args.out, f"gaming_{kind}.qos")
+        with open(path, "w") as f:
+            f.write(gaming.replace("scheduler strict_priority;", f"scheduler {kind};"))
+        cfgs.append(configs.Qosc(path, args.bindir, name=f"qosc-gaming-{kind}", label=f"qosc gaming.qos, {kind}"))
     if args.only:
         keep = set(args.only.split(","))
         cfgs = [c for c in cfgs if c.name in keep]
@@ -162,6 +220,16 @@ def main():
                                             "fairness": run_fairness(args, kind, rate)})
                     except Exception as e:
                         raw["runs"].append({"repeat": rep, "rate": rate, "config": f"fair-{kind}", "error": str(e)})
+        for rate in rates:
+            print(f"reload under load at {rate}", flush=True)
+            try:
+                raw["runs"].append({"rate": rate, "config": "reload", "reload": run_reload(args, rate)})
+            except Exception as e:
+                raw["runs"].append({"rate": rate, "config": "reload", "error": str(e)})
+        try:
+            raw["pifo"] = run_pifo(args)
+        except Exception as e:
+            raw["pifo_error"] = str(e)
     finally:
         for p in servers:
             p.kill()
