@@ -1,0 +1,91 @@
+#pragma once
+// The HTB tree qosrun builds from a policy's manifest, as a plain value
+// (planned without a kernel, applied through qosrun/netlink.hpp). How each
+// scheduler of the language maps onto HTB parameters is explained in
+// docs/qosrun.md ("The HTB mapping"); the constants live here.
+//
+//   root qdisc   htb 1:  default 1:<leaf of the default class>, r2q explicit
+//   1:1          rate = ceil = link
+//   1:<minor>    one leaf per class (minor 0x10 + class id) or, for pifo, one
+//                per SP-PIFO band (0x10 + band); each with a bfifo queue
+//                holding kLeafQueueMs of traffic at the leaf's ceil.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "qosc/manifest.hpp"
+#include "qosrun/loader.hpp"
+#include "qosrun/netlink.hpp"
+
+namespace qosrun::htb {
+
+inline constexpr uint32_t kMajor = 1;          // QOS_HTB_MAJOR
+inline constexpr uint32_t kRootMinor = 1;      // 1:1, the link
+inline constexpr uint32_t kMinorBase = 0x10;   // QOS_HTB_MINOR_BASE
+inline constexpr uint32_t kMaxPrio = 7;        // HTB has 8 priorities (TC_HTB_NUMPRIO)
+// strict_priority / pifo: each leaf's assured rate is link / kSpAssuredDivisor,
+// at least kMinRateBps: what a starved class still gets (see docs/qosrun.md).
+inline constexpr uint64_t kSpAssuredDivisor = 1000;
+inline constexpr uint64_t kMinRateBps = 8000;
+inline constexpr uint32_t kLeafQueueMs = 5;     // bfifo limit: this much traffic at the leaf's ceil
+inline constexpr uint32_t kLeafQueueMinFrames = 4;
+inline constexpr uint32_t kMaxQuantum = 200000; // above this the kernel's HTB warns
+
+struct Leaf {
+  uint32_t minor = 0;         // 1:<minor>
+  std::string label;          // class name, or "band N" for pifo
+  int32_t class_id = -1;      // -1 for a pifo band
+  nl::HtbClassParams params;  // classid 1:minor, parent 1:1
+  uint32_t queue_limit = 0;   // bfifo limit, bytes
+  friend bool operator==(const Leaf&, const Leaf&) = default;
+};
+
+struct Plan {
+  uint32_t major = kMajor;
+  uint32_t default_minor = 0;
+  uint32_t r2q = 10;
+  uint32_t frame_bytes = 1514; // MTU + Ethernet header: one full frame
+  nl::HtbClassParams link;     // 1:1
+  std::vector<Leaf> leaves;    // ascending minor
+  std::vector<std::string> notes;   // adjustments worth telling the user (-v)
+  const Leaf* find(uint32_t minor) const;
+  friend bool operator==(const Plan&, const Plan&) = default;
+};
+
+// Plans the tree for a manifest on an interface with this MTU.
+Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu);
+
+// The bfifo handle of a leaf: (minor << 16), i.e. "<minor>:" (unique per leaf).
+inline uint32_t leaf_qdisc_handle(uint32_t minor) { return minor << 16; }
+inline uint32_t classid(uint32_t major, uint32_t minor) { return (major << 16) | minor; }
+
+nlohmann::json to_json(const Plan& p);
+Plan plan_from_json(const nlohmann::json& j);   // throws nlohmann::json::exception on a malformed value
+
+// One line per class for -v and `status`.
+std::string describe(const Plan& p);
+std::string rate_string(uint64_t bps);   // "100Mbit", "8kbit"
+
+// ---- building and changing the tree on an interface -----------------------------------------
+
+// Creates root, 1:1 and every leaf with its queue. On failure returns the
+// error; what was created stays (the caller's undo removes the root).
+// Honours the injected failure points htb-root, htb-class and htb-leaf
+// (QOSRUN_FAIL_AT, see qosrun/state.hpp).
+Status build(nl::RtnlSocket& s, int ifindex, const Plan& p);
+
+// Changing a tree built from `from` into `to` in place (reload), in three
+// steps around the program swap: create the leaves `to` adds (before the new
+// programs steer packets there), change the classes whose minor persists
+// (tc class change: queued packets stay), delete the leaves `to` drops after
+// the swap, once their queue has drained (at most `drain_ms`).
+// The root's `default` cannot change (HTB has no qdisc change operation);
+// the TC program classifies every packet, so the default is only a fallback.
+Status add_new_leaves(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to, std::vector<uint32_t>* added);
+Status change_persisting(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to);
+Status delete_obsolete(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to, int drain_ms,
+                       std::vector<std::string>* warnings);
+
+}  // namespace qosrun::htb

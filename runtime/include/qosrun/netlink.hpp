@@ -1,0 +1,163 @@
+#pragma once
+// A small rtnetlink client for what qosrun changes on an interface: qdiscs
+// (the HTB tree, its bfifo leaves, putting back the qdisc that was there
+// before), HTB classes, the IFB device of --ingress-shape and its
+// matchall+mirred redirect. libbpf attaches the BPF programs itself
+// (bpf_tc_*, bpf_xdp_*); everything else goes through here.
+//
+// Messages are plain values (NlMessage): built and inspected without a
+// kernel, sent by an RtnlSocket that asks for an ACK and returns the kernel's
+// extended-ack text ("Specified qdisc kind is unknown") with the errno, so
+// error messages say what the kernel said.
+//
+// Everything works on the network namespace of the calling thread.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "qosrun/loader.hpp"   // Error, Result, Status, Fd
+
+struct nlmsghdr;
+
+namespace qosrun::nl {
+
+// ---- messages -------------------------------------------------------------------
+
+class NlMessage {
+ public:
+  NlMessage(uint16_t type, uint16_t flags);
+  // The fixed header after nlmsghdr (tcmsg, ifinfomsg ...), appended raw.
+  template <class T>
+  NlMessage& header(const T& h) { return bytes(&h, sizeof h); }
+  NlMessage& attr(uint16_t type, const void* data, size_t len);
+  NlMessage& attr_str(uint16_t type, const std::string& s);   // NUL-terminated
+  NlMessage& attr_u32(uint16_t type, uint32_t v) { return attr(type, &v, sizeof v); }
+  NlMessage& attr_u64(uint16_t type, uint64_t v) { return attr(type, &v, sizeof v); }
+  template <class T>
+  NlMessage& attr_struct(uint16_t type, const T& v) { return attr(type, &v, sizeof v); }
+  // Nested attribute: begin() returns a token for end().
+  size_t begin(uint16_t type);
+  NlMessage& end(size_t token);
+
+  uint16_t type() const;
+  std::span<const uint8_t> data() const { return buf_; }
+  std::vector<uint8_t>& buffer() { return buf_; }
+
+ private:
+  NlMessage& bytes(const void* p, size_t n);
+  std::vector<uint8_t> buf_;
+};
+
+// Attributes of a received message: type -> payload (the last one wins).
+struct Attrs {
+  std::vector<std::pair<uint16_t, std::span<const uint8_t>>> items;
+  std::optional<std::span<const uint8_t>> get(uint16_t type) const;
+  std::optional<std::string> str(uint16_t type) const;
+  std::optional<uint32_t> u32(uint16_t type) const;
+};
+Attrs parse_attrs(std::span<const uint8_t> payload);
+
+// ---- the socket ---------------------------------------------------------------------
+
+class RtnlSocket {
+ public:
+  static Result<RtnlSocket> open();
+  // Sends one request with NLM_F_ACK and waits for the answer. On failure the
+  // Error says "`what`: <strerror> (kernel: <extack>)" and code = errno.
+  Status request(NlMessage& msg, const std::string& what);
+  // A dump request (NLM_F_DUMP): `each` sees every answer message.
+  Status dump(NlMessage& msg, const std::string& what, const std::function<void(const nlmsghdr*)>& each);
+
+ private:
+  Fd fd_;
+  uint32_t seq_ = 0;
+};
+
+// ---- qdiscs and classes as the kernel reports them -----------------------------------------
+
+struct QdiscInfo {
+  int ifindex = 0;
+  uint32_t handle = 0;     // major << 16
+  uint32_t parent = 0;     // TC_H_ROOT for the root qdisc
+  std::string kind;
+  bool has_options = false;
+  uint16_t options_type = 0;          // TCA_OPTIONS with its flag bits as dumped
+  std::vector<uint8_t> options;       // raw TCA_OPTIONS payload, replayed as is
+};
+struct ClassInfo {
+  uint32_t handle = 0, parent = 0;
+  std::string kind;
+  uint32_t leaf = 0;                  // handle of the leaf qdisc (TCA_... not dumped: 0)
+};
+
+Result<std::vector<QdiscInfo>> list_qdiscs(RtnlSocket& s, int ifindex);
+Result<std::vector<ClassInfo>> list_classes(RtnlSocket& s, int ifindex, uint32_t parent_handle = 0);
+// Number of filters attached at `parent` (a qdisc handle or clsact ingress/egress).
+Result<size_t> count_filters(RtnlSocket& s, int ifindex, uint32_t parent);
+// The root qdisc, nullopt when the device has none.
+Result<std::optional<QdiscInfo>> root_qdisc(RtnlSocket& s, int ifindex);
+
+// "htb 1:", "tbf 8001:", "noqueue 0:": for messages.
+std::string describe(const QdiscInfo& q);
+std::string handle_string(uint32_t handle);  // "1:", "1:10", "ffff:fff1"
+
+// ---- changes --------------------------------------------------------------------------
+
+// Puts a qdisc back exactly as it was dumped (kind, handle, raw options) as
+// the root: RTM_NEWQDISC with CREATE|REPLACE.
+Status replay_root_qdisc(RtnlSocket& s, const QdiscInfo& q);
+Status delete_root_qdisc(RtnlSocket& s, int ifindex);
+Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle);
+
+struct HtbRootSpec {
+  uint32_t handle = 1u << 16;
+  uint32_t default_minor = 0;
+  uint32_t r2q = 10;
+};
+// Replaces the root qdisc with HTB (CREATE|REPLACE).
+Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec);
+
+struct HtbClassParams {
+  uint32_t classid = 0;        // major:minor
+  uint32_t parent = 0;         // major:minor of the parent class, or the qdisc handle
+  uint64_t rate_bps = 0;       // assured rate, bits/s
+  uint64_t ceil_bps = 0;
+  uint32_t burst_bytes = 0;    // rate bucket depth
+  uint32_t cburst_bytes = 0;   // ceil bucket depth
+  uint32_t quantum = 0;        // bytes (explicit: no r2q warning)
+  uint32_t prio = 0;           // 0..7
+  friend bool operator==(const HtbClassParams&, const HtbClassParams&) = default;
+};
+// The RTM_NEWTCLASS message (create or change), for tests.
+NlMessage htb_class_message(int ifindex, const HtbClassParams& p, bool create);
+Status add_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
+Status change_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
+Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid);
+
+// A bfifo leaf of `limit_bytes` under class `parent_classid`.
+Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
+Status change_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
+
+// Backlog of one class (bytes queued now), from an RTM_GETTCLASS dump.
+Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid);
+
+// ---- links -------------------------------------------------------------------------------
+
+// Creates an IFB device; returns its ifindex.
+Result<int> create_ifb(RtnlSocket& s, const std::string& name);
+Status set_link_up(RtnlSocket& s, int ifindex);
+Status delete_link(RtnlSocket& s, int ifindex);
+
+// matchall filter on clsact ingress (ffff:fff2) redirecting every packet to
+// the egress of `target_ifindex` (mirred egress redirect).
+Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target_ifindex, uint32_t prio, uint32_t handle);
+Status delete_filter(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t prio, uint32_t handle,
+                     const std::string& kind = "");
+
+// Interface MTU (SIOCGIFMTU), 1500 when it cannot be read.
+uint32_t link_mtu(const std::string& ifname);
+
+}  // namespace qosrun::nl

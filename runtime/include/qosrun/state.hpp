@@ -1,0 +1,161 @@
+#pragma once
+// Persistent state of an attached policy, one set per interface:
+//
+//   /sys/fs/bpf/qosc/<ifname>/      pinned programs (qos_xdp, qos_tc) and maps
+//                                   (qos_stats, qos_flows, ...) by their names
+//   /run/qosc/<ifname>/state.json   what this attach created and what was there
+//                                   before (bpffs holds no regular files)
+//   /run/qosc/<ifname>.lock         flock: one qosrun at a time per interface
+//
+// $QOSRUN_PIN_ROOT and $QOSRUN_STATE_ROOT move the two roots (tests).
+// The names are interface names, so they are only unique within one network
+// namespace; state.json records the namespace and qosrun refuses to touch a
+// record made in another one.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qosc/manifest.hpp"
+#include "qosrun/htb.hpp"
+#include "qosrun/loader.hpp"
+#include "qosrun/netlink.hpp"
+
+namespace qosrun::state {
+
+struct Paths {
+  std::string pin_root;     // /sys/fs/bpf/qosc
+  std::string pin_dir;      // /sys/fs/bpf/qosc/<ifname>
+  std::string state_dir;    // /run/qosc/<ifname>
+  std::string state_file;   // /run/qosc/<ifname>/state.json
+  std::string lock_file;    // /run/qosc/<ifname>.lock
+};
+Paths paths_for(const std::string& ifname);
+// Where state.json of `ifname` lives (for `qosrun stats` and other readers).
+std::string state_file(const std::string& ifname);
+
+// ---- injected failures (tests) ------------------------------------------------------------
+
+// Returns an error when $QOSRUN_FAIL_AT names `step` (a comma-separated
+// list may name several). Steps: load, pin, htb-root, htb-class, htb-leaf,
+// clsact, tc-filter, xdp, ifb, ifb-redirect, ifb-htb, ifb-tc, state;
+// reload: reload-load, reload-htb, reload-tc, reload-xdp, reload-change.
+Status fail_point(std::string_view step);
+
+// ---- the lock ------------------------------------------------------------------------------
+
+class Lock {
+ public:
+  // flock(LOCK_EX) on the interface's lock file, waiting at most `wait_ms`.
+  static Result<Lock> acquire(const std::string& ifname, int wait_ms = 3000);
+  Lock(Lock&&) noexcept = default;
+  Lock& operator=(Lock&&) noexcept = default;
+
+ private:
+  Lock() = default;
+  Fd fd_;
+};
+
+// ---- bpffs --------------------------------------------------------------------------------
+
+// Makes sure `dir`'s file system is a bpffs, mounting one on the pin root
+// when needed (/sys/fs/bpf normally). `mounted` says whether it did.
+Status ensure_bpffs(const std::string& pin_root, bool* mounted);
+// Removes every pin in `dir` and the directory (missing is fine).
+Status remove_pins(const std::string& dir);
+// Pins `fd` at `path`, replacing a pin already there.
+Status pin_fd(int fd, const std::string& path);
+
+// ---- processes and namespaces ----------------------------------------------------------------
+
+uint64_t process_start_time(pid_t pid);   // /proc/<pid>/stat field 22; 0 when gone
+bool process_alive(pid_t pid, uint64_t start_time);
+uint64_t netns_inode();                   // of the calling thread
+
+// ---- the record -----------------------------------------------------------------------------
+
+struct TcAttachment {         // our bpf filter on clsact egress
+  bool clsact_created = false;   // we created clsact (destroy it on detach)
+  bool attached = false;
+  uint32_t handle = 0, priority = 0;
+  uint32_t prog_id = 0;
+};
+struct XdpAttachment {
+  bool attached = false;
+  std::string mode;           // "native" | "skb"
+  uint32_t prog_id = 0;
+};
+struct Queues {
+  bool created = false;       // root replaced by our HTB
+  htb::Plan plan;
+  // The root qdisc before we replaced it: nullopt = the kernel's default
+  // (handle 0:), restored by deleting our root.
+  std::optional<nl::QdiscInfo> previous;
+  bool previous_restorable = true;   // false with --force over a qdisc we cannot rebuild
+};
+// One interface's share of the work: the interface itself, or the IFB of
+// --ingress-shape.
+struct Side {
+  std::string ifname;
+  int ifindex = 0;
+  TcAttachment tc;
+  bool has_queues = false;
+  Queues queues;
+};
+struct Ingress {
+  std::string ifb_name;
+  int ifb_ifindex = 0;
+  bool ifb_created = false;
+  bool redirect_attached = false;
+  bool clsact_created = false;       // on the main interface, for the ingress filter
+  uint32_t redirect_prio = 0, redirect_handle = 0;
+  Side ifb;                          // HTB + TC program on the IFB
+};
+
+struct Record {
+  int format = 1;
+  std::string phase;          // "attaching", "attached", "detaching"
+  std::string ifname;
+  int ifindex = 0;
+  uint64_t netns = 0;
+  pid_t owner_pid = 0;        // the foreground qosrun, or the one attaching; 0 = persistent
+  uint64_t owner_start = 0;
+  bool foreground = false;
+  std::string object;         // absolute path of the .bpf.o
+  std::string created;        // ISO 8601 UTC
+  uint32_t generation = 0;    // reloads so far
+  qosc::Manifest manifest;
+  Side main;                  // the interface: tc + queues
+  XdpAttachment xdp;
+  std::optional<Ingress> ingress;
+  // Pinned objects by name (the pin dir holds exactly these) and their kernel
+  // ids, so they can be found without the bpffs (e.g. under `ip netns exec`,
+  // which hides /sys/fs/bpf).
+  std::map<std::string, uint32_t> progs, maps;
+  std::string pin_dir;
+
+  // A record whose owner process is gone while it was attaching or running
+  // in the foreground: left by a crash or kill -9.
+  bool stale() const;
+};
+
+nlohmann::json to_json(const Record& r);
+Record record_from_json(const nlohmann::json& j);   // throws on malformed input
+
+// nullopt when there is no state file; an Error when it is unreadable.
+Result<std::optional<Record>> read(const std::string& ifname);
+// Atomically replaces state.json (write + rename).
+Status write(const Record& r);
+Status remove(const std::string& ifname);   // state file and its directory
+// Interface names that have a state file (this state root).
+std::vector<std::string> list();
+
+std::string now_iso8601();
+
+}  // namespace qosrun::state

@@ -1,0 +1,329 @@
+// The HTB tree from a manifest: see qosrun/htb.hpp and docs/qosrun.md.
+#include "qosrun/htb.hpp"
+
+#include <linux/pkt_sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "qosrun/state.hpp"
+
+namespace qosrun::htb {
+
+namespace {
+
+uint64_t clamp_rate(uint64_t r) { return std::max(r, kMinRateBps); }
+
+// Rate bucket depth when the policy gives none: 1 ms at the rate plus one
+// frame (what tc uses by default: rate/HZ + MTU).
+uint32_t default_burst(uint64_t rate_bps, uint32_t frame) {
+  uint64_t b = rate_bps / 8 / 1000 + frame;
+  return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu));
+}
+
+uint32_t queue_limit(uint64_t ceil_bps, uint32_t frame) {
+  uint64_t b = ceil_bps / 8 * kLeafQueueMs / 1000;
+  b = std::max<uint64_t>(b, uint64_t{frame} * kLeafQueueMinFrames);
+  return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu));
+}
+
+// Quanta proportional to `v` (weights or DRR quanta): the largest value gets
+// min(kMaxQuantum, frame * vmax / vmin), none less than one frame. Exact
+// ratios unless vmax / vmin > kMaxQuantum / frame (~132 at MTU 1500).
+std::vector<uint32_t> scaled_quanta(const std::vector<uint64_t>& v, uint32_t frame, bool* clamped) {
+  uint64_t vmax = *std::max_element(v.begin(), v.end());
+  uint64_t vmin = std::max<uint64_t>(1, *std::min_element(v.begin(), v.end()));
+  long double top = std::min<long double>(kMaxQuantum, (long double)frame * (long double)vmax / (long double)vmin);
+  std::vector<uint32_t> q;
+  *clamped = false;
+  for (uint64_t x : v) {
+    long double want = top * (long double)x / (long double)vmax;
+    if (want < frame) {
+      if (want + 0.5L < frame) *clamped = true;
+      want = frame;
+    }
+    q.push_back(static_cast<uint32_t>(std::llround(want)));
+  }
+  return q;
+}
+
+}  // namespace
+
+std::string rate_string(uint64_t bps) {
+  auto fmt_unit = [](uint64_t v, uint64_t unit, const char* name) {
+    if (v % unit == 0) return fmt::format("{}{}", v / unit, name);
+    return fmt::format("{:.3g}{}", (double)v / (double)unit, name);
+  };
+  if (bps >= 1000000000ull) return fmt_unit(bps, 1000000000ull, "Gbit");
+  if (bps >= 1000000ull) return fmt_unit(bps, 1000000ull, "Mbit");
+  if (bps >= 1000ull) return fmt_unit(bps, 1000ull, "kbit");
+  return fmt::format("{}bit", bps);
+}
+
+const Leaf* Plan::find(uint32_t minor) const {
+  for (const auto& l : leaves)
+    if (l.minor == minor) return &l;
+  return nullptr;
+}
+
+Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
+  Plan p;
+  const uint64_t L = m.link_bps;
+  if (L == 0)
+    return Error{fmt::format("policy {} has no link rate: qosrun shapes to the policy's `link`; add `link RATE;` "
+                             "or compile with qosc --link RATE",
+                             m.policy.empty() ? "(unnamed)" : m.policy)};
+  if (m.classes.empty()) return Error{"the object's manifest lists no classes: recompile it with qosc"};
+  p.frame_bytes = std::max<uint32_t>(mtu, 68) + 14;
+  const uint32_t frame = p.frame_bytes;
+  // r2q only matters for classes without an explicit quantum (none of ours):
+  // pick it so the link's rate/r2q is about 20 frames.
+  p.r2q = static_cast<uint32_t>(std::clamp<uint64_t>(L / 8 / (20ull * frame), 1, 1000000));
+
+  p.link.classid = classid(kMajor, kRootMinor);
+  p.link.parent = kMajor << 16;
+  p.link.rate_bps = p.link.ceil_bps = L;
+  p.link.burst_bytes = p.link.cburst_bytes = default_burst(L, frame);
+  p.link.quantum = frame;
+  p.link.prio = 0;
+
+  auto make_leaf = [&](uint32_t minor, std::string label, int32_t cls, uint64_t rate, uint64_t ceil,
+                       uint32_t cburst, uint32_t quantum, uint32_t prio) {
+    Leaf l;
+    l.minor = minor;
+    l.label = std::move(label);
+    l.class_id = cls;
+    l.params.classid = classid(kMajor, minor);
+    l.params.parent = classid(kMajor, kRootMinor);
+    l.params.ceil_bps = ceil;
+    l.params.rate_bps = std::min(clamp_rate(rate), ceil);
+    l.params.burst_bytes = default_burst(l.params.rate_bps, frame);
+    l.params.cburst_bytes = cburst;
+    l.params.quantum = quantum;
+    l.params.prio = std::min(prio, kMaxPrio);
+    l.queue_limit = queue_limit(ceil, frame);
+    p.leaves.push_back(std::move(l));
+  };
+  const uint64_t sp_assured = clamp_rate(L / kSpAssuredDivisor);
+
+  if (m.scheduler == "pifo") {
+    uint32_t bands = m.pifo_bands;
+    if (bands == 0 || bands > 16)
+      return Error{fmt::format("the manifest asks for {} pifo bands; qosrun builds 1 to 16", bands)};
+    if (!m.pifo_mapping.empty() && m.pifo_mapping != "sp-pifo")
+      return Error{fmt::format("the manifest's pifo mapping '{}' is unknown to this qosrun (it knows sp-pifo): "
+                               "use a qosrun as new as the qosc that compiled it",
+                               m.pifo_mapping)};
+    for (uint32_t b = 0; b < bands; ++b)
+      make_leaf(kMinorBase + b, fmt::format("band {}", b), -1, sp_assured, L, default_burst(L, frame), frame, b);
+    p.default_minor = kMinorBase + bands - 1;
+    if (bands > kMaxPrio + 1)
+      p.notes.push_back(fmt::format("pifo: bands {}..{} share HTB priority {} (HTB has 8 priorities)", kMaxPrio,
+                                    bands - 1, kMaxPrio));
+    bool caps = std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.rate_bps != 0; });
+    if (caps)
+      p.notes.push_back("pifo: bands mix classes, so class rate caps are enforced by the XDP policer (ingress) only");
+    return p;
+  }
+
+  const size_t n = m.classes.size();
+  std::vector<uint64_t> share(n, 0);
+  std::vector<uint32_t> quanta(n, frame);
+  std::vector<uint32_t> prio(n, 0);
+  bool clamped = false;
+  if (m.scheduler == "strict_priority") {
+    for (size_t i = 0; i < n; ++i) {
+      share[i] = sp_assured;
+      prio[i] = m.classes[i].priority;
+    }
+  } else if (m.scheduler == "round_robin") {
+    for (size_t i = 0; i < n; ++i) share[i] = L / n;
+  } else if (m.scheduler == "deficit_round_robin" || m.scheduler == "weighted_fair_queuing") {
+    bool drr = m.scheduler == "deficit_round_robin";
+    std::vector<uint64_t> v(n);
+    long double sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      v[i] = std::max<uint64_t>(1, drr ? m.classes[i].quantum : m.classes[i].weight);
+      sum += (long double)v[i];
+    }
+    for (size_t i = 0; i < n; ++i) share[i] = static_cast<uint64_t>((long double)L * (long double)v[i] / sum);
+    quanta = scaled_quanta(v, frame, &clamped);
+    if (clamped)
+      p.notes.push_back(fmt::format("{}: the {} span more than {}:1; the smallest HTB quanta are held at one frame "
+                                    "(assured rates keep the exact ratio, only the sharing of unused capacity is "
+                                    "coarser)",
+                                    m.scheduler, drr ? "quanta" : "weights", kMaxQuantum / frame));
+  } else {
+    return Error{fmt::format("the manifest's scheduler '{}' is unknown to this qosrun: use a qosrun as new as the qosc "
+                             "that compiled the object",
+                             m.scheduler)};
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const auto& c = m.classes[i];
+    uint64_t ceil = c.rate_bps ? std::min(c.rate_bps, L) : L;
+    uint32_t cburst = default_burst(ceil, frame);
+    if (c.rate_bps) {
+      cburst = static_cast<uint32_t>(std::min<uint64_t>(c.burst_bytes, 0x7fffffffu));
+      if (cburst < frame) {
+        p.notes.push_back(fmt::format("class {}: burst {} bytes is less than one frame; using {}", c.name, cburst,
+                                      frame));
+        cburst = frame;
+      }
+    }
+    if (c.rate_bps > L)
+      p.notes.push_back(fmt::format("class {}: rate {} is above the link; capped at {}", c.name,
+                                    rate_string(c.rate_bps), rate_string(L)));
+    uint32_t minor = c.htb_minor ? c.htb_minor : kMinorBase + c.id;
+    make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, cburst, quanta[i], prio[i]);
+    if (c.is_default || c.id == m.default_class) p.default_minor = minor;
+  }
+  if (p.default_minor == 0) p.default_minor = p.leaves.back().minor;
+  std::sort(p.leaves.begin(), p.leaves.end(), [](const Leaf& a, const Leaf& b) { return a.minor < b.minor; });
+  return p;
+}
+
+// ---- JSON -------------------------------------------------------------------------------------
+
+namespace {
+nlohmann::json params_json(const nl::HtbClassParams& c) {
+  return {{"classid", c.classid}, {"parent", c.parent},     {"rate_bps", c.rate_bps}, {"ceil_bps", c.ceil_bps},
+          {"burst", c.burst_bytes}, {"cburst", c.cburst_bytes}, {"quantum", c.quantum}, {"prio", c.prio}};
+}
+nl::HtbClassParams params_from(const nlohmann::json& j) {
+  nl::HtbClassParams c;
+  c.classid = j.at("classid").get<uint32_t>();
+  c.parent = j.at("parent").get<uint32_t>();
+  c.rate_bps = j.at("rate_bps").get<uint64_t>();
+  c.ceil_bps = j.at("ceil_bps").get<uint64_t>();
+  c.burst_bytes = j.at("burst").get<uint32_t>();
+  c.cburst_bytes = j.at("cburst").get<uint32_t>();
+  c.quantum = j.at("quantum").get<uint32_t>();
+  c.prio = j.at("prio").get<uint32_t>();
+  return c;
+}
+}  // namespace
+
+nlohmann::json to_json(const Plan& p) {
+  nlohmann::json leaves = nlohmann::json::array();
+  for (const auto& l : p.leaves)
+    leaves.push_back({{"minor", l.minor},
+                      {"label", l.label},
+                      {"class_id", l.class_id},
+                      {"params", params_json(l.params)},
+                      {"queue_limit", l.queue_limit}});
+  return {{"major", p.major},   {"default_minor", p.default_minor}, {"r2q", p.r2q}, {"frame_bytes", p.frame_bytes},
+          {"link", params_json(p.link)}, {"leaves", leaves}};
+}
+
+Plan plan_from_json(const nlohmann::json& j) {
+  Plan p;
+  p.major = j.at("major").get<uint32_t>();
+  p.default_minor = j.at("default_minor").get<uint32_t>();
+  p.r2q = j.at("r2q").get<uint32_t>();
+  p.frame_bytes = j.at("frame_bytes").get<uint32_t>();
+  p.link = params_from(j.at("link"));
+  for (const auto& l : j.at("leaves")) {
+    Leaf x;
+    x.minor = l.at("minor").get<uint32_t>();
+    x.label = l.at("label").get<std::string>();
+    x.class_id = l.at("class_id").get<int32_t>();
+    x.params = params_from(l.at("params"));
+    x.queue_limit = l.at("queue_limit").get<uint32_t>();
+    p.leaves.push_back(std::move(x));
+  }
+  return p;
+}
+
+std::string describe(const Plan& p) {
+  std::string s = fmt::format("htb {:x}: link {} (1:1), default 1:{:x}, r2q {}\n", p.major, rate_string(p.link.rate_bps),
+                              p.default_minor, p.r2q);
+  for (const auto& l : p.leaves)
+    s += fmt::format("  1:{:<3x} {:<12} prio {} rate {:<9} ceil {:<9} quantum {:<6} queue {} bytes\n", l.minor,
+                     l.label, l.params.prio, rate_string(l.params.rate_bps), rate_string(l.params.ceil_bps),
+                     l.params.quantum, l.queue_limit);
+  return s;
+}
+
+// ---- applying ------------------------------------------------------------------------------------
+
+namespace {
+Status add_leaf(nl::RtnlSocket& s, int ifindex, const Leaf& l) {
+  if (Status f = state::fail_point("htb-class"); !f) return f;
+  if (Status st = nl::add_htb_class(s, ifindex, l.params); !st) return st;
+  if (Status f = state::fail_point("htb-leaf"); !f) return f;
+  return nl::add_bfifo(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue_limit);
+}
+}  // namespace
+
+Status build(nl::RtnlSocket& s, int ifindex, const Plan& p) {
+  if (Status f = state::fail_point("htb-root"); !f) return f;
+  nl::HtbRootSpec root;
+  root.handle = p.major << 16;
+  root.default_minor = p.default_minor;
+  root.r2q = p.r2q;
+  if (Status st = nl::add_htb_root(s, ifindex, root); !st) return st;
+  if (Status st = nl::add_htb_class(s, ifindex, p.link); !st) return st;
+  for (const auto& l : p.leaves)
+    if (Status st = add_leaf(s, ifindex, l); !st) return st;
+  return {};
+}
+
+Status add_new_leaves(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to, std::vector<uint32_t>* added) {
+  for (const auto& l : to.leaves) {
+    if (from.find(l.minor)) continue;
+    if (Status st = add_leaf(s, ifindex, l); !st) {
+      // The class may exist without its queue: remove what this leaf made.
+      (void)nl::delete_class(s, ifindex, l.params.classid);
+      return st;
+    }
+    if (added) added->push_back(l.minor);
+  }
+  return {};
+}
+
+Status change_persisting(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to) {
+  if (!(from.link == to.link))
+    if (Status st = nl::change_htb_class(s, ifindex, to.link); !st) return st;
+  for (const auto& l : to.leaves) {
+    const Leaf* old = from.find(l.minor);
+    if (!old) continue;
+    if (!(old->params == l.params))
+      if (Status st = nl::change_htb_class(s, ifindex, l.params); !st) return st;
+    if (old->queue_limit != l.queue_limit)
+      if (Status st = nl::change_bfifo(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue_limit); !st)
+        return st;
+  }
+  return {};
+}
+
+Status delete_obsolete(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to, int drain_ms,
+                       std::vector<std::string>* warnings) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_ms);
+  for (const auto& l : from.leaves) {
+    if (to.find(l.minor)) continue;
+    // Nothing new is steered here any more: let what is queued leave first.
+    for (;;) {
+      auto b = nl::class_backlog(s, ifindex, l.params.classid);
+      if (!b || *b == 0) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        if (warnings)
+          warnings->push_back(fmt::format("class 1:{:x} ({}) still held {} bytes after {} ms; deleting it dropped them",
+                                          l.minor, l.label, *b, drain_ms));
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (Status st = nl::delete_class(s, ifindex, l.params.classid); !st) {
+      if (st.error().code != ENOENT && warnings) warnings->push_back(st.error().message);
+    }
+  }
+  return {};
+}
+
+}  // namespace qosrun::htb

@@ -1,0 +1,562 @@
+// A small rtnetlink client: see qosrun/netlink.hpp.
+#include "qosrun/netlink.hpp"
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/gen_stats.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <linux/tc_act/tc_mirred.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+
+namespace qosrun::nl {
+
+namespace {
+
+constexpr size_t align4(size_t n) { return (n + 3u) & ~size_t{3}; }
+
+nlmsghdr* hdr_of(std::vector<uint8_t>& b) { return reinterpret_cast<nlmsghdr*>(b.data()); }
+
+std::string kernel_extack(const nlmsghdr* h) {
+  // NLMSG_ERROR: struct nlmsgerr, then (with NLM_F_ACK_TLVS) attributes. With
+  // NETLINK_CAP_ACK the echoed request is only its header.
+  if (!(h->nlmsg_flags & NLM_F_ACK_TLVS)) return {};
+  const auto* err = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(h));
+  size_t off = NLMSG_HDRLEN + sizeof(nlmsgerr);
+  if (!(h->nlmsg_flags & NLM_F_CAPPED)) off += err->msg.nlmsg_len - NLMSG_HDRLEN;
+  if (off >= h->nlmsg_len) return {};
+  const auto* base = reinterpret_cast<const uint8_t*>(h);
+  Attrs a = parse_attrs({base + off, h->nlmsg_len - off});
+  return a.str(NLMSGERR_ATTR_MSG).value_or("");
+}
+
+}  // namespace
+
+// ---- NlMessage ---------------------------------------------------------------------
+
+NlMessage::NlMessage(uint16_t type, uint16_t flags) {
+  buf_.resize(NLMSG_HDRLEN, 0);
+  nlmsghdr* h = hdr_of(buf_);
+  h->nlmsg_len = NLMSG_HDRLEN;
+  h->nlmsg_type = type;
+  h->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
+}
+
+NlMessage& NlMessage::bytes(const void* p, size_t n) {
+  size_t off = buf_.size();
+  buf_.resize(off + align4(n), 0);
+  if (n) std::memcpy(buf_.data() + off, p, n);
+  hdr_of(buf_)->nlmsg_len = static_cast<uint32_t>(buf_.size());
+  return *this;
+}
+
+NlMessage& NlMessage::attr(uint16_t type, const void* data, size_t len) {
+  nlattr a{};
+  a.nla_len = static_cast<uint16_t>(NLA_HDRLEN + len);
+  a.nla_type = type;
+  size_t off = buf_.size();
+  buf_.resize(off + NLA_HDRLEN + align4(len), 0);
+  std::memcpy(buf_.data() + off, &a, sizeof a);
+  if (len) std::memcpy(buf_.data() + off + NLA_HDRLEN, data, len);
+  hdr_of(buf_)->nlmsg_len = static_cast<uint32_t>(buf_.size());
+  return *this;
+}
+
+NlMessage& NlMessage::attr_str(uint16_t type, const std::string& s) { return attr(type, s.c_str(), s.size() + 1); }
+
+size_t NlMessage::begin(uint16_t type) {
+  size_t off = buf_.size();
+  attr(type, nullptr, 0);
+  return off;
+}
+
+NlMessage& NlMessage::end(size_t token) {
+  auto* a = reinterpret_cast<nlattr*>(buf_.data() + token);
+  a->nla_len = static_cast<uint16_t>(buf_.size() - token);
+  return *this;
+}
+
+uint16_t NlMessage::type() const { return reinterpret_cast<const nlmsghdr*>(buf_.data())->nlmsg_type; }
+
+// ---- Attrs ------------------------------------------------------------------------------
+
+Attrs parse_attrs(std::span<const uint8_t> payload) {
+  Attrs out;
+  size_t off = 0;
+  while (off + NLA_HDRLEN <= payload.size()) {
+    nlattr a;
+    std::memcpy(&a, payload.data() + off, sizeof a);
+    if (a.nla_len < NLA_HDRLEN || off + a.nla_len > payload.size()) break;
+    out.items.emplace_back(a.nla_type, payload.subspan(off + NLA_HDRLEN, a.nla_len - NLA_HDRLEN));
+    off += align4(a.nla_len);
+  }
+  return out;
+}
+
+std::optional<std::span<const uint8_t>> Attrs::get(uint16_t type) const {
+  std::optional<std::span<const uint8_t>> r;
+  for (const auto& [t, p] : items)
+    if ((t & NLA_TYPE_MASK) == type) r = p;
+  return r;
+}
+
+std::optional<std::string> Attrs::str(uint16_t type) const {
+  auto p = get(type);
+  if (!p) return std::nullopt;
+  std::string s(reinterpret_cast<const char*>(p->data()), p->size());
+  while (!s.empty() && s.back() == '\0') s.pop_back();
+  return s;
+}
+
+std::optional<uint32_t> Attrs::u32(uint16_t type) const {
+  auto p = get(type);
+  if (!p || p->size() < 4) return std::nullopt;
+  uint32_t v;
+  std::memcpy(&v, p->data(), 4);
+  return v;
+}
+
+// ---- RtnlSocket ------------------------------------------------------------------------------
+
+Result<RtnlSocket> RtnlSocket::open() {
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return errno_error(errno, "cannot open a netlink socket");
+  RtnlSocket s;
+  s.fd_.reset(fd);
+  int one = 1;
+  // Best effort: older kernels lack them, messages are then only less helpful.
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  int rcv = 1 << 20;
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  sockaddr_nl sa{};
+  sa.nl_family = AF_NETLINK;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+    return errno_error(errno, "cannot bind a netlink socket");
+  s.seq_ = static_cast<uint32_t>(::getpid()) * 7919u;
+  return s;
+}
+
+namespace {
+
+Error nl_error(int err, const std::string& what, const std::string& extack) {
+  Error e = errno_error(err, what);
+  if (!extack.empty()) {
+    // errno_error may have appended a hint line; the kernel's words go on the first line.
+    auto nlpos = e.message.find('\n');
+    std::string first = nlpos == std::string::npos ? e.message : e.message.substr(0, nlpos);
+    std::string rest = nlpos == std::string::npos ? "" : e.message.substr(nlpos);
+    e.message = first + " (kernel: " + extack + ")" + rest;
+  }
+  return e;
+}
+
+}  // namespace
+
+Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
+  nlmsghdr* h = hdr_of(msg.buffer());
+  h->nlmsg_flags |= NLM_F_ACK;
+  h->nlmsg_seq = ++seq_;
+  sockaddr_nl to{};
+  to.nl_family = AF_NETLINK;
+  if (::sendto(fd_.get(), msg.buffer().data(), msg.buffer().size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
+    return errno_error(errno, what);
+  std::vector<uint8_t> buf(64 * 1024);
+  for (;;) {
+    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error(errno, what);
+    }
+    for (auto* r = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(r, static_cast<unsigned>(n));
+         r = NLMSG_NEXT(r, n)) {
+      if (r->nlmsg_seq != h->nlmsg_seq) continue;
+      if (r->nlmsg_type == NLMSG_ERROR) {
+        const auto* e = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(r));
+        if (e->error == 0) return {};
+        return nl_error(-e->error, what, kernel_extack(r));
+      }
+    }
+  }
+}
+
+Status RtnlSocket::dump(NlMessage& msg, const std::string& what, const std::function<void(const nlmsghdr*)>& each) {
+  nlmsghdr* h = hdr_of(msg.buffer());
+  h->nlmsg_flags |= NLM_F_DUMP;
+  h->nlmsg_seq = ++seq_;
+  sockaddr_nl to{};
+  to.nl_family = AF_NETLINK;
+  if (::sendto(fd_.get(), msg.buffer().data(), msg.buffer().size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
+    return errno_error(errno, what);
+  std::vector<uint8_t> buf(256 * 1024);
+  for (;;) {
+    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error(errno, what);
+    }
+    for (auto* r = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(r, static_cast<unsigned>(n));
+         r = NLMSG_NEXT(r, n)) {
+      if (r->nlmsg_seq != h->nlmsg_seq) continue;
+      if (r->nlmsg_type == NLMSG_DONE) return {};
+      if (r->nlmsg_type == NLMSG_ERROR) {
+        const auto* e = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(r));
+        if (e->error == 0) return {};
+        return nl_error(-e->error, what, kernel_extack(r));
+      }
+      each(r);
+    }
+  }
+}
+
+// ---- listing --------------------------------------------------------------------------------
+
+namespace {
+
+std::span<const uint8_t> tc_payload(const nlmsghdr* h) {
+  const auto* base = reinterpret_cast<const uint8_t*>(NLMSG_DATA(h));
+  size_t len = h->nlmsg_len - NLMSG_HDRLEN;
+  size_t hl = NLMSG_ALIGN(sizeof(tcmsg));
+  if (len < hl) return {};
+  return {base + hl, len - hl};
+}
+
+std::string ifname_of(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (!if_indextoname(static_cast<unsigned>(ifindex), name)) return fmt::format("ifindex {}", ifindex);
+  return name;
+}
+
+tcmsg tc_header(int ifindex, uint32_t parent, uint32_t handle, uint32_t info = 0) {
+  tcmsg t{};
+  t.tcm_family = AF_UNSPEC;
+  t.tcm_ifindex = ifindex;
+  t.tcm_parent = parent;
+  t.tcm_handle = handle;
+  t.tcm_info = info;
+  return t;
+}
+
+}  // namespace
+
+Result<std::vector<QdiscInfo>> list_qdiscs(RtnlSocket& s, int ifindex) {
+  NlMessage m(RTM_GETQDISC, 0);
+  m.header(tc_header(ifindex, 0, 0));
+  std::vector<QdiscInfo> out;
+  Status st = s.dump(m, fmt::format("cannot list the qdiscs of {}", ifname_of(ifindex)), [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWQDISC) return;
+    const auto* t = reinterpret_cast<const tcmsg*>(NLMSG_DATA(h));
+    if (t->tcm_ifindex != ifindex) return;
+    QdiscInfo q;
+    q.ifindex = t->tcm_ifindex;
+    q.handle = t->tcm_handle;
+    q.parent = t->tcm_parent;
+    auto payload = tc_payload(h);
+    Attrs a = parse_attrs(payload);
+    q.kind = a.str(TCA_KIND).value_or("");
+    for (const auto& [type, p] : a.items) {
+      if ((type & NLA_TYPE_MASK) != TCA_OPTIONS) continue;
+      q.has_options = true;
+      q.options_type = type;
+      q.options.assign(p.begin(), p.end());
+    }
+    out.push_back(std::move(q));
+  });
+  if (!st) return st.error();
+  return out;
+}
+
+Result<std::optional<QdiscInfo>> root_qdisc(RtnlSocket& s, int ifindex) {
+  auto all = list_qdiscs(s, ifindex);
+  if (!all) return all.error();
+  for (auto& q : *all)
+    if (q.parent == TC_H_ROOT) return std::optional<QdiscInfo>(std::move(q));
+  return std::optional<QdiscInfo>();
+}
+
+Result<std::vector<ClassInfo>> list_classes(RtnlSocket& s, int ifindex, uint32_t parent_handle) {
+  NlMessage m(RTM_GETTCLASS, 0);
+  m.header(tc_header(ifindex, parent_handle, 0));
+  std::vector<ClassInfo> out;
+  Status st = s.dump(m, fmt::format("cannot list the classes of {}", ifname_of(ifindex)), [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWTCLASS) return;
+    const auto* t = reinterpret_cast<const tcmsg*>(NLMSG_DATA(h));
+    if (t->tcm_ifindex != ifindex) return;
+    ClassInfo c;
+    c.handle = t->tcm_handle;
+    c.parent = t->tcm_parent;
+    c.leaf = t->tcm_info;
+    c.kind = parse_attrs(tc_payload(h)).str(TCA_KIND).value_or("");
+    out.push_back(std::move(c));
+  });
+  if (!st) return st.error();
+  return out;
+}
+
+Result<size_t> count_filters(RtnlSocket& s, int ifindex, uint32_t parent) {
+  NlMessage m(RTM_GETTFILTER, 0);
+  m.header(tc_header(ifindex, parent, 0));
+  size_t n = 0;
+  Status st = s.dump(m, fmt::format("cannot list the filters of {}", ifname_of(ifindex)), [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWTFILTER) return;
+    const auto* t = reinterpret_cast<const tcmsg*>(NLMSG_DATA(h));
+    // A dump lists one message per filter priority (handle 0, the chain
+    // head) and one per filter; count real filters only.
+    if (t->tcm_ifindex == ifindex && t->tcm_handle != 0) ++n;
+  });
+  if (!st) {
+    // No qdisc at that parent: no filters.
+    if (st.error().code == EINVAL || st.error().code == ENOENT) return size_t{0};
+    return st.error();
+  }
+  return n;
+}
+
+Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid) {
+  NlMessage m(RTM_GETTCLASS, 0);
+  m.header(tc_header(ifindex, 0, 0));
+  uint64_t backlog = 0;
+  Status st = s.dump(m, "cannot read class statistics", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWTCLASS) return;
+    const auto* t = reinterpret_cast<const tcmsg*>(NLMSG_DATA(h));
+    if (t->tcm_ifindex != ifindex || t->tcm_handle != classid) return;
+    Attrs a = parse_attrs(tc_payload(h));
+    if (auto st2 = a.get(TCA_STATS2)) {
+      Attrs b = parse_attrs(*st2);
+      if (auto q = b.get(TCA_STATS_QUEUE); q && q->size() >= sizeof(gnet_stats_queue)) {
+        gnet_stats_queue gq;
+        std::memcpy(&gq, q->data(), sizeof gq);
+        backlog = gq.backlog;
+      }
+    }
+  });
+  if (!st) return st.error();
+  return backlog;
+}
+
+std::string handle_string(uint32_t h) {
+  if (h == TC_H_ROOT) return "root";
+  uint32_t maj = TC_H_MAJ(h) >> 16, min = TC_H_MIN(h);
+  if (min == 0) return fmt::format("{:x}:", maj);
+  return fmt::format("{:x}:{:x}", maj, min);
+}
+
+std::string describe(const QdiscInfo& q) { return fmt::format("{} {}", q.kind, handle_string(q.handle)); }
+
+// ---- changes ----------------------------------------------------------------------------------
+
+Status replay_root_qdisc(RtnlSocket& s, const QdiscInfo& q) {
+  NlMessage m(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
+  m.header(tc_header(q.ifindex, TC_H_ROOT, q.handle));
+  m.attr_str(TCA_KIND, q.kind);
+  if (q.has_options) m.attr(q.options_type, q.options.data(), q.options.size());
+  return s.request(m, fmt::format("cannot put back the root qdisc {} on {}", describe(q), ifname_of(q.ifindex)));
+}
+
+Status delete_root_qdisc(RtnlSocket& s, int ifindex) {
+  NlMessage m(RTM_DELQDISC, 0);
+  m.header(tc_header(ifindex, TC_H_ROOT, 0));
+  return s.request(m, fmt::format("cannot delete the root qdisc of {}", ifname_of(ifindex)));
+}
+
+Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle) {
+  NlMessage m(RTM_DELQDISC, 0);
+  m.header(tc_header(ifindex, parent, handle));
+  return s.request(m, fmt::format("cannot delete qdisc {} of {}", handle_string(handle), ifname_of(ifindex)));
+}
+
+Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec) {
+  NlMessage m(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
+  m.header(tc_header(ifindex, TC_H_ROOT, spec.handle));
+  m.attr_str(TCA_KIND, "htb");
+  size_t opt = m.begin(TCA_OPTIONS);
+  tc_htb_glob g{};
+  g.version = TC_HTB_PROTOVER;
+  g.rate2quantum = spec.r2q;
+  g.defcls = spec.default_minor;
+  m.attr_struct(TCA_HTB_INIT, g);
+  m.end(opt);
+  return s.request(m, fmt::format("cannot create the HTB root qdisc {} on {}", handle_string(spec.handle),
+                                  ifname_of(ifindex)));
+}
+
+namespace {
+
+// psched ticks are 64 ns (PSCHED_SHIFT 6) on every kernel qosrun supports.
+uint32_t xmit_ticks(uint64_t bytes, uint64_t rate_bps) {
+  if (rate_bps == 0) return 0;
+  long double ns = (long double)bytes * 8e9L / (long double)rate_bps;
+  long double ticks = ns / 64.0L;
+  return ticks > 4e9L ? 4000000000u : static_cast<uint32_t>(ticks);
+}
+
+tc_ratespec ratespec(uint64_t bps) {
+  tc_ratespec r{};
+  uint64_t Bps = bps / 8;
+  r.rate = Bps >= 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(Bps);
+  r.linklayer = TC_LINKLAYER_ETHERNET;
+  return r;
+}
+
+}  // namespace
+
+NlMessage htb_class_message(int ifindex, const HtbClassParams& p, bool create) {
+  NlMessage m(RTM_NEWTCLASS, create ? (NLM_F_CREATE | NLM_F_EXCL) : 0);
+  m.header(tc_header(ifindex, p.parent, p.classid));
+  m.attr_str(TCA_KIND, "htb");
+  size_t opt = m.begin(TCA_OPTIONS);
+  tc_htb_opt o{};
+  o.rate = ratespec(p.rate_bps);
+  o.ceil = ratespec(p.ceil_bps);
+  o.buffer = xmit_ticks(p.burst_bytes, p.rate_bps);
+  o.cbuffer = xmit_ticks(p.cburst_bytes, p.ceil_bps);
+  o.quantum = p.quantum;
+  o.prio = p.prio;
+  m.attr_struct(TCA_HTB_PARMS, o);
+  if (p.rate_bps / 8 >= 0xffffffffull) m.attr_u64(TCA_HTB_RATE64, p.rate_bps / 8);
+  if (p.ceil_bps / 8 >= 0xffffffffull) m.attr_u64(TCA_HTB_CEIL64, p.ceil_bps / 8);
+  m.end(opt);
+  return m;
+}
+
+Status add_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p) {
+  NlMessage m = htb_class_message(ifindex, p, true);
+  return s.request(m, fmt::format("cannot create HTB class {} on {}", handle_string(p.classid), ifname_of(ifindex)));
+}
+
+Status change_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p) {
+  NlMessage m = htb_class_message(ifindex, p, false);
+  return s.request(m, fmt::format("cannot change HTB class {} on {}", handle_string(p.classid), ifname_of(ifindex)));
+}
+
+Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid) {
+  NlMessage m(RTM_DELTCLASS, 0);
+  m.header(tc_header(ifindex, 0, classid));
+  return s.request(m, fmt::format("cannot delete class {} on {}", handle_string(classid), ifname_of(ifindex)));
+}
+
+namespace {
+Status bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, uint16_t flags,
+             const char* verb) {
+  NlMessage m(RTM_NEWQDISC, flags);
+  m.header(tc_header(ifindex, parent, handle));
+  m.attr_str(TCA_KIND, "bfifo");
+  tc_fifo_qopt q{};
+  q.limit = limit;
+  m.attr_struct(TCA_OPTIONS, q);
+  return s.request(m, fmt::format("cannot {} the bfifo queue of class {} on {}", verb, handle_string(parent),
+                                  ifname_of(ifindex)));
+}
+}  // namespace
+
+Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit) {
+  return bfifo(s, ifindex, parent, handle, limit, NLM_F_CREATE | NLM_F_EXCL, "create");
+}
+
+Status change_bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit) {
+  return bfifo(s, ifindex, parent, handle, limit, 0, "change");
+}
+
+// ---- links ------------------------------------------------------------------------------------
+
+Result<int> create_ifb(RtnlSocket& s, const std::string& name) {
+  NlMessage m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  m.header(ifi);
+  m.attr_str(IFLA_IFNAME, name);
+  size_t li = m.begin(IFLA_LINKINFO);
+  m.attr_str(IFLA_INFO_KIND, "ifb");
+  m.end(li);
+  Status st = s.request(m, fmt::format("cannot create the IFB device {} for --ingress-shape", name));
+  if (!st) {
+    Error e = st.error();
+    if (e.code == EOPNOTSUPP || e.code == ENOENT)
+      e.message += "\n  this kernel has no IFB support (CONFIG_IFB): run without --ingress-shape";
+    return e;
+  }
+  unsigned idx = if_nametoindex(name.c_str());
+  if (idx == 0) return errno_error(errno, fmt::format("created {} but cannot find it", name));
+  return static_cast<int>(idx);
+}
+
+Status set_link_up(RtnlSocket& s, int ifindex) {
+  NlMessage m(RTM_NEWLINK, 0);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  ifi.ifi_flags = IFF_UP;
+  ifi.ifi_change = IFF_UP;
+  m.header(ifi);
+  return s.request(m, fmt::format("cannot set {} up", ifname_of(ifindex)));
+}
+
+Status delete_link(RtnlSocket& s, int ifindex) {
+  NlMessage m(RTM_DELLINK, 0);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  m.header(ifi);
+  return s.request(m, fmt::format("cannot delete {}", ifname_of(ifindex)));
+}
+
+Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target, uint32_t prio, uint32_t handle) {
+  NlMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL);
+  uint16_t proto = htons(ETH_P_ALL);
+  m.header(tc_header(ifindex, TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), handle, TC_H_MAKE(prio << 16, proto)));
+  m.attr_str(TCA_KIND, "matchall");
+  size_t opt = m.begin(TCA_OPTIONS);
+  size_t acts = m.begin(TCA_MATCHALL_ACT);
+  size_t a1 = m.begin(1);
+  m.attr_str(TCA_ACT_KIND, "mirred");
+  size_t aopt = m.begin(TCA_ACT_OPTIONS);
+  tc_mirred mp{};
+  mp.action = TC_ACT_STOLEN;
+  mp.eaction = TCA_EGRESS_REDIR;
+  mp.ifindex = static_cast<uint32_t>(target);
+  m.attr_struct(TCA_MIRRED_PARMS, mp);
+  m.end(aopt);
+  m.end(a1);
+  m.end(acts);
+  m.end(opt);
+  return s.request(m, fmt::format("cannot redirect the ingress of {} to {}", ifname_of(ifindex), ifname_of(target)));
+}
+
+Status delete_filter(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t prio, uint32_t handle,
+                     const std::string& kind) {
+  NlMessage m(RTM_DELTFILTER, 0);
+  m.header(tc_header(ifindex, parent, handle, TC_H_MAKE(prio << 16, htons(ETH_P_ALL))));
+  if (!kind.empty()) m.attr_str(TCA_KIND, kind);
+  return s.request(m, fmt::format("cannot delete filter {}/{} of {}", prio, handle, ifname_of(ifindex)));
+}
+
+uint32_t link_mtu(const std::string& ifname) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 1500;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  uint32_t mtu = 1500;
+  if (::ioctl(fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) mtu = static_cast<uint32_t>(ifr.ifr_mtu);
+  ::close(fd);
+  return mtu;
+}
+
+}  // namespace qosrun::nl

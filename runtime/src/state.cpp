@@ -1,0 +1,429 @@
+// Persistent per-interface state: see qosrun/state.hpp.
+#include "qosrun/state.hpp"
+
+#include <bpf/bpf.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+namespace qosrun::state {
+
+namespace {
+
+std::string env_or(const char* name, const char* dflt) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : dflt;
+}
+
+Status mkdirs(const std::string& path, mode_t mode) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += "/" + part;
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return errno_error(errno, fmt::format("cannot create {}", cur));
+  }
+  return {};
+}
+
+}  // namespace
+
+Paths paths_for(const std::string& ifname) {
+  Paths p;
+  p.pin_root = env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc");
+  std::string run = env_or("QOSRUN_STATE_ROOT", "/run/qosc");
+  p.pin_dir = p.pin_root + "/" + ifname;
+  p.state_dir = run + "/" + ifname;
+  p.state_file = p.state_dir + "/state.json";
+  p.lock_file = run + "/" + ifname + ".lock";
+  return p;
+}
+
+std::string state_file(const std::string& ifname) { return paths_for(ifname).state_file; }
+
+// ---- failure injection ---------------------------------------------------------------------
+
+Status fail_point(std::string_view step) {
+  const char* v = std::getenv("QOSRUN_FAIL_AT");
+  if (!v || !*v) return {};
+  std::string_view all(v);
+  while (!all.empty()) {
+    size_t comma = all.find(',');
+    std::string_view one = all.substr(0, comma);
+    if (one == step) {
+      Error e{fmt::format("injected failure at step '{}' (QOSRUN_FAIL_AT)", step)};
+      e.code = EIO;
+      return e;
+    }
+    if (comma == std::string_view::npos) break;
+    all.remove_prefix(comma + 1);
+  }
+  return {};
+}
+
+// ---- lock ------------------------------------------------------------------------------------
+
+Result<Lock> Lock::acquire(const std::string& ifname, int wait_ms) {
+  Paths p = paths_for(ifname);
+  std::string dir = p.lock_file.substr(0, p.lock_file.rfind('/'));
+  if (Status st = mkdirs(dir, 0755); !st) return st.error();
+  int fd = ::open(p.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_error(errno, fmt::format("cannot open the lock {}", p.lock_file));
+  Lock l;
+  l.fd_.reset(fd);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  for (;;) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+    if (errno != EWOULDBLOCK && errno != EINTR) return errno_error(errno, fmt::format("cannot lock {}", p.lock_file));
+    if (std::chrono::steady_clock::now() >= deadline) {
+      // Who holds it? The holder writes its pid into the file.
+      std::string holder;
+      char buf[32] = {};
+      if (::pread(fd, buf, sizeof buf - 1, 0) > 0) holder = buf;
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      Error e{fmt::format("{} is busy: another qosrun{} is changing it right now (lock {}); wait for it to finish",
+                          ifname, holder.empty() ? "" : " (pid " + holder + ")", p.lock_file)};
+      e.code = EBUSY;
+      return e;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0) (void)::pwrite(fd, me.data(), me.size(), 0);
+  return l;
+}
+
+// ---- bpffs ------------------------------------------------------------------------------------
+
+Status ensure_bpffs(const std::string& pin_root, bool* mounted) {
+  if (mounted) *mounted = false;
+  // Find the bpffs: the pin root itself or one of its parents must be one.
+  std::string dir = pin_root;
+  for (;;) {
+    struct statfs sfs{};
+    if (::statfs(dir.c_str(), &sfs) == 0) {
+      if (static_cast<unsigned long>(sfs.f_type) == BPF_FS_MAGIC) return mkdirs(pin_root, 0700);
+      break;   // the deepest existing directory is not on a bpffs
+    }
+    auto slash = dir.rfind('/');
+    if (slash == std::string::npos || slash == 0) break;
+    dir = dir.substr(0, slash);
+  }
+  // Mount a bpffs on the parent of the pin root (/sys/fs/bpf for /sys/fs/bpf/qosc).
+  std::string mnt = pin_root.substr(0, pin_root.rfind('/'));
+  if (mnt.empty()) mnt = pin_root;
+  if (Status st = mkdirs(mnt, 0700); !st) return st;
+  if (::mount("bpf", mnt.c_str(), "bpf", 0, "mode=0700") != 0)
+    return errno_error(errno, fmt::format("no BPF file system at {} and mounting one failed", mnt));
+  if (mounted) *mounted = true;
+  return mkdirs(pin_root, 0700);
+}
+
+Status pin_fd(int fd, const std::string& path) {
+  (void)::unlink(path.c_str());
+  if (bpf_obj_pin(fd, path.c_str()) != 0) return errno_error(errno, fmt::format("cannot pin {}", path));
+  return {};
+}
+
+Status remove_pins(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    if (errno == ENOENT) return {};
+    return errno_error(errno, fmt::format("cannot open {}", dir));
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : names) {
+    std::string path = dir + "/" + n;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error(errno, fmt::format("cannot remove {}", path));
+  }
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) return errno_error(errno, fmt::format("cannot remove {}", dir));
+  return {};
+}
+
+// ---- processes ---------------------------------------------------------------------------------
+
+uint64_t process_start_time(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  if (!in) return 0;
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto rp = s.rfind(')');
+  if (rp == std::string::npos) return 0;
+  std::istringstream rest(s.substr(rp + 2));
+  std::string field;
+  // Fields after the command: 3 (state) ... 22 (starttime).
+  for (int i = 3; i <= 22; ++i) {
+    if (!(rest >> field)) return 0;
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
+bool process_alive(pid_t pid, uint64_t start_time) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  uint64_t st = process_start_time(pid);
+  if (st == 0) return false;
+  // A zombie still has /proc/<pid>/stat; treat it as gone.
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto rp = s.rfind(')');
+  if (rp != std::string::npos && rp + 2 < s.size() && (s[rp + 2] == 'Z' || s[rp + 2] == 'X')) return false;
+  return start_time == 0 || st == start_time;
+}
+
+uint64_t netns_inode() {
+  struct stat st{};
+  if (::stat("/proc/thread-self/ns/net", &st) != 0 && ::stat("/proc/self/ns/net", &st) != 0) return 0;
+  return st.st_ino;
+}
+
+// ---- the record ----------------------------------------------------------------------------------
+
+bool Record::stale() const {
+  if (owner_pid == 0) return false;   // persistent attach: no owner to lose
+  return !process_alive(owner_pid, owner_start);
+}
+
+namespace {
+
+std::string hex(const std::vector<uint8_t>& b) {
+  std::string s;
+  for (uint8_t x : b) s += fmt::format("{:02x}", x);
+  return s;
+}
+std::vector<uint8_t> unhex(const std::string& s) {
+  std::vector<uint8_t> b;
+  for (size_t i = 0; i + 1 < s.size(); i += 2) b.push_back(static_cast<uint8_t>(std::stoul(s.substr(i, 2), nullptr, 16)));
+  return b;
+}
+
+nlohmann::json qdisc_json(const nl::QdiscInfo& q) {
+  return {{"kind", q.kind},           {"handle", q.handle},           {"parent", q.parent},
+          {"has_options", q.has_options}, {"options_type", q.options_type}, {"options", hex(q.options)}};
+}
+nl::QdiscInfo qdisc_from(const nlohmann::json& j, int ifindex) {
+  nl::QdiscInfo q;
+  q.ifindex = ifindex;
+  q.kind = j.at("kind").get<std::string>();
+  q.handle = j.at("handle").get<uint32_t>();
+  q.parent = j.at("parent").get<uint32_t>();
+  q.has_options = j.at("has_options").get<bool>();
+  q.options_type = j.at("options_type").get<uint16_t>();
+  q.options = unhex(j.at("options").get<std::string>());
+  return q;
+}
+
+nlohmann::json tc_json(const TcAttachment& t) {
+  return {{"clsact_created", t.clsact_created}, {"attached", t.attached}, {"handle", t.handle},
+          {"priority", t.priority},             {"prog_id", t.prog_id}};
+}
+TcAttachment tc_from(const nlohmann::json& j) {
+  TcAttachment t;
+  t.clsact_created = j.at("clsact_created").get<bool>();
+  t.attached = j.at("attached").get<bool>();
+  t.handle = j.at("handle").get<uint32_t>();
+  t.priority = j.at("priority").get<uint32_t>();
+  t.prog_id = j.at("prog_id").get<uint32_t>();
+  return t;
+}
+
+nlohmann::json side_json(const Side& s) {
+  nlohmann::json j{{"ifname", s.ifname}, {"ifindex", s.ifindex}, {"tc", tc_json(s.tc)}, {"has_queues", s.has_queues}};
+  if (s.has_queues) {
+    j["queues"] = {{"created", s.queues.created},
+                   {"plan", htb::to_json(s.queues.plan)},
+                   {"previous", s.queues.previous ? qdisc_json(*s.queues.previous) : nlohmann::json(nullptr)},
+                   {"previous_restorable", s.queues.previous_restorable}};
+  }
+  return j;
+}
+Side side_from(const nlohmann::json& j) {
+  Side s;
+  s.ifname = j.at("ifname").get<std::string>();
+  s.ifindex = j.at("ifindex").get<int>();
+  s.tc = tc_from(j.at("tc"));
+  s.has_queues = j.at("has_queues").get<bool>();
+  if (s.has_queues) {
+    const auto& q = j.at("queues");
+    s.queues.created = q.at("created").get<bool>();
+    s.queues.plan = htb::plan_from_json(q.at("plan"));
+    if (!q.at("previous").is_null()) s.queues.previous = qdisc_from(q.at("previous"), s.ifindex);
+    s.queues.previous_restorable = q.at("previous_restorable").get<bool>();
+  }
+  return s;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const Record& r) {
+  nlohmann::json j{{"format", r.format},
+                   {"phase", r.phase},
+                   {"ifname", r.ifname},
+                   {"ifindex", r.ifindex},
+                   {"netns", r.netns},
+                   {"owner_pid", r.owner_pid},
+                   {"owner_start", r.owner_start},
+                   {"foreground", r.foreground},
+                   {"object", r.object},
+                   {"created", r.created},
+                   {"generation", r.generation},
+                   {"manifest", qosc::to_json(r.manifest)},
+                   {"main", side_json(r.main)},
+                   {"xdp", {{"attached", r.xdp.attached}, {"mode", r.xdp.mode}, {"prog_id", r.xdp.prog_id}}},
+                   {"progs", r.progs},
+                   {"maps", r.maps},
+                   {"pin_dir", r.pin_dir}};
+  if (r.ingress) {
+    const Ingress& i = *r.ingress;
+    j["ingress"] = {{"ifb_name", i.ifb_name},
+                    {"ifb_ifindex", i.ifb_ifindex},
+                    {"ifb_created", i.ifb_created},
+                    {"redirect_attached", i.redirect_attached},
+                    {"clsact_created", i.clsact_created},
+                    {"redirect_prio", i.redirect_prio},
+                    {"redirect_handle", i.redirect_handle},
+                    {"ifb", side_json(i.ifb)}};
+  } else {
+    j["ingress"] = nullptr;
+  }
+  return j;
+}
+
+Record record_from_json(const nlohmann::json& j) {
+  Record r;
+  r.format = j.at("format").get<int>();
+  if (r.format != 1) throw std::runtime_error(fmt::format("state format {} is not known to this qosrun", r.format));
+  r.phase = j.at("phase").get<std::string>();
+  r.ifname = j.at("ifname").get<std::string>();
+  r.ifindex = j.at("ifindex").get<int>();
+  r.netns = j.at("netns").get<uint64_t>();
+  r.owner_pid = j.at("owner_pid").get<pid_t>();
+  r.owner_start = j.at("owner_start").get<uint64_t>();
+  r.foreground = j.at("foreground").get<bool>();
+  r.object = j.at("object").get<std::string>();
+  r.created = j.at("created").get<std::string>();
+  r.generation = j.at("generation").get<uint32_t>();
+  r.manifest = qosc::manifest_from_json(j.at("manifest"));
+  r.main = side_from(j.at("main"));
+  const auto& x = j.at("xdp");
+  r.xdp.attached = x.at("attached").get<bool>();
+  r.xdp.mode = x.at("mode").get<std::string>();
+  r.xdp.prog_id = x.at("prog_id").get<uint32_t>();
+  r.progs = j.at("progs").get<std::map<std::string, uint32_t>>();
+  r.maps = j.at("maps").get<std::map<std::string, uint32_t>>();
+  r.pin_dir = j.at("pin_dir").get<std::string>();
+  if (!j.at("ingress").is_null()) {
+    const auto& i = j.at("ingress");
+    Ingress g;
+    g.ifb_name = i.at("ifb_name").get<std::string>();
+    g.ifb_ifindex = i.at("ifb_ifindex").get<int>();
+    g.ifb_created = i.at("ifb_created").get<bool>();
+    g.redirect_attached = i.at("redirect_attached").get<bool>();
+    g.clsact_created = i.at("clsact_created").get<bool>();
+    g.redirect_prio = i.at("redirect_prio").get<uint32_t>();
+    g.redirect_handle = i.at("redirect_handle").get<uint32_t>();
+    g.ifb = side_from(i.at("ifb"));
+    r.ingress = std::move(g);
+  }
+  return r;
+}
+
+Result<std::optional<Record>> read(const std::string& ifname) {
+  Paths p = paths_for(ifname);
+  std::ifstream in(p.state_file);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<Record>();
+    return errno_error(errno, fmt::format("cannot read {}", p.state_file));
+  }
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    return std::optional<Record>(record_from_json(j));
+  } catch (const std::exception& e) {
+    return Error{fmt::format("{} is damaged ({}): remove it and the pins in {} by hand, then check the interface with "
+                             "tc qdisc show dev {}",
+                             p.state_file, e.what(), p.pin_dir, ifname)};
+  }
+}
+
+Status write(const Record& r) {
+  if (Status f = fail_point("state"); !f) return f;
+  Paths p = paths_for(r.ifname);
+  if (Status st = mkdirs(p.state_dir, 0755); !st) return st;
+  std::string tmp = p.state_file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return errno_error(errno, fmt::format("cannot write {}", tmp));
+    out << to_json(r).dump(2) << "\n";
+    out.flush();
+    if (!out) return errno_error(errno ? errno : EIO, fmt::format("cannot write {}", tmp));
+  }
+  if (::rename(tmp.c_str(), p.state_file.c_str()) != 0)
+    return errno_error(errno, fmt::format("cannot replace {}", p.state_file));
+  return {};
+}
+
+Status remove(const std::string& ifname) {
+  Paths p = paths_for(ifname);
+  if (::unlink(p.state_file.c_str()) != 0 && errno != ENOENT)
+    return errno_error(errno, fmt::format("cannot remove {}", p.state_file));
+  (void)::unlink((p.state_file + ".tmp").c_str());
+  if (::rmdir(p.state_dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
+    return errno_error(errno, fmt::format("cannot remove {}", p.state_dir));
+  return {};
+}
+
+std::vector<std::string> list() {
+  std::vector<std::string> out;
+  std::string run = env_or("QOSRUN_STATE_ROOT", "/run/qosc");
+  DIR* d = ::opendir(run.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    struct stat st{};
+    if (::stat((run + "/" + n + "/state.json").c_str(), &st) == 0) out.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string now_iso8601() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace qosrun::state
