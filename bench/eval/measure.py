@@ -133,10 +133,10 @@ def udp_stream_start(seconds, pps=2000, port=3074):
     """A numbered UDP stream server -> client (through the bottleneck), source
     and destination port `port` (the gaming class in examples/gaming.qos)."""
     from netns import CLI_ADDR
-    rx = spawn(CLI, "python3", "-c", UDP_TOOL, "recv", CLI_ADDR, str(port), str(seconds), str(pps),
+    rx = spawn(CLI, "/usr/bin/python3", "-c", UDP_TOOL, "recv", CLI_ADDR, str(port), str(seconds), str(pps),
                stdout=subprocess.PIPE)
     time.sleep(0.3)
-    tx = spawn(SRV, "python3", "-c", UDP_TOOL, "send", CLI_ADDR, str(port), str(seconds), str(pps),
+    tx = spawn(SRV, "/usr/bin/python3", "-c", UDP_TOOL, "send", CLI_ADDR, str(port), str(seconds), str(pps),
                stdout=subprocess.PIPE)
     return rx, tx
 

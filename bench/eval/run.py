@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """qosc evaluation: the dissertation's experiments, done with real queues.
 
 Runs every configuration interleaved, repeated, inside namespaces it creates
