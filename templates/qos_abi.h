@@ -85,7 +85,32 @@ struct qos_pifo_state {
 	__u64 pad;
 };
 
-/* Rule tables for the "maps" strategy (not produced yet: every policy is
- * compiled with the "tree" strategy; manifest tables_section stays ""). */
+/* Load-time tables (the "maps" strategy, see docs/codegen.md): when the
+ * manifest's "tables_section" is not "", the object carries a non-allocated
+ * ELF section of that name (".qosc.tables") holding the contents of maps the
+ * loader must fill after the object is loaded and before a program runs:
+ *   struct qos_tables_header, then nmaps times
+ *   struct qos_table_header + data, the data padded to 8 bytes:
+ *   - flags & QOS_TABLE_DENSE: count values of value_size bytes for the
+ *     __u32 keys 0 .. count-1 (array maps);
+ *   - otherwise count (key, value) pairs of key_size + value_size bytes
+ *     (LPM tries: key = __u32 prefixlen + address bytes in network order).
+ * A map name is NUL-padded; the map's key/value sizes must equal the
+ * header's. All integers little endian (BPF objects are bpfel). */
+#define QOS_TABLES_SECTION ".qosc.tables"
+#define QOS_TABLES_MAGIC "QOSTBL1"
+#define QOS_TABLE_DENSE 1u
+struct qos_tables_header {
+	char magic[8];        /* QOS_TABLES_MAGIC, NUL-terminated */
+	__u32 nmaps;
+	__u32 reserved;
+};
+struct qos_table_header {
+	char name[16];        /* map name */
+	__u32 key_size;
+	__u32 value_size;
+	__u32 count;
+	__u32 flags;          /* QOS_TABLE_DENSE */
+};
 
 #endif /* QOS_ABI_H */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* qos_maps.h: the maps every generated object has (layouts in qos_abi.h).
- * The generated C defines QOS_NCLASSES and QOS_FLOW_ENTRIES before
- * including this file. */
+ * The generated C defines QOS_NCLASSES and QOS_FLOW_ENTRIES (or
+ * QOS_NO_FLOWS: no flow table) before including this file. */
 #ifndef QOS_MAPS_H
 #define QOS_MAPS_H
 
@@ -23,12 +23,14 @@ struct {
 	__type(value, struct qos_class_stats);
 } qos_stats SEC(".maps");
 
+#ifndef QOS_NO_FLOWS
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, QOS_FLOW_ENTRIES);
 	__type(key, struct qos_flow_key);
 	__type(value, struct qos_flow_val);
 } qos_flows SEC(".maps");
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -51,7 +53,9 @@ static __always_inline struct qos_class_stats *qos_stats_slot(__u32 slot)
 	return bpf_map_lookup_elem(&qos_stats, &slot);
 }
 
-/* Update the flow table; returns the flow's entry (after this packet) or NULL. */
+#ifndef QOS_NO_FLOWS
+/* Update the flow table; returns the flow's entry (after this packet) or NULL.
+ * `now` may be coarse (bpf_ktime_get_coarse_ns: same clock, jiffy resolution). */
 static __always_inline struct qos_flow_val *qos_flow_update(const struct qos_pkt *p, __u32 class_id, __u32 hook,
 							     __u64 now)
 {
@@ -87,5 +91,6 @@ static __always_inline struct qos_flow_val *qos_flow_update(const struct qos_pkt
 	}
 	return bpf_map_lookup_elem(&qos_flows, &k);
 }
+#endif
 
 #endif /* QOS_MAPS_H */

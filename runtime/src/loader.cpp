@@ -1,6 +1,8 @@
 // The libbpf loader core: see qosrun/loader.hpp.
 #include "qosrun/loader.hpp"
 
+#include "qos_abi.h"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
@@ -8,6 +10,7 @@
 #include <libelf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdarg>
@@ -337,10 +340,80 @@ Result<LoadedPolicy> LoadedPolicy::load_memory(std::span<const unsigned char> el
   return r;
 }
 
+#ifndef ENOTSUPP
+#define ENOTSUPP 524   // kernel-internal "operation not supported" some map types return
+#endif
+
+// Load-time tables (qosc's "maps" strategy): the section named by the
+// manifest holds map contents (format: templates/qos_abi.h, "Load-time
+// tables"). Filled right after load, before any program can run.
 Status LoadedPolicy::fill_tables() {
   if (manifest_.tables_section.empty()) return {};
-  return Error{fmt::format("{} asks for load-time tables (section {}), which this qosrun cannot fill yet",
-                           name_, manifest_.tables_section)};
+  auto damaged = [&](const std::string& what) {
+    return Error{fmt::format("{}: load-time tables (section {}) are damaged: {}; recompile the policy", name_,
+                             manifest_.tables_section, what)};
+  };
+  std::string err;
+  auto sec = elf_section(elf_, manifest_.tables_section, &err);
+  if (!sec) return damaged(err);
+  const std::vector<unsigned char>& t = *sec;
+  qos_tables_header h;
+  if (t.size() < sizeof h) return damaged("section too short");
+  std::memcpy(&h, t.data(), sizeof h);
+  if (std::memcmp(h.magic, QOS_TABLES_MAGIC, sizeof(QOS_TABLES_MAGIC)) != 0) return damaged("bad magic");
+  size_t at = sizeof h;
+  for (uint32_t i = 0; i < h.nmaps; ++i) {
+    qos_table_header th;
+    if (at + sizeof th > t.size()) return damaged("truncated table header");
+    std::memcpy(&th, t.data() + at, sizeof th);
+    at += sizeof th;
+    const std::string mname(th.name, strnlen(th.name, sizeof th.name));
+    const bool dense = th.flags & QOS_TABLE_DENSE;
+    const size_t bytes = size_t(th.count) * (th.value_size + (dense ? 0 : th.key_size));
+    if (at + bytes > t.size()) return damaged(fmt::format("table {} truncated", mname));
+    const unsigned char* data = t.data() + at;
+    at += (bytes + 7) / 8 * 8;
+    bpf_map* m = bpf_object__find_map_by_name(obj_.get(), mname.c_str());
+    if (!m) return damaged(fmt::format("no map {}", mname));
+    if (bpf_map__key_size(m) != th.key_size || bpf_map__value_size(m) != th.value_size)
+      return damaged(fmt::format("map {} has key/value sizes {}/{}, the table {}/{}", mname, bpf_map__key_size(m),
+                                 bpf_map__value_size(m), th.key_size, th.value_size));
+    if (th.count > bpf_map__max_entries(m))
+      return damaged(fmt::format("map {} holds {} entries, the table has {}", mname, bpf_map__max_entries(m), th.count));
+    const int fd = bpf_map__fd(m);
+    if (dense) {
+      // Arrays: batched updates (one syscall per chunk), element by element
+      // where the kernel has no batch support for the map.
+      constexpr uint32_t kChunk = 16384;
+      std::vector<uint32_t> keys;
+      bool batched = true;
+      for (uint32_t k0 = 0; k0 < th.count; k0 += kChunk) {
+        uint32_t n = std::min(kChunk, th.count - k0);
+        const unsigned char* vals = data + size_t(k0) * th.value_size;
+        if (batched) {
+          keys.resize(n);
+          for (uint32_t k = 0; k < n; ++k) keys[k] = k0 + k;
+          uint32_t done = n;
+          LIBBPF_OPTS(bpf_map_batch_opts, bo);
+          if (bpf_map_update_batch(fd, keys.data(), vals, &done, &bo) == 0 && done == n) continue;
+          if (errno != EINVAL && errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOTSUPP)
+            return errno_error(errno, fmt::format("cannot fill map {} of {}", mname, name_));
+          batched = false;
+        }
+        for (uint32_t k = 0; k < n; ++k) {
+          uint32_t key = k0 + k;
+          if (bpf_map_update_elem(fd, &key, vals + size_t(k) * th.value_size, BPF_ANY) != 0)
+            return errno_error(errno, fmt::format("cannot fill map {} of {}", mname, name_));
+        }
+      }
+    } else {
+      const size_t step = size_t(th.key_size) + th.value_size;
+      for (uint32_t k = 0; k < th.count; ++k)
+        if (bpf_map_update_elem(fd, data + k * step, data + k * step + th.key_size, BPF_ANY) != 0)
+          return errno_error(errno, fmt::format("cannot fill map {} of {}", mname, name_));
+    }
+  }
+  return {};
 }
 
 bpf_program* LoadedPolicy::program(Hook h) const {

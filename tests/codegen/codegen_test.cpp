@@ -14,10 +14,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bitvector.hpp"
 #include "decision.hpp"
 #include "qos_abi.h"
 #include "qosc/codegen.hpp"
 #include "qosc/packet.hpp"
+#include "qosrun/loader.hpp"
 #include "random_ir.hpp"
 #include "source_builder.hpp"
 
@@ -137,6 +139,52 @@ TEST(Optimiser, DecisionPlanEqualsFirstMatch) {
   EXPECT_GT(dead_total, 0u) << "random policies should contain shadowed rules";
 }
 
+// The maps strategy's bit-vector tables, evaluated the way the generated code
+// does (lookups, summary AND, delta words from the pool), equal first match.
+TEST(BitTables, EqualFirstMatch) {
+  std::mt19937_64 rng(12);
+  size_t examined = 0, packets = 0, stored = 0;
+  for (int iter = 0; iter < 300; ++iter) {
+    cgtest::RandomIrOptions o;
+    o.rules = 1 + rng() % (iter < 200 ? 30 : 300);
+    o.narrow = iter % 3 != 0;
+    auto p = cgtest::random_ir(rng, o);
+    // Half of the time keep dead rules in the tables (they must still be right).
+    auto dead = iter % 2 ? dead_rules(p) : std::vector<uint32_t>{};
+    auto t = build_bit_tables(p, dead);
+    ASSERT_EQ(t.nrules, p.rules.size() - dead.size());
+    stored += t.pool.size();
+    for (int k = 0; k < 300; ++k) {
+      auto f = cgtest::random_fields(rng, p);
+      ASSERT_EQ(t.first_match(f), first_match(p, f)) << to_string(f) << " iter " << iter;
+      examined += t.last_words_examined;
+      ++packets;
+    }
+  }
+  // The summaries keep the words looked at per packet small.
+  EXPECT_LT(double(examined) / double(packets), 3.0);
+  EXPECT_GT(stored, 300u);
+}
+
+TEST(BitTables, ScaleStaysNearLinear) {
+  // 16k specific rules: each class's delta is a word or two, not W words.
+  std::mt19937_64 rng(13);
+  auto p = cgtest::random_ir(rng, {.rules = 16384, .classes = 8, .narrow = false, .specific = true});
+  auto tdead = std::chrono::steady_clock::now();
+  auto dead = dead_rules(p);
+  auto t0 = std::chrono::steady_clock::now();
+  std::printf("dead_rules: %.0f ms\n", std::chrono::duration<double, std::milli>(t0 - tdead).count());
+  auto t = build_bit_tables(p, dead);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("16k rules: %u live, %u words, %zu descriptors, pool %zu words, %.1f MiB, %.0f ms\n", t.nrules, t.words,
+              t.descs.size(), t.pool.size(), double(t.bytes()) / (1 << 20), ms);
+  EXPECT_LT(t.bytes(), size_t(64) << 20);
+  for (int k = 0; k < 2000; ++k) {
+    auto f = cgtest::random_fields(rng, p);
+    ASSERT_EQ(t.first_match(f), first_match(p, f)) << to_string(f);
+  }
+}
+
 TEST(Optimiser, CoverageIsSound) {
   // A rule reported dead never is the first match.
   std::mt19937_64 rng(3);
@@ -177,7 +225,9 @@ TEST(Manifest, JsonRoundTrip) {
   std::mt19937_64 rng(4);
   auto p = cgtest::random_ir(rng);
   Diagnostics d;
-  auto g = generate_c(p, {.source_text = "x", .source_name = ""}, d);
+  CodegenOptions o;
+  o.source_text = "x";
+  auto g = generate_c(p, o, d);
   ASSERT_TRUE(g) << d.str();
   auto m2 = manifest_from_json(to_json(g->manifest));
   EXPECT_EQ(to_json(m2), to_json(g->manifest));
@@ -188,15 +238,23 @@ TEST(Manifest, JsonRoundTrip) {
 
 // ---------------------------------------------------------------- compile + load
 
-struct Loaded {
-  bpf_object* obj = nullptr;
-  ~Loaded() { if (obj) bpf_object__close(obj); }
-};
-
 bool have_clang() { return std::system("command -v clang-19 >/dev/null 2>&1") == 0; }
 
-std::optional<CompiledPolicy> build(const ir::Policy& p, Diagnostics& d) {
-  return compile_policy(p, {.source_text = "text of " + p.name, .source_name = ""}, d);
+std::optional<CompiledPolicy> build(const ir::Policy& p, Diagnostics& d, Strategy s = Strategy::Auto) {
+  CodegenOptions o;
+  o.source_text = "text of " + p.name;
+  o.strategy = s;
+  return compile_policy(p, o, d);
+}
+
+// Loads through qosrun's loader, which also fills the maps strategy's tables.
+std::optional<qosrun::LoadedPolicy> load(const CompiledPolicy& c, std::string* err) {
+  auto r = qosrun::LoadedPolicy::load_memory(c.object, "test.bpf.o");
+  if (!r) {
+    *err = r.error().message + "\n" + r.error().detail.substr(0, 2000);
+    return std::nullopt;
+  }
+  return std::move(r).value();
 }
 
 TEST(Compile, RandomPoliciesCompileAndCarryManifest) {
@@ -267,26 +325,28 @@ TEST(Kernel, RandomPoliciesLoadAndAgreeWithInterpreter) {
   for (int iter = 0; iter < 8; ++iter) {
     auto p = cgtest::random_ir(rng, {.rules = size_t(2 + iter * 9), .classes = 4, .narrow = true});
     for (auto& c : p.classes) c.rate_bps = 0;  // no policing here: classes only
-    Diagnostics d;
-    auto c = build(p, d);
-    ASSERT_TRUE(c) << d.str();
-    Loaded l;
-    LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "qos");
-    l.obj = bpf_object__open_mem(c->object.data(), c->object.size(), &oo);
-    ASSERT_TRUE(l.obj);
-    ASSERT_EQ(bpf_object__load(l.obj), 0) << "verifier rejected iteration " << iter;
-    for (int k = 0; k < 60; ++k) {
-      auto f = cgtest::random_fields(rng, p);
-      auto frame = cgtest::build_frame(f, k % 7 == 0);
-      auto ref = parse_packet(frame);
-      int want = classify(p, ref);
-      auto got = run_frame(l.obj, frame, uint32_t(p.classes.size()), false);
-      ASSERT_EQ(got.tc, want) << to_string(ref) << " iter " << iter;
-      if (want == ir::kDrop) {
-        EXPECT_EQ(got.xdp, -1);
-      } else {
-        EXPECT_EQ(got.xdp, 0);
-        EXPECT_EQ(got.xdp_meta, want) << to_string(ref);
+    for (Strategy strat : {Strategy::Tree, Strategy::Maps}) {
+      Diagnostics d;
+      auto c = build(p, d, strat);
+      ASSERT_TRUE(c) << d.str();
+      EXPECT_EQ(c->strategy, to_string(strat));
+      EXPECT_EQ(c->manifest.tables_section.empty(), strat == Strategy::Tree);
+      std::string err;
+      auto l = load(*c, &err);
+      ASSERT_TRUE(l) << "iteration " << iter << " " << to_string(strat) << ": " << err;
+      for (int k = 0; k < 60; ++k) {
+        auto f = cgtest::random_fields(rng, p);
+        auto frame = cgtest::build_frame(f, k % 7 == 0);
+        auto ref = parse_packet(frame);
+        int want = classify(p, ref);
+        auto got = run_frame(l->object(), frame, uint32_t(p.classes.size()), false);
+        ASSERT_EQ(got.tc, want) << to_string(ref) << " iter " << iter << " " << to_string(strat);
+        if (want == ir::kDrop) {
+          EXPECT_EQ(got.xdp, -1);
+        } else {
+          EXPECT_EQ(got.xdp, 0);
+          EXPECT_EQ(got.xdp_meta, want) << to_string(ref);
+        }
       }
     }
   }
@@ -295,42 +355,47 @@ TEST(Kernel, RandomPoliciesLoadAndAgreeWithInterpreter) {
 }  // namespace
 
 namespace {
-// Larger policies verify and still agree. QOSC_SCALE_RULES=n1,n2,... overrides the sizes (measurements).
+// Larger policies verify and still agree. QOSC_SCALE_RULES=n1,n2,... overrides
+// the sizes and QOSC_SCALE_STRATEGY=tree|maps|auto the strategy (measurements).
 TEST(Kernel, LargePoliciesVerifyAndAgree) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs";
   if (!have_clang()) GTEST_SKIP() << "needs clang-19";
-  std::vector<size_t> sizes = {256, 1024};
+  struct Case { size_t n; Strategy s; };
+  std::vector<Case> cases = {{256, Strategy::Tree}, {1024, Strategy::Auto}, {4096, Strategy::Maps},
+                             {16384, Strategy::Maps}};
   if (const char* e = std::getenv("QOSC_SCALE_RULES")) {
-    sizes.clear();
-    for (std::string s = e; !s.empty();) {
-      size_t c = s.find(',');
-      sizes.push_back(std::stoul(s.substr(0, c)));
-      s = c == std::string::npos ? "" : s.substr(c + 1);
+    Strategy s = Strategy::Auto;
+    if (const char* st = std::getenv("QOSC_SCALE_STRATEGY")) s = strategy_from_string(st).value_or(Strategy::Auto);
+    cases.clear();
+    for (std::string str = e; !str.empty();) {
+      size_t c = str.find(',');
+      cases.push_back({std::stoul(str.substr(0, c)), s});
+      str = c == std::string::npos ? "" : str.substr(c + 1);
     }
   }
   std::mt19937_64 rng(7);
-  for (size_t n : sizes) {
+  for (auto [n, strat] : cases) {
     auto p = cgtest::random_ir(rng, {.rules = n, .classes = 8, .narrow = false, .specific = true});
     for (auto& c : p.classes) c.rate_bps = 0;
     Diagnostics d;
     auto t0 = std::chrono::steady_clock::now();
-    auto c = build(p, d);
+    auto c = build(p, d, strat);
     ASSERT_TRUE(c) << d.str();
-    Loaded l;
-    l.obj = bpf_object__open_mem(c->object.data(), c->object.size(), nullptr);
-    ASSERT_TRUE(l.obj);
     auto t1 = std::chrono::steady_clock::now();
-    ASSERT_EQ(bpf_object__load(l.obj), 0) << "verifier rejected " << n << " rules";
+    std::string err;
+    auto l = load(*c, &err);
+    ASSERT_TRUE(l) << n << " rules (" << c->strategy << "): " << err;
     auto t2 = std::chrono::steady_clock::now();
-    std::printf("rules=%zu C=%zu KiB generate+compile=%.0f ms load=%.0f ms object=%zu KiB\n", n,
-                c->c_source.size() / 1024, std::chrono::duration<double, std::milli>(t1 - t0).count(),
+    std::printf("rules=%zu strategy=%s C=%zu KiB generate=%.0f ms compile=%.0f ms load=%.0f ms object=%zu KiB\n", n,
+                c->strategy.c_str(), c->c_source.size() / 1024, c->generate_ms, c->compile_ms,
                 std::chrono::duration<double, std::milli>(t2 - t1).count(), c->object.size() / 1024);
-    for (int k = 0; k < 200; ++k) {
+    (void)t0;
+    for (int k = 0; k < 300; ++k) {
       auto f = cgtest::random_fields(rng, p);
       auto frame = cgtest::build_frame(f, false);
       auto ref = parse_packet(frame);
-      auto got = run_frame(l.obj, frame, uint32_t(p.classes.size()), false);
-      ASSERT_EQ(got.tc, classify(p, ref)) << to_string(ref) << " rules " << n;
+      auto got = run_frame(l->object(), frame, uint32_t(p.classes.size()), false);
+      ASSERT_EQ(got.tc, classify(p, ref)) << to_string(ref) << " rules " << n << " " << c->strategy;
     }
   }
 }

@@ -5,10 +5,15 @@
 //   auto c = qosc::generate_c(policy, opts, diags);          // C text only
 //   auto obj = qosc::compile_policy(policy, opts, diags);     // C -> .bpf.o
 //
-// The rules are compiled to a decision structure (see decision.hpp in
-// compiler/src/codegen): switch on family/protocol, binary search over port
-// intervals, short candidate lists checked in rule order.
+// Two strategies (docs/codegen.md):
+// - "tree": the rules are compiled to a decision structure in straight-line C
+//   (compiler/src/codegen/decision.hpp): switch on family/protocol, binary
+//   search over port intervals, short candidate lists checked in rule order;
+// - "maps": for large policies, rules become bit vectors in maps that the
+//   loader fills from the object's ".qosc.tables" section (bitvector.hpp).
+// Strategy::Auto picks the tree while its code stays small, maps above.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,13 +33,25 @@ struct CodegenOptions {
   std::string source_text;      // policy source, hashed into the manifest (sha256)
   std::string source_name;      // file name used in #line and the manifest ("" = policy.source_name)
   bool line_directives = true;  // emit #line N "source" so clang messages map to the policy
-  uint32_t flow_entries = 16384;   // qos_flows max_entries
+  uint32_t flow_entries = 16384;   // qos_flows max_entries; 0 = no flow table (manifest flows_map "")
+  // ---- additive (codegen, for the qosc driver) ----
+  // When not empty, compile_policy writes the generated C there as qos_gen.c
+  // (and, for the maps strategy, qos_tables.txt: what the load-time tables hold).
+  std::string emit_c_dir;
+  // Stage messages for -v ("optimise: ...", "maps: ...", "clang: ..."); null = quiet.
+  std::function<void(const std::string&)> verbose;
+  // Auto strategy thresholds (0 = built-in defaults, see docs/codegen.md).
+  size_t tree_max_rules = 0;    // more live rules than this -> maps
+  size_t tree_max_checks = 0;   // a tree needing more rule checks than this -> maps
 };
 
 struct GeneratedC {
   std::string text;             // the whole translation unit
   Manifest manifest;            // manifest (also embedded in the C as a section)
-  std::string strategy;         // "tree" (only strategy implemented so far)
+  std::string strategy;         // "tree" or "maps"
+  // maps strategy: contents of the load-time tables section (manifest
+  // tables_section), appended to the object by compile_policy. Empty for tree.
+  std::vector<unsigned char> tables;
 };
 
 struct CompiledPolicy {
@@ -42,6 +59,7 @@ struct CompiledPolicy {
   Manifest manifest;
   std::string c_source;                // the generated C
   double generate_ms = 0, compile_ms = 0;
+  std::string strategy;                // "tree" or "maps" (also manifest.strategy)
 };
 
 // Generates the C translation unit. Reports unsupported input into diags.

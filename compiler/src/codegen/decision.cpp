@@ -82,7 +82,7 @@ bool rule_covers(const ir::Rule& e, const ir::Rule& l) {
   return true;
 }
 
-std::vector<uint32_t> dead_rules(const ir::Policy& policy) {
+std::vector<uint32_t> dead_rules(const ir::Policy& policy, uint64_t budget) {
   std::vector<uint32_t> dead;
   std::vector<uint32_t> live;
   for (uint32_t i = 0; i < policy.rules.size(); ++i) {
@@ -91,9 +91,12 @@ std::vector<uint32_t> dead_rules(const ir::Policy& policy) {
     for (int fam : {4, 6})
       for (int proto = -1; proto < 256 && !satisfiable; ++proto) satisfiable = rule_admits(r, fam, proto);
     bool covered = false;
-    if (satisfiable)
+    // Pairwise coverage is quadratic: within the budget only (sound either way).
+    if (satisfiable && budget >= live.size()) {
+      budget -= live.size();
       for (uint32_t j : live)
         if (rule_covers(policy.rules[j], r)) { covered = true; break; }
+    }
     if (!satisfiable || covered) dead.push_back(i);
     else live.push_back(i);
   }
@@ -136,9 +139,11 @@ std::vector<Leaf> port_intervals(const ir::Policy& policy, const std::vector<uin
   return leaves;
 }
 
-DecisionPlan plan_decisions(const ir::Policy& policy) {
+DecisionPlan plan_decisions(const ir::Policy& policy) { return plan_decisions(policy, dead_rules(policy)); }
+
+DecisionPlan plan_decisions(const ir::Policy& policy, std::vector<uint32_t> dead) {
   DecisionPlan plan;
-  plan.dead_rules = dead_rules(policy);
+  plan.dead_rules = std::move(dead);
   std::vector<bool> is_dead(policy.rules.size(), false);
   for (uint32_t i : plan.dead_rules) is_dead[i] = true;
 

@@ -2,11 +2,15 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <memory>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bitvector.hpp"
 #include "decision.hpp"
+#include "qos_abi.h"
+#include "tables_section.hpp"
 #include "qosc/codegen.hpp"
 #include "qosc/version.hpp"
 #include "source_builder.hpp"
@@ -48,6 +52,11 @@ constexpr size_t kInlineRules = 16;
 constexpr size_t kChunkRules = 256;
 // The kernel allows 256 subprograms per program (BPF_MAX_SUBPROGS).
 constexpr size_t kMaxGlobalFuncs = 240;
+// Auto strategy: the tree for policies up to this many live rules whose tree
+// needs at most this many emitted rule checks; maps above (measured, see
+// docs/codegen.md).
+constexpr size_t kTreeMaxRules = 2048;
+constexpr size_t kTreeMaxChecks = 1024;
 
 uint32_t word_of(const std::array<uint8_t, 16>& a, unsigned w) {
   return uint32_t(a[4 * w]) << 24 | uint32_t(a[4 * w + 1]) << 16 | uint32_t(a[4 * w + 2]) << 8 | uint32_t(a[4 * w + 3]);
@@ -250,6 +259,184 @@ struct Emitter {
     ++global_funcs;
   }
 
+  // ---- maps strategy: bit vectors in maps filled at load (bitvector.hpp)
+  void emit_classifier_maps(const BitTables& t) {
+    const uint32_t S = t.summary_words;
+    if (t.nrules == 0) {
+      out.line("/* maps strategy: no live rules, every packet goes to the default class. */");
+      out.open("__noinline int qos_classify(struct qos_pkt *p)").line("return 0;").close().line("");
+      ++global_funcs;
+      return;
+    }
+    out.line(fmt::format("/* maps strategy: {} live rules as bit vectors of {} words ({} summary words) in maps the",
+                         t.nrules, t.words, S));
+    out.line(" * loader fills from section " QOS_TABLES_SECTION " (docs/codegen.md). */");
+    out.line(fmt::format("#define QOS_BV_S {}", S)).line(fmt::format("#define QOS_BV_W {}", t.words));
+    out.open("struct qos_desc");
+    out.line("__u64 eff[QOS_BV_S];    /* word w of the class's vector may be non-zero */");
+    out.line("__u64 dsum[QOS_BV_S];   /* delta word w is stored in the pool */");
+    out.line("__u64 dbase[QOS_BV_S];  /* delta words stored before summary word s */");
+    out.line("__u64 off;              /* pool index of the first delta word */");
+    out.close(";");
+    out.open("struct qos_rule_ent").line("__s32 index;").line("__s32 target;").close(";");
+    auto array_map = [&](const std::string& name, uint32_t entries, const char* value) {
+      out.open("struct");
+      out.line("__uint(type, BPF_MAP_TYPE_ARRAY);").line(fmt::format("__uint(max_entries, {});", std::max<uint32_t>(1, entries)));
+      out.line("__type(key, __u32);").line(fmt::format("__type(value, {});", value));
+      out.close(fmt::format(" {} SEC(\".maps\");", name));
+    };
+    array_map("qos_t_desc", uint32_t(t.descs.size()), "struct qos_desc");
+    array_map("qos_t_pool", uint32_t(t.pool.size()), "__u64");
+    array_map("qos_t_rules", t.nrules, "struct qos_rule_ent");
+    bool v4_lpm = false, v6_lpm = false;
+    for (size_t di = 0; di < kNumDims; ++di) {
+      const auto& dt = t.dims[di];
+      if (!dt.used) continue;
+      const Dim d = Dim(di);
+      if (!dt.value_class.empty()) {
+        array_map(table_map_name(d), uint32_t(dt.value_class.size()), "__u32");
+        continue;
+      }
+      const bool v4 = d == Dim::Saddr4 || d == Dim::Daddr4;
+      if (v4 && !v4_lpm) out.open("struct qos_lpm4").line("__u32 prefixlen;").line("__u8 addr[4];").close(";");
+      if (!v4 && !v6_lpm) out.open("struct qos_lpm6").line("__u32 prefixlen;").line("__u8 addr[16];").close(";");
+      (v4 ? v4_lpm : v6_lpm) = true;
+      out.open("struct");
+      out.line("__uint(type, BPF_MAP_TYPE_LPM_TRIE);");
+      out.line(fmt::format("__uint(max_entries, {});", std::max<size_t>(1, dt.prefix_class.size())));
+      out.line(fmt::format("__type(key, struct qos_lpm{});", v4 ? 4 : 6)).line("__type(value, __u32);");
+      out.line("__uint(map_flags, BPF_F_NO_PREALLOC);");
+      out.close(fmt::format(" {} SEC(\".maps\");", table_map_name(d)));
+    }
+    out.line("");
+    out.line("/* Software popcount / count-trailing-zeros: BPF has no such instructions. */");
+    out.open("static __always_inline __u64 qos_popcount(__u64 x)");
+    out.line("x = x - ((x >> 1) & 0x5555555555555555ULL);");
+    out.line("x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);");
+    out.line("x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;");
+    out.line("return (x * 0x0101010101010101ULL) >> 56;");
+    out.close().line("");
+    out.open("static __always_inline __u32 qos_ctz(__u64 x)").line("return (__u32)qos_popcount((x & (0 - x)) - 1);").close().line("");
+    out.line("/* Word w of a class's vector: base word (when the dimension has a base) XOR its delta word. */");
+    out.open("static __always_inline __u64 qos_bv_word(const struct qos_desc *d, __u32 w, __u32 base_off)");
+    out.line("__u32 s = w >> 6, b = w & 63, key;").line("__u64 ds, bit, x = 0, *v;");
+    out.line("if (s >= QOS_BV_S)").line("\treturn 0;");
+    out.line("ds = d->dsum[s];").line("bit = (ds >> b) & 1;");
+    out.line("key = (__u32)((d->off + d->dbase[s] + qos_popcount(ds & ((1ULL << b) - 1))) & (0 - bit));");
+    out.line("v = bpf_map_lookup_elem(&qos_t_pool, &key);").line("if (v)").line("\tx = *v;");
+    out.open("if (base_off)");
+    out.line("key = base_off + w;").line("v = bpf_map_lookup_elem(&qos_t_pool, &key);").line("if (v)").line("\tx ^= *v;");
+    out.close();
+    out.line("return x;");
+    out.close().line("");
+
+    for (int fam : {4, 6}) {
+      std::vector<Dim> dims;
+      for (size_t di = 0; di < kNumDims; ++di) {
+        const Dim d = Dim(di);
+        if (!t.dims[di].used) continue;
+        if (d == Dim::Saddr4 || d == Dim::Daddr4) { if (fam != 4) continue; }
+        else if (d == Dim::Saddr6 || d == Dim::Daddr6) { if (fam != 6) continue; }
+        dims.push_back(d);
+      }
+      out.line(fmt::format("/* IPv{}: dimensions {} */", fam, [&] {
+        std::string n;
+        for (Dim d : dims) n += std::string(n.empty() ? "" : ", ") + dim_name(d);
+        return n;
+      }()));
+      // The candidate-word loop runs in a bpf_loop callback: verified once,
+      // whatever the number of words (a bounded loop of 256 words exceeds
+      // the verifier's branch limit).
+      out.open(fmt::format("struct qos_bv_ctx{}", fam));
+      out.line(fmt::format("const struct qos_desc *d[{}];", dims.size()));
+      out.line("__u64 a[QOS_BV_S];").line("struct qos_pkt *p;");
+      out.close(";");
+      out.open(fmt::format("static long qos_bv_step{0}(__u32 i, struct qos_bv_ctx{0} *c)", fam));
+      out.line("const struct qos_rule_ent *e;").line("__u32 w, key;").line("__u64 x;");
+      for (uint32_t s2 = 0; s2 < S; ++s2) {
+        out.line(fmt::format("{}if (c->a[{}]) {{", s2 ? "else " : "", s2));
+        out.line(fmt::format("\tw = {}u + qos_ctz(c->a[{}]);", s2 * 64, s2));
+        out.line(fmt::format("\tc->a[{0}] &= c->a[{0}] - 1;", s2));
+        out.line("}");
+      }
+      out.line("else").line("\treturn 1;");
+      for (size_t k = 0; k < dims.size(); ++k) {
+        out.line(fmt::format("x {}= qos_bv_word(c->d[{}], w, {}u);", k ? "&" : "", k, t.dims[size_t(dims[k])].base_off));
+        out.line("if (!x)").line("\treturn 0;");
+      }
+      out.line("key = w * 64 + qos_ctz(x);");
+      out.line("e = bpf_map_lookup_elem(&qos_t_rules, &key);");
+      out.open("if (e && c->p)").line("c->p->best = e->index;").line("c->p->target = e->target;").close();
+      out.line("return 1;");
+      out.close().line("");
+
+      out.open(fmt::format("__noinline int qos_bv_v{}(struct qos_pkt *p)", fam));
+      out.line(fmt::format("struct qos_bv_ctx{} c;", fam)).line("__u32 key, *c2;");
+      out.line("if (!p)").line("\treturn 0;");
+      for (size_t k = 0; k < dims.size(); ++k) {
+        const Dim d = dims[k];
+        const auto& dt = t.dims[size_t(d)];
+        out.line(fmt::format("/* {}: {} classes */", dim_name(d), dt.nclasses));
+        switch (d) {
+          case Dim::Kind:
+            out.line(fmt::format("key = {}u + ((__u32)(QOS_LD(p->proto) + 1) & 0x1ff) * 2 + (QOS_LD(p->l4) & 1);",
+                                 fam == 6 ? 514 : 0));
+            break;
+          case Dim::Sport: out.line("key = QOS_LD(p->sport) & 0xffff;"); break;
+          case Dim::Dport: out.line("key = QOS_LD(p->dport) & 0xffff;"); break;
+          case Dim::Dscp: out.line("key = QOS_LD(p->dscp) & 63;"); break;
+          default: break;
+        }
+        if (!dt.value_class.empty()) {
+          out.line(fmt::format("c2 = bpf_map_lookup_elem(&{}, &key);", table_map_name(d)));
+          out.line("if (!c2)").line("\treturn 0;");
+          out.line(fmt::format("key = {}u + *c2;", dt.desc_base));
+        } else {
+          const bool v4 = d == Dim::Saddr4 || d == Dim::Daddr4;
+          const bool dst = d == Dim::Daddr4 || d == Dim::Daddr6;
+          out.open("");
+          out.line(fmt::format("struct qos_lpm{} lk;", v4 ? 4 : 6));
+          out.line(fmt::format("lk.prefixlen = {};", v4 ? 32 : 128));
+          out.line(fmt::format("__builtin_memcpy(lk.addr, p->{}, {});", dst ? "daddr" : "saddr", v4 ? 4 : 16));
+          out.line(fmt::format("c2 = bpf_map_lookup_elem(&{}, &lk);", table_map_name(d)));
+          out.line(fmt::format("key = {}u + (c2 ? *c2 : 0);", dt.desc_base));
+          out.close();
+        }
+        out.line(fmt::format("c.d[{}] = bpf_map_lookup_elem(&qos_t_desc, &key);", k));
+        out.line(fmt::format("if (!c.d[{}])", k)).line("\treturn 0;");
+      }
+      std::string any;
+      for (uint32_t s2 = 0; s2 < S; ++s2) {
+        std::string e2;
+        for (size_t k = 0; k < dims.size(); ++k) e2 += fmt::format("{}c.d[{}]->eff[{}]", k ? " & " : "", k, s2);
+        out.line(fmt::format("c.a[{}] = {};", s2, e2));
+        any += fmt::format("{}c.a[{}]", s2 ? " | " : "", s2);
+      }
+      out.line(fmt::format("if (!({}))", any)).line("\treturn 0;  /* no candidate word: no rule matches */");
+      out.line("c.p = p;");
+      out.line("/* Candidate words in ascending order; the first non-zero AND holds the first match. */");
+      out.line(fmt::format("bpf_loop(QOS_BV_W, qos_bv_step{}, &c, 0);", fam));
+      out.line("return 0;");
+      out.close().line("");
+      global_funcs++;
+    }
+    out.line("/* First-match classification: p->best = index of the first matching rule. */");
+    out.open("__noinline int qos_classify(struct qos_pkt *p)");
+    out.line("if (!p)").line("\treturn 0;");
+    out.line("if (QOS_LD(p->family) == 4)").line("\treturn qos_bv_v4(p);");
+    out.line("if (QOS_LD(p->family) == 6)").line("\treturn qos_bv_v6(p);");
+    out.line("return 0;");
+    out.close().line("");
+    ++global_funcs;
+  }
+
+  static bool rank_uses_now(const ir::RankExpr& e) {
+    if (e.op == ir::RankExpr::Op::Field && e.field == ir::RankField::NowUs) return true;
+    for (const auto& a : e.args)
+      if (rank_uses_now(a)) return true;
+    return false;
+  }
+
   std::string rank_expr(const ir::RankExpr& e) {
     using Op = ir::RankExpr::Op;
     auto a = [&](size_t i) { return rank_expr(e.args.at(i)); };
@@ -285,8 +472,8 @@ struct Emitter {
     out.line("default: return 1;").close().close().line("");
     // Policers: cost per byte and tolerance as constants.
     out.line("/* 1 = conforms (pass), 0 = drop. GCRA constants per class with a rate. */");
-    out.open("static __always_inline int qos_police(__u32 cls, __u32 len, __u64 now)");
-    out.line("struct qos_bucket_state *b;").line("__u64 cost, tau;");
+    out.open("static __always_inline int qos_police(__u32 cls, __u32 len)");
+    out.line("struct qos_bucket_state *b;").line("__u64 cost, tau, now;");
     out.open("switch (cls)");
     for (const auto& c : policy.classes) {
       if (c.rate_bps == 0) continue;
@@ -299,6 +486,7 @@ struct Emitter {
     }
     out.line("default:").line("\treturn 1;").close();
     out.line("b = bpf_map_lookup_elem(&qos_buckets, &cls);").line("if (!b)").line("\treturn 1;");
+    out.line("now = bpf_ktime_get_ns();  /* only for classes with a rate */");
     out.line("return qos_bucket_conform(b, now, cost, tau);");
     out.close().line("");
   }
@@ -320,7 +508,12 @@ struct Emitter {
       out.line("qos_parse(data, data_end, (__u32)(data_end - data), p);");
     }
     out.line("qos_classify(p);");
-    out.line("now = bpf_ktime_get_ns();");
+    // Time: the flow table needs only coarse time (jiffies); a PIFO rank on
+    // now_us needs the precise clock; policers read it themselves.
+    const bool rank_now = pifo && t.sets_priority && rank_uses_now(policy.scheduler.rank);
+    if (rank_now) out.line("now = bpf_ktime_get_ns();");
+    else if (opts.flow_entries) out.line("now = bpf_ktime_get_coarse_ns();");
+    else out.line("now = 0;");
     out.open("if (pkt.best != QOS_NO_RULE && pkt.target < 0)");
     out.line("st = qos_stats_slot(QOS_NCLASSES);");
     out.open("if (st)");
@@ -331,9 +524,10 @@ struct Emitter {
     out.line("cls = pkt.best != QOS_NO_RULE ? (__u32)pkt.target : QOS_DEFAULT_CLASS;");
     out.line("st = qos_stats_slot(cls);");
     out.open("if (st)").line(fmt::format("st->packets[{0}]++; st->bytes[{0}] += pkt.len;", t.hook)).close();
-    out.line(fmt::format("f = qos_flow_update(p, cls, {}, now);", t.hook));
+    if (opts.flow_entries) out.line(fmt::format("f = qos_flow_update(p, cls, {}, now);", t.hook));
+    else out.line("f = 0;  /* no flow table (compiled without one) */");
     if (t.polices) {
-      out.open("if (!qos_police(cls, pkt.len, now))");
+      out.open("if (!qos_police(cls, pkt.len))");
       out.line(fmt::format("if (st)").c_str());
       out.line(fmt::format("\tst->drop_policer[{}]++;", t.hook));
       out.line(fmt::format("return {};", t.drop));
@@ -402,13 +596,12 @@ Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, con
 
 std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags) {
   using namespace codegen;
+  using Clock = std::chrono::steady_clock;
+  auto stage = [&](const std::string& msg) {
+    if (opts.verbose) opts.verbose(msg);
+  };
   if (policy.classes.empty() || policy.classes.size() > 64) {
     diags.error({}, fmt::format("policy has {} classes; qosc supports 1 to 64 (QOS_MAX_CLASSES)", policy.classes.size()));
-    return std::nullopt;
-  }
-  if (opts.strategy == Strategy::Maps) {
-    diags.error({}, "--strategy maps is not implemented yet")
-        .hints.push_back("use --strategy tree or auto (the decision-tree strategy handles every policy it accepts)");
     return std::nullopt;
   }
   if (policy.scheduler.kind == ir::SchedKind::Pifo &&
@@ -418,17 +611,77 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
   }
   std::string source_name = opts.source_name.empty() ? policy.source_name : opts.source_name;
   if (source_name.empty()) source_name = "policy.qos";
-  Emitter e{policy, opts, source_name, plan_decisions(policy)};
+
+  auto t0 = Clock::now();
+  const std::vector<uint32_t> dead = dead_rules(policy);
+  const size_t live = policy.rules.size() - dead.size();
+  stage(fmt::format("optimise: {} rules, {} proven dead, {} live ({:.1f} ms)", policy.rules.size(), dead.size(), live,
+                    std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
+
+  // Strategy: the tree while its code stays small enough to compile fast
+  // (docs/codegen.md has the measured crossover), maps above.
+  Strategy chosen = opts.strategy;
+  std::string why;
+  const size_t tree_max_rules = opts.tree_max_rules ? opts.tree_max_rules : kTreeMaxRules;
+  const size_t tree_max_checks = opts.tree_max_checks ? opts.tree_max_checks : kTreeMaxChecks;
+  if (chosen == Strategy::Auto && live > tree_max_rules) {
+    chosen = Strategy::Maps;
+    why = fmt::format("{} live rules > {}", live, tree_max_rules);
+  }
+  std::unique_ptr<Emitter> e;
+  if (chosen != Strategy::Maps) {
+    auto t1 = Clock::now();
+    e = std::make_unique<Emitter>(policy, opts, source_name, plan_decisions(policy, dead));
+    e->emit_class_tables();
+    e->emit_classifier();
+    stage(fmt::format("tree: {} partitions, {} rule checks, {} subprograms ({:.1f} ms)", e->plan.partitions.size(),
+                      e->checks, e->global_funcs, std::chrono::duration<double, std::milli>(Clock::now() - t1).count()));
+    if (chosen == Strategy::Auto) {
+      if (e->checks > tree_max_checks) why = fmt::format("the tree needs {} rule checks > {}", e->checks, tree_max_checks);
+      else if (e->global_funcs > kMaxGlobalFuncs)
+        why = fmt::format("the tree needs {} subprograms > {}", e->global_funcs, kMaxGlobalFuncs);
+      chosen = why.empty() ? Strategy::Tree : Strategy::Maps;
+    } else if (e->global_funcs > kMaxGlobalFuncs) {
+      diags.error({}, fmt::format("policy needs {} BPF subprograms with the tree strategy (limit {})", e->global_funcs,
+                                  kMaxGlobalFuncs))
+          .hints.push_back("use --strategy maps (or auto) for this policy");
+      return std::nullopt;
+    }
+  }
   GeneratedC g;
+  if (chosen == Strategy::Maps) {
+    auto t1 = Clock::now();
+    e = std::make_unique<Emitter>(policy, opts, source_name, DecisionPlan{});
+    e->plan.dead_rules = dead;
+    BitTables t;
+    try {
+      t = build_bit_tables(policy, dead);
+    } catch (const std::length_error& ex) {
+      diags.error({}, fmt::format("policy is too large for qosc: {}", ex.what()))
+          .hints.push_back("split the policy, or merge rules that share a class into sets");
+      return std::nullopt;
+    }
+    e->emit_class_tables();
+    e->emit_classifier_maps(t);
+    if (t.nrules) g.tables = serialize_tables(t);
+    stage(fmt::format("maps: {} live rules, {} words, {} classes, pool {} words, tables {:.1f} KiB ({:.1f} ms){}",
+                      t.nrules, t.words, t.descs.size(), t.pool.size(), double(g.tables.size()) / 1024,
+                      std::chrono::duration<double, std::milli>(Clock::now() - t1).count(),
+                      why.empty() ? "" : " [auto: " + why + "]"));
+  }
+  g.strategy = chosen == Strategy::Maps ? "maps" : "tree";
   g.manifest = make_manifest(policy, opts, source_name);
-  g.strategy = "tree";
+  g.manifest.strategy = g.strategy;
+  if (!g.tables.empty()) g.manifest.tables_section = QOS_TABLES_SECTION;
+  if (!opts.flow_entries) g.manifest.flows_map = "";
 
   SourceBuilder head{"qos_gen.c"};
-  head.line(fmt::format("/* Generated by qosc {} from {}: policy \"{}\", {} rules ({} dead), strategy tree. Do not edit. */",
-                        kVersion, source_name, policy.name, policy.rules.size(), e.plan.dead_rules.size()));
+  head.line(fmt::format("/* Generated by qosc {} from {}: policy \"{}\", {} rules ({} dead), strategy {}. Do not edit. */",
+                        kVersion, source_name, policy.name, policy.rules.size(), dead.size(), g.strategy));
   head.line(fmt::format("#define QOS_NCLASSES {}", policy.classes.size()));
   head.line(fmt::format("#define QOS_DEFAULT_CLASS {}", policy.default_class));
-  head.line(fmt::format("#define QOS_FLOW_ENTRIES {}", opts.flow_entries));
+  if (opts.flow_entries) head.line(fmt::format("#define QOS_FLOW_ENTRIES {}", opts.flow_entries));
+  else head.line("#define QOS_NO_FLOWS 1");
   head.line(fmt::format("#define QOS_PIFO_BANDS {}", policy.scheduler.pifo_bands ? policy.scheduler.pifo_bands : 1));
   head.line("#define QOS_PULL_LEN 256");
   head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
@@ -447,18 +700,10 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
                         c_string_literal(json)));
   head.line("");
 
-  e.emit_class_tables();
-  e.emit_classifier();
-  if (e.global_funcs > kMaxGlobalFuncs) {
-    diags.error({}, fmt::format("policy needs {} BPF subprograms with the tree strategy (limit {})", e.global_funcs,
-                                kMaxGlobalFuncs))
-        .hints.push_back("split the policy or reduce the number of distinct port sets");
-    return std::nullopt;
-  }
-  e.emit_program(kXdpTarget);
-  e.emit_program(kTcTarget);
+  e->emit_program(kXdpTarget);
+  e->emit_program(kTcTarget);
   // head's lines come first: re-base the body's #line resets by prefixing.
-  std::string body = e.out.take();
+  std::string body = e->out.take();
   // The body's reset directives were numbered as if it started at line 1.
   uint32_t shift = head.current_line() - 1;
   std::string fixed;
