@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "qosrun/attach.hpp"
 #include "qosrun/cli.hpp"
 #include "qosrun/stats.hpp"
 
@@ -233,6 +234,16 @@ int run_stats(const StatsOptions& opts, std::ostream& out, std::ostream& err, co
 namespace cli {
 
 void register_stats(CommandTable& t) {
+  // `qosrun OBJ IFACE` (attach_cmd.cpp) shows this live view while it runs.
+  set_foreground_view([](const ForegroundContext& ctx) -> int {
+    auto src = StatsSource::from_fds(ctx.manifest, ctx.stats_fd, ctx.flows_fd, ctx.ifname);
+    if (!src) {
+      print_error(src.error(), ctx.verbosity);
+      return basic_foreground_view(ctx);
+    }
+    LiveViewOptions o;
+    return run_live_view(*src, o, ctx.stop);
+  });
   auto opts = std::make_shared<StatsOptions>();
   auto watch = std::make_shared<std::vector<std::string>>();
   auto flows = std::make_shared<int>(-1);

@@ -380,7 +380,11 @@ Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const st
   s.pin_dir_ = !pin_dir.empty() ? pin_dir
                : state.contains("pin_dir") && state["pin_dir"].is_string() ? state["pin_dir"].get<std::string>()
                                                                           : stats_pin_dir(ifname);
+  // Candidate ids: {"maps": {"qos_stats": 17, ...}} and/or {"map_ids": [17, ...]}; each is checked by name.
   std::vector<uint32_t> ids;
+  if (state.contains("maps") && state["maps"].is_object())
+    for (const auto& [k, v] : state["maps"].items())
+      if (v.is_number_unsigned()) ids.push_back(v.get<uint32_t>());
   if (state.contains("map_ids") && state["map_ids"].is_array())
     for (const auto& v : state["map_ids"])
       if (v.is_number_unsigned()) ids.push_back(v.get<uint32_t>());
