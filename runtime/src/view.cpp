@@ -282,7 +282,7 @@ std::string render_text(const View& v, bool color) {
   o += fmt::format("{}qosrun stats {}{}  policy {} ({}, link {})  {}{}\n", B, v.ifname, N, v.policy, v.scheduler,
                    human_bps(static_cast<double>(v.link_bps)), clock_string(v.unix_time),
                    v.interval_s > 0 ? fmt::format("  rates over {:.1f} s", v.interval_s) : std::string("  (no rates yet)"));
-  o += fmt::format("{}{:<12} {:>4} {:>11} | {:>10} {:>12} | {:>10} {:>12} | {:>12} {:>9} {:>8} | {:>8} {:>8}{}\n", B,
+  o += fmt::format("{}{:<12} {:>4} {:>12} | {:>10} {:>12} | {:>10} {:>12} | {:>12} {:>9} {:>8} | {:>8} {:>8}{}\n", B,
                    "class", "prio", "cap", "egress pkt", "egress rate", "ingr. pkt", "ingr. rate", "queue rate",
                    "backlog", "delay", "policed", "q.drops", N);
   auto drop_cell = [&](uint64_t total, bool moving) {
@@ -296,7 +296,7 @@ std::string render_text(const View& v, bool color) {
     std::string delay = c.queue.present ? fmt::format("{:.2f} ms", c.queue.delay_ms) : "-";
     uint64_t pol = c.xdp.drop_policer + c.tc.drop_policer;
     std::string name = fit(c.name, 11) + (c.is_default ? "*" : "");
-    o += fmt::format("{:<12} {:>4} {:>11} | {:>10} {:>12} | {:>10} {:>12} | {:>12} {:>9} {:>8} | {} {}\n", name,
+    o += fmt::format("{:<12} {:>4} {:>12} | {:>10} {:>12} | {:>10} {:>12} | {:>12} {:>9} {:>8} | {} {}\n", name,
                      c.priority, cap, c.tc.packets, human_bps(c.tc.bps), c.xdp.packets, human_bps(c.xdp.bps), qrate,
                      backlog, delay, drop_cell(pol, false),
                      c.queue.present ? drop_cell(c.queue.drops, c.queue.drops_ps > 0) : fmt::format("{:>8}", "-"));

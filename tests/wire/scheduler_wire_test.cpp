@@ -29,7 +29,8 @@ constexpr double kWindow = 3.0;     // s measured
 
 struct Flow {
   uint16_t port;
-  double bps;   // offered, on the wire
+  double bps;                 // offered, on the wire
+  size_t payload = kPayload;  // UDP payload per datagram
 };
 
 struct Outcome {
@@ -65,7 +66,7 @@ class SchedulerWire : public ::testing::Test {
     qt::UdpSink sink(kR, kIpR, ports);
     EXPECT_TRUE(sink.ok());
     std::vector<std::unique_ptr<qt::UdpFlood>> senders;
-    for (const auto& f : flows) senders.push_back(std::make_unique<qt::UdpFlood>(kS, kIpR, f.port, f.bps, kPayload));
+    for (const auto& f : flows) senders.push_back(std::make_unique<qt::UdpFlood>(kS, kIpR, f.port, f.bps, f.payload));
     std::this_thread::sleep_for(std::chrono::duration<double>(kWarmup));
     auto a = sink.snapshot();
     auto t0 = std::chrono::steady_clock::now();
@@ -193,6 +194,16 @@ TEST_F(SchedulerWire, PifoServesAscendingRank) {
   EXPECT_GT(all.bps[6000], 0.9 * kLink) << all.stats;
   EXPECT_LT(all.bps[6001] + all.bps[6002], 0.07 * kLink) << "higher ranks served while rank 0 was backlogged\n"
                                                          << all.stats;
+}
+
+TEST_F(SchedulerWire, PifoServesAscendingRankFromPacketLength) {
+  // rank = pkt.len: one class, two flows; 300-byte frames rank before 1442-byte frames, so the
+  // short-packet flow keeps all it offers and the long-packet flow gets the remainder.
+  const std::string p = "policy pifolen {\n    link 20mbit;\n    scheduler pifo { rank = pkt.len; bands 4; }\n"
+                        "    class all { priority 0; default; }\n}\n";
+  Outcome o = run("pifolen", p, {{6000, 8e6, 258}, {6001, 30e6, kPayload}});
+  EXPECT_NEAR(o.bps[6000] / 8e6, 1.0, 0.05) << o.stats;
+  EXPECT_NEAR(o.bps[6001] / (kLink - 8e6), 1.0, 0.07) << o.stats;
 }
 
 }  // namespace

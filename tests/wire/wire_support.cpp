@@ -353,13 +353,10 @@ std::string compile_policy(const std::string& policy_text, const std::string& na
 
 CmdResult attach_policy(const Netns& ns, const std::string& nsname, const std::string& obj, const std::string& ifname,
                         const std::string& extra) {
-  if (const char* t = std::getenv("QT_TEMP_ATTACH"); t && *t)   // development harness until qosrun attach lands
-    return sh(std::string(t) + " " + nsname + " " + ifname + " " + obj, 60);
   return ns.exec(nsname, qosrun_bin() + " attach " + obj + " " + ifname + " " + extra, 60);
 }
 
 CmdResult detach_policy(const Netns& ns, const std::string& nsname, const std::string& ifname) {
-  if (const char* t = std::getenv("QT_TEMP_DETACH"); t && *t) return sh(std::string(t) + " " + nsname + " " + ifname, 60);
   return ns.exec(nsname, qosrun_bin() + " detach " + ifname, 60);
 }
 
