@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <ostream>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -254,7 +255,7 @@ void teardown(state::Record& r, nl::RtnlSocket& s, Teardown& t, std::ostream& lo
   if (r.ingress) {
     state::Ingress& in = *r.ingress;
     if (in.redirect_attached && main_exists) {
-      Status st = nl::delete_filter(s, r.ifindex, kIngressParent, in.redirect_prio, in.redirect_handle, "matchall");
+      Status st = nl::delete_filter(s, r.ifindex, kIngressParent, in.redirect_prio, 0, "u32");
       if (!gone(st)) t.fail(st.error());
       else {
         in.redirect_attached = false;
@@ -478,14 +479,14 @@ Status attach_ingress(Ctx& c, int tc_fd, bool force) {
   if (Status st = ensure_clsact(c, r.ifindex, r.ifname, &in.clsact_created); !st) return st;
   if (Status f = state::fail_point("ifb-redirect"); !f) return f;
   in.redirect_prio = kTcPriority;
-  in.redirect_handle = kTcHandle;
+  in.redirect_handle = 0;   // chosen by u32; the filter is removed by its priority
   in.redirect_attached = true;
   if (Status st = c.save(); !st) return st;
-  if (Status st = nl::add_ingress_redirect(c.s, r.ifindex, *idx, in.redirect_prio, in.redirect_handle); !st) {
+  if (Status st = nl::add_ingress_redirect(c.s, r.ifindex, *idx, in.redirect_prio); !st) {
     in.redirect_attached = false;
     return st;
   }
-  say(c.log, c.v, 1, fmt::format("{}: ingress redirected to {} (matchall + mirred)", r.ifname, in.ifb_name));
+  say(c.log, c.v, 1, fmt::format("{}: ingress redirected to {} (u32 match-all + mirred)", r.ifname, in.ifb_name));
   return {};
 }
 
@@ -791,12 +792,19 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
                              o.ifname, xdp_now, old.xdp.prog_id, tc_now, old.main.tc.prog_id, o.ifname)};
 
   Reloaded out;
-  // Reuse the old maps where the layout is the same: counters continue.
+  // Reuse the old state maps where the layout is the same: counters, flows,
+  // policer buckets and SP-PIFO bounds continue. Rule tables (maps strategy)
+  // always come from the new object.
+  const std::set<std::string> stateful = {m.stats_map, m.flows_map, "qos_buckets", "qos_pifo"};
   std::vector<Fd> keep;
   bpf_map* mp = nullptr;
   bpf_object__for_each_map(mp, policy->object()) {
     if (bpf_map__is_internal(mp)) continue;
     std::string name = bpf_map__name(mp);
+    if (!stateful.count(name)) {
+      out.new_maps.push_back(name);
+      continue;
+    }
     int fd = old_map_fd(old, name);
     if (fd < 0) {
       out.new_maps.push_back(name);

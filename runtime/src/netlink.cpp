@@ -518,13 +518,20 @@ Status delete_link(RtnlSocket& s, int ifindex) {
   return s.request(m, fmt::format("cannot delete {}", ifname_of(ifindex)));
 }
 
-Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target, uint32_t prio, uint32_t handle) {
+Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target, uint32_t prio) {
+  // tc filter add dev IF ingress prio P protocol all u32 match u32 0 0
+  //   action mirred egress redirect dev TARGET
   NlMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL);
   uint16_t proto = htons(ETH_P_ALL);
-  m.header(tc_header(ifindex, TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), handle, TC_H_MAKE(prio << 16, proto)));
-  m.attr_str(TCA_KIND, "matchall");
+  m.header(tc_header(ifindex, TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), 0, TC_H_MAKE(prio << 16, proto)));
+  m.attr_str(TCA_KIND, "u32");
   size_t opt = m.begin(TCA_OPTIONS);
-  size_t acts = m.begin(TCA_MATCHALL_ACT);
+  std::vector<uint8_t> sel(sizeof(tc_u32_sel) + sizeof(tc_u32_key), 0);
+  auto* sp = reinterpret_cast<tc_u32_sel*>(sel.data());
+  sp->flags = TC_U32_TERMINAL;
+  sp->nkeys = 1;   // one key: mask 0, value 0 at offset 0 - matches every packet
+  m.attr(TCA_U32_SEL, sel.data(), sel.size());
+  size_t acts = m.begin(TCA_U32_ACT);
   size_t a1 = m.begin(1);
   m.attr_str(TCA_ACT_KIND, "mirred");
   size_t aopt = m.begin(TCA_ACT_OPTIONS);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -67,20 +68,33 @@ std::string state_file(const std::string& ifname) { return paths_for(ifname).sta
 
 // ---- failure injection ---------------------------------------------------------------------
 
-Status fail_point(std::string_view step) {
-  const char* v = std::getenv("QOSRUN_FAIL_AT");
-  if (!v || !*v) return {};
+namespace {
+bool env_names(const char* var, std::string_view step) {
+  const char* v = std::getenv(var);
+  if (!v || !*v) return false;
   std::string_view all(v);
   while (!all.empty()) {
     size_t comma = all.find(',');
-    std::string_view one = all.substr(0, comma);
-    if (one == step) {
-      Error e{fmt::format("injected failure at step '{}' (QOSRUN_FAIL_AT)", step)};
-      e.code = EIO;
-      return e;
-    }
+    if (all.substr(0, comma) == step) return true;
     if (comma == std::string_view::npos) break;
     all.remove_prefix(comma + 1);
+  }
+  return false;
+}
+}  // namespace
+
+Status fail_point(std::string_view step) {
+  if (env_names("QOSRUN_PAUSE_AT", step)) {
+    // For tests that kill qosrun in the middle of a step sequence.
+    std::fprintf(stderr, "qosrun: paused at step '%.*s' (QOSRUN_PAUSE_AT)\n", static_cast<int>(step.size()),
+                 step.data());
+    std::fflush(stderr);
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+  }
+  if (env_names("QOSRUN_FAIL_AT", step)) {
+    Error e{fmt::format("injected failure at step '{}' (QOSRUN_FAIL_AT)", step)};
+    e.code = EIO;
+    return e;
   }
   return {};
 }
@@ -88,6 +102,7 @@ Status fail_point(std::string_view step) {
 // ---- lock ------------------------------------------------------------------------------------
 
 Result<Lock> Lock::acquire(const std::string& ifname, int wait_ms) {
+  if (const char* w = std::getenv("QOSRUN_LOCK_WAIT_MS"); w && *w) wait_ms = std::atoi(w);
   Paths p = paths_for(ifname);
   std::string dir = p.lock_file.substr(0, p.lock_file.rfind('/'));
   if (Status st = mkdirs(dir, 0755); !st) return st.error();

@@ -151,9 +151,11 @@ Result<int> create_ifb(RtnlSocket& s, const std::string& name);
 Status set_link_up(RtnlSocket& s, int ifindex);
 Status delete_link(RtnlSocket& s, int ifindex);
 
-// matchall filter on clsact ingress (ffff:fff2) redirecting every packet to
-// the egress of `target_ifindex` (mirred egress redirect).
-Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target_ifindex, uint32_t prio, uint32_t handle);
+// A u32 match-all filter at priority `prio` on clsact ingress (ffff:fff2)
+// redirecting every packet to the egress of `target_ifindex` (mirred egress
+// redirect). The kernel picks the u32 handle: delete it by priority
+// (delete_filter with handle 0 removes everything at that priority).
+Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target_ifindex, uint32_t prio);
 Status delete_filter(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t prio, uint32_t handle,
                      const std::string& kind = "");
 

@@ -46,13 +46,16 @@ std::string state_file(const std::string& ifname);
 // list may name several). Steps: load, pin, htb-root, htb-class, htb-leaf,
 // clsact, tc-filter, xdp, ifb, ifb-redirect, ifb-htb, ifb-tc, state;
 // reload: reload-load, reload-htb, reload-tc, reload-xdp, reload-change.
+// $QOSRUN_PAUSE_AT=<step> sleeps 30 s at that step first (after printing
+// "paused at step"), so a test can kill qosrun half-way.
 Status fail_point(std::string_view step);
 
 // ---- the lock ------------------------------------------------------------------------------
 
 class Lock {
  public:
-  // flock(LOCK_EX) on the interface's lock file, waiting at most `wait_ms`.
+  // flock(LOCK_EX) on the interface's lock file, waiting at most `wait_ms`
+  // ($QOSRUN_LOCK_WAIT_MS overrides it).
   static Result<Lock> acquire(const std::string& ifname, int wait_ms = 3000);
   Lock(Lock&&) noexcept = default;
   Lock& operator=(Lock&&) noexcept = default;

@@ -1,0 +1,274 @@
+// Helpers of the qosrun attach tests: see attach_support.hpp.
+#include "attach_support.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "qos_abi.h"
+
+namespace fs = std::filesystem;
+
+namespace qt_att {
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path scratch() {
+  static fs::path dir = [] {
+    char tmpl[] = "/tmp/qt-att-objs-XXXXXX";
+    char* d = mkdtemp(tmpl);
+    return fs::path(d ? d : "/tmp");
+  }();
+  return dir;
+}
+
+// Removes the scratch directory when the test program ends.
+struct ScratchCleanup {
+  ScratchCleanup() { (void)scratch(); }   // constructed first, destroyed after us
+  ~ScratchCleanup() {
+    std::error_code ec;
+    if (scratch() != "/tmp") fs::remove_all(scratch(), ec);
+  }
+} g_cleanup;
+
+}  // namespace
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') q += "'\\''";
+    else q += c;
+  }
+  return q + "'";
+}
+
+Cmd sh(const std::string& cmd, int timeout_s) {
+  static std::mutex mu;
+  static int counter = 0;
+  int n;
+  {
+    std::lock_guard lock(mu);
+    n = counter++;
+  }
+  fs::path out = scratch() / ("cmd" + std::to_string(n) + ".out"), err = scratch() / ("cmd" + std::to_string(n) + ".err");
+  std::string full = "timeout -s KILL " + std::to_string(timeout_s) + " /bin/sh -c " + shell_quote(cmd) + " >" +
+                     out.string() + " 2>" + err.string();
+  int rc = std::system(full.c_str());
+  Cmd c;
+  c.rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  c.out = slurp(out);
+  c.err = slurp(err);
+  std::error_code ec;
+  fs::remove(out, ec);
+  fs::remove(err, ec);
+  return c;
+}
+
+bool is_root() { return geteuid() == 0; }
+
+std::string compile(const std::string& name, const std::string& text, const std::string& link) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> cache;
+  std::lock_guard lock(mu);
+  std::string key = name + "@" + link;
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  fs::path src = scratch() / (name + ".qos");
+  fs::path obj = scratch() / (name + "-" + link + ".bpf.o");
+  {
+    std::ofstream o(src);
+    o << text;
+  }
+  Cmd c = sh(std::string(QOSC_BIN) + " " + src.string() + " --link " + link + " -o " + obj.string(), 120);
+  if (c.rc != 0 || !fs::exists(obj)) return {};
+  cache[key] = obj.string();
+  return obj.string();
+}
+
+std::string compile_example(const std::string& name, const std::string& link) {
+  std::string text = slurp(fs::path(QOSC_EXAMPLES_DIR) / (name + ".qos"));
+  if (text.empty()) return {};
+  return compile("example-" + name, text, link);
+}
+
+std::string without_manifest(const std::string& object) {
+  std::string bytes = slurp(object);
+  // Rename the section (same length) in the section-name table and in BTF,
+  // which names the section as a data section too.
+  const std::string from = ".qosc.manifest", to = ".qosc.manifesX";
+  size_t n = 0;
+  for (size_t pos = bytes.find(from + '\0'); pos != std::string::npos; pos = bytes.find(from + '\0', pos)) {
+    bytes.replace(pos, from.size(), to);
+    ++n;
+  }
+  if (n == 0) return {};
+  fs::path p = scratch() / (fs::path(object).stem().string() + "-nomanifest.bpf.o");
+  std::ofstream(p, std::ios::binary) << bytes;
+  return p.string();
+}
+
+std::string truncated(const std::string& object, size_t n) {
+  std::string bytes = slurp(object).substr(0, n);
+  fs::path p = scratch() / (fs::path(object).stem().string() + "-truncated" + std::to_string(n) + ".bpf.o");
+  std::ofstream(p, std::ios::binary) << bytes;
+  return p.string();
+}
+
+// ---- Pair -----------------------------------------------------------------------------------
+
+Pair::Pair(const std::string& t) : tag(t) {
+  ns_a = "qt-att-" + tag + "-a";
+  ns_b = "qt-att-" + tag + "-b";
+  if_a = "qa" + tag + "0";
+  if_b = "qa" + tag + "1";
+  state_root = "/tmp/qt-att-" + tag + "-run";
+  pin_root = "/sys/fs/bpf/qt-att-" + tag;
+  destroy();   // an earlier crashed run
+  std::vector<std::string> steps = {
+      "ip netns add " + ns_a,
+      "ip netns add " + ns_b,
+      "ip netns exec " + ns_a + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+      "ip netns exec " + ns_b + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+      "ip -n " + ns_a + " link add " + if_a + " type veth peer name " + if_b + " netns " + ns_b,
+      "ip -n " + ns_a + " addr add " + ip_a + "/24 dev " + if_a,
+      "ip -n " + ns_b + " addr add " + ip_b + "/24 dev " + if_b,
+      "ip -n " + ns_a + " link set " + if_a + " up",
+      "ip -n " + ns_b + " link set " + if_b + " up",
+      "ip -n " + ns_a + " link set lo up",
+      "ip -n " + ns_b + " link set lo up",
+  };
+  for (const auto& s : steps) {
+    Cmd c = sh(s, 20);
+    if (c.rc != 0) {
+      setup_error_ = s + ": " + c.all();
+      return;
+    }
+  }
+  ok_ = true;
+}
+
+Pair::~Pair() { destroy(); }
+
+void Pair::destroy() {
+  sh("ip netns del " + ns_a + " 2>/dev/null; ip netns del " + ns_b + " 2>/dev/null; rm -rf " + state_root + " " +
+         pin_root + "; true",
+     20);
+}
+
+Cmd Pair::in_a(const std::string& cmd, int timeout_s) const {
+  return sh("nsenter --net=/run/netns/" + ns_a + " /bin/sh -c " + shell_quote(cmd), timeout_s);
+}
+Cmd Pair::in_b(const std::string& cmd, int timeout_s) const {
+  return sh("nsenter --net=/run/netns/" + ns_b + " /bin/sh -c " + shell_quote(cmd), timeout_s);
+}
+
+std::string Pair::qosrun_cmdline(const std::string& args, const std::string& env) const {
+  return "env QOSRUN_STATE_ROOT=" + state_root + " QOSRUN_PIN_ROOT=" + pin_root + " " + env +
+         " nsenter --net=/run/netns/" + ns_a + " " + QOSRUN_BIN + " " + args;
+}
+
+Cmd Pair::qosrun(const std::string& args, const std::string& env, int timeout_s) const {
+  return sh(qosrun_cmdline(args, env), timeout_s);
+}
+
+std::string Pair::snapshot(const std::string& ifname) const {
+  const std::string i = ifname.empty() ? if_a : ifname;
+  Cmd c = in_a("echo '# qdisc'; tc qdisc show dev " + i + "; echo '# class'; tc class show dev " + i +
+               "; echo '# egress'; tc filter show dev " + i + " egress; echo '# ingress'; tc filter show dev " + i +
+               " ingress; echo '# link'; ip -d link show dev " + i + "; echo '# links'; ip -o link show | cut -d' ' -f2");
+  return c.out + (c.rc ? "\n(snapshot failed: " + c.err + ")" : "");
+}
+
+std::string Pair::leftovers() const {
+  std::string s;
+  std::error_code ec;
+  fs::path st = fs::path(state_root) / if_a / "state.json";
+  if (fs::exists(st, ec)) s += "state file " + st.string() + "\n";
+  fs::path pd = pin_dir();
+  if (fs::exists(pd, ec))
+    for (const auto& e : fs::directory_iterator(pd, ec)) s += "pin " + e.path().string() + "\n";
+  return s;
+}
+
+// ---- Background -------------------------------------------------------------------------------
+
+Background start_background(const std::string& cmd, const std::string& tag) {
+  Background b;
+  b.out_file = (scratch() / (tag + ".bg.out")).string();
+  b.err_file = (scratch() / (tag + ".bg.err")).string();
+  std::string full = "exec " + cmd + " >" + b.out_file + " 2>" + b.err_file;
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  b.pid = pid;
+  return b;
+}
+
+std::string Background::out() const { return slurp(out_file); }
+std::string Background::err() const { return slurp(err_file); }
+
+bool Background::wait_for(const std::string& needle, int ms) const {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (out().find(needle) != std::string::npos || err().find(needle) != std::string::npos) return true;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) return out().find(needle) != std::string::npos ||
+                                                      err().find(needle) != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void Background::kill9() {
+  if (pid > 0) ::kill(pid, SIGKILL);
+}
+
+int Background::wait() {
+  if (pid <= 0) return -1;
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  pid = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// ---- statistics ---------------------------------------------------------------------------------
+
+std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, uint32_t slots) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return {};
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<qos_class_stats> per(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
+  std::vector<std::vector<uint64_t>> out(slots, std::vector<uint64_t>(2, 0));
+  for (uint32_t k = 0; k < slots; ++k) {
+    if (bpf_map_lookup_elem(fd, &k, per.data()) != 0) {
+      close(fd);
+      return {};
+    }
+    for (const auto& c : per)
+      for (int h = 0; h < 2; ++h) out[k][h] += c.packets[h];
+  }
+  close(fd);
+  return out;
+}
+
+}  // namespace qt_att

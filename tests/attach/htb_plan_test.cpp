@@ -1,0 +1,226 @@
+// The HTB mapping of each scheduler (qosrun/htb.hpp, docs/qosrun.md) and the
+// netlink messages that build it, without a kernel.
+#include <gtest/gtest.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+
+#include <cstring>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "qosrun/htb.hpp"
+#include "qosrun/netlink.hpp"
+
+using namespace qosrun;
+
+namespace {
+
+qosc::Manifest manifest(const std::string& sched, uint64_t link, std::vector<qosc::ManifestClass> classes) {
+  qosc::Manifest m;
+  m.policy = "t";
+  m.scheduler = sched;
+  m.link_bps = link;
+  for (size_t i = 0; i < classes.size(); ++i) {
+    classes[i].id = static_cast<uint32_t>(i);
+    classes[i].htb_minor = 0x10 + static_cast<uint32_t>(i);
+  }
+  m.classes = std::move(classes);
+  m.classes.back().is_default = true;
+  m.default_class = static_cast<uint32_t>(m.classes.size() - 1);
+  return m;
+}
+
+qosc::ManifestClass cls(const std::string& name, uint32_t prio, uint32_t weight = 1, uint32_t quantum = 1514,
+                        uint64_t rate = 0, uint64_t burst = 0) {
+  qosc::ManifestClass c;
+  c.name = name;
+  c.priority = prio;
+  c.weight = weight;
+  c.quantum = quantum;
+  c.rate_bps = rate;
+  c.burst_bytes = burst;
+  return c;
+}
+
+constexpr uint64_t kMbit = 1000000;
+
+}  // namespace
+
+TEST(HtbPlan, StrictPriorityUsesHtbPrioAndSmallAssuredRates) {
+  auto m = manifest("strict_priority", 100 * kMbit,
+                    {cls("game", 0, 1, 1514, 50 * kMbit, 100000), cls("web", 3), cls("bulk", 5)});
+  auto p = htb::plan(m, 1500);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->link.rate_bps, 100 * kMbit);
+  EXPECT_EQ(p->link.ceil_bps, 100 * kMbit);
+  EXPECT_EQ(p->link.classid, 0x10001u);
+  ASSERT_EQ(p->leaves.size(), 3u);
+  EXPECT_EQ(p->default_minor, 0x12u);
+  const uint32_t prios[] = {0, 3, 5};
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& l = p->leaves[i];
+    EXPECT_EQ(l.minor, 0x10 + i);
+    EXPECT_EQ(l.params.classid, 0x10010u + i);
+    EXPECT_EQ(l.params.parent, 0x10001u);
+    EXPECT_EQ(l.params.prio, prios[i]);
+    EXPECT_EQ(l.params.rate_bps, 100 * kMbit / 1000) << "link/1000 assured";
+    EXPECT_EQ(l.params.quantum, 1514u);
+  }
+  // The cap: ceil = class rate, its bucket = class burst.
+  EXPECT_EQ(p->leaves[0].params.ceil_bps, 50 * kMbit);
+  EXPECT_EQ(p->leaves[0].params.cburst_bytes, 100000u);
+  EXPECT_EQ(p->leaves[1].params.ceil_bps, 100 * kMbit);
+  // Queues: 5 ms at the ceil.
+  EXPECT_EQ(p->leaves[0].queue_limit, 50 * kMbit / 8 * 5 / 1000);
+  EXPECT_EQ(p->leaves[1].queue_limit, 100 * kMbit / 8 * 5 / 1000);
+}
+
+TEST(HtbPlan, AssuredRateAndQueueHaveFloors) {
+  auto m = manifest("strict_priority", 2 * kMbit, {cls("a", 0, 1, 1514, 100000, 3000), cls("b", 7)});
+  auto p = htb::plan(m, 1500);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->leaves[1].params.rate_bps, htb::kMinRateBps) << "2 Mbit / 1000 is below the 8 kbit floor";
+  EXPECT_EQ(p->leaves[0].queue_limit, 4u * 1514) << "5 ms at 100 kbit is less than four frames";
+}
+
+TEST(HtbPlan, RoundRobinSharesEqually) {
+  auto m = manifest("round_robin", 90 * kMbit, {cls("a", 0), cls("b", 5), cls("c", 7, 1, 1514, 10 * kMbit, 20000)});
+  auto p = htb::plan(m, 1500);
+  ASSERT_TRUE(p.ok());
+  for (const auto& l : p->leaves) {
+    EXPECT_EQ(l.params.prio, 0u) << "class priority does not matter for rr";
+    EXPECT_EQ(l.params.quantum, 1514u);
+  }
+  EXPECT_EQ(p->leaves[0].params.rate_bps, 30 * kMbit);
+  EXPECT_EQ(p->leaves[1].params.rate_bps, 30 * kMbit);
+  EXPECT_EQ(p->leaves[2].params.rate_bps, 10 * kMbit) << "capped below its share";
+  EXPECT_EQ(p->leaves[2].params.ceil_bps, 10 * kMbit);
+}
+
+TEST(HtbPlan, WfqRatesAndQuantaFollowWeights) {
+  auto m = manifest("weighted_fair_queuing", 100 * kMbit, {cls("a", 0, 10), cls("b", 0, 40), cls("c", 0, 30), cls("d", 0, 20)});
+  auto p = htb::plan(m, 1500);
+  ASSERT_TRUE(p.ok());
+  const uint64_t want[] = {10, 40, 30, 20};
+  uint64_t sum = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(p->leaves[i].params.rate_bps, want[i] * kMbit);
+    EXPECT_EQ(p->leaves[i].params.ceil_bps, 100 * kMbit);
+    sum += p->leaves[i].params.rate_bps;
+    // quanta in the same ratio, the smallest one frame
+    EXPECT_EQ(p->leaves[i].params.quantum, 1514 * want[i] / 10);
+  }
+  EXPECT_LE(sum, 100 * kMbit);
+}
+
+TEST(HtbPlan, DrrRatesFollowQuanta) {
+  auto m = manifest("deficit_round_robin", 60 * kMbit, {cls("a", 0, 1, 1500), cls("b", 0, 1, 3000), cls("c", 0, 1, 4500)});
+  auto p = htb::plan(m, 1500);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->leaves[0].params.rate_bps, 10 * kMbit);
+  EXPECT_EQ(p->leaves[1].params.rate_bps, 20 * kMbit);
+  EXPECT_EQ(p->leaves[2].params.rate_bps, 30 * kMbit);
+  EXPECT_EQ(p->leaves[1].params.quantum, 2 * p->leaves[0].params.quantum);
+  EXPECT_EQ(p->leaves[2].params.quantum, 3 * p->leaves[0].params.quantum);
+}
+
+TEST(HtbPlan, WideWeightSpreadHoldsQuantaWithinHtbLimits) {
+  auto m = manifest("weighted_fair_queuing", 1000 * kMbit, {cls("a", 0, 1), cls("b", 0, 1000)});
+  auto p = htb::plan(m, 1500);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->leaves[0].params.quantum, 1514u);
+  EXPECT_EQ(p->leaves[1].params.quantum, htb::kMaxQuantum);
+  EXPECT_FALSE(p->notes.empty());
+  // Assured rates keep the exact ratio.
+  EXPECT_NEAR(double(p->leaves[1].params.rate_bps) / double(p->leaves[0].params.rate_bps), 1000.0, 1e-3);
+}
+
+TEST(HtbPlan, PifoBuildsStrictPriorityBands) {
+  auto m = manifest("pifo", 100 * kMbit, {cls("a", 0), cls("b", 3, 1, 1514, 10 * kMbit, 10000)});
+  m.pifo_bands = 10;
+  m.pifo_mapping = "sp-pifo";
+  auto p = htb::plan(m, 1500);
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ(p->leaves.size(), 10u);
+  for (uint32_t b = 0; b < 10; ++b) {
+    EXPECT_EQ(p->leaves[b].minor, 0x10 + b);
+    EXPECT_EQ(p->leaves[b].params.prio, std::min(b, 7u));
+    EXPECT_EQ(p->leaves[b].class_id, -1);
+    EXPECT_EQ(p->leaves[b].params.ceil_bps, 100 * kMbit);
+  }
+  EXPECT_EQ(p->default_minor, 0x10u + 9);
+  EXPECT_EQ(p->notes.size(), 2u) << "bands beyond 8 share prio 7; caps only at XDP";
+}
+
+TEST(HtbPlan, RefusesWhatItCannotBuild) {
+  auto m = manifest("strict_priority", 0, {cls("a", 0)});
+  auto p = htb::plan(m, 1500);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message.find("no link rate"), std::string::npos) << p.error().message;
+  m = manifest("fancy", kMbit, {cls("a", 0)});
+  EXPECT_FALSE(htb::plan(m, 1500).ok());
+  m = manifest("pifo", kMbit, {cls("a", 0)});
+  m.pifo_bands = 0;
+  EXPECT_FALSE(htb::plan(m, 1500).ok());
+}
+
+TEST(HtbPlan, JsonRoundTrip) {
+  auto m = manifest("weighted_fair_queuing", 100 * kMbit, {cls("a", 0, 3, 1514, 5 * kMbit, 9000), cls("b", 0, 7)});
+  auto p = htb::plan(m, 9000);
+  ASSERT_TRUE(p.ok());
+  htb::Plan back = htb::plan_from_json(htb::to_json(*p));
+  back.notes = p->notes;
+  EXPECT_EQ(back, *p);
+  EXPECT_EQ(p->frame_bytes, 9014u);
+}
+
+TEST(NetlinkMessage, HtbClassCarriesRatesInBytesAndTicks) {
+  nl::HtbClassParams c;
+  c.classid = 0x10011;
+  c.parent = 0x10001;
+  c.rate_bps = 8 * kMbit;
+  c.ceil_bps = 80 * kMbit;
+  c.burst_bytes = 1000;
+  c.cburst_bytes = 100000;
+  c.quantum = 3028;
+  c.prio = 2;
+  nl::NlMessage m = nl::htb_class_message(7, c, true);
+  auto d = m.data();
+  const auto* h = reinterpret_cast<const nlmsghdr*>(d.data());
+  EXPECT_EQ(h->nlmsg_type, RTM_NEWTCLASS);
+  EXPECT_EQ(h->nlmsg_len, d.size());
+  EXPECT_TRUE(h->nlmsg_flags & NLM_F_CREATE);
+  const auto* t = reinterpret_cast<const tcmsg*>(d.data() + NLMSG_HDRLEN);
+  EXPECT_EQ(t->tcm_ifindex, 7);
+  EXPECT_EQ(t->tcm_handle, 0x10011u);
+  EXPECT_EQ(t->tcm_parent, 0x10001u);
+  auto attrs = nl::parse_attrs(d.subspan(NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(tcmsg))));
+  EXPECT_EQ(attrs.str(TCA_KIND).value_or(""), "htb");
+  auto opts = attrs.get(TCA_OPTIONS);
+  ASSERT_TRUE(opts);
+  auto inner = nl::parse_attrs(*opts);
+  auto parms = inner.get(TCA_HTB_PARMS);
+  ASSERT_TRUE(parms);
+  ASSERT_EQ(parms->size(), sizeof(tc_htb_opt));
+  tc_htb_opt o;
+  std::memcpy(&o, parms->data(), sizeof o);
+  EXPECT_EQ(o.rate.rate, 1000000u);    // bytes/s
+  EXPECT_EQ(o.ceil.rate, 10000000u);
+  EXPECT_EQ(o.quantum, 3028u);
+  EXPECT_EQ(o.prio, 2u);
+  // 1000 bytes at 1 MB/s = 1 ms = 15625 ticks of 64 ns
+  EXPECT_EQ(o.buffer, 15625u);
+  EXPECT_EQ(o.cbuffer, 156250u);       // 100 kB at 10 MB/s = 10 ms
+  EXPECT_FALSE(inner.get(TCA_HTB_RATE64)) << "only above 2^32 bytes/s";
+
+  c.rate_bps = c.ceil_bps = 40000 * kMbit;   // 5 GB/s: needs the 64-bit attributes
+  auto big = nl::parse_attrs(*nl::parse_attrs(nl::htb_class_message(7, c, false).data().subspan(
+                                                 NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(tcmsg))))
+                                  .get(TCA_OPTIONS));
+  auto r64 = big.get(TCA_HTB_RATE64);
+  ASSERT_TRUE(r64);
+  uint64_t v;
+  std::memcpy(&v, r64->data(), 8);
+  EXPECT_EQ(v, 40000 * kMbit / 8);
+}

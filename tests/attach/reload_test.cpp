@@ -1,0 +1,243 @@
+// qosrun reload: programs swapped atomically under steady traffic (no packet
+// lost, none misclassified, counters continue), HTB classes changed in
+// place, and a failed reload leaves the old policy exactly as it was.
+#include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <regex>
+#include <thread>
+#include <vector>
+
+#include "attach_support.hpp"
+
+using namespace qt_att;
+
+namespace {
+
+#define REQUIRE_ROOT()                                                                                  \
+  do {                                                                                                  \
+    if (!is_root()) GTEST_SKIP() << "needs root: creates network namespaces and attaches BPF programs"; \
+  } while (0)
+
+// Two policies with the same classes (so the statistics map is reused) but
+// different rules and class parameters (so programs and HTB classes change).
+const char* kPolicyA = R"(policy reload_a {
+    link 100mbit;
+    scheduler strict_priority;
+    class control { priority 0; }
+    class gaming  { priority 1; rate 50mbit; burst 100kb; }
+    class web     { priority 3; }
+    class bulk    { priority 5; default; }
+    rule icmp -> control;
+    rule udp dport 5001 -> gaming;
+    rule tcp dport { 80, 443 } -> web;
+}
+)";
+const char* kPolicyB = R"(policy reload_b {
+    link 100mbit;
+    scheduler strict_priority;
+    class control { priority 0; }
+    class gaming  { priority 0; rate 40mbit; burst 80kb; }
+    class web     { priority 2; rate 60mbit; burst 100kb; }
+    class bulk    { priority 6; default; }
+    rule icmp -> control;
+    rule udp dport 6000-6010 -> bulk;
+    rule udp dport 5001 -> gaming;
+    rule tcp dport { 80, 443, 8080 } -> web;
+}
+)";
+
+// A socket created inside a named network namespace.
+int socket_in(const std::string& ns, int type) {
+  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+  int s = -1;
+  if (self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0) {
+    s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    (void)::setns(self, CLONE_NEWNET);
+  }
+  if (self >= 0) ::close(self);
+  if (target >= 0) ::close(target);
+  return s;
+}
+
+uint64_t htb_sent_packets(const Pair& p, const std::string& classid) {
+  Cmd c = p.in_a("tc -s class show dev " + p.if_a + " classid " + classid);
+  std::smatch m;
+  static const std::regex re(R"(Sent (\d+) bytes (\d+) pkt)");
+  if (!std::regex_search(c.out, m, re)) return UINT64_MAX;
+  return std::stoull(m[2].str());
+}
+
+}  // namespace
+
+TEST(Reload, UnderSteadyTrafficLosesNothingAndCountersContinue) {
+  REQUIRE_ROOT();
+  Pair p("rl");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string a = compile("reload_a", kPolicyA), b = compile("reload_b", kPolicyB);
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  const std::string before = p.snapshot();
+  Cmd at = p.qosrun("attach " + a + " " + p.if_a);
+  ASSERT_EQ(at.rc, 0) << at.all();
+  ASSERT_EQ(p.in_a("ping -c 1 -W 1 -q " + p.ip_b).rc, 0);   // neighbour resolved before the stream
+
+  int rx = socket_in(p.ns_b, SOCK_DGRAM), tx = socket_in(p.ns_a, SOCK_DGRAM);
+  ASSERT_GE(rx, 0);
+  ASSERT_GE(tx, 0);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(5001);
+  inet_pton(AF_INET, p.ip_b.c_str(), &dst.sin_addr);
+  ASSERT_EQ(::bind(rx, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 0) << std::strerror(errno);
+  int rcvbuf = 4 << 20;
+  setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  timeval tv{0, 100000};
+  setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+  constexpr uint32_t kPackets = 3000;   // 1000 packets/s for 3 s
+  std::vector<uint8_t> seen(kPackets, 0);
+  std::atomic<bool> sending_done{false};
+  std::atomic<uint32_t> sent{0};
+  std::thread receiver([&] {
+    auto idle_since = std::chrono::steady_clock::now();
+    for (;;) {
+      uint32_t seq;
+      ssize_t n = ::recv(rx, &seq, sizeof seq, 0);
+      auto now = std::chrono::steady_clock::now();
+      if (n == sizeof seq) {
+        if (seq < kPackets) seen[seq] = 1;
+        idle_since = now;
+        continue;
+      }
+      if (sending_done.load() && now - idle_since > std::chrono::milliseconds(500)) break;
+    }
+  });
+  std::thread sender([&] {
+    timespec next{};
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    char payload[64] = {};
+    for (uint32_t i = 0; i < kPackets; ++i) {
+      std::memcpy(payload, &i, sizeof i);
+      if (::sendto(tx, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == sizeof payload)
+        sent.fetch_add(1);
+      next.tv_nsec += 1000000;
+      if (next.tv_nsec >= 1000000000) {
+        next.tv_nsec -= 1000000000;
+        ++next.tv_sec;
+      }
+      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
+    }
+    sending_done.store(true);
+  });
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::vector<Cmd> reloads;
+  for (int i = 0; i < 5; ++i) {
+    reloads.push_back(p.qosrun("reload " + std::string(i % 2 == 0 ? b : a) + " " + p.if_a));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  sender.join();
+  receiver.join();
+  ::close(rx);
+  ::close(tx);
+
+  for (const auto& r : reloads) {
+    EXPECT_EQ(r.rc, 0) << r.all();
+    EXPECT_NE(r.out.find("reloaded policy"), std::string::npos) << r.all();
+  }
+  ASSERT_EQ(sent.load(), kPackets);
+  uint32_t received = 0;
+  for (uint8_t s : seen) received += s;
+  EXPECT_EQ(received, kPackets) << "packets lost across 5 reloads";
+
+  // The statistics map was kept: the gaming class (id 1) counted every
+  // packet of the stream at the TC hook across all five swaps.
+  auto stats = read_pinned_stats(p.pin_dir() + "/qos_stats", 5);
+  ASSERT_EQ(stats.size(), 5u) << "cannot read " << p.pin_dir() << "/qos_stats";
+  EXPECT_EQ(stats[1][1], kPackets) << "TC packets of class gaming";
+  // And HTB put every one of them into gaming's leaf 1:11: none misclassified.
+  EXPECT_EQ(htb_sent_packets(p, "1:11"), kPackets);
+  Cmd st = p.qosrun("status " + p.if_a);
+  EXPECT_NE(st.out.find("reloaded 5 time(s)"), std::string::npos) << st.all();
+  EXPECT_EQ(st.out.find("MISSING"), std::string::npos) << st.all();
+
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
+TEST(Reload, ChangesHtbClassesInPlace) {
+  REQUIRE_ROOT();
+  Pair p("rlc");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string gaming = compile_example("gaming"), server = compile_example("server");
+  const std::string before = p.snapshot();
+  ASSERT_EQ(p.qosrun("attach " + gaming + " " + p.if_a).rc, 0);
+  ASSERT_EQ(p.in_a("ping -c 3 -i 0.1 -W 1 -q " + p.ip_b).rc, 0);
+  uint64_t control_sent = htb_sent_packets(p, "1:10");
+  ASSERT_GE(control_sent, 3u);
+
+  Cmd r = p.qosrun("-v reload " + server + " " + p.if_a);
+  ASSERT_EQ(r.rc, 0) << r.all();
+  Cmd classes = p.in_a("tc class show dev " + p.if_a);
+  // server.qos: weighted_fair_queuing, weights 10:40:30:20 of 100 Mbit/s.
+  EXPECT_NE(classes.out.find("class htb 1:10 parent 1:1 leaf 10: prio 0 rate 10Mbit ceil 100Mbit"), std::string::npos)
+      << classes.out;
+  EXPECT_NE(classes.out.find("class htb 1:11 parent 1:1 leaf 11: prio 0 rate 40Mbit"), std::string::npos)
+      << classes.out;
+  EXPECT_NE(classes.out.find("class htb 1:13 parent 1:1 leaf 13: prio 0 rate 20Mbit"), std::string::npos)
+      << classes.out;
+  EXPECT_EQ(classes.out.find("1:14"), std::string::npos) << "gaming's fifth class is gone:\n" << classes.out;
+  // 1:10 was changed, not recreated: its counters continue.
+  EXPECT_GE(htb_sent_packets(p, "1:10"), control_sent);
+  // The statistics map changed shape (5 -> 4 classes): said so.
+  EXPECT_NE(r.err.find("map qos_stats starts afresh"), std::string::npos) << r.all();
+
+  Cmd back = p.qosrun("reload " + gaming + " " + p.if_a);
+  ASSERT_EQ(back.rc, 0) << back.all();
+  EXPECT_NE(p.in_a("tc class show dev " + p.if_a).out.find("class htb 1:14 parent 1:1 leaf 14: prio 5"),
+            std::string::npos);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
+TEST(Reload, FailureAtAnyStepKeepsTheOldPolicy) {
+  REQUIRE_ROOT();
+  Pair p("rlf");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string gaming = compile_example("gaming"), server = compile_example("server");
+  const std::string before = p.snapshot();
+  // server (4 classes) -> gaming (5): the reload adds a class, changes four.
+  ASSERT_EQ(p.qosrun("attach " + server + " " + p.if_a + " --ingress-shape").rc, 0);
+  const std::string attached = p.snapshot();
+  for (const char* step : {"reload-load", "reload-htb", "reload-tc", "reload-xdp", "reload-change"}) {
+    SCOPED_TRACE(step);
+    Cmd r = p.qosrun("reload " + gaming + " " + p.if_a, std::string("QOSRUN_FAIL_AT=") + step);
+    EXPECT_EQ(r.rc, 1) << r.all();
+    EXPECT_NE(r.err.find(std::string("injected failure at step '") + step + "'"), std::string::npos) << r.all();
+    EXPECT_EQ(p.snapshot(), attached);
+    Cmd st = p.qosrun("status " + p.if_a);
+    EXPECT_NE(st.out.find("policy 'server'"), std::string::npos) << st.all();
+    EXPECT_EQ(st.out.find("MISSING"), std::string::npos) << st.all();
+  }
+  Cmd missing = p.qosrun("reload " + gaming + " qanosuch0");
+  EXPECT_EQ(missing.rc, 1);
+  EXPECT_NE(missing.err.find("no interface named qanosuch0"), std::string::npos) << missing.all();
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  Cmd none = p.qosrun("reload " + gaming + " " + p.if_a);
+  EXPECT_EQ(none.rc, 1);
+  EXPECT_NE(none.err.find("has no qosc policy attached"), std::string::npos) << none.all();
+}
