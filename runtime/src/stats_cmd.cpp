@@ -277,7 +277,7 @@ void register_stats(CommandTable& t) {
   sub->add_flag("--json", opts->json, "one JSON object per sample (one line each), for scripts");
   CLI::Option* w = sub->add_option("--watch", *watch, "redraw every SECS seconds (default 1) until Ctrl-C")
                        ->expected(0, 1);
-  (void)w;
+  w->type_name("[SECS]");
   sub->add_option_function<double>(
       "--interval", [opts](double v) { opts->interval_s = v; },
       "seconds between samples; without --watch, the window rates are measured over (default 1)");
