@@ -152,6 +152,15 @@ Status ensure_bpffs(const std::string& pin_root, bool* mounted) {
   std::string mnt = pin_root.substr(0, pin_root.rfind('/'));
   if (mnt.empty()) mnt = pin_root;
   if (Status st = mkdirs(mnt, 0700); !st) return st;
+  // Two qosruns starting at once must not stack two mounts (the second would
+  // hide the first one's pins): serialise on the mount point's parent and
+  // look again once we hold it.
+  std::string parent = mnt.substr(0, mnt.rfind('/'));
+  Fd guard(::open(parent.empty() ? "/" : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (guard) (void)::flock(guard.get(), LOCK_EX);
+  struct statfs again{};
+  if (::statfs(mnt.c_str(), &again) == 0 && static_cast<unsigned long>(again.f_type) == BPF_FS_MAGIC)
+    return mkdirs(pin_root, 0700);
   if (::mount("bpf", mnt.c_str(), "bpf", 0, "mode=0700") != 0)
     return errno_error(errno, fmt::format("no BPF file system at {} and mounting one failed", mnt));
   if (mounted) *mounted = true;
