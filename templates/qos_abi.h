@@ -85,6 +85,11 @@ struct qos_pifo_state {
 	__u64 pad;
 };
 
+/* The TC program also stores the class it chose in skb->cb[QOS_CB_CLASS]
+ * as (QOS_META_MAGIC << 16) | class id: with a pifo scheduler skb->priority
+ * names a band, not the class, and test runs return cb[] in ctx_out. */
+#define QOS_CB_CLASS 0
+
 /* Load-time tables (the "maps" strategy, see docs/codegen.md): when the
  * manifest's "tables_section" is not "", the object carries a non-allocated
  * ELF section of that name (".qosc.tables") holding the contents of maps the

@@ -212,10 +212,27 @@ Result<Verdict> TestRunner::run(Hook hook, std::span<const uint8_t> frame) {
   if ((ctx.priority >> 16) != QOS_HTB_MAJOR)
     return Error{fmt::format("the TC program passed the packet with skb->priority {:#x}, not an HTB class {}:x",
                              ctx.priority, QOS_HTB_MAJOR)};
+  // The class from skb->cb[QOS_CB_CLASS] (qos_abi.h) when the program stored
+  // it; with a pifo scheduler skb->priority names a band, not the class.
+  const uint32_t cb = ctx.cb[QOS_CB_CLASS];
+  const bool bands = !policy_.manifest().pifo_mapping.empty();
+  int32_t from_cb = (cb >> 16) == QOS_META_MAGIC ? static_cast<int32_t>(cb & 0xffffu) : -1;
+  if (from_cb >= static_cast<int32_t>(policy_.class_count()))
+    return Error{fmt::format("the TC program stored class id {} in skb->cb, the policy has {} classes", from_cb,
+                             policy_.class_count())};
+  if (bands) {
+    if (from_cb < 0)
+      return Error{"the TC program (pifo bands in skb->priority) did not store its class in skb->cb"};
+    v.class_id = from_cb;
+    return v;
+  }
   int32_t id = policy_.class_from_htb_minor(ctx.priority & 0xffffu);
   if (id < 0)
     return Error{fmt::format("the TC program chose HTB class {:x}:{:x}, which is no class of the policy",
                              ctx.priority >> 16, ctx.priority & 0xffffu)};
+  if (from_cb >= 0 && from_cb != id)
+    return Error{fmt::format("the TC program chose HTB class {:x}:{:x} (class {}) but stored class {} in skb->cb",
+                             ctx.priority >> 16, ctx.priority & 0xffffu, id, from_cb)};
   v.class_id = id;
   return v;
 }

@@ -316,10 +316,14 @@ struct Emitter {
     out.line("x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;");
     out.line("return (x * 0x0101010101010101ULL) >> 56;");
     out.close().line("");
-    out.open("static __always_inline __u32 qos_ctz(__u64 x)").line("return (__u32)qos_popcount((x & (0 - x)) - 1);").close().line("");
+    // "& 63" keeps the verifier's range of the result exact (0..63), so that
+    // word indices stay provably inside a descriptor's QOS_BV_S words.
+    out.open("static __always_inline __u32 qos_ctz(__u64 x)").line("return (__u32)qos_popcount((x & (0 - x)) - 1) & 63;").close().line("");
     out.line("/* Word w of a class's vector: base word (when the dimension has a base) XOR its delta word. */");
     out.open("static __always_inline __u64 qos_bv_word(const struct qos_desc *d, __u32 w, __u32 base_off)");
     out.line("__u32 s = w >> 6, b = w & 63, key;").line("__u64 ds, bit, x = 0, *v;");
+    out.line("/* clang may know s < QOS_BV_S where the verifier does not: keep the check. */");
+    out.line("barrier_var(s);");
     out.line("if (s >= QOS_BV_S)").line("\treturn 0;");
     out.line("ds = d->dsum[s];").line("bit = (ds >> b) & 1;");
     out.line("key = (__u32)((d->off + d->dbase[s] + qos_popcount(ds & ((1ULL << b) - 1))) & (0 - bit));");
@@ -553,6 +557,7 @@ struct Emitter {
       } else {
         out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + cls);");
       }
+      out.line("ctx->cb[QOS_CB_CLASS] = (QOS_META_MAGIC << 16) | cls;  /* the class, also when priority is a band */");
     }
     out.line(fmt::format("return {};", t.pass));
     out.close().line("");
