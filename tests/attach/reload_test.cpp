@@ -183,7 +183,7 @@ TEST(Reload, ChangesHtbClassesInPlace) {
   ASSERT_TRUE(p.ok()) << p.setup_error();
   const std::string gaming = compile_example("gaming"), server = compile_example("server");
   const std::string before = p.snapshot();
-  ASSERT_EQ(p.qosrun("attach " + gaming + " " + p.if_a).rc, 0);
+  ASSERT_EQ(p.qosrun("attach " + gaming + " " + p.if_a + " --ingress-shape").rc, 0);
   ASSERT_EQ(p.in_a("ping -c 3 -i 0.1 -W 1 -q " + p.ip_b).rc, 0);
   uint64_t control_sent = htb_sent_packets(p, "1:10");
   ASSERT_GE(control_sent, 3u);
@@ -201,6 +201,11 @@ TEST(Reload, ChangesHtbClassesInPlace) {
   EXPECT_EQ(classes.out.find("1:14"), std::string::npos) << "gaming's fifth class is gone:\n" << classes.out;
   // 1:10 was changed, not recreated: its counters continue.
   EXPECT_GE(htb_sent_packets(p, "1:10"), control_sent);
+  // The IFB's tree (downloads) changed the same way.
+  Cmd ifb = p.in_a("tc class show dev $(ip -o link show type ifb | cut -d: -f2 | tr -d ' ' | cut -d@ -f1)");
+  EXPECT_NE(ifb.out.find("class htb 1:11 parent 1:1 leaf 11: prio 0 rate 40Mbit"), std::string::npos) << ifb.all();
+  EXPECT_EQ(ifb.out.find("1:14"), std::string::npos) << ifb.all();
+  EXPECT_EQ(p.qosrun("status " + p.if_a).out.find("MISSING"), std::string::npos);
   // The statistics map changed shape (5 -> 4 classes): said so.
   EXPECT_NE(r.err.find("map qos_stats starts afresh"), std::string::npos) << r.all();
 
