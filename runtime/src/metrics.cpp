@@ -97,9 +97,13 @@ std::string prometheus_text(const View& v) {
   };
   std::vector<Q> qs;
   for (const auto& c : v.classes)
-    if (c.queue.present) qs.push_back({cls(c), &c.queue});
+    if (c.queue.present) qs.push_back({cls(c) + ",direction=\"egress\"", &c.queue});
   for (size_t b = 0; b < v.bands.size(); ++b)
-    if (v.bands[b].present) qs.push_back({lbl("band", std::to_string(b)), &v.bands[b]});
+    if (v.bands[b].present) qs.push_back({lbl("band", std::to_string(b)) + ",direction=\"egress\"", &v.bands[b]});
+  for (const auto& c : v.classes)
+    if (c.ingress_queue.present) qs.push_back({cls(c) + ",direction=\"ingress\"", &c.ingress_queue});
+  for (size_t b = 0; b < v.ifb_bands.size(); ++b)
+    if (v.ifb_bands[b].present) qs.push_back({lbl("band", std::to_string(b)) + ",direction=\"ingress\"", &v.ifb_bands[b]});
   if (!qs.empty()) {
     e.family("qosc_queue_sent_bytes_total", "counter", "Bytes the HTB class sent.");
     for (const auto& q : qs) e.value("qosc_queue_sent_bytes_total", q.label, static_cast<double>(q.q->bytes));
@@ -126,6 +130,10 @@ std::string prometheus_text(const View& v) {
     e.value("qosc_link_drops_total", "", static_cast<double>(v.link.drops));
     e.family("qosc_link_backlog_bytes", "gauge", "Bytes queued in the root qdisc now.");
     e.value("qosc_link_backlog_bytes", "", static_cast<double>(v.link.backlog_bytes));
+  }
+  if (v.pifo_inversions) {
+    e.family("qosc_pifo_pushdowns_total", "counter", "SP-PIFO push-down events (a rank below every band's bound).");
+    e.value("qosc_pifo_pushdowns_total", "", static_cast<double>(*v.pifo_inversions));
   }
   e.family("qosc_link_bits_per_second", "gauge", "The policy's link rate.");
   e.value("qosc_link_bits_per_second", "", static_cast<double>(v.link_bps));

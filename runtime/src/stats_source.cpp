@@ -307,7 +307,7 @@ std::string stats_state_file(const std::string& ifname) {
   return env_or("QOSRUN_STATE_ROOT", "/run/qosc") + "/" + ifname + "/state.json";
 }
 
-Result<nlohmann::json> read_json_file(const std::string& path) {
+static Result<nlohmann::json> read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) return errno_error(errno, fmt::format("cannot read {}", path));
   std::stringstream ss;
@@ -319,7 +319,7 @@ Result<nlohmann::json> read_json_file(const std::string& path) {
   }
 }
 
-Result<qosc::Manifest> manifest_of_state(const nlohmann::json& j, const std::string& path) {
+static Result<qosc::Manifest> manifest_of_state(const nlohmann::json& j, const std::string& path) {
   try {
     if (j.contains("manifest") && j["manifest"].is_object()) return qosc::manifest_from_json(j["manifest"]);
     if (j.contains("classes")) return qosc::manifest_from_json(j);
@@ -394,6 +394,13 @@ Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const st
                              "name among the recorded ids); `qosrun status {}` shows the attachment",
                              ifname, s.pin_dir_, s.manifest_.stats_map, ifname)};
   s.stats_.reset(fd);
+  if (state.contains("ingress") && state["ingress"].is_object() && state["ingress"].contains("ifb_name") &&
+      state["ingress"]["ifb_name"].is_string())
+    s.ifb_ = state["ingress"]["ifb_name"].get<std::string>();
+  if (s.manifest_.pifo_mapping == "sp-pifo") {
+    fd = open_map(s.pin_dir_ + "/qos_pifo", "qos_pifo", ids);
+    if (fd >= 0) s.pifo_.reset(fd);
+  }
   if (!s.manifest_.flows_map.empty()) {   // optional: policies compiled without a flow table have none
     fd = open_map(s.pin_dir_ + "/" + s.manifest_.flows_map, s.manifest_.flows_map, ids);
     if (fd >= 0) s.flows_.reset(fd);
@@ -414,6 +421,13 @@ Result<StatsSource> StatsSource::from_fds(const qosc::Manifest& manifest, int st
     d = fcntl_dupfd(flows_fd);
     if (d < 0) return errno_error(errno, "cannot duplicate the flow table fd");
     s.flows_.reset(d);
+  }
+  // The IFB of --ingress-shape, from the record of this attachment (when there is one).
+  if (auto j = read_json_file(stats_state_file(ifname));
+      j && j->contains("ingress") && (*j)["ingress"].is_object() &&
+      (!j->contains("netns") || !(*j)["netns"].is_number_unsigned() || (*j)["netns"].get<uint64_t>() == own_netns_inode())) {
+    const auto& in = (*j)["ingress"];
+    if (in.contains("ifb_name") && in["ifb_name"].is_string()) s.ifb_ = in["ifb_name"].get<std::string>();
   }
   return s;
 }
@@ -437,6 +451,15 @@ Result<Sample> StatsSource::sample(const SampleOptions& opts) const {
     } else {
       s.qdisc_error = q.error().message;
     }
+  }
+  if (opts.qdisc && !ifb_.empty()) {
+    s.ifb = ifb_;
+    if (auto q = read_qdisc(ifb_, QOS_HTB_MAJOR); q && q->root.present && q->root.kind == "htb") s.ifb_qdisc = std::move(*q);
+  }
+  if (pifo_.valid()) {
+    uint32_t zero = 0;
+    qos_pifo_state ps{};
+    if (bpf_map_lookup_elem(pifo_.get(), &zero, &ps) == 0) s.pifo_inversions = ps.inversions;
   }
   if (opts.flows && flows_.valid()) {
     auto f = read_flows(flows_.get());

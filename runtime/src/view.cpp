@@ -34,11 +34,12 @@ HookView hook_view(const ClassCounters& c, const ClassCounters* p, int h, double
   return v;
 }
 
-QueueView queue_view(const Sample& cur, const Sample* prev, uint32_t minor, double dt) {
+QueueView queue_view(const std::optional<QdiscSnapshot>& cur, const std::optional<QdiscSnapshot>* prev, uint32_t minor,
+                     double dt) {
   QueueView q;
   q.minor = minor;
-  if (!cur.qdisc) return q;
-  const QueueCounters* c = cur.qdisc->find(minor);
+  if (!cur) return q;
+  const QueueCounters* c = cur->find(minor);
   if (!c) return q;
   q.present = true;
   q.bytes = c->bytes;
@@ -49,7 +50,7 @@ QueueView queue_view(const Sample& cur, const Sample* prev, uint32_t minor, doub
   q.qlen = c->qlen;
   q.rate_bps = c->rate_bps;
   q.ceil_bps = c->ceil_bps;
-  const QueueCounters* p = (prev && prev->qdisc) ? prev->qdisc->find(minor) : nullptr;
+  const QueueCounters* p = (prev && *prev) ? (*prev)->find(minor) : nullptr;
   if (p) {
     q.bps = 8 * per_s(c->bytes, p->bytes, dt);
     q.pps = per_s(c->packets, p->packets, dt);
@@ -148,7 +149,11 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
     const ClassCounters* p = prev ? &prev->map[i] : nullptr;
     c.xdp = hook_view(cur.map[i], p, QOS_HOOK_XDP, dt);
     c.tc = hook_view(cur.map[i], p, QOS_HOOK_TC, dt);
-    if (!pifo) c.queue = queue_view(cur, prev, mc.htb_minor ? mc.htb_minor : QOS_HTB_MINOR_BASE + mc.id, dt);
+    const uint32_t minor = mc.htb_minor ? mc.htb_minor : QOS_HTB_MINOR_BASE + mc.id;
+    if (!pifo) {
+      c.queue = queue_view(cur.qdisc, prev ? &prev->qdisc : nullptr, minor, dt);
+      c.ingress_queue = queue_view(cur.ifb_qdisc, prev ? &prev->ifb_qdisc : nullptr, minor, dt);
+    }
     v.classes.push_back(std::move(c));
   }
   if (cur.map.size() == m.classes.size() + 1) {
@@ -157,8 +162,17 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
     v.rule_tc = hook_view(cur.map.back(), p, QOS_HOOK_TC, dt);
   }
   if (pifo) {
-    for (uint32_t b = 0; b < std::max<uint32_t>(m.pifo_bands, 1); ++b)
-      v.bands.push_back(queue_view(cur, prev, QOS_HTB_MINOR_BASE + b, dt));
+    for (uint32_t b = 0; b < std::max<uint32_t>(m.pifo_bands, 1); ++b) {
+      v.bands.push_back(queue_view(cur.qdisc, prev ? &prev->qdisc : nullptr, QOS_HTB_MINOR_BASE + b, dt));
+      if (cur.ifb_qdisc)
+        v.ifb_bands.push_back(queue_view(cur.ifb_qdisc, prev ? &prev->ifb_qdisc : nullptr, QOS_HTB_MINOR_BASE + b, dt));
+    }
+  }
+  v.pifo_inversions = cur.pifo_inversions;
+  v.ifb = cur.ifb;
+  if (cur.ifb_qdisc) {
+    v.ifb_link = cur.ifb_qdisc->root;
+    if (prev && prev->ifb_qdisc) v.ifb_link_bps_now = 8 * per_s(cur.ifb_qdisc->root.bytes, prev->ifb_qdisc->root.bytes, dt);
   }
   if (cur.qdisc) {
     v.link = cur.qdisc->root;
@@ -225,6 +239,10 @@ nlohmann::json to_json(const View& v) {
                           {{"policer", c.xdp.drop_policer + c.tc.drop_policer},
                            {"queue", c.queue.present ? c.queue.drops : 0}}},
                          {"queue", queue_json(c.queue)}};
+    if (!v.ifb.empty()) {
+      cj["ingress_queue"] = queue_json(c.ingress_queue);
+      cj["drops"]["ingress_queue"] = c.ingress_queue.present ? c.ingress_queue.drops : 0;
+    }
     classes.push_back(std::move(cj));
   }
   j["classes"] = std::move(classes);
@@ -252,6 +270,25 @@ nlohmann::json to_json(const View& v) {
     j["link"] = nullptr;
   }
   if (!v.qdisc_error.empty()) j["qdisc_error"] = v.qdisc_error;
+  if (!v.ifb.empty()) {
+    nlohmann::json in = {{"ifb", v.ifb}};
+    if (v.ifb_link.present)
+      in["link"] = {{"sent_bytes", v.ifb_link.bytes}, {"sent_packets", v.ifb_link.packets}, {"drops", v.ifb_link.drops},
+                    {"backlog_bytes", v.ifb_link.backlog_bytes}, {"qlen", v.ifb_link.qlen}, {"bps", v.ifb_link_bps_now}};
+    else
+      in["link"] = nullptr;
+    if (!v.ifb_bands.empty()) {
+      auto bands = nlohmann::json::array();
+      for (size_t b = 0; b < v.ifb_bands.size(); ++b) {
+        nlohmann::json bj = queue_json(v.ifb_bands[b]);
+        if (!bj.is_null()) bj["band"] = b;
+        bands.push_back(std::move(bj));
+      }
+      in["bands"] = std::move(bands);
+    }
+    j["ingress"] = std::move(in);
+  }
+  if (v.pifo_inversions) j["pifo_inversions"] = *v.pifo_inversions;
   j["flow_count"] = v.flow_count;
   auto flows = nlohmann::json::array();
   for (const auto& f : v.flows) {
@@ -315,6 +352,8 @@ std::string render_text(const View& v, bool color) {
                        q.drops);
     }
   }
+  if (v.pifo_inversions)
+    o += fmt::format("{}SP-PIFO push-downs (rank below every band's bound): {}{}\n", D, *v.pifo_inversions, N);
   if (v.link.present) {
     o += fmt::format("link ({} {:x}:): sent {} ({} pkt), {}, backlog {}, drops {}, overlimits {}\n", v.link.kind,
                      v.link.handle >> 16, human_bytes(static_cast<double>(v.link.bytes)), v.link.packets,
@@ -322,6 +361,23 @@ std::string render_text(const View& v, bool color) {
                      v.link.overlimits);
   } else if (!v.qdisc_error.empty()) {
     o += fmt::format("{}queues: {}{}\n", D, v.qdisc_error, N);
+  }
+  if (!v.ifb.empty()) {
+    o += fmt::format("{}ingress shaping on {}{}", B, v.ifb, N);
+    if (!v.ifb_link.present) {
+      o += ": no HTB tree\n";
+    } else {
+      o += fmt::format(": sent {} ({} pkt), {}, backlog {}, drops {}\n", human_bytes(static_cast<double>(v.ifb_link.bytes)),
+                       v.ifb_link.packets, human_bps(v.ifb_link_bps_now),
+                       human_bytes(static_cast<double>(v.ifb_link.backlog_bytes)), v.ifb_link.drops);
+      auto row = [&](const std::string& label, const QueueView& q) {
+        if (!q.present) return;
+        o += fmt::format("  {:<12} {:>12}  backlog {:>9}  delay {:>7.2f} ms  drops {}\n", fit(label, 12),
+                         human_bps(q.bps), human_bytes(static_cast<double>(q.backlog_bytes)), q.delay_ms, q.drops);
+      };
+      for (const auto& c : v.classes) row(c.name, c.ingress_queue);
+      for (size_t b = 0; b < v.ifb_bands.size(); ++b) row("band " + std::to_string(b), v.ifb_bands[b]);
+    }
   }
   if (!v.flows.empty()) {
     o += fmt::format("{}top flows ({} of {}){}\n", B, v.flows.size(), v.flow_count, N);

@@ -239,13 +239,43 @@ TEST_F(StatsCounters, MetricsEndpointServesTheSameCounters) {
   EXPECT_NE(body.find("qosc_class_packets_total{iface=\"st-d0\",policy=\"st\",class=\"c1\",hook=\"xdp\"} 77\n"),
             std::string::npos)
       << body;
-  EXPECT_NE(body.find("qosc_queue_backlog_bytes{iface=\"st-d0\",policy=\"st\",class=\"c1\"}"), std::string::npos)
+  EXPECT_NE(body.find("qosc_queue_backlog_bytes{iface=\"st-d0\",policy=\"st\",class=\"c1\",direction=\"egress\"}"), std::string::npos)
       << body;
 
   // A non-loopback address is refused without --metrics-allow-remote.
   qt::CmdResult r = ns_->exec(kD, qt::qosrun_bin() + " stats st-d0 --metrics " + kIpD + ":9465", 10);
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("--metrics-allow-remote"), std::string::npos) << r.out;
+}
+
+TEST_F(StatsCounters, IngressShapingQueuesAreReported) {
+  // Re-attach with --ingress-shape: arriving traffic is queued on an IFB with its own HTB tree.
+  ASSERT_EQ(qt::detach_policy(*ns_, kD, "st-d0").rc, 0);
+  qt::CmdResult r = qt::attach_policy(*ns_, kD, obj_, "st-d0", "--ingress-shape");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  qt::UdpSink sink_d(kD, kIpD, {5001, 5002});
+  ASSERT_TRUE(sink_d.ok());
+  ASSERT_EQ(qt::send_udp(kA, kIpD, 5001, 500, 200, 5000), 200);
+  ASSERT_EQ(qt::send_udp(kA, kIpD, 5002, 300, 90, 5000), 90);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::string err;
+  auto j = qt::stats_json(*ns_, kD, "st-d0", &err);
+  ASSERT_TRUE(j) << err;
+  ASSERT_TRUE(j->contains("ingress")) << j->dump(1);
+  EXPECT_FALSE(j->at("ingress").at("ifb").get<std::string>().empty());
+  ASSERT_FALSE(j->at("ingress").at("link").is_null()) << j->dump(1);
+  const json* c1 = find_class(*j, "c1");
+  const json* c2 = find_class(*j, "c2");
+  ASSERT_TRUE(c1 && c2);
+  EXPECT_EQ(sink_d.count(5001).packets, 200u);
+  EXPECT_EQ(u(*c1, "xdp", "packets"), 200u);
+  ASSERT_FALSE(c1->at("ingress_queue").is_null()) << j->dump(1);
+  EXPECT_EQ(c1->at("ingress_queue").at("sent_packets").get<uint64_t>(), 200u) << j->dump(1);
+  EXPECT_EQ(c2->at("ingress_queue").at("sent_packets").get<uint64_t>(), 90u) << j->dump(1);
+  // The IFB's TC program classified them too (documented: ingress-shaped packets count at `tc`).
+  EXPECT_EQ(u(*c1, "tc", "packets"), 200u);
+  EXPECT_EQ(u(*c1, "tc", "bytes"), 200u * (500 + kHeaders));
+  EXPECT_EQ(c1->at("ingress_queue").at("sent_bytes").get<uint64_t>(), 200u * (500 + kHeaders));
 }
 
 TEST_F(StatsCounters, ClearErrorsForWrongInterfaces) {

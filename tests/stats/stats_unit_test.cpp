@@ -206,7 +206,7 @@ TEST(Prometheus, TextFormat) {
             std::string::npos)
       << p;
   EXPECT_NE(p.find("qosc_rule_drops_total{iface=\"eth0\",policy=\"home\",hook=\"xdp\"} 14\n"), std::string::npos);
-  EXPECT_NE(p.find("qosc_queue_delay_seconds{iface=\"eth0\",policy=\"home\",class=\"we\\\"ird\"} 0.01\n"),
+  EXPECT_NE(p.find("qosc_queue_delay_seconds{iface=\"eth0\",policy=\"home\",class=\"we\\\"ird\",direction=\"egress\"} 0.01\n"),
             std::string::npos)
       << p;
   // Every sample line is NAME{labels} VALUE; every family has HELP and TYPE.

@@ -114,6 +114,10 @@ struct Sample {
   std::optional<QdiscSnapshot> qdisc;  // nullopt when the interface has no qdisc of ours
   std::string qdisc_error;             // why qdisc is missing
   std::vector<FlowEntry> flows;        // empty unless asked
+  // --ingress-shape: the IFB device's HTB tree (downloads), when there is one.
+  std::string ifb;
+  std::optional<QdiscSnapshot> ifb_qdisc;
+  std::optional<uint64_t> pifo_inversions;   // SP-PIFO push-down events (qos_pifo), pifo only
 };
 
 struct SampleOptions {
@@ -136,6 +140,7 @@ class StatsSource {
   const std::string& ifname() const { return ifname_; }
   const std::string& pin_dir() const { return pin_dir_; }
   bool has_flows() const { return flows_.valid(); }
+  const std::string& ingress_ifb() const { return ifb_; }
 
   StatsSource(StatsSource&&) noexcept = default;
   StatsSource& operator=(StatsSource&&) noexcept = default;
@@ -144,7 +149,8 @@ class StatsSource {
   StatsSource() = default;
   qosc::Manifest manifest_;
   std::string ifname_, pin_dir_;
-  Fd stats_, flows_;
+  std::string ifb_;     // the IFB of --ingress-shape ("" = none)
+  Fd stats_, flows_, pifo_;
 };
 
 // Where `qosrun attach` pins an interface's maps ($QOSRUN_PIN_ROOT/<ifname>,
@@ -179,6 +185,7 @@ struct ClassView {
   bool is_default = false;
   HookView xdp, tc;
   QueueView queue;              // the class's HTB leaf (not for pifo: see View::bands)
+  QueueView ingress_queue;      // its leaf on the IFB of --ingress-shape
 };
 struct FlowView {
   FlowEntry flow;
@@ -200,6 +207,13 @@ struct View {
   std::string qdisc_error;
   std::vector<FlowView> flows;  // top N
   size_t flow_count = 0;        // entries in the flow table
+  // --ingress-shape: downloads queued on an IFB device with its own HTB tree
+  // (the same TC program classifies there, so its packets count in `tc`).
+  std::string ifb;
+  LinkCounters ifb_link;
+  double ifb_link_bps_now = 0;
+  std::vector<QueueView> ifb_bands;   // pifo
+  std::optional<uint64_t> pifo_inversions;
 };
 
 View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample& cur, const Sample* prev,
