@@ -262,6 +262,9 @@ void teardown(state::Record& r, nl::RtnlSocket& s, Teardown& t, std::ostream& lo
         say(log, v, 1, fmt::format("{}: removed the ingress redirect to {}", r.ifname, in.ifb_name));
       }
     }
+    // Killed between creating the IFB and recording its ifindex: find it by its name.
+    if (in.ifb_created && in.ifb_ifindex == 0 && !in.ifb_name.empty())
+      in.ifb_ifindex = static_cast<int>(if_nametoindex(in.ifb_name.c_str()));
     if (in.ifb_created && in.ifb_ifindex && ifname_of(in.ifb_ifindex) == in.ifb_name) {
       Status st = nl::delete_link(s, in.ifb_ifindex);
       if (!gone(st)) t.fail(st.error());

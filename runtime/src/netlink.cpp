@@ -13,6 +13,7 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -147,6 +148,8 @@ Result<RtnlSocket> RtnlSocket::open() {
   (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
   int rcv = 1 << 20;
   (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  timeval tv{10, 0};   // the kernel always answers; never hang if it does not
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_nl sa{};
   sa.nl_family = AF_NETLINK;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
