@@ -675,9 +675,17 @@ Status detach(const DetachOptions& o, std::ostream& log, std::vector<std::string
     log << fmt::format("qosrun: {} was taken over by another qosrun (--force); leaving it attached\n", o.ifname);
     return {};
   }
-  if (r.netns != state::netns_inode())
-    return Error{fmt::format("the qosc state of {} was made in another network namespace: run qosrun detach there",
-                             o.ifname)};
+  if (r.netns != state::netns_inode()) {
+    if (!o.force)
+      return Error{fmt::format("the qosc state of {} was made in another network namespace: run qosrun detach there "
+                               "(or detach --force here to discard the record, e.g. when that namespace is gone)",
+                               o.ifname)};
+    log << fmt::format("qosrun: note: discarding the record of {} made in another network namespace; nothing there "
+                       "was touched\n",
+                       o.ifname);
+    (void)state::remove_pins(r.pin_dir);
+    return state::remove(o.ifname);
+  }
   if (!o.as_owner && r.foreground && !r.stale() && !o.force)
     return Error{fmt::format("{} is run by the foreground qosrun pid {}: stop it (Ctrl-C there, or kill {}), or "
                              "detach --force",

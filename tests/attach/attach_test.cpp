@@ -374,3 +374,29 @@ TEST(AttachForeground, SigtermDetaches) {
   EXPECT_EQ(p.snapshot(), before);
   EXPECT_EQ(p.leftovers(), "");
 }
+
+TEST(AttachNamespaces, RecordOfAnotherNamespaceIsNotTouched) {
+  REQUIRE_ROOT();
+  MAKE_PAIR(p, "ns");
+  ASSERT_EQ(p.qosrun("attach " + gaming() + " " + p.if_a).rc, 0);
+  const std::string attached = p.snapshot();
+  // The same interface name seen from namespace b (same state root).
+  auto in_b = [&](const std::string& args) {
+    return sh("env QOSRUN_STATE_ROOT=" + p.state_root + " QOSRUN_PIN_ROOT=" + p.pin_root + " nsenter --net=/run/netns/" +
+              p.ns_b + " " + QOSRUN_BIN + " " + args);
+  };
+  Cmd d = in_b("detach " + p.if_a);
+  EXPECT_EQ(d.rc, 1);
+  EXPECT_NE(d.err.find("another network namespace"), std::string::npos) << d.all();
+  Cmd a = in_b("attach " + gaming() + " " + p.if_a);
+  EXPECT_EQ(a.rc, 1) << a.all();
+  Cmd r = in_b("reload " + gaming() + " " + p.if_a);
+  EXPECT_EQ(r.rc, 1) << r.all();
+  EXPECT_EQ(p.snapshot(), attached);
+  // --force discards the record (say the namespace is gone) without touching a.
+  Cmd f = in_b("detach --force " + p.if_a);
+  EXPECT_EQ(f.rc, 0) << f.all();
+  EXPECT_NE(f.err.find("discarding the record"), std::string::npos) << f.all();
+  EXPECT_EQ(p.snapshot(), attached);
+  EXPECT_EQ(p.leftovers(), "");
+}
