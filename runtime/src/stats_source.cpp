@@ -299,6 +299,29 @@ int open_map(const std::string& pin_path, const std::string& name, const std::ve
   return -1;
 }
 
+// The ids of the maps program `prog_id` uses (empty when it is gone).
+std::vector<uint32_t> maps_of_prog(uint32_t prog_id) {
+  std::vector<uint32_t> out;
+  int fd = bpf_prog_get_fd_by_id(prog_id);
+  if (fd < 0) return out;
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.nr_map_ids > 0) {
+    std::vector<uint32_t> ids(info.nr_map_ids);
+    uint32_t n = info.nr_map_ids;
+    info = {};
+    info.nr_map_ids = n;
+    info.map_ids = reinterpret_cast<uint64_t>(ids.data());
+    len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+      ids.resize(std::min(n, info.nr_map_ids));
+      out = std::move(ids);
+    }
+  }
+  close(fd);
+  return out;
+}
+
 }  // namespace
 
 std::string stats_pin_dir(const std::string& ifname) { return env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc") + "/" + ifname; }
@@ -380,8 +403,20 @@ Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const st
   s.pin_dir_ = !pin_dir.empty() ? pin_dir
                : state.contains("pin_dir") && state["pin_dir"].is_string() ? state["pin_dir"].get<std::string>()
                                                                           : stats_pin_dir(ifname);
-  // Candidate ids: {"maps": {"qos_stats": 17, ...}} and/or {"map_ids": [17, ...]}; each is checked by name.
+  // Candidate ids, each checked by name: the maps of the XDP program running on the interface now
+  // (the truth after a reload), of the programs recorded in {"progs": {...}}, then the recorded
+  // {"maps": {"qos_stats": 17, ...}} and {"map_ids": [...]}.
   std::vector<uint32_t> ids;
+  {
+    std::vector<uint32_t> progs;
+    uint32_t live = 0;
+    if (bpf_xdp_query_id(static_cast<int>(if_nametoindex(ifname.c_str())), 0, &live) == 0 && live) progs.push_back(live);
+    if (state.contains("progs") && state["progs"].is_object())
+      for (const auto& [k, v] : state["progs"].items())
+        if (v.is_number_unsigned()) progs.push_back(v.get<uint32_t>());
+    for (uint32_t p : progs)
+      for (uint32_t id : maps_of_prog(p)) ids.push_back(id);
+  }
   if (state.contains("maps") && state["maps"].is_object())
     for (const auto& [k, v] : state["maps"].items())
       if (v.is_number_unsigned()) ids.push_back(v.get<uint32_t>());

@@ -278,6 +278,22 @@ TEST_F(StatsCounters, IngressShapingQueuesAreReported) {
   EXPECT_EQ(c1->at("ingress_queue").at("sent_bytes").get<uint64_t>(), 200u * (500 + kHeaders));
 }
 
+TEST_F(StatsCounters, CountersContinueAcrossReload) {
+  qt::UdpSink sink_d(kD, kIpD, {5001});
+  ASSERT_TRUE(sink_d.ok());
+  ASSERT_EQ(qt::send_udp(kA, kIpD, 5001, 100, 60, 5000), 60);
+  qt::CmdResult r = qt::qosrun_in(*ns_, kD, "reload " + obj_ + " st-d0");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  ASSERT_EQ(qt::send_udp(kA, kIpD, 5001, 100, 40, 5000), 40);
+  std::string err;
+  auto j = qt::stats_json(*ns_, kD, "st-d0", &err);
+  ASSERT_TRUE(j) << err;
+  const json* c1 = find_class(*j, "c1");
+  ASSERT_NE(c1, nullptr);
+  EXPECT_EQ(u(*c1, "xdp", "packets"), 100u) << "the statistics did not continue across the reload";
+  EXPECT_EQ(sink_d.count(5001).packets, 100u);
+}
+
 TEST_F(StatsCounters, ClearErrorsForWrongInterfaces) {
   qt::CmdResult r = ns_->exec(kD, qt::qosrun_bin() + " stats lo", 10);
   EXPECT_EQ(r.rc, 1);
