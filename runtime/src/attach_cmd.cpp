@@ -364,7 +364,19 @@ void register_attach(CommandTable& t) {
   add_attach_options(&t.app(), *fg, false);
   t.set_default([fg, &g, &app = t.app()] {
     if (fg->o.object.empty() || fg->o.ifname.empty()) {
+      if (!fg->o.object.empty()) {
+        std::cerr << fmt::format("qosrun: error: '{}' is not a command, and the foreground form needs an interface "
+                                 "too: qosrun OBJ IFACE (qosrun -h lists the commands)\n",
+                                 fg->o.object);
+        return kExitError;
+      }
       std::fputs(app.help().c_str(), stderr);
+      return kExitError;
+    }
+    if (::access(fg->o.object.c_str(), F_OK) != 0) {
+      std::cerr << fmt::format("qosrun: error: '{}' is neither a command nor a file: qosrun OBJ IFACE runs a "
+                               "compiled policy in the foreground; qosrun -h lists the commands\n",
+                               fg->o.object);
       return kExitError;
     }
     return run_foreground(finish(*fg, g.verbosity), std::cout, std::cerr);
