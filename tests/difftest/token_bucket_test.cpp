@@ -3,11 +3,18 @@
 // `repeat`) over a measured window t must pass R*t + B bytes within 1%,
 // from one thread and from two threads pinned to different CPUs (the bucket
 // is shared by all CPUs: two CPUs must not get 2R).
+//
+// R*t + B is what a bucket passes under load that never pauses longer than
+// the bucket's depth in time (B/R): a longer pause loses tokens, correctly.
+// On a busy 2-core machine a test thread can be descheduled for tens of ms,
+// so the burst is 2 MiB (B/R = 84 ms) and the offering threads ask for a
+// real-time priority when they may.
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -25,13 +32,13 @@ using qosrun::Hook;
 namespace {
 
 constexpr uint64_t kRateBps = 200'000'000;   // 200mbit = 25 MB/s
-constexpr uint64_t kBurstBytes = 256 * 1024; // 256kb
+constexpr uint64_t kBurstBytes = 2048 * 1024; // 2048kb
 constexpr size_t kFrame = 1000;
-constexpr double kWindow = 1.0;              // seconds of offered load per scenario
+constexpr double kWindow = 1.5;              // seconds of offered load per scenario
 
 const std::string kPolicy = R"(policy tb {
     link 10gbit;
-    class limited { priority 1; rate 200mbit; burst 256kb; }
+    class limited { priority 1; rate 200mbit; burst 2048kb; }
     class other   { priority 2; default; }
     rule udp dport 5001 -> limited;
 }
@@ -65,6 +72,7 @@ bool pin_to_cpu(int cpu) {
 struct Outcome {
   uint64_t passed = 0, policed = 0;
   double seconds = 0;
+  double max_pause = 0;   // longest stretch (s) when no thread was offering load
 };
 
 // Offers packets from `threads` threads (pinned to CPUs 0..threads-1) for
@@ -83,13 +91,25 @@ Outcome offer(const std::vector<unsigned char>& object, int threads, std::string
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
   std::chrono::steady_clock::time_point t0, t1;
+  using Span = std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point>;
+  std::vector<std::vector<Span>> spans(static_cast<size_t>(threads));
   auto worker = [&](int cpu) {
     if (!pin_to_cpu(cpu)) failed = true;
+    sched_param sp{};
+    sp.sched_priority = 10;
+    (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);   // best effort (needs CAP_SYS_NICE)
     ready++;
     while (!go) std::this_thread::yield();
     const auto end = t0 + std::chrono::duration<double>(kWindow);
-    while (std::chrono::steady_clock::now() < end) {
-      auto r = qosrun::test_run(fd, Hook::Xdp, frame, 2000, false);
+    auto& my = spans[static_cast<size_t>(cpu)];
+    my.reserve(1 << 20);
+    for (auto now = std::chrono::steady_clock::now(); now < end; now = std::chrono::steady_clock::now()) {
+      // repeat = 1: on this kernel a test run with repeat > 1 takes whole
+      // jiffies (4-30 ms) of wall time for a fraction of a ms of program
+      // time, which turns the offered load into bursts separated by gaps and
+      // blurs the end of the window; single runs (~7 us each) keep it smooth.
+      auto r = qosrun::test_run(fd, Hook::Xdp, frame, 1, false);
+      my.emplace_back(now, std::chrono::steady_clock::now());
       if (!r) {
         failed = true;
         thread_error = r.error().message;
@@ -103,11 +123,31 @@ Outcome offer(const std::vector<unsigned char>& object, int threads, std::string
   t0 = std::chrono::steady_clock::now();
   go = true;
   for (auto& t : pool) t.join();
-  t1 = std::chrono::steady_clock::now();
   if (failed) {
     *error = thread_error.empty() ? "could not pin a thread to its CPU" : thread_error;
     return out;
   }
+  // The window starts when the first test run began and ends when the last
+  // one returned (not when the threads were told to go or when the main
+  // thread woke up from join()).
+  // The longest time in it when no thread was offering packets:
+  std::vector<Span> all;
+  for (auto& v : spans) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  if (all.empty()) {
+    *error = "no packet was offered";
+    return out;
+  }
+  t0 = all.front().first;   // the window starts with the first packet (a full bucket)
+  auto covered = t0;
+  for (const auto& [a, b] : all) {
+    out.max_pause = std::max(out.max_pause, std::chrono::duration<double>(a - covered).count());
+    // A test run is ~7 us; one that took long was held up in the kernel and
+    // its packet ran at an unknown moment inside: count it as a pause too.
+    out.max_pause = std::max(out.max_pause, std::chrono::duration<double>(b - a).count());
+    covered = std::max(covered, b);
+  }
+  t1 = covered;
   out.seconds = std::chrono::duration<double>(t1 - t0).count();
   auto c = qosrun::read_class_counters(*loaded);
   if (!c) {
@@ -135,16 +175,29 @@ TEST(TokenBucket, PassesRateTimesTimePlusBurstWithinOnePercent) {
       std::cerr << "token bucket: skipping the 2-thread run: only one CPU online\n";
       continue;
     }
-    Outcome o = offer(compiled->object, threads, &error);
-    ASSERT_TRUE(error.empty()) << error;
+    // The bucket (correctly) forgets pauses longer than its depth B/R; a
+    // scenario in which the machine paused every offering thread for longer
+    // than (most of) that is not a test of the bucket: run it again (3 tries).
+    // (Real-time threads are throttled for 50 ms per second: 0.95 s of 1 s
+    // is the default RT budget; that pause is shorter than the depth.)
+    const double depth_s = static_cast<double>(kBurstBytes) * 8.0 / static_cast<double>(kRateBps);
+    Outcome o;
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+      o = offer(compiled->object, threads, &error);
+      ASSERT_TRUE(error.empty()) << error;
+      if (o.max_pause <= depth_s * 0.8) break;
+      std::cerr << fmt::format("token bucket, {} thread(s): the load paused for {:.1f} ms (bucket depth {:.1f} ms){}\n",
+                               threads, o.max_pause * 1e3, depth_s * 1e3, attempt < 3 ? ", running it again" : "");
+    }
+    ASSERT_LE(o.max_pause, depth_s * 0.8) << "the machine kept pausing the offered load; the bucket cannot be judged";
     const double expected = static_cast<double>(kRateBps) / 8.0 * o.seconds + static_cast<double>(kBurstBytes);
     const double passed = static_cast<double>(o.passed) * kFrame;
     const double offered = static_cast<double>(o.passed + o.policed) * kFrame;
     std::cerr << fmt::format(
         "token bucket, {} thread(s): window {:.3f} s, offered {:.1f} MB ({:.1f}x the rate), passed {:.0f} bytes, "
-        "expected R*t+B = {:.0f} bytes, error {:+.3f}%\n",
+        "expected R*t+B = {:.0f} bytes, error {:+.3f}% (longest pause in the load {:.2f} ms)\n",
         threads, o.seconds, offered / 1e6, offered / (expected - kBurstBytes), passed, expected,
-        (passed - expected) / expected * 100);
+        (passed - expected) / expected * 100, o.max_pause * 1e3);
     ASSERT_GT(offered, 3 * expected) << "the test did not offer enough load to exercise the policer";
     EXPECT_NEAR(passed, expected, expected * 0.01) << threads << " thread(s)";
   }
