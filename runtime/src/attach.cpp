@@ -493,15 +493,18 @@ Status attach_ingress(Ctx& c, int tc_fd, bool force) {
   return {};
 }
 
-// Pins programs and maps of a loaded policy; fills rec.progs/maps.
+// Pins programs and maps of a loaded policy; fills rec.progs/maps. The ids
+// are recorded even when pinning fails (e.g. under `ip netns exec`, whose
+// private /sys makes pins vanish): later commands find objects by id.
 Status pin_all(const LoadedPolicy& p, state::Record& rec) {
   if (Status f = state::fail_point("pin"); !f) return f;
+  Status first;
   for (Hook h : {Hook::Xdp, Hook::Tc}) {
     int fd = p.prog_fd(h);
     if (fd < 0) continue;
     std::string name = bpf_program__name(p.program(h));
-    if (Status st = state::pin_fd(fd, rec.pin_dir + "/" + name); !st) return st;
     rec.progs[name] = prog_id_of(fd);
+    if (Status st = state::pin_fd(fd, rec.pin_dir + "/" + name); !st && first) first = st;
   }
   bpf_map* m = nullptr;
   bpf_object__for_each_map(m, p.object()) {
@@ -509,10 +512,10 @@ Status pin_all(const LoadedPolicy& p, state::Record& rec) {
     int fd = bpf_map__fd(m);
     if (fd < 0) continue;
     std::string name = bpf_map__name(m);
-    if (Status st = state::pin_fd(fd, rec.pin_dir + "/" + name); !st) return st;
     rec.maps[name] = map_id_of(fd);
+    if (Status st = state::pin_fd(fd, rec.pin_dir + "/" + name); !st && first) first = st;
   }
-  return {};
+  return first;
 }
 
 // Another qosrun's record on this interface: clean it when stale, else refuse.
@@ -910,6 +913,9 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   std::map<std::string, uint32_t> old_maps = rec.maps;
   rec.progs.clear();
   rec.maps.clear();
+  // Under `ip netns exec` (a private /sys) the bpffs and the pins are gone: mount again.
+  if (Status st = state::ensure_bpffs(state::paths_for(o.ifname).pin_root, nullptr); st)
+    (void)state::ensure_bpffs(rec.pin_dir, nullptr);
   if (Status st = pin_all(*policy, rec); !st) out.notes.push_back("pinning the new policy: " + st.error().message);
   for (const auto& [name, id] : old_maps)
     if (!rec.maps.count(name)) (void)::unlink((rec.pin_dir + "/" + name).c_str());
