@@ -32,6 +32,8 @@ def rate_bps(text):
 def summarize(raw):
     groups = {}
     for r in raw["runs"]:
+        if r["config"] == "reload":
+            continue
         if "latency" in r or ("error" in r and "fairness" not in r and not r["config"].startswith("fair-")):
             groups.setdefault((r["rate"], r["config"]), []).append(r)
     rows = []
