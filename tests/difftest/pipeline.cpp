@@ -63,9 +63,13 @@ std::string large_policy_text(std::mt19937_64& rng, size_t rules) {
   std::string out = fmt::format("policy large{} {{\n    link 10gbit;\n", rules);
   for (size_t c = 0; c < nclasses; ++c)
     out += fmt::format("    class c{} {{ priority {};{} }}\n", c, c % 8, c + 1 == nclasses ? " default;" : "");
+  // Half of the policies use two prefix lengths only (the generated code
+  // then looks addresses up in hash maps, one lookup per length; else in LPM
+  // tries).
+  const bool few_lengths = coin(50);
   auto v4 = [&] {
     static const unsigned lens[] = {16, 20, 24, 28, 32};
-    unsigned len = lens[u(0, 4)];
+    unsigned len = few_lengths ? (coin(50) ? 24 : 32) : lens[u(0, 4)];
     uint32_t a = 10u << 24 | uint32_t(u(0, 63)) << 16 | uint32_t(u(0, 255)) << 8 | uint32_t(u(0, 255));
     a &= ~((len == 32 ? 0u : (1u << (32 - len))) - 1);
     if (len == 32) a = 10u << 24 | (a & 0x00ffffffu);
@@ -73,7 +77,7 @@ std::string large_policy_text(std::mt19937_64& rng, size_t rules) {
   };
   auto v6 = [&] {
     static const unsigned lens[] = {48, 56, 64, 128};
-    unsigned len = lens[u(0, 3)];
+    unsigned len = few_lengths ? (coin(50) ? 64 : 128) : lens[u(0, 3)];
     unsigned x = unsigned(u(0, 255)), y = unsigned(u(0, 65535)), z = unsigned(u(1, 65535));
     if (len == 48) return fmt::format("2001:db8:{:x}::/48", x);
     if (len == 56) return fmt::format("2001:db8:{:x}:{:x}::/56", x, y & 0xff00);

@@ -1,6 +1,7 @@
 #include "bitvector.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <stdexcept>
 
@@ -347,7 +348,21 @@ BitTables build_bit_tables(const ir::Policy& policy, const std::vector<uint32_t>
           for (uint32_t v = raw.port_bounds[c]; v < raw.port_bounds[c + 1]; ++v) dt.value_class[v] = raw_to_class[c];
         break;
       default:
-        for (uint32_t i = 0; i < raw.prefixes.size(); ++i) dt.prefix_class.emplace_back(raw.prefixes[i], raw_to_class[i + 1]);
+        {
+          std::vector<uint8_t> lens;
+          for (uint32_t i = 0; i < raw.prefixes.size(); ++i) {
+            const auto& pf = raw.prefixes[i];
+            if (pf.len == 0) {
+              dt.fallback_class = raw_to_class[i + 1];   // /0 covers every address
+              continue;
+            }
+            dt.prefix_class.emplace_back(pf, raw_to_class[i + 1]);
+            lens.push_back(pf.len);
+          }
+          std::sort(lens.begin(), lens.end(), std::greater<>());
+          lens.erase(std::unique(lens.begin(), lens.end()), lens.end());
+          if (lens.size() <= kMaxHashLengths) dt.hash_lengths = lens;
+        }
         break;
     }
   }
@@ -363,7 +378,7 @@ uint32_t lookup_class(const DimTables& t, Dim d, const PacketFields& pkt) {
     case Dim::Dscp: return t.value_class[pkt.dscp & 63];
     default: {
       const auto& a = addr_dim_dst(d) ? pkt.daddr : pkt.saddr;
-      uint32_t cls = 0;
+      uint32_t cls = t.fallback_class;
       int best = -1;
       for (const auto& [p, c] : t.prefix_class)
         if (int(p.len) > best && addr_covered(p, a)) {

@@ -60,7 +60,16 @@ struct DimTables {
   std::vector<uint32_t> value_class;
   // Address dimensions: prefix -> class; an address no prefix covers is class 0.
   std::vector<std::pair<ir::Prefix, uint32_t>> prefix_class;
+  // How the generated code finds the longest matching prefix: with few
+  // distinct lengths, one hash lookup per length (longest first) in a hash
+  // map keyed like the LPM trie (prefixlen + masked address); else an LPM
+  // trie. A /0 prefix is never looked up: it is the fallback class.
+  std::vector<uint8_t> hash_lengths;   // descending, without 0; empty = LPM trie
+  uint32_t fallback_class = 0;         // class when no (longer) prefix matches
 };
+
+// Hash lookups per address dimension at most (else an LPM trie).
+inline constexpr size_t kMaxHashLengths = 2;
 
 struct BitTables {
   uint32_t nrules = 0;          // live rules (bit positions)

@@ -55,8 +55,8 @@ constexpr size_t kMaxGlobalFuncs = 240;
 // Auto strategy: the tree for policies up to this many live rules whose tree
 // needs at most this many emitted rule checks; maps above (measured, see
 // docs/codegen.md).
-constexpr size_t kTreeMaxRules = 2048;
-constexpr size_t kTreeMaxChecks = 1024;
+constexpr size_t kTreeMaxRules = 1000;
+constexpr size_t kTreeMaxChecks = 768;
 
 uint32_t word_of(const std::array<uint8_t, 16>& a, unsigned w) {
   return uint32_t(a[4 * w]) << 24 | uint32_t(a[4 * w + 1]) << 16 | uint32_t(a[4 * w + 2]) << 8 | uint32_t(a[4 * w + 3]);
@@ -302,10 +302,17 @@ struct Emitter {
       if (!v4 && !v6_lpm) out.open("struct qos_lpm6").line("__u32 prefixlen;").line("__u8 addr[16];").close(";");
       (v4 ? v4_lpm : v6_lpm) = true;
       out.open("struct");
-      out.line("__uint(type, BPF_MAP_TYPE_LPM_TRIE);");
+      if (dt.hash_lengths.empty()) {
+        out.line("__uint(type, BPF_MAP_TYPE_LPM_TRIE);");
+        out.line("__uint(map_flags, BPF_F_NO_PREALLOC);");
+      } else {
+        std::string lens;
+        for (unsigned l : dt.hash_lengths) lens += fmt::format("{}/{}", lens.empty() ? "" : ", ", l);
+        out.line(fmt::format("__uint(type, BPF_MAP_TYPE_HASH);  /* prefix lengths {} only: a lookup per length */",
+                             lens));
+      }
       out.line(fmt::format("__uint(max_entries, {});", std::max<size_t>(1, dt.prefix_class.size())));
       out.line(fmt::format("__type(key, struct qos_lpm{});", v4 ? 4 : 6)).line("__type(value, __u32);");
-      out.line("__uint(map_flags, BPF_F_NO_PREALLOC);");
       out.close(fmt::format(" {} SEC(\".maps\");", table_map_name(d)));
     }
     out.line("");
@@ -400,10 +407,29 @@ struct Emitter {
           const bool dst = d == Dim::Daddr4 || d == Dim::Daddr6;
           out.open("");
           out.line(fmt::format("struct qos_lpm{} lk;", v4 ? 4 : 6));
-          out.line(fmt::format("lk.prefixlen = {};", v4 ? 32 : 128));
-          out.line(fmt::format("__builtin_memcpy(lk.addr, p->{}, {});", dst ? "daddr" : "saddr", v4 ? 4 : 16));
-          out.line(fmt::format("c2 = bpf_map_lookup_elem(&{}, &lk);", table_map_name(d)));
-          out.line(fmt::format("key = {}u + (c2 ? *c2 : 0);", dt.desc_base));
+          const char* field = dst ? "daddr" : "saddr";
+          if (dt.hash_lengths.empty()) {
+            out.line(fmt::format("lk.prefixlen = {};", v4 ? 32 : 128));
+            out.line(fmt::format("__builtin_memcpy(lk.addr, p->{}, {});", field, v4 ? 4 : 16));
+            out.line(fmt::format("c2 = bpf_map_lookup_elem(&{}, &lk);", table_map_name(d)));
+          } else {
+            out.line("c2 = 0;");
+            for (size_t li = 0; li < dt.hash_lengths.size(); ++li) {
+              const unsigned len = dt.hash_lengths[li];
+              if (li) out.open("if (!c2)");
+              out.line(fmt::format("lk.prefixlen = {};", len));
+              for (unsigned w = 0; w < (v4 ? 1u : 4u); ++w) {
+                const int bits = std::clamp(int(len) - int(32 * w), 0, 32);
+                const uint32_t mask = bits == 0 ? 0 : bits == 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
+                out.line(fmt::format("*(__u32 *)(lk.addr + {0}) = *(volatile const __u32 *)(p->{1} + {0}) & "
+                                     "bpf_htonl(0x{2:08x}u);",
+                                     4 * w, field, mask));
+              }
+              out.line(fmt::format("c2 = bpf_map_lookup_elem(&{}, &lk);", table_map_name(d)));
+              if (li) out.close();
+            }
+          }
+          out.line(fmt::format("key = {}u + (c2 ? *c2 : {}u);", dt.desc_base, dt.fallback_class));
           out.close();
         }
         out.line(fmt::format("c.d[{}] = bpf_map_lookup_elem(&qos_t_desc, &key);", k));
@@ -418,8 +444,10 @@ struct Emitter {
       }
       out.line(fmt::format("if (!({}))", any)).line("\treturn 0;  /* no candidate word: no rule matches */");
       out.line("c.p = p;");
-      out.line("/* Candidate words in ascending order; the first non-zero AND holds the first match. */");
-      out.line(fmt::format("bpf_loop(QOS_BV_W, qos_bv_step{}, &c, 0);", fam));
+      out.line("/* Candidate words in ascending order; the first non-zero AND holds the first match.");
+      out.line(" * The first candidate inline (usually the answer), the rest in a bpf_loop. */");
+      out.line(fmt::format("if (!qos_bv_step{}(0, &c))", fam));
+      out.line(fmt::format("\tbpf_loop(QOS_BV_W, qos_bv_step{}, &c, 0);", fam));
       out.line("return 0;");
       out.close().line("");
       global_funcs++;
