@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qosrun/attach.hpp"
+#include "qosrun/classify.hpp"   // can_load_bpf
 #include "qosrun/cli.hpp"
 #include "qosrun/stats.hpp"
 
@@ -126,6 +127,10 @@ int run_stats(const StatsOptions& opts, std::ostream& out, std::ostream& err, co
   }
   if (opts.interval_s <= 0 || opts.interval_s > 3600) {
     err << "qosrun: error: --watch/--interval takes seconds between 0 and 3600, e.g. --watch 1\n";
+    return cli::kExitError;
+  }
+  if (!can_load_bpf()) {
+    err << "qosrun: error: stats reads the policy's BPF maps, which needs root (or CAP_BPF); run it with sudo\n";
     return cli::kExitError;
   }
   auto src = StatsSource::open_pinned(opts.ifname, opts.pin_dir);
