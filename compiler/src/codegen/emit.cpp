@@ -434,15 +434,18 @@ struct Emitter {
         }
         out.line(fmt::format("c.d[{}] = bpf_map_lookup_elem(&qos_t_desc, &key);", k));
         out.line(fmt::format("if (!c.d[{}])", k)).line("\treturn 0;");
+        // Candidate summary so far; before the (dearer) address lookups and at
+        // the end, stop when no candidate word is left: no rule matches.
+        for (uint32_t s2 = 0; s2 < S; ++s2)
+          out.line(fmt::format("c.a[{0}] {1}= c.d[{2}]->eff[{0}];", s2, k ? "&" : "", k));
+        const bool last = k + 1 == dims.size();
+        const bool before_addr = !last && dims[k + 1] >= Dim::Saddr4 && d < Dim::Saddr4;
+        if (last || before_addr) {
+          std::string any;
+          for (uint32_t s2 = 0; s2 < S; ++s2) any += fmt::format("{}c.a[{}]", s2 ? " | " : "", s2);
+          out.line(fmt::format("if (!({}))", any)).line("\treturn 0;  /* no candidate word: no rule matches */");
+        }
       }
-      std::string any;
-      for (uint32_t s2 = 0; s2 < S; ++s2) {
-        std::string e2;
-        for (size_t k = 0; k < dims.size(); ++k) e2 += fmt::format("{}c.d[{}]->eff[{}]", k ? " & " : "", k, s2);
-        out.line(fmt::format("c.a[{}] = {};", s2, e2));
-        any += fmt::format("{}c.a[{}]", s2 ? " | " : "", s2);
-      }
-      out.line(fmt::format("if (!({}))", any)).line("\treturn 0;  /* no candidate word: no rule matches */");
       out.line("c.p = p;");
       out.line("/* Candidate words in ascending order; the first non-zero AND holds the first match.");
       out.line(" * The first candidate inline (usually the answer), the rest in a bpf_loop. */");
