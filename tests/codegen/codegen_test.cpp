@@ -275,6 +275,44 @@ TEST(Compile, RandomPoliciesCompileAndCarryManifest) {
   }
 }
 
+// Clang's messages map back to the policy: an error inside a rule's
+// condition (emitted under #line) is reported on that rule's line; one in
+// other generated code names the generated file and line.
+TEST(Compile, ClangErrorsMapToThePolicyLine) {
+  if (!have_clang()) GTEST_SKIP() << "needs clang-19";
+  std::mt19937_64 rng(8);
+  auto p = cgtest::random_ir(rng, {.rules = 6, .classes = 3, .narrow = true});
+  for (size_t i = 0; i < p.rules.size(); ++i) p.rules[i].loc = {uint32_t(10 + i), 5};
+  Diagnostics d;
+  CodegenOptions o;
+  o.source_name = "mine.qos";
+  o.strategy = Strategy::Tree;
+  auto g = generate_c(p, o, d);
+  ASSERT_TRUE(g) << d.str();
+  // Break the first rule condition that carries a #line into the policy.
+  std::string text = g->text;
+  size_t at = text.find("#line ");
+  while (at != std::string::npos && text.compare(text.find('"', at), 10, "\"mine.qos\"") != 0) at = text.find("#line ", at + 1);
+  ASSERT_NE(at, std::string::npos) << "no rule condition under #line";
+  const uint32_t line = uint32_t(std::stoul(text.substr(at + 6)));
+  size_t cond = text.find('\n', at) + 1;
+  text.insert(text.find("if (", cond) + 4, "undeclared_thing + ");
+  Diagnostics d1;
+  EXPECT_FALSE(compile_generated_c(text, "mine.qos", d1));
+  ASSERT_TRUE(d1.has_errors());
+  EXPECT_EQ(d1.all().front().loc.line, line) << d1.str();
+  EXPECT_NE(d1.all().front().message.find("generated for this rule"), std::string::npos) << d1.str();
+  EXPECT_NE(d1.all().front().message.find("undeclared_thing"), std::string::npos) << d1.str();
+  // An error outside any rule: reported with the generated location.
+  std::string text2 = g->text + "\nint broken(void) { return nope; }\n";
+  Diagnostics d2;
+  EXPECT_FALSE(compile_generated_c(text2, "mine.qos", d2));
+  ASSERT_TRUE(d2.has_errors());
+  EXPECT_FALSE(d2.all().front().loc.valid()) << d2.str();
+  ASSERT_FALSE(d2.all().front().notes.empty());
+  EXPECT_NE(d2.all().front().notes.front().message.find("qos_gen.c:"), std::string::npos) << d2.str();
+}
+
 // Test-run one frame through both programs; returns {xdp class or -1 drop, tc class or -1 drop}.
 struct RunResult { int xdp = -2, tc = -2; int xdp_meta = -2; };
 

@@ -69,6 +69,13 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
 // turned into Diagnostics (mapped to policy lines through #line).
 std::optional<CompiledPolicy> compile_policy(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags);
 
+// The clang step of compile_policy on its own (additive): compiles generated
+// C (qos_gen.c) and maps clang's errors to diagnostics — on the policy line
+// when the error lies in code emitted under `#line N "source_name"` (a rule's
+// condition), else naming the generated line. Used by tests.
+std::optional<std::vector<unsigned char>> compile_generated_c(const std::string& c_text, const std::string& source_name,
+                                                              Diagnostics& diags);
+
 // Lowercase hex SHA-256 of `data` (used for the manifest's source_sha256).
 std::string sha256_hex(std::string_view data);
 

@@ -123,6 +123,26 @@ bool write_file(const std::filesystem::path& p, std::string_view data, Diagnosti
 
 }  // namespace
 
+std::optional<std::vector<unsigned char>> compile_generated_c(const std::string& c_text, const std::string& source_name,
+                                                              Diagnostics& diags) {
+#ifdef QOSC_USE_CLANG_LIB
+  BpfCompileResult r = compile_bpf_c("qos_gen.c", c_text);
+  if (r.ok) return std::move(r.object);
+  bool any = false;
+  for (const auto& c : r.diags) {
+    if (c.level != ClangDiag::Error) continue;
+    any = true;
+    add_clang_message(diags, source_name, c.file, c.line, c.col, "error", c.message);
+  }
+  if (!any)
+    diags.error({}, fmt::format("the in-process BPF compiler failed without an error message:\n{}", r.diag_text()))
+        .hints.push_back("this is a qosc bug; please report it with the policy");
+  return std::nullopt;
+#else
+  return compile_with_binary(c_text, source_name, diags);
+#endif
+}
+
 std::optional<CompiledPolicy> compile_policy(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags) {
   auto t0 = Clock::now();
   auto gen = generate_c(policy, opts, diags);
@@ -147,28 +167,7 @@ std::optional<CompiledPolicy> compile_policy(const ir::Policy& policy, const Cod
     if (opts.verbose) opts.verbose(fmt::format("emit-c: wrote {}/qos_gen.c", opts.emit_c_dir));
   }
   auto t1 = Clock::now();
-  std::string source_name = gen->manifest.source;
-#ifdef QOSC_USE_CLANG_LIB
-  std::optional<std::vector<unsigned char>> obj;
-  {
-    BpfCompileResult r = compile_bpf_c("qos_gen.c", gen->text);
-    if (r.ok) {
-      obj = std::move(r.object);
-    } else {
-      bool any = false;
-      for (const auto& c : r.diags) {
-        if (c.level != ClangDiag::Error) continue;
-        any = true;
-        add_clang_message(diags, source_name, c.file, c.line, c.col, "error", c.message);
-      }
-      if (!any)
-        diags.error({}, fmt::format("the in-process BPF compiler failed without an error message:\n{}", r.diag_text()))
-            .hints.push_back("this is a qosc bug; please report it with the policy");
-    }
-  }
-#else
-  auto obj = compile_with_binary(gen->text, source_name, diags);
-#endif
+  auto obj = compile_generated_c(gen->text, gen->manifest.source, diags);
   if (!obj) return std::nullopt;
   out.object = std::move(*obj);
   out.compile_ms = ms_since(t1);
