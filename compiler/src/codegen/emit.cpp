@@ -547,7 +547,7 @@ struct Emitter {
     // now_us needs the precise clock; policers read it themselves.
     const bool rank_now = pifo && t.sets_priority && rank_uses_now(policy.scheduler.rank);
     if (rank_now) out.line("now = bpf_ktime_get_ns();");
-    else if (opts.flow_entries) out.line("now = bpf_ktime_get_coarse_ns();");
+    else if (opts.flow_entries) out.line("now = qos_coarse_now();  /* coarse, cached per jiffy */");
     else out.line("now = 0;");
     out.open("if (pkt.best != QOS_NO_RULE && pkt.target < 0)");
     out.line("st = qos_stats_slot(QOS_NCLASSES);");
