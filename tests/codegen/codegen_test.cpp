@@ -213,6 +213,48 @@ TEST(Optimiser, MergesSiblingPrefixes) {
   EXPECT_EQ(m[0].addr[3], 0);
 }
 
+// merge_prefixes keeps exactly the addresses of its input, leaves nothing
+// mergeable, and handles large sets (a blocklist of 20k addresses).
+TEST(Optimiser, MergedPrefixesCoverTheSameAddresses) {
+  std::mt19937_64 rng(14);
+  auto covered = [](const std::vector<ir::Prefix>& ps, const std::array<uint8_t, 16>& a) {
+    for (const auto& p : ps) {
+      bool in = true;
+      for (unsigned bit = 0; bit < p.len && in; ++bit)
+        in = (p.addr[bit / 8] & (0x80u >> (bit % 8))) == (a[bit / 8] & (0x80u >> (bit % 8)));
+      if (in) return true;
+    }
+    return false;
+  };
+  for (int iter = 0; iter < 300; ++iter) {
+    std::vector<ir::Prefix> in;
+    const int n = 1 + int(rng() % 40);
+    for (int i = 0; i < n; ++i) {
+      ir::Prefix p;
+      p.addr = {10, 0, uint8_t(rng() % 4), uint8_t(rng() % 16)};
+      p.len = uint8_t(22 + rng() % 11);
+      for (unsigned bit = p.len; bit < 32; ++bit) p.addr[bit / 8] &= uint8_t(~(0x80u >> (bit % 8)));
+      in.push_back(p);
+    }
+    auto out = merge_prefixes(in);
+    for (uint32_t a = 0; a < 1024; ++a) {
+      std::array<uint8_t, 16> addr{10, 0, uint8_t(a >> 8), uint8_t(a & 0xff)};
+      ASSERT_EQ(covered(out, addr), covered(in, addr)) << "iter " << iter << " address 10.0." << (a >> 8) << "." << (a & 255);
+    }
+    EXPECT_EQ(merge_prefixes(out), out) << "not a fixed point";
+  }
+  std::vector<ir::Prefix> big;
+  for (uint32_t i = 0; i < 20000; ++i) {
+    ir::Prefix p;
+    uint32_t a = (172u << 24) | (16u << 16) | (i * 3);
+    p.addr = {uint8_t(a >> 24), uint8_t(a >> 16), uint8_t(a >> 8), uint8_t(a)};
+    p.len = 32;
+    big.push_back(p);
+  }
+  auto merged = merge_prefixes(big);   // was cubic: this took minutes
+  EXPECT_EQ(merged.size(), big.size()) << "every third address: nothing to merge";
+}
+
 // ---------------------------------------------------------------- manifest
 
 TEST(Manifest, Sha256KnownVectors) {

@@ -196,39 +196,30 @@ DecisionPlan plan_decisions(const ir::Policy& policy, std::vector<uint32_t> dead
 }
 
 std::vector<ir::Prefix> merge_prefixes(std::vector<ir::Prefix> ps) {
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    // drop covered
-    std::vector<ir::Prefix> kept;
-    for (size_t i = 0; i < ps.size(); ++i) {
-      bool covered = false;
-      for (size_t j = 0; j < ps.size() && !covered; ++j)
-        if (j != i && prefix_covers(ps[j], ps[i]) && (ps[j] != ps[i] || j < i)) covered = true;
-      if (!covered) kept.push_back(ps[i]);
-    }
-    ps = std::move(kept);
-    // merge siblings
-    for (size_t i = 0; i < ps.size() && !changed; ++i)
-      for (size_t j = i + 1; j < ps.size() && !changed; ++j) {
-        const auto &a = ps[i], &b = ps[j];
-        if (a.family != b.family || a.len != b.len || a.len == 0) continue;
-        unsigned bit = a.len - 1u, byte = bit / 8, mask = 0x80u >> (bit % 8);
-        ir::Prefix pa = a, pb = b;
-        pa.addr[byte] &= uint8_t(~mask);
-        pb.addr[byte] &= uint8_t(~mask);
-        if (pa.addr == pb.addr && (a.addr[byte] & mask) != (b.addr[byte] & mask)) {
-          pa.len = uint8_t(a.len - 1);
-          ps[i] = pa;
-          ps.erase(ps.begin() + long(j));
-          changed = true;
-        }
-      }
-  }
+  // Address order with an ancestor before its descendants; then one sweep
+  // with a stack: drop what the last kept prefix covers, and fold a prefix
+  // into its parent whenever its sibling is right below it (O(n log n)).
   std::sort(ps.begin(), ps.end(), [](const ir::Prefix& a, const ir::Prefix& b) {
     return std::tie(a.family, a.addr, a.len) < std::tie(b.family, b.addr, b.len);
   });
-  return ps;
+  std::vector<ir::Prefix> st;
+  for (const auto& p : ps) {
+    if (!st.empty() && prefix_covers(st.back(), p)) continue;
+    st.push_back(p);
+    while (st.size() >= 2) {
+      const ir::Prefix &a = st[st.size() - 2], &b = st.back();
+      if (a.family != b.family || a.len != b.len || a.len == 0) break;
+      const unsigned bit = a.len - 1u, byte = bit / 8, mask = 0x80u >> (bit % 8);
+      ir::Prefix pa = a, pb = b;
+      pa.addr[byte] &= uint8_t(~mask);
+      pb.addr[byte] &= uint8_t(~mask);
+      if (pa.addr != pb.addr || (a.addr[byte] & mask) || !(b.addr[byte] & mask)) break;
+      pa.len = uint8_t(a.len - 1);
+      st.pop_back();
+      st.back() = pa;
+    }
+  }
+  return st;
 }
 
 }  // namespace qosc::codegen

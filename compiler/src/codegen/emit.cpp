@@ -57,6 +57,12 @@ constexpr size_t kMaxGlobalFuncs = 240;
 // docs/codegen.md).
 constexpr size_t kTreeMaxRules = 1000;
 constexpr size_t kTreeMaxChecks = 768;
+// ... and whose conditions have at most this many terms (port intervals and
+// prefixes after merging; a rule with a set of 500 prefixes is one check but
+// 500 terms), at most kTreeMaxRuleTerms in one rule: the tree tests a rule's
+// set element by element (~0.25 ns each), the maps look it up.
+constexpr size_t kTreeMaxTerms = 2048;
+constexpr size_t kTreeMaxRuleTerms = 64;
 
 uint32_t word_of(const std::array<uint8_t, 16>& a, unsigned w) {
   return uint32_t(a[4 * w]) << 24 | uint32_t(a[4 * w + 1]) << 16 | uint32_t(a[4 * w + 2]) << 8 | uint32_t(a[4 * w + 3]);
@@ -104,21 +110,34 @@ struct Emitter {
   std::map<std::pair<std::vector<uint32_t>, int>, std::string> list_funcs;  // (rules, decided dim) -> callable
   size_t global_funcs = 0;
   size_t checks = 0;
+  size_t terms = 0;   // condition terms over all checks (code size)
+  size_t max_rule_terms = 0;   // the largest single condition (evaluated linearly per packet)
 
   // decided: 0 none, 1 dport decided, 2 sport decided
   std::string rule_cond(const ir::Rule& r, int decided) {
     std::vector<std::string> c;
-    if (r.sport && decided != 2) c.push_back(ports_cond(*r.sport, "sport"));
-    if (r.dport && decided != 1) c.push_back(ports_cond(*r.dport, "dport"));
+    // Size of the condition (what is emitted): one term per port interval and prefix.
+    const size_t terms_before = terms;
+    ++terms;
+    if (r.sport && decided != 2) {
+      c.push_back(ports_cond(*r.sport, "sport"));
+      terms += r.sport->size();
+    }
+    if (r.dport && decided != 1) {
+      c.push_back(ports_cond(*r.dport, "dport"));
+      terms += r.dport->size();
+    }
     if (r.dscp && !r.dscp->all()) c.push_back(fmt::format("((0x{:016x}ULL >> (QOS_LD(p->dscp) & 63)) & 1)", r.dscp->to_ullong()));
     for (const auto& m : r.addrs) {
       auto prefixes = merge_prefixes(m.prefixes);
+      terms += prefixes.size();
       std::string any;
       for (size_t i = 0; i < prefixes.size(); ++i)
         any += (i ? " || " : "") + prefix_cond(prefixes[i], m.dst ? "daddr" : "saddr");
       if (prefixes.empty()) any = "0";
       c.push_back(fmt::format("{}({})", m.negated ? "!" : "", any));
     }
+    max_rule_terms = std::max(max_rule_terms, terms - terms_before);
     if (c.empty()) return "1";
     std::string s;
     for (size_t i = 0; i < c.size(); ++i) s += (i ? " &&\n\t    " : "") + c[i];
@@ -670,10 +689,15 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
     e = std::make_unique<Emitter>(policy, opts, source_name, plan_decisions(policy, dead));
     e->emit_class_tables();
     e->emit_classifier();
-    stage(fmt::format("tree: {} partitions, {} rule checks, {} subprograms ({:.1f} ms)", e->plan.partitions.size(),
-                      e->checks, e->global_funcs, std::chrono::duration<double, std::milli>(Clock::now() - t1).count()));
+    stage(fmt::format("tree: {} partitions, {} rule checks ({} terms), {} subprograms ({:.1f} ms)",
+                      e->plan.partitions.size(), e->checks, e->terms, e->global_funcs, std::chrono::duration<double, std::milli>(Clock::now() - t1).count()));
     if (chosen == Strategy::Auto) {
       if (e->checks > tree_max_checks) why = fmt::format("the tree needs {} rule checks > {}", e->checks, tree_max_checks);
+      else if (e->terms > kTreeMaxTerms)
+        why = fmt::format("the tree's conditions have {} terms > {}", e->terms, kTreeMaxTerms);
+      else if (e->max_rule_terms > kTreeMaxRuleTerms)
+        why = fmt::format("a rule's condition has {} terms > {} (sets are tested one by one in the tree)",
+                          e->max_rule_terms, kTreeMaxRuleTerms);
       else if (e->global_funcs > kMaxGlobalFuncs)
         why = fmt::format("the tree needs {} subprograms > {}", e->global_funcs, kMaxGlobalFuncs);
       chosen = why.empty() ? Strategy::Tree : Strategy::Maps;
