@@ -53,14 +53,30 @@ Status mkdirs(const std::string& path, mode_t mode) {
 
 }  // namespace
 
+// Interfaces of different network namespaces may share a name (every test
+// namespace has its "eth0"): outside the host's namespace the key carries the
+// namespace, so their records, pins and locks never meet, and a namespace
+// deleted with its policy attached leaves nothing that blocks another one.
+std::string state_key(const std::string& ifname) {
+  // The host's namespace: init's, or (where /proc/1 cannot be read, as in
+  // some VMs) the fixed inode the kernel gives init_net (PROC_NET_INIT_INO).
+  constexpr uint64_t kInitNetIno = 0xEFFFFFF9u;
+  struct stat host{};
+  uint64_t here = netns_inode();
+  uint64_t init = ::stat("/proc/1/ns/net", &host) == 0 ? host.st_ino : kInitNetIno;
+  if (here == 0 || here == init) return ifname;
+  return fmt::format("{}@ns{}", ifname, here);
+}
+
 Paths paths_for(const std::string& ifname) {
   Paths p;
   p.pin_root = env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc");
   std::string run = env_or("QOSRUN_STATE_ROOT", "/run/qosc");
-  p.pin_dir = p.pin_root + "/" + ifname;
-  p.state_dir = run + "/" + ifname;
+  const std::string key = state_key(ifname);
+  p.pin_dir = p.pin_root + "/" + key;
+  p.state_dir = run + "/" + key;
   p.state_file = p.state_dir + "/state.json";
-  p.lock_file = run + "/" + ifname + ".lock";
+  p.lock_file = run + "/" + key + ".lock";
   return p;
 }
 
@@ -434,7 +450,10 @@ std::vector<std::string> list() {
     std::string n = e->d_name;
     if (n == "." || n == "..") continue;
     struct stat st{};
-    if (::stat((run + "/" + n + "/state.json").c_str(), &st) == 0) out.push_back(n);
+    if (::stat((run + "/" + n + "/state.json").c_str(), &st) != 0) continue;
+    // Only this namespace's records, by interface name (see state_key).
+    std::string ifname = n.substr(0, n.find('@'));
+    if (state_key(ifname) == n) out.push_back(ifname);
   }
   ::closedir(d);
   std::sort(out.begin(), out.end());

@@ -28,6 +28,7 @@
 
 #include "qos_abi.h"
 #include "qosrun/stats.hpp"
+#include "qosrun/state.hpp"
 
 namespace qosrun {
 
@@ -324,11 +325,9 @@ std::vector<uint32_t> maps_of_prog(uint32_t prog_id) {
 
 }  // namespace
 
-std::string stats_pin_dir(const std::string& ifname) { return env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc") + "/" + ifname; }
+std::string stats_pin_dir(const std::string& ifname) { return state::paths_for(ifname).pin_dir; }
 
-std::string stats_state_file(const std::string& ifname) {
-  return env_or("QOSRUN_STATE_ROOT", "/run/qosc") + "/" + ifname + "/state.json";
-}
+std::string stats_state_file(const std::string& ifname) { return state::paths_for(ifname).state_file; }
 
 static Result<nlohmann::json> read_json_file(const std::string& path) {
   std::ifstream in(path);

@@ -1,4 +1,5 @@
 // Helpers of the qosrun attach tests: see attach_support.hpp.
+#include <sys/stat.h>
 #include "attach_support.hpp"
 
 #include <bpf/bpf.h>
@@ -200,11 +201,13 @@ std::string Pair::snapshot(const std::string& ifname) const {
 std::string Pair::leftovers() const {
   std::string s;
   std::error_code ec;
-  fs::path st = fs::path(state_root) / if_a / "state.json";
-  if (fs::exists(st, ec)) s += "state file " + st.string() + "\n";
-  fs::path pd = pin_dir();
-  if (fs::exists(pd, ec))
-    for (const auto& e : fs::directory_iterator(pd, ec)) s += "pin " + e.path().string() + "\n";
+  // Any record or pin under this pair's roots, whatever key it was kept under.
+  if (fs::exists(state_root, ec))
+    for (const auto& e : fs::recursive_directory_iterator(state_root, ec))
+      if (e.path().filename() == "state.json") s += "state file " + e.path().string() + "\n";
+  if (fs::exists(pin_root, ec))
+    for (const auto& e : fs::recursive_directory_iterator(pin_root, ec))
+      if (!e.is_directory(ec)) s += "pin " + e.path().string() + "\n";
   return s;
 }
 
@@ -269,6 +272,13 @@ std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, ui
   }
   close(fd);
   return out;
+}
+
+std::string Pair::key(const std::string& ifname) const {
+  struct stat st{};
+  const std::string dev = ifname.empty() ? if_a : ifname;
+  if (::stat(("/run/netns/" + ns_a).c_str(), &st) != 0) return dev;
+  return dev + "@ns" + std::to_string(st.st_ino);
 }
 
 }  // namespace qt_att

@@ -63,7 +63,10 @@ class Pair {
   std::string snapshot(const std::string& ifname = "") const;
   // Nothing of qosrun's left: no state file, no pins.
   std::string leftovers() const;
-  std::string pin_dir() const { return pin_root + "/" + if_a; }
+  // The name qosrun keeps an interface of namespace a under ("<if>@ns<inode>",
+  // see state::state_key), for paths in the state and pin roots.
+  std::string key(const std::string& ifname = "") const;
+  std::string pin_dir() const { return pin_root + "/" + key(); }
 
  private:
   void destroy();

@@ -37,6 +37,9 @@ struct Paths {
   std::string lock_file;    // /run/qosc/<ifname>.lock
 };
 Paths paths_for(const std::string& ifname);
+// The name under which an interface's state is kept: the interface name in
+// the host's network namespace, "<ifname>@ns<inode>" in any other.
+std::string state_key(const std::string& ifname);
 // Where state.json of `ifname` lives (for `qosrun stats` and other readers).
 std::string state_file(const std::string& ifname);
 
