@@ -47,7 +47,7 @@ constexpr uint64_t kMbit = 1000000;
 
 }  // namespace
 
-TEST(HtbPlan, StrictPriorityUsesHtbPrioAndSmallAssuredRates) {
+TEST(HtbPlan, StrictPriorityUsesHtbPrioAndAssuresOnlyTheBestPriority) {
   auto m = manifest("strict_priority", 100 * kMbit,
                     {cls("game", 0, 1, 1514, 50 * kMbit, 100000), cls("web", 3), cls("bulk", 5)});
   auto p = htb::plan(m, 1500);
@@ -64,9 +64,12 @@ TEST(HtbPlan, StrictPriorityUsesHtbPrioAndSmallAssuredRates) {
     EXPECT_EQ(l.params.classid, 0x10010u + i);
     EXPECT_EQ(l.params.parent, 0x10001u);
     EXPECT_EQ(l.params.prio, prios[i]);
-    EXPECT_EQ(l.params.rate_bps, 100 * kMbit / 1000) << "link/1000 assured";
+    if (i > 0) EXPECT_EQ(l.params.rate_bps, 100 * kMbit / 1000) << "link/1000 assured below the best priority";
     EXPECT_EQ(l.params.quantum, 1514u);
   }
+  // The best priority is assured the link (here held to its own cap), so its
+  // packets leave without waiting for the parent's tokens.
+  EXPECT_EQ(p->leaves[0].params.rate_bps, 50 * kMbit);
   // The cap: ceil = class rate, its bucket = class burst.
   EXPECT_EQ(p->leaves[0].params.ceil_bps, 50 * kMbit);
   EXPECT_EQ(p->leaves[0].params.cburst_bytes, 100000u);
@@ -81,6 +84,12 @@ TEST(HtbPlan, AssuredRateAndQueueHaveFloors) {
   auto p = htb::plan(m, 1500);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->leaves[1].params.rate_bps, htb::kMinRateBps) << "2 Mbit / 1000 is below the 8 kbit floor";
+  EXPECT_EQ(p->leaves[0].params.rate_bps, 100000u) << "the best priority: the link, held to its cap";
+  // Two classes share the best priority: the link is split between them.
+  auto two = htb::plan(manifest("strict_priority", 2 * kMbit, {cls("a", 0), cls("b", 0), cls("c", 7)}), 1500);
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(two->leaves[0].params.rate_bps, 1 * kMbit);
+  EXPECT_EQ(two->leaves[1].params.rate_bps, 1 * kMbit);
   EXPECT_EQ(p->leaves[0].queue_limit, 4u * 1514) << "5 ms at 100 kbit is less than four frames";
 }
 

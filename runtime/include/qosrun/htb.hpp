@@ -25,8 +25,10 @@ inline constexpr uint32_t kMajor = 1;          // QOS_HTB_MAJOR
 inline constexpr uint32_t kRootMinor = 1;      // 1:1, the link
 inline constexpr uint32_t kMinorBase = 0x10;   // QOS_HTB_MINOR_BASE
 inline constexpr uint32_t kMaxPrio = 7;        // HTB has 8 priorities (TC_HTB_NUMPRIO)
-// strict_priority / pifo: each leaf's assured rate is link / kSpAssuredDivisor,
-// at least kMinRateBps: what a starved class still gets (see docs/qosrun.md).
+// strict_priority / pifo: the best priority present (pifo: band 0) is assured
+// the link (split among its classes, held to each cap); every other leaf's
+// assured rate is link / kSpAssuredDivisor, at least kMinRateBps: what a
+// starved class still gets (see docs/qosrun.md).
 inline constexpr uint64_t kSpAssuredDivisor = 1000;
 inline constexpr uint64_t kMinRateBps = 8000;
 inline constexpr uint32_t kLeafQueueMs = 5;     // bfifo limit: this much traffic at the leaf's ceil
