@@ -188,6 +188,7 @@ int run_compile(const Options& o, bool check_only) {
   copts.strategy = *strat;
   copts.source_text = file.text();
   copts.source_name = file.name();
+  if (o.verbose) copts.verbose = [](const std::string& line) { std::cerr << "qosc: " << line << "\n"; };
   Timer tc;
   auto obj = qosc::compile_policy(*fe.ir, copts, diags);
   if (!obj || diags.has_errors()) {

@@ -162,11 +162,28 @@ std::string lower(std::string s) {
   return s;
 }
 
+using UnitTable = std::vector<std::pair<std::string, uint64_t>>;
+
+// When `u` is one of `units`: *out = the scaled value, or nullopt with *d
+// saying why (too large, not whole); returns whether the unit was known.
+bool apply_unit(const Quantity& q, const std::string& u, const UnitTable& units, std::string_view text, const char* what,
+                const char* whole_of, Diagnostic* d, std::optional<uint64_t>* out) {
+  for (const auto& [name, mult] : units) {
+    if (u != name) continue;
+    bool whole = true;
+    *out = scale(q, mult, &whole);
+    if (!*out) d->message = fmt::format("{} {} is too large", what, text);
+    else if (!whole) d->message = fmt::format("{} {} is not a whole number of {}", what, text, whole_of), out->reset();
+    return true;
+  }
+  return false;
+}
+
 // Returns the rate in bit/s, or nullopt with *d filled.
 std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
   Quantity q = split_quantity(text);
   std::string u = lower(q.unit);
-  static const std::vector<std::pair<std::string, uint64_t>> units = {
+  static const UnitTable units = {
       {"bit", 1}, {"kbit", 1000}, {"mbit", 1000000}, {"gbit", 1000000000}, {"tbit", 1000000000000}};
   std::string num = q.frac.empty() ? q.digits : q.digits + "." + q.frac;
   d->severity = Severity::Error;
@@ -175,20 +192,7 @@ std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
     d->hints.push_back(fmt::format("write {}mbit for megabits per second (units: bit, kbit, mbit, gbit, tbit)", num));
     return std::nullopt;
   }
-  for (auto& [name, mult] : units) {
-    if (u != name) continue;
-    bool whole = true;
-    auto v = scale(q, mult, &whole);
-    if (!v) {
-      d->message = fmt::format("rate {} is too large", text);
-      return std::nullopt;
-    }
-    if (!whole) {
-      d->message = fmt::format("rate {} is not a whole number of bits per second", text);
-      return std::nullopt;
-    }
-    return v;
-  }
+  if (std::optional<uint64_t> v; apply_unit(q, u, units, text, "rate", "bits per second", d, &v)) return v;
   if (u == "bps" || u == "kbps" || u == "mbps" || u == "gbps" || u == "tbps") {
     std::string bitunit = u == "bps" ? "bit" : u.substr(0, 1) + "bit";
     d->message = fmt::format("'{}' is ambiguous: tc reads '{}' as bytes per second, qosc rates are bits per second", text, q.unit);
@@ -214,7 +218,7 @@ std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
 std::optional<uint64_t> size_from_text(std::string_view text, Diagnostic* d) {
   Quantity q = split_quantity(text);
   std::string u = lower(q.unit);
-  static const std::vector<std::pair<std::string, uint64_t>> units = {
+  static const UnitTable units = {
       {"b", 1}, {"kb", 1024}, {"mb", 1024 * 1024}, {"gb", 1024ull * 1024 * 1024}};
   std::string num = q.frac.empty() ? q.digits : q.digits + "." + q.frac;
   d->severity = Severity::Error;
@@ -223,20 +227,7 @@ std::optional<uint64_t> size_from_text(std::string_view text, Diagnostic* d) {
     d->hints.push_back(fmt::format("write {}b for bytes (units: b, kb, mb, gb, powers of 1024)", num));
     return std::nullopt;
   }
-  for (auto& [name, mult] : units) {
-    if (u != name) continue;
-    bool whole = true;
-    auto v = scale(q, mult, &whole);
-    if (!v) {
-      d->message = fmt::format("size {} is too large", text);
-      return std::nullopt;
-    }
-    if (!whole) {
-      d->message = fmt::format("size {} is not a whole number of bytes", text);
-      return std::nullopt;
-    }
-    return v;
-  }
+  if (std::optional<uint64_t> v; apply_unit(q, u, units, text, "size", "bytes", d, &v)) return v;
   if (u.size() > 3 && u.substr(u.size() - 3) == "bit") {
     d->message = fmt::format("'{}' is a rate unit, but a size in bytes is expected here", q.unit);
     d->hints.push_back("sizes are bytes: b, kb, mb, gb (powers of 1024)");

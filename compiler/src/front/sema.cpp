@@ -19,37 +19,9 @@ using ast::MatchKind;
 
 // ---- names and constants ----------------------------------------------------
 
-const char* match_name(MatchKind k) {
-  switch (k) {
-    case MatchKind::Ip: return "ip";
-    case MatchKind::Ip6: return "ip6";
-    case MatchKind::IpSaddr: return "ip saddr";
-    case MatchKind::IpDaddr: return "ip daddr";
-    case MatchKind::Ip6Saddr: return "ip6 saddr";
-    case MatchKind::Ip6Daddr: return "ip6 daddr";
-    case MatchKind::Tcp: return "tcp";
-    case MatchKind::Udp: return "udp";
-    case MatchKind::Icmp: return "icmp";
-    case MatchKind::Icmpv6: return "icmpv6";
-    case MatchKind::Sport: return "sport";
-    case MatchKind::Dport: return "dport";
-    case MatchKind::Proto: return "proto";
-    case MatchKind::Dscp: return "dscp";
-  }
-  return "?";
-}
-
-const char* attr_name(ast::ClassAttrKind k) {
-  switch (k) {
-    case ast::ClassAttrKind::Priority: return "priority";
-    case ast::ClassAttrKind::Weight: return "weight";
-    case ast::ClassAttrKind::Quantum: return "quantum";
-    case ast::ClassAttrKind::Rate: return "rate";
-    case ast::ClassAttrKind::Burst: return "burst";
-    case ast::ClassAttrKind::Default: return "default";
-  }
-  return "?";
-}
+// Names as written in a policy (ast::to_string, printer.cpp).
+const char* match_name(MatchKind k) { return ast::to_string(k); }
+const char* attr_name(ast::ClassAttrKind k) { return ast::to_string(k); }
 
 const std::map<std::string, ir::SchedKind>& sched_names() {
   static const std::map<std::string, ir::SchedKind> m = {
