@@ -117,7 +117,7 @@ if mode == "recv":
     print(len(seen), dup, reordered)
 else:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
+    s.bind(("0.0.0.0", port + 1))   # the irtt server holds `port` on the server
     n = 0; t0 = time.time(); pad = b"x" * 192
     while time.time() - t0 < secs:
         s.sendto(struct.pack("!Q", n) + pad, (addr, port)); n += 1
@@ -130,8 +130,8 @@ else:
 
 
 def udp_stream_start(seconds, pps=2000, port=3074):
-    """A numbered UDP stream server -> client (through the bottleneck), source
-    and destination port `port` (the gaming class in examples/gaming.qos)."""
+    """A numbered UDP stream server -> client (through the bottleneck), from
+    port `port`+1 to `port` (both game ports in examples/gaming.qos)."""
     from netns import CLI_ADDR
     rx = spawn(CLI, "/usr/bin/python3", "-c", UDP_TOOL, "recv", CLI_ADDR, str(port), str(seconds), str(pps),
                stdout=subprocess.PIPE)
