@@ -448,26 +448,6 @@ TEST(ClangBuild, OptLevels) {
   }
 }
 
-TEST(ClangBuild, CodegenBridgeMapsErrors) {
-  qosc::Diagnostics diags;
-  auto ok = qosc::compile_bpf_for_codegen(kXdpProgram, "p.qos", diags);
-  ASSERT_TRUE(ok.has_value()) << diags.str();
-  EXPECT_FALSE(diags.has_errors());
-
-  auto bad = qosc::compile_bpf_for_codegen("#line 12 \"p.qos\"\nint f(void) { return nope; }\n", "p.qos", diags);
-  EXPECT_FALSE(bad.has_value());
-  ASSERT_EQ(diags.error_count(), 1u) << diags.str();
-  EXPECT_EQ(diags.all()[0].loc.line, 12u);
-  EXPECT_NE(diags.all()[0].message.find("nope"), std::string::npos);
-
-  qosc::Diagnostics d2;
-  EXPECT_FALSE(qosc::compile_bpf_for_codegen("int f(void) { return nope; }\n", "p.qos", d2).has_value());
-  ASSERT_EQ(d2.error_count(), 1u);
-  EXPECT_FALSE(d2.all()[0].loc.valid());  // generated code: no policy location
-  ASSERT_FALSE(d2.all()[0].notes.empty());
-  EXPECT_NE(d2.all()[0].notes[0].message.find("qos_gen.c:1:"), std::string::npos) << d2.str();
-}
-
 TEST(ClangBuild, ManyCompilesInOneProcess) {
   const int n = 200;
   auto first = compile_bpf_c("xdp_filter.c", kXdpProgram);

@@ -22,7 +22,6 @@
 
 namespace qosc {
 
-class Diagnostics;
 
 // One message from clang. file/line/col follow #line directives, so lines of
 // generated code mapped to a policy file report the policy file.
@@ -66,13 +65,5 @@ std::span<const EmbeddedFile> embedded_bpf_files();
 // The contents of templates/<name> as embedded at build time.
 std::optional<std::string_view> embedded_template(std::string_view name);
 
-// Used by compile_policy (compiler/src/codegen/compile.cpp): compile the
-// generated C (named source_name through #line) and turn clang's errors into
-// qosc diagnostics: an error on a policy-file line keeps that line, an error
-// in generated code is reported as a qosc bug with its generated location.
-// Warnings and notes are dropped. Needs qosc_front (Diagnostics) at link time.
-std::optional<std::vector<unsigned char>> compile_bpf_for_codegen(const std::string& c_text,
-                                                                  const std::string& source_name,
-                                                                  Diagnostics& diags);
 
 }  // namespace qosc
