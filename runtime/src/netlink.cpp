@@ -174,14 +174,20 @@ Error nl_error(int err, const std::string& what, const std::string& extack) {
 
 }  // namespace
 
-Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
+Status RtnlSocket::send(NlMessage& msg, uint16_t flags, const std::string& what) {
   nlmsghdr* h = hdr_of(msg.buffer());
-  h->nlmsg_flags |= NLM_F_ACK;
+  h->nlmsg_flags |= flags;
   h->nlmsg_seq = ++seq_;
   sockaddr_nl to{};
   to.nl_family = AF_NETLINK;
   if (::sendto(fd_.get(), msg.buffer().data(), msg.buffer().size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
     return errno_error(errno, what);
+  return {};
+}
+
+Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
+  if (Status st = send(msg, NLM_F_ACK, what); !st) return st;
+  const nlmsghdr* h = hdr_of(msg.buffer());
   std::vector<uint8_t> buf(64 * 1024);
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
@@ -202,13 +208,8 @@ Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
 }
 
 Status RtnlSocket::dump(NlMessage& msg, const std::string& what, const std::function<void(const nlmsghdr*)>& each) {
-  nlmsghdr* h = hdr_of(msg.buffer());
-  h->nlmsg_flags |= NLM_F_DUMP;
-  h->nlmsg_seq = ++seq_;
-  sockaddr_nl to{};
-  to.nl_family = AF_NETLINK;
-  if (::sendto(fd_.get(), msg.buffer().data(), msg.buffer().size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
-    return errno_error(errno, what);
+  if (Status st = send(msg, NLM_F_DUMP, what); !st) return st;
+  const nlmsghdr* h = hdr_of(msg.buffer());
   std::vector<uint8_t> buf(256 * 1024);
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);

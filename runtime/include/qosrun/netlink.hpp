@@ -72,6 +72,8 @@ class RtnlSocket {
   Status dump(NlMessage& msg, const std::string& what, const std::function<void(const nlmsghdr*)>& each);
 
  private:
+  // Sends `msg` with `flags` added and the next sequence number (kept in the message).
+  Status send(NlMessage& msg, uint16_t flags, const std::string& what);
   Fd fd_;
   uint32_t seq_ = 0;
 };
