@@ -267,16 +267,11 @@ Result<std::vector<FlowEntry>> read_flows(int fd) {
 //
 // `qosrun attach` (runtime/src/state.cpp, qosrun/state.hpp) pins the maps by
 // name under $QOSRUN_PIN_ROOT/<ifname> (default /sys/fs/bpf/qosc) and writes
-// $QOSRUN_STATE_ROOT/<ifname>/state.json (default /run/qosc) with the
+// state::paths_for(ifname).state_file (/run/qosc/<key>/state.json) with the
 // manifest, the pin directory, the namespace and the map ids. The ids find
 // the maps when the bpffs is not visible (`ip netns exec` remounts /sys).
 
 namespace {
-
-std::string env_or(const char* name, const char* def) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : def;
-}
 
 uint64_t own_netns_inode() {
   struct stat st{};
