@@ -64,7 +64,9 @@ TEST(HtbPlan, StrictPriorityUsesHtbPrioAndAssuresOnlyTheBestPriority) {
     EXPECT_EQ(l.params.classid, 0x10010u + i);
     EXPECT_EQ(l.params.parent, 0x10001u);
     EXPECT_EQ(l.params.prio, prios[i]);
-    if (i > 0) EXPECT_EQ(l.params.rate_bps, 100 * kMbit / 1000) << "link/1000 assured below the best priority";
+    if (i > 0) {
+      EXPECT_EQ(l.params.rate_bps, 100 * kMbit / 1000) << "link/1000 assured below the best priority";
+    }
     EXPECT_EQ(l.params.quantum, 1514u);
   }
   // The best priority is assured the link (here held to its own cap), so its
