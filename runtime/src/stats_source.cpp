@@ -273,12 +273,6 @@ Result<std::vector<FlowEntry>> read_flows(int fd) {
 
 namespace {
 
-uint64_t own_netns_inode() {
-  struct stat st{};
-  if (stat("/proc/thread-self/ns/net", &st) != 0 && stat("/proc/self/ns/net", &st) != 0) return 0;
-  return st.st_ino;
-}
-
 // A map by pin path, else by id among `ids` with the given name.
 int open_map(const std::string& pin_path, const std::string& name, const std::vector<uint32_t>& ids) {
   int fd = bpf_obj_get(pin_path.c_str());
@@ -381,7 +375,7 @@ Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const st
     state = std::move(*j);
   }
   if (state.contains("netns") && state["netns"].is_number_unsigned()) {
-    uint64_t ns = state["netns"].get<uint64_t>(), mine = own_netns_inode();
+    uint64_t ns = state["netns"].get<uint64_t>(), mine = state::netns_inode();
     if (ns != 0 && mine != 0 && ns != mine)
       return Error{fmt::format("the policy recorded for {} in {} was attached in another network namespace; run "
                                "qosrun stats in that namespace (ip netns exec NS qosrun stats {})",
@@ -454,7 +448,7 @@ Result<StatsSource> StatsSource::from_fds(const qosc::Manifest& manifest, int st
   // The IFB of --ingress-shape, from the record of this attachment (when there is one).
   if (auto j = read_json_file(stats_state_file(ifname));
       j && j->contains("ingress") && (*j)["ingress"].is_object() &&
-      (!j->contains("netns") || !(*j)["netns"].is_number_unsigned() || (*j)["netns"].get<uint64_t>() == own_netns_inode())) {
+      (!j->contains("netns") || !(*j)["netns"].is_number_unsigned() || (*j)["netns"].get<uint64_t>() == state::netns_inode())) {
     const auto& in = (*j)["ingress"];
     if (in.contains("ifb_name") && in["ifb_name"].is_string()) s.ifb_ = in["ifb_name"].get<std::string>();
   }
