@@ -92,10 +92,28 @@ FlowEntry to_entry(const qos_flow_key& k, const qos_flow_val& v) {
 
 // ---- class counters ---------------------------------------------------------------
 
+Status read_stats_entry(int fd, uint32_t key, ClassCounters& out) {
+  static const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return errno_error(-ncpu, "cannot count the possible CPUs");
+  std::vector<unsigned char> buf(percpu_stride() * static_cast<size_t>(ncpu));
+  if (bpf_map_lookup_elem(fd, &key, buf.data()) != 0)
+    return errno_error(errno, fmt::format("cannot read statistics entry {}", key));
+  out = {};
+  for (int cpu = 0; cpu < ncpu; ++cpu) {
+    qos_class_stats s;
+    std::memcpy(&s, buf.data() + percpu_stride() * static_cast<size_t>(cpu), sizeof s);
+    for (int h = 0; h < 2; ++h) {
+      out.packets[h] += s.packets[h];
+      out.bytes[h] += s.bytes[h];
+      out.drop_policer[h] += s.drop_policer[h];
+      out.drop_rule[h] += s.drop_rule[h];
+    }
+  }
+  return {};
+}
+
 Result<std::vector<ClassCounters>> read_stats_map(int fd, uint32_t slots) {
   if (fd < 0) return Error{"no statistics map"};
-  const int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return errno_error(-ncpu, "cannot count the possible CPUs");
   bpf_map_info info{};
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
@@ -106,23 +124,9 @@ Result<std::vector<ClassCounters>> read_stats_map(int fd, uint32_t slots) {
     if (info.max_entries < slots)
       return Error{fmt::format("the statistics map has {} entries, the manifest needs {}", info.max_entries, slots)};
   }
-  std::vector<unsigned char> buf(percpu_stride() * static_cast<size_t>(ncpu));
   std::vector<ClassCounters> all(slots);
-  for (uint32_t key = 0; key < slots; ++key) {
-    if (bpf_map_lookup_elem(fd, &key, buf.data()) != 0)
-      return errno_error(errno, fmt::format("cannot read statistics entry {}", key));
-    ClassCounters& out = all[key];
-    for (int cpu = 0; cpu < ncpu; ++cpu) {
-      qos_class_stats s;
-      std::memcpy(&s, buf.data() + percpu_stride() * static_cast<size_t>(cpu), sizeof s);
-      for (int h = 0; h < 2; ++h) {
-        out.packets[h] += s.packets[h];
-        out.bytes[h] += s.bytes[h];
-        out.drop_policer[h] += s.drop_policer[h];
-        out.drop_rule[h] += s.drop_rule[h];
-      }
-    }
-  }
+  for (uint32_t key = 0; key < slots; ++key)
+    if (Status st = read_stats_entry(fd, key, all[key]); !st) return st.error();
   return all;
 }
 

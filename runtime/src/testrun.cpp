@@ -1,5 +1,6 @@
 // BPF_PROG_TEST_RUN helpers: see qosrun/testrun.hpp.
 #include "qosrun/testrun.hpp"
+#include "qosrun/stats.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -83,38 +84,12 @@ Result<RawRun> test_run(int prog_fd, Hook hook, std::span<const uint8_t> frame, 
 
 // ---- statistics -----------------------------------------------------------------
 
-namespace {
-
-size_t percpu_stride() { return (sizeof(qos_class_stats) + 7) / 8 * 8; }
-
-Status lookup_counters(int fd, uint32_t key, ClassCounters& out) {
-  static const int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return errno_error(-ncpu, "cannot count the possible CPUs");
-  std::vector<unsigned char> buf(percpu_stride() * static_cast<size_t>(ncpu));
-  if (bpf_map_lookup_elem(fd, &key, buf.data()) != 0)
-    return errno_error(errno, fmt::format("cannot read qos_stats entry {}", key));
-  out = {};
-  for (int cpu = 0; cpu < ncpu; ++cpu) {
-    qos_class_stats s;
-    std::memcpy(&s, buf.data() + percpu_stride() * static_cast<size_t>(cpu), sizeof s);
-    for (int h = 0; h < 2; ++h) {
-      out.packets[h] += s.packets[h];
-      out.bytes[h] += s.bytes[h];
-      out.drop_policer[h] += s.drop_policer[h];
-      out.drop_rule[h] += s.drop_rule[h];
-    }
-  }
-  return {};
-}
-
-}  // namespace
-
 Result<std::vector<ClassCounters>> read_class_counters(const LoadedPolicy& policy) {
   int fd = policy.map_fd(MapRole::Stats);
   if (fd < 0) return Error{fmt::format("{} has no statistics map '{}'", policy.name(), policy.manifest().stats_map)};
   std::vector<ClassCounters> all(policy.class_count() + 1);
   for (uint32_t k = 0; k < all.size(); ++k)
-    if (Status s = lookup_counters(fd, k, all[k]); !s) return s.error();
+    if (Status s = read_stats_entry(fd, k, all[k]); !s) return s.error();
   return all;
 }
 
@@ -126,13 +101,13 @@ Status TestRunner::read_drop_counters(DropCounters& out, bool with_classes) cons
   int fd = policy_.map_fd(MapRole::Stats);
   if (fd < 0) return Error{"no statistics map"};
   ClassCounters c;
-  if (Status s = lookup_counters(fd, policy_.class_count(), c); !s) return s;
+  if (Status s = read_stats_entry(fd, policy_.class_count(), c); !s) return s;
   out.rule[0] = c.drop_rule[0];
   out.rule[1] = c.drop_rule[1];
   if (with_classes) {
     for (int h = 0; h < 2; ++h) out.policer[h].assign(policy_.class_count(), 0);
     for (uint32_t k = 0; k < policy_.class_count(); ++k) {
-      if (Status s = lookup_counters(fd, k, c); !s) return s;
+      if (Status s = read_stats_entry(fd, k, c); !s) return s;
       for (int h = 0; h < 2; ++h) out.policer[h][k] = c.drop_policer[h];
     }
   }

@@ -56,6 +56,8 @@ namespace qosrun {
 // Sums a per-CPU qos_stats map (struct qos_class_stats) over CPUs: `slots`
 // entries (nclasses + 1, the last is the drop slot).
 Result<std::vector<ClassCounters>> read_stats_map(int fd, uint32_t slots);
+// One entry of that map, summed over CPUs (what read_stats_map does per slot).
+Status read_stats_entry(int fd, uint32_t key, ClassCounters& out);
 
 // One HTB class as the kernel reports it (netlink, libnl-route-3).
 struct QueueCounters {
