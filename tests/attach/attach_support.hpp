@@ -92,4 +92,14 @@ Background start_background(const std::string& cmd, const std::string& tag);
 // (index [class][hook], hook 0 = XDP, 1 = TC). Empty on failure.
 std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, uint32_t slots);
 
+// For kernel tests (gtest): skip with the reason when not root; a Pair that
+// must come up.
+#define REQUIRE_ROOT()                                                                                  \
+  do {                                                                                                  \
+    if (!::qt_att::is_root()) GTEST_SKIP() << "needs root: creates network namespaces and attaches BPF programs"; \
+  } while (0)
+#define MAKE_PAIR(var, tag)                          \
+  ::qt_att::Pair var(tag);                           \
+  ASSERT_TRUE(var.ok()) << var.setup_error();
+
 }  // namespace qt_att

@@ -18,15 +18,6 @@ using namespace qt_att;
 
 namespace {
 
-#define REQUIRE_ROOT()                                                                                  \
-  do {                                                                                                  \
-    if (!is_root()) GTEST_SKIP() << "needs root: creates network namespaces and attaches BPF programs"; \
-  } while (0)
-
-#define MAKE_PAIR(var, tag)                          \
-  Pair var(tag);                                     \
-  ASSERT_TRUE(var.ok()) << var.setup_error();
-
 std::string gaming() {
   std::string o = compile_example("gaming");
   EXPECT_FALSE(o.empty()) << "qosc could not compile examples/gaming.qos";

@@ -23,11 +23,6 @@ using namespace qt_att;
 
 namespace {
 
-#define REQUIRE_ROOT()                                                                                  \
-  do {                                                                                                  \
-    if (!is_root()) GTEST_SKIP() << "needs root: creates network namespaces and attaches BPF programs"; \
-  } while (0)
-
 // Two policies with the same classes (so the statistics map is reused) but
 // different rules and class parameters (so programs and HTB classes change).
 const char* kPolicyA = R"(policy reload_a {
