@@ -44,6 +44,7 @@ struct Options {
   std::string emit_c;
   std::string dump;
   std::string strategy = "auto";
+  uint32_t flow_table = qosc::CodegenOptions{}.flow_entries;
   std::string link;
   std::string color = "auto";
   bool werror = false;
@@ -77,7 +78,22 @@ std::optional<std::string> read_input(const std::string& path, std::string* erro
 }
 
 bool write_file(const fs::path& path, const void* data, size_t size, std::string* error) {
-  // Write next to the target and rename, so a failed run never leaves half an object.
+  // Something that is not a regular file (/dev/null, a pipe, a terminal) is
+  // written into, never replaced: renaming over /dev/null would replace the
+  // device with a plain file.
+  std::error_code sec;
+  if (auto st = fs::status(path, sec); !sec && fs::exists(st) && !fs::is_regular_file(st)) {
+    if (fs::is_directory(st)) {
+      *error = fmt::format("cannot write {}: it is a directory", path.string());
+      return false;
+    }
+    std::ofstream out(path, std::ios::binary);
+    if (out) out.write(static_cast<const char*>(data), std::streamsize(size));
+    if (out) out.flush();
+    if (!out) *error = fmt::format("cannot write {}: {}", path.string(), std::strerror(errno));
+    return bool(out);
+  }
+  // A regular file: write next to the target and rename, so a failed run never leaves half an object.
   fs::path tmp = path;
   tmp += fmt::format(".tmp{}", getpid());
   {
@@ -186,6 +202,7 @@ int run_compile(const Options& o, bool check_only) {
     return finish(kUserError);
   }
   copts.strategy = *strat;
+  copts.flow_entries = o.flow_table;
   copts.source_text = file.text();
   copts.source_name = file.name();
   if (o.verbose) copts.verbose = [](const std::string& line) { std::cerr << "qosc: " << line << "\n"; };
@@ -308,6 +325,11 @@ int main(int argc, char** argv) {
     app.add_option("--emit-c", o.emit_c, "also write the generated C and the manifest into this directory");
     app.add_option("--strategy", o.strategy, "rule compilation: auto, tree (decision code) or maps (tables filled at load)")
         ->check(CLI::IsMember({"auto", "tree", "maps"}));
+    app.add_option("--flow-table", o.flow_table,
+                   fmt::format("flows the flow table holds for `qosrun stats --flows` (LRU, default {}); 0: no flow "
+                               "table, which saves ~35 ns per packet",
+                               o.flow_table))
+        ->check(CLI::Range(0u, 1u << 22));
     app.add_option("--dump", o.dump, "print the AST or the IR instead of compiling")->check(CLI::IsMember({"ast", "ir"}));
     app.add_flag("-v,--verbose", o.verbose, "show the stages and their times");
     add_common(app, o);

@@ -3,7 +3,9 @@
 // .err file next to it. To refresh after an intended change:
 //   QOSC_UPDATE_GOLDEN=1 ctest -R Golden     (then review `git diff`)
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -94,3 +96,32 @@ TEST(Examples, CheckClean) {
 }
 
 }  // namespace
+
+// `qosc -o` onto something that is not a regular file writes into it and
+// leaves it what it was (it once renamed a temporary file over /dev/null).
+// A FIFO stands in for /dev/null so that a regression cannot damage the
+// machine running the tests.
+TEST(Driver, OutputOntoAFifoWritesIntoIt) {
+  const fs::path dir = fs::temp_directory_path() / ("qosc-driver-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path fifo = dir / "out.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string policy = std::string(QOSC_EXAMPLES_DIR) + "/gaming.qos";
+  const std::string cmd = "'" + std::string(QOSC_BIN) + "' '" + policy + "' -o '" + fifo.string() + "' 2>&1 & timeout 20 cat '" +
+                          fifo.string() + "' | head -c 4 | od -An -c; wait";
+  FILE* f = popen(cmd.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  std::array<char, 256> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
+  pclose(f);
+  EXPECT_NE(out.find("E   L   F"), std::string::npos) << out;   // the object came through the FIFO
+  struct stat st {};
+  ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  size_t left = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++left;
+  EXPECT_EQ(left, 1u) << "a temporary file was left next to the FIFO";
+  fs::remove_all(dir);
+}
