@@ -320,6 +320,29 @@ TEST(Compile, RandomPoliciesCompileAndCarryManifest) {
 // Clang's messages map back to the policy: an error inside a rule's
 // condition (emitted under #line) is reported on that rule's line; one in
 // other generated code names the generated file and line.
+// Small trees and the maps code are inlined into both programs (a BPF call
+// costs more than the classification); large trees keep global subprograms.
+TEST(Compile, SmallClassifiersAreInlinedLargeTreesAreNot) {
+  std::mt19937_64 rng(12);
+  auto small = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});
+  auto large = cgtest::random_ir(rng, {.rules = 600, .classes = 8, .narrow = false, .specific = true});
+  auto text = [](const ir::Policy& p, Strategy s, std::optional<bool> inl = std::nullopt) {
+    CodegenOptions o;
+    o.strategy = s;
+    o.inline_subprograms = inl;
+    Diagnostics d;
+    auto g = generate_c(p, o, d);
+    EXPECT_TRUE(g) << d.str();
+    return g ? g->text : std::string();
+  };
+  const std::string global = "__noinline int qos_classify(";
+  EXPECT_EQ(text(small, Strategy::Tree).find(global), std::string::npos);
+  EXPECT_EQ(text(small, Strategy::Maps).find(global), std::string::npos);
+  EXPECT_EQ(text(large, Strategy::Maps).find(global), std::string::npos);
+  EXPECT_NE(text(large, Strategy::Tree).find(global), std::string::npos);
+  EXPECT_NE(text(small, Strategy::Tree, false).find(global), std::string::npos);
+}
+
 TEST(Compile, ClangErrorsMapToThePolicyLine) {
   if (!have_clang()) GTEST_SKIP() << "needs clang-19";
   std::mt19937_64 rng(8);
@@ -430,6 +453,43 @@ TEST(Kernel, RandomPoliciesLoadAndAgreeWithInterpreter) {
       }
     }
   }
+}
+
+// The XDP metadata is a load-time switch: on for test runs (classify, the
+// tests), off as qosrun attach loads it, and then the verifier removes the
+// helper call instead of skipping it per packet.
+TEST(Kernel, XdpMetadataIsALoadTimeSwitch) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs";
+  std::mt19937_64 rng(11);
+  auto p = cgtest::random_ir(rng, {.rules = 12, .classes = 4, .narrow = true});
+  for (auto& c : p.classes) c.rate_bps = 0;
+  Diagnostics d;
+  auto c = build(p, d);
+  ASSERT_TRUE(c) << d.str();
+  uint32_t xlated[2] = {0, 0};
+  for (bool meta : {true, false}) {
+    qosrun::LoadOptions lo;
+    lo.xdp_meta = meta;
+    auto l = qosrun::LoadedPolicy::load_memory(c->object, "meta.bpf.o", lo);
+    ASSERT_TRUE(l) << l.error().message;
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    ASSERT_EQ(bpf_obj_get_info_by_fd(l->prog_fd(qosrun::Hook::Xdp), &info, &len), 0);
+    xlated[meta] = info.xlated_prog_len;
+    int passed = 0;
+    for (int k = 0; k < 40; ++k) {
+      auto frame = cgtest::build_frame(cgtest::random_fields(rng, p), false);
+      const int want = classify(p, parse_packet(frame));
+      auto got = run_frame(l->object(), frame, uint32_t(p.classes.size()), false);
+      ASSERT_EQ(got.tc, want);
+      if (want == ir::kDrop) continue;
+      ++passed;
+      EXPECT_EQ(got.xdp, 0);
+      EXPECT_EQ(got.xdp_meta, meta ? want : -2) << "meta " << meta;
+    }
+    EXPECT_GT(passed, 0);
+  }
+  EXPECT_LT(xlated[false], xlated[true]) << "with the switch off the metadata code should be gone";
 }
 
 }  // namespace

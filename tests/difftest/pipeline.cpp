@@ -30,6 +30,7 @@ std::optional<CompiledPolicy> compile_text(const std::string& name, const std::s
     opts.source_name = name;
     opts.strategy = popts.strategy;
     opts.flow_entries = popts.flow_entries;
+    opts.inline_subprograms = popts.inline_subprograms;
     opts.emit_c_dir = popts.emit_c_dir;
     auto obj = compile_policy(*fe.ir, opts, diags);
     if (!obj || diags.has_errors()) {

@@ -23,6 +23,7 @@ struct CompiledPolicy {
 struct PipelineOptions {
   Strategy strategy = Strategy::Auto;
   uint32_t flow_entries = 16384;   // 0: no flow table
+  std::optional<bool> inline_subprograms;   // CodegenOptions::inline_subprograms (nullopt: auto)
   std::string emit_c_dir;          // also write the generated C there (debugging)
 };
 

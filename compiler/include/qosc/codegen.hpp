@@ -43,6 +43,10 @@ struct CodegenOptions {
   // Auto strategy thresholds (0 = built-in defaults, see docs/codegen.md).
   size_t tree_max_rules = 0;    // more live rules than this -> maps
   size_t tree_max_checks = 0;   // a tree needing more rule checks than this -> maps
+  // Classifier subprograms: inlined into both programs, or global (BTF)
+  // functions verified once. nullopt = auto (inline the maps code and trees of
+  // at most kInlineMaxChecks rule checks, docs/codegen.md); tests force both.
+  std::optional<bool> inline_subprograms;
 };
 
 struct GeneratedC {
