@@ -46,9 +46,20 @@ struct qos_flow_val {
 };
 
 /* XDP -> TC hand-off and test observation: the XDP program stores this in
- * the packet's data_meta area (bpf_xdp_adjust_meta) when it passes a packet;
- * BPF_PROG_TEST_RUN returns it at the start of data_out. */
+ * the packet's data_meta area (bpf_xdp_adjust_meta) when it passes a packet
+ * and qos_cfg.xdp_meta is set; BPF_PROG_TEST_RUN returns it at the start of
+ * data_out. A tc ingress program or AF_XDP on the same interface can read
+ * it; qosc's own TC program runs on egress and classifies by itself. */
 #define QOS_META_MAGIC 0x51c0u
+
+/* Load-time switches: a const volatile variable in its own read-only
+ * section, set by the loader before load (libbpf's initial value); the
+ * verifier sees the frozen value and removes the code a switch turns off. */
+#define QOS_CFG_SECTION ".rodata.qos_cfg"
+struct qos_cfg {
+	__u32 xdp_meta;   /* write struct qos_meta (bpf_xdp_adjust_meta, ~9 ns) */
+	__u32 reserved;
+};
 struct qos_meta {
 	__u16 magic;      /* QOS_META_MAGIC */
 	__u16 class_id;

@@ -560,11 +560,13 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
 
   LoadOptions lo;
   lo.verbosity = v;
+  lo.xdp_meta = o.xdp_meta;
   auto policy = LoadedPolicy::open_file(o.object, lo);
   if (!policy) return policy.error();
   const qosc::Manifest& m = policy->manifest();
 
   state::Record rec;
+  rec.xdp_meta = o.xdp_meta;
   rec.ifname = o.ifname;
   rec.ifindex = *ifindex;
   rec.netns = state::netns_inode();
@@ -836,6 +838,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     out.reused_maps.push_back(name);
   }
   if (Status f = state::fail_point("reload-load"); !f) return f.error();
+  policy->set_xdp_meta(old.xdp_meta);
   if (Status st = policy->load(); !st) return st.error();
   int new_xdp = policy->prog_fd(Hook::Xdp), new_tc = policy->prog_fd(Hook::Tc);
 

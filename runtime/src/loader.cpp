@@ -294,6 +294,20 @@ Result<LoadedPolicy> LoadedPolicy::open_memory(std::span<const unsigned char> by
 Status LoadedPolicy::load() {
   if (loaded_) return {};
   clear_warnings();
+  // Load-time switches, when the object has them.
+  if (bpf_map* cfg = bpf_object__find_map_by_name(obj_.get(), QOS_CFG_SECTION)) {
+    size_t size = 0;
+    const void* init = bpf_map__initial_value(cfg, &size);
+    if (!init || size != sizeof(qos_cfg))
+      return Error{fmt::format("{} has a damaged {} section ({} bytes, expected {}): recompile it", name_,
+                               QOS_CFG_SECTION, size, sizeof(qos_cfg))};
+    qos_cfg c;
+    std::memcpy(&c, init, sizeof c);
+    c.xdp_meta = opts_.xdp_meta ? 1 : 0;
+    if (int err = bpf_map__set_initial_value(cfg, &c, sizeof c))
+      return errno_error(-err, fmt::format("cannot set the load-time switches of {}", name_));
+  }
+
   auto t0 = std::chrono::steady_clock::now();
   int err = bpf_object__load(obj_.get());
   load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -341,7 +341,8 @@ nlohmann::json to_json(const Record& r) {
                    {"xdp", {{"attached", r.xdp.attached}, {"mode", r.xdp.mode}, {"prog_id", r.xdp.prog_id}}},
                    {"progs", r.progs},
                    {"maps", r.maps},
-                   {"pin_dir", r.pin_dir}};
+                   {"pin_dir", r.pin_dir},
+                   {"xdp_meta", r.xdp_meta}};
   if (r.ingress) {
     const Ingress& i = *r.ingress;
     j["ingress"] = {{"ifb_name", i.ifb_name},
@@ -373,6 +374,7 @@ Record record_from_json(const nlohmann::json& j) {
   r.created = j.at("created").get<std::string>();
   r.generation = j.at("generation").get<uint32_t>();
   r.manifest = qosc::manifest_from_json(j.at("manifest"));
+  r.xdp_meta = j.value("xdp_meta", false);   // absent in records of older qosrun
   r.main = side_from(j.at("main"));
   const auto& x = j.at("xdp");
   r.xdp.attached = x.at("attached").get<bool>();

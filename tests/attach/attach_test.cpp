@@ -119,6 +119,7 @@ TEST(AttachStatus, JsonReportsWhatTheKernelHas) {
   EXPECT_EQ(j[0]["interface"], p.if_a);
   EXPECT_EQ(j[0]["policy"], "gaming");
   EXPECT_TRUE(j[0]["xdp"]["ok"].get<bool>());
+  EXPECT_FALSE(j[0]["xdp"]["meta"].get<bool>());   // off unless --xdp-meta
   EXPECT_TRUE(j[0]["tc"]["ok"].get<bool>());
   EXPECT_TRUE(j[0]["queues_ok"].get<bool>());
   EXPECT_FALSE(j[0]["stale"].get<bool>());
@@ -130,6 +131,14 @@ TEST(AttachStatus, JsonReportsWhatTheKernelHas) {
   EXPECT_FALSE(j2[0]["problems"].empty());
   Cmd d = p.qosrun("detach " + p.if_a);
   EXPECT_EQ(d.rc, 0) << d.all();
+  EXPECT_EQ(p.leftovers(), "");
+  // --xdp-meta is recorded and a reload keeps it.
+  ASSERT_EQ(p.qosrun("attach --xdp-meta " + gaming() + " " + p.if_a).rc, 0);
+  EXPECT_TRUE(nlohmann::json::parse(p.qosrun("status " + p.if_a + " --json").out)[0]["xdp"]["meta"].get<bool>());
+  Cmd r = p.qosrun("reload " + gaming() + " " + p.if_a);
+  ASSERT_EQ(r.rc, 0) << r.all();
+  EXPECT_TRUE(nlohmann::json::parse(p.qosrun("status " + p.if_a + " --json").out)[0]["xdp"]["meta"].get<bool>());
+  EXPECT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.leftovers(), "");
 }
 

@@ -42,6 +42,7 @@ struct AttachOptions {
   bool queues = true;           // --queues htb (true) | none
   bool ingress_shape = false;   // IFB + HTB for downloads
   bool force = false;           // replace a policy already attached / a root qdisc we cannot restore
+  bool xdp_meta = false;        // XDP writes the class into the packet metadata (LoadOptions::xdp_meta)
   bool foreground = false;      // the caller stays and detaches (records its pid as the owner)
   int verbosity = 0;
 };

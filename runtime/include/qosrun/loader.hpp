@@ -126,6 +126,12 @@ struct LoadOptions {
   // Maps the object declares as pinned are pinned under this directory (a
   // bpffs mount). Empty: nothing is pinned and no bpffs is needed.
   std::string pin_root;
+  // Load-time switch (struct qos_cfg in qos_abi.h): the XDP program writes the
+  // class into the packet's metadata (qosrun classify and the tests read it
+  // there). Attached programs leave it off unless asked (qosrun --xdp-meta):
+  // nothing on the egress path reads it and it costs ~9 ns per packet.
+  // Objects without the switch (older qosc) always write it.
+  bool xdp_meta = true;
   // Per-program verifier log buffer, used only when a load fails.
   size_t log_size = 16u << 20;
 };
@@ -148,6 +154,8 @@ class LoadedPolicy {
   // Load into the kernel (verifier), then fill load-time tables.
   Status load();
   bool loaded() const { return loaded_; }
+  // Before load(): change LoadOptions::xdp_meta.
+  void set_xdp_meta(bool on) { opts_.xdp_meta = on; }
 
   LoadedPolicy(LoadedPolicy&&) noexcept;
   LoadedPolicy& operator=(LoadedPolicy&&) noexcept;

@@ -145,6 +145,7 @@ struct Record {
   // which hides /sys/fs/bpf).
   std::map<std::string, uint32_t> progs, maps;
   std::string pin_dir;
+  bool xdp_meta = false;      // attached with --xdp-meta (reload keeps it)
 
   // A record whose owner process is gone while it was attaching or running
   // in the foreground: left by a crash or kill -9.
