@@ -181,6 +181,7 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
   v.qdisc_error = cur.qdisc_error;
 
   v.flow_count = cur.flows.size();
+  v.has_flow_table = !m.flows_map.empty();
   if (top_flows > 0 && !cur.flows.empty()) {
     std::unordered_map<std::string, uint64_t> before;
     if (prev)
@@ -290,6 +291,7 @@ nlohmann::json to_json(const View& v) {
   }
   if (v.pifo_inversions) j["pifo_inversions"] = *v.pifo_inversions;
   j["flow_count"] = v.flow_count;
+  j["flow_table"] = v.has_flow_table;
   auto flows = nlohmann::json::array();
   for (const auto& f : v.flows) {
     flows.push_back({{"src", f.flow.src},
@@ -379,6 +381,8 @@ std::string render_text(const View& v, bool color) {
       for (size_t b = 0; b < v.ifb_bands.size(); ++b) row("band " + std::to_string(b), v.ifb_bands[b]);
     }
   }
+  if (!v.has_flow_table)
+    o += "no flow table: the policy was compiled with qosc --flow-table 0\n";
   if (!v.flows.empty()) {
     o += fmt::format("{}top flows ({} of {}){}\n", B, v.flows.size(), v.flow_count, N);
     o += fmt::format("{}{:<6} {:<44} {:<11} {:>10} {:>9} {:>12} {:>8} {:>7} {:<6}{}\n", B, "proto", "flow", "class",

@@ -209,6 +209,7 @@ struct View {
   std::string qdisc_error;
   std::vector<FlowView> flows;  // top N
   size_t flow_count = 0;        // entries in the flow table
+  bool has_flow_table = true;   // false: compiled with qosc --flow-table 0
   // --ingress-shape: downloads queued on an IFB device with its own HTB tree
   // (the same TC program classifies there, so its packets count in `tc`).
   std::string ifb;
