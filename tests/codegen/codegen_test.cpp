@@ -501,7 +501,7 @@ TEST(Kernel, LargePoliciesVerifyAndAgree) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs";
   if (!have_clang()) GTEST_SKIP() << "needs clang-19";
   struct Case { size_t n; Strategy s; };
-  std::vector<Case> cases = {{256, Strategy::Tree}, {1024, Strategy::Auto}, {4096, Strategy::Maps},
+  std::vector<Case> cases = {{256, Strategy::Tree}, {700, Strategy::Tree}, {1024, Strategy::Auto}, {4096, Strategy::Maps},
                              {16384, Strategy::Maps}};
   if (const char* e = std::getenv("QOSC_SCALE_RULES")) {
     Strategy s = Strategy::Auto;

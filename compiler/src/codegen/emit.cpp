@@ -224,13 +224,16 @@ struct Emitter {
     emit_search(b, leaves, calls, mid, hi);
   }
 
-  // A global function deciding one port dimension by binary search.
+  // A function deciding one port dimension by binary search. Always inlined:
+  // it has one caller, qos_classify (inlined itself or a global function),
+  // so this saves a call (~9 ns) without copying the code (measured at 768
+  // rules: 50 -> 41 ns per packet, clang 0.45 -> 0.49 s).
   std::string tree_func(const std::vector<Leaf>& leaves, bool dst, size_t part) {
     std::vector<std::string> calls;
     for (const auto& l : leaves) calls.push_back(list_call(l.rules, dst ? 1 : 2));
     std::string name = fmt::format("qos_tree_{}_{}", part, dst ? "dport" : "sport");
     out.line(fmt::format("/* {} elementary {} intervals */", leaves.size(), dst ? "dport" : "sport"));
-    out.open(subprog(name));
+    out.open(fmt::format("static __always_inline int {}(struct qos_pkt *p)", name));
     out.line("__u32 v;").line("if (!p)").line("\treturn 0;");
     out.line(fmt::format("v = QOS_LD(p->{});", dst ? "dport" : "sport"));
     emit_search(out, leaves, calls, 0, leaves.size());
