@@ -398,7 +398,9 @@ struct Emitter {
       out.line(fmt::format("const struct qos_desc *d[{}];", dims.size()));
       out.line("__u64 a[QOS_BV_S];").line("struct qos_pkt *p;");
       out.close(";");
-      out.open(fmt::format("static long qos_bv_step{0}(__u32 i, struct qos_bv_ctx{0} *c)", fam));
+      // The step as an inline body (the first candidate, checked in line: no
+      // call) and as the bpf_loop callback for the rest.
+      out.open(fmt::format("static __always_inline long qos_bv_step{0}_body(__u32 i, struct qos_bv_ctx{0} *c)", fam));
       out.line("const struct qos_rule_ent *e;").line("__u32 w, key;").line("__u64 x;");
       for (uint32_t s2 = 0; s2 < S; ++s2) {
         out.line(fmt::format("{}if (c->a[{}]) {{", s2 ? "else " : "", s2));
@@ -415,6 +417,9 @@ struct Emitter {
       out.line("e = bpf_map_lookup_elem(&qos_t_rules, &key);");
       out.open("if (e && c->p)").line("c->p->best = e->index;").line("c->p->target = e->target;").close();
       out.line("return 1;");
+      out.close().line("");
+      out.open(fmt::format("static long qos_bv_step{0}(__u32 i, struct qos_bv_ctx{0} *c)", fam));
+      out.line(fmt::format("return qos_bv_step{}_body(i, c);", fam));
       out.close().line("");
 
       out.open(subprog(fmt::format("qos_bv_v{}", fam)));
@@ -485,7 +490,7 @@ struct Emitter {
       out.line("c.p = p;");
       out.line("/* Candidate words in ascending order; the first non-zero AND holds the first match.");
       out.line(" * The first candidate inline (usually the answer), the rest in a bpf_loop. */");
-      out.line(fmt::format("if (!qos_bv_step{}(0, &c))", fam));
+      out.line(fmt::format("if (!qos_bv_step{}_body(0, &c))", fam));
       out.line(fmt::format("\tbpf_loop(QOS_BV_W, qos_bv_step{}, &c, 0);", fam));
       out.line("return 0;");
       out.close().line("");
