@@ -27,10 +27,8 @@ std::string read(const fs::path& p) {
   return ss.str();
 }
 
-// Runs `qosc check NAME` in the golden directory (so file names in messages
-// are relative and stable); returns stderr+stdout and the exit code.
-std::string run_check(const std::string& name) {
-  std::string cmd = "cd '" + std::string(QOSC_GOLDEN_DIR) + "' && '" + QOSC_BIN + "' check --color never '" + name + "' 2>&1";
+// Runs a shell command; returns its standard output, and the exit code in *code.
+std::string shell(const std::string& cmd, int* code = nullptr) {
   FILE* f = popen(cmd.c_str(), "r");
   if (!f) return "popen failed";
   std::string out;
@@ -38,7 +36,17 @@ std::string run_check(const std::string& name) {
   size_t n;
   while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
   int st = pclose(f);
-  int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (code) *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return out;
+}
+
+// Runs `qosc check NAME` in the golden directory (so file names in messages
+// are relative and stable); returns stderr+stdout and the exit code.
+std::string run_check(const std::string& name) {
+  int code = 0;
+  std::string out = shell("cd '" + std::string(QOSC_GOLDEN_DIR) + "' && '" + QOSC_BIN + "' check --color never '" +
+                              name + "' 2>&1",
+                          &code);
   return out + "[exit " + std::to_string(code) + "]\n";
 }
 
@@ -109,13 +117,7 @@ TEST(Driver, OutputOntoAFifoWritesIntoIt) {
   const std::string policy = std::string(QOSC_EXAMPLES_DIR) + "/gaming.qos";
   const std::string cmd = "'" + std::string(QOSC_BIN) + "' '" + policy + "' -o '" + fifo.string() + "' 2>&1 & timeout 20 cat '" +
                           fifo.string() + "' | head -c 4 | od -An -c; wait";
-  FILE* f = popen(cmd.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  std::string out;
-  std::array<char, 256> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
-  pclose(f);
+  const std::string out = shell(cmd);
   EXPECT_NE(out.find("E   L   F"), std::string::npos) << out;   // the object came through the FIFO
   struct stat st {};
   ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
