@@ -185,10 +185,9 @@ Status RtnlSocket::send(NlMessage& msg, uint16_t flags, const std::string& what)
   return {};
 }
 
-Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
-  if (Status st = send(msg, NLM_F_ACK, what); !st) return st;
-  const nlmsghdr* h = hdr_of(msg.buffer());
-  std::vector<uint8_t> buf(64 * 1024);
+Status RtnlSocket::receive(uint32_t seq, size_t buffer_size, const std::string& what,
+                           const std::function<void(const nlmsghdr*)>* each) {
+  std::vector<uint8_t> buf(buffer_size);
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
     if (n < 0) {
@@ -197,38 +196,26 @@ Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
     }
     for (auto* r = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(r, static_cast<unsigned>(n));
          r = NLMSG_NEXT(r, n)) {
-      if (r->nlmsg_seq != h->nlmsg_seq) continue;
-      if (r->nlmsg_type == NLMSG_ERROR) {
-        const auto* e = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(r));
-        if (e->error == 0) return {};
-        return nl_error(-e->error, what, kernel_extack(r));
-      }
-    }
-  }
-}
-
-Status RtnlSocket::dump(NlMessage& msg, const std::string& what, const std::function<void(const nlmsghdr*)>& each) {
-  if (Status st = send(msg, NLM_F_DUMP, what); !st) return st;
-  const nlmsghdr* h = hdr_of(msg.buffer());
-  std::vector<uint8_t> buf(256 * 1024);
-  for (;;) {
-    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error(errno, what);
-    }
-    for (auto* r = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(r, static_cast<unsigned>(n));
-         r = NLMSG_NEXT(r, n)) {
-      if (r->nlmsg_seq != h->nlmsg_seq) continue;
+      if (r->nlmsg_seq != seq) continue;
       if (r->nlmsg_type == NLMSG_DONE) return {};
       if (r->nlmsg_type == NLMSG_ERROR) {
         const auto* e = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(r));
         if (e->error == 0) return {};
         return nl_error(-e->error, what, kernel_extack(r));
       }
-      each(r);
+      if (each) (*each)(r);
     }
   }
+}
+
+Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
+  if (Status st = send(msg, NLM_F_ACK, what); !st) return st;
+  return receive(hdr_of(msg.buffer())->nlmsg_seq, 64 * 1024, what, nullptr);
+}
+
+Status RtnlSocket::dump(NlMessage& msg, const std::string& what, const std::function<void(const nlmsghdr*)>& each) {
+  if (Status st = send(msg, NLM_F_DUMP, what); !st) return st;
+  return receive(hdr_of(msg.buffer())->nlmsg_seq, 256 * 1024, what, &each);
 }
 
 // ---- listing --------------------------------------------------------------------------------

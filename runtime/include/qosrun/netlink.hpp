@@ -74,6 +74,11 @@ class RtnlSocket {
  private:
   // Sends `msg` with `flags` added and the next sequence number (kept in the message).
   Status send(NlMessage& msg, uint16_t flags, const std::string& what);
+  // Reads the answers to the message sent with sequence number `seq` until the
+  // last one: NLMSG_ERROR (an error, or 0 = ACK) or NLMSG_DONE (end of a
+  // dump). Any other answer goes to `each` (dumps; null for requests).
+  Status receive(uint32_t seq, size_t buffer_size, const std::string& what,
+                 const std::function<void(const nlmsghdr*)>* each);
   Fd fd_;
   uint32_t seq_ = 0;
 };
