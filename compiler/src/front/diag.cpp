@@ -17,20 +17,20 @@
 
 namespace qosc {
 
-Diagnostic& Diagnostics::error(Loc loc, std::string message) {
+namespace {
+Diagnostic make(Severity severity, Loc loc, std::string message) {
   Diagnostic d;
-  d.severity = Severity::Error;
+  d.severity = severity;
   d.loc = loc;
   d.message = std::move(message);
-  return add(std::move(d));
+  return d;
 }
+}  // namespace
+
+Diagnostic& Diagnostics::error(Loc loc, std::string message) { return add(make(Severity::Error, loc, std::move(message))); }
 
 Diagnostic& Diagnostics::warning(Loc loc, std::string message) {
-  Diagnostic d;
-  d.severity = Severity::Warning;
-  d.loc = loc;
-  d.message = std::move(message);
-  return add(std::move(d));
+  return add(make(Severity::Warning, loc, std::move(message)));
 }
 
 Diagnostic& Diagnostics::add(Diagnostic d) {

@@ -301,19 +301,27 @@ struct action<g::item_begin> {
   }
 };
 
+// A quantity with a unit (ast::Rate, ast::Size): its text and location, and
+// its value when `parse` accepts the text, else the diagnostic saying why.
+template <typename Q, typename In>
+void read_quantity(const In& in, State& st, Q& q, uint64_t Q::*value,
+                   std::optional<uint64_t> (*parse)(std::string_view, Diagnostic*)) {
+  Diagnostic d;
+  d.loc = loc_of(in);
+  q = {};
+  q.text = in.string();
+  q.loc = d.loc;
+  if (auto v = parse(q.text, &d))
+    q.*value = *v;
+  else
+    st.diags.add(std::move(d));
+}
+
 template <>
 struct action<g::rate_value> {
   template <typename In>
   static void apply(const In& in, State& st) {
-    Diagnostic d;
-    d.loc = loc_of(in);
-    st.rate = {};
-    st.rate.text = in.string();
-    st.rate.loc = d.loc;
-    if (auto v = rate_from_text(st.rate.text, &d))
-      st.rate.bps = *v;
-    else
-      st.diags.add(std::move(d));
+    read_quantity(in, st, st.rate, &ast::Rate::bps, rate_from_text);
   }
 };
 
@@ -321,15 +329,7 @@ template <>
 struct action<g::size_value> {
   template <typename In>
   static void apply(const In& in, State& st) {
-    Diagnostic d;
-    d.loc = loc_of(in);
-    st.size = {};
-    st.size.text = in.string();
-    st.size.loc = d.loc;
-    if (auto v = size_from_text(st.size.text, &d))
-      st.size.bytes = *v;
-    else
-      st.diags.add(std::move(d));
+    read_quantity(in, st, st.size, &ast::Size::bytes, size_from_text);
   }
 };
 
