@@ -707,16 +707,18 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
   std::unique_ptr<Emitter> e;
   if (chosen != Strategy::Maps) {
     auto t1 = Clock::now();
-    e = std::make_unique<Emitter>(policy, opts, source_name, plan_decisions(policy, dead));
-    e->emit_class_tables();
-    e->emit_classifier();
-    const bool small = e->checks <= kInlineMaxChecks && e->terms <= kInlineMaxTerms;
-    if (opts.inline_subprograms.value_or(small)) {  // again, inlined
-      e = std::make_unique<Emitter>(policy, opts, source_name, plan_decisions(policy, dead));
-      e->inline_subprogs = true;
-      e->emit_class_tables();
-      e->emit_classifier();
-    }
+    const DecisionPlan plan = plan_decisions(policy, dead);
+    auto emit_tree = [&](bool inline_all) {
+      auto t = std::make_unique<Emitter>(policy, opts, source_name, plan);
+      t->inline_subprogs = inline_all;
+      t->emit_class_tables();
+      t->emit_classifier();
+      return t;
+    };
+    // Auto: the first emission counts the rule checks and terms; a small
+    // tree is emitted again, inlined.
+    e = emit_tree(opts.inline_subprograms.value_or(false));
+    if (!opts.inline_subprograms && e->checks <= kInlineMaxChecks && e->terms <= kInlineMaxTerms) e = emit_tree(true);
     stage(fmt::format("tree: {} partitions, {} rule checks ({} terms), {} ({:.1f} ms)", e->plan.partitions.size(),
                       e->checks, e->terms,
                       e->inline_subprogs ? std::string("inlined into both programs")
