@@ -11,9 +11,12 @@
 # link rate and attached by qosrun. The RTTs and the download rate are
 # printed side by side, with qosrun's statistics taken during the download.
 #
-# Usage: scripts/demo.sh [--rate 100mbit] [--seconds 8] [--policy FILE]
-# Needs root. Bounded (about 4 x (seconds + 4) s) and leaves nothing behind:
-# the namespaces are deleted by name, also before it starts.
+# Usage: scripts/demo.sh [--rate 100mbit] [--seconds 8] [--policy FILE] [--budget S]
+# Needs root. Every tool it starts runs under `timeout -k`, and the whole run
+# has a budget (default 4 x (seconds + 10) + 30 s) after which it stops, says
+# which step did not finish and cleans up (exit 124). It leaves nothing
+# behind: the namespaces are deleted by name (a policy on them detached
+# first), also before it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -21,19 +24,23 @@ BIN=${QOSC_BIN:-$ROOT/${QOSC_BUILD_DIR:-build}/bin}
 RATE=100mbit
 SECS=8
 POLICY=examples/gaming.qos
+BUDGET=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) RATE=$2; shift 2 ;;
     --seconds) SECS=$2; shift 2 ;;
     --policy) POLICY=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --budget) BUDGET=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 1 ;;
   esac
 done
 case "$SECS" in ''|*[!0-9]*) echo "demo: --seconds takes a whole number, e.g. 8" >&2; exit 1 ;; esac
 [ "$SECS" -ge 2 ] && [ "$SECS" -le 120 ] || { echo "demo: --seconds must be 2..120" >&2; exit 1; }
+BUDGET=${BUDGET:-$((4 * (SECS + 10) + 30))}
+case "$BUDGET" in ''|*[!0-9]*|0) echo "demo: --budget takes a whole number of seconds, e.g. 120" >&2; exit 1 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "demo: needs root to create network namespaces (try: sudo $0)" >&2; exit 1; }
-for t in irtt iperf3 ip tc ethtool python3 timeout; do
+for t in irtt iperf3 ip tc ethtool python3 timeout nice; do
   command -v $t >/dev/null || { echo "demo: '$t' is missing; run scripts/setup.sh" >&2; exit 1; }
 done
 [ -x "$BIN/qosc" ] && [ -x "$BIN/qosrun" ] || { echo "demo: qosc/qosrun not built in $BIN; run scripts/build.sh" >&2; exit 1; }
@@ -42,29 +49,57 @@ done
 CLI=qd-cli RTR=qd-rtr SRV=qd-srv
 CLI_IP=10.77.1.2 SRV_IP=10.77.2.2
 WORK=""
-# The measuring tools run at a real-time priority so that the download's own
-# CPU load on a small machine does not delay irtt's wake-ups (which would show
-# up as latency no queue caused); the download itself runs at normal priority.
-RT="chrt -f 20"
-chrt -f 20 true 2>/dev/null || RT=""
+STEP="setting up"
+WATCHDOG=""
+# The measuring tools run at the highest normal-policy priority so that the
+# download's own CPU load on a small machine delays irtt's wake-ups less. Not
+# a real-time policy: irtt is a Go program whose runtime threads spin-wait for
+# each other, and under SCHED_FIFO on two cores they can livelock and ignore
+# SIGTERM for good.
+PRIO="nice -n -20"
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+# A tool in a namespace, killed (TERM, then KILL 3 s later) after $1 seconds.
+bounded() { local secs=$1 ns=$2; shift 2; timeout -k 3 "$secs" ip netns exec "$ns" "$@"; }
+kill_ns_processes() {
+  local ns
+  for ns in $CLI $RTR $SRV; do
+    ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  done
+}
 cleanup() {
   set +e
-  if ip netns list 2>/dev/null | grep -qw $RTR; then
-    nsx $RTR "$BIN/qosrun" detach rtr-cli >/dev/null 2>&1
+  if [ -n "$WATCHDOG" ]; then
+    pkill -P "$WATCHDOG" 2>/dev/null; kill "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null
   fi
-  for ns in $CLI $RTR $SRV; do
-    ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null
-    ip netns del $ns 2>/dev/null
-  done
+  kill_ns_processes
+  # Detach before deleting the namespace, so no record or pin outlives it
+  # (--force: a record left by a run killed half-way is cleaned up too).
+  if ip netns list 2>/dev/null | grep -qw $RTR; then
+    timeout -k 3 20 ip netns exec $RTR "$BIN/qosrun" detach --force rtr-cli >/dev/null 2>&1
+  fi
+  for ns in $CLI $RTR $SRV; do ip netns del $ns 2>/dev/null; done
   [ -n "$WORK" ] && rm -rf "$WORK"
+}
+on_budget() {
+  echo "demo: stopped after its budget of ${BUDGET}s: '$STEP' did not finish; cleaning up" >&2
+  exit 124
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap on_budget USR1
 cleanup
 set -e
 WORK=$(mktemp -d /tmp/qosc-demo.XXXXXX)
+# The watchdog: when the budget is spent it tells this shell to stop and kills
+# what runs in the demo's namespaces, so the step waiting on it returns. If
+# this shell was killed outright (its watchdog is then an orphan), it does
+# nothing: the namespaces may belong to the next run by then.
+( me=$BASHPID
+  sleep "$BUDGET"
+  [ "$(ps -o ppid= -p "$me" | tr -d ' ')" = "$$" ] || exit 0
+  kill -USR1 $$ 2>/dev/null; kill_ns_processes ) &
+WATCHDOG=$!
 
 # ---- topology ------------------------------------------------------------------------
 ip netns add $CLI; ip netns add $RTR; ip netns add $SRV
@@ -86,30 +121,35 @@ for pair in "$CLI cli-rtr" "$RTR rtr-cli" "$RTR rtr-srv" "$SRV srv-rtr"; do
   set -- $pair; nsx $1 ethtool -K $2 gso off tso off gro off >/dev/null 2>&1 || true
 done
 
-nsx $SRV sh -c "$RT irtt server -b $SRV_IP:3074 >/dev/null 2>&1 &"
-nsx $SRV iperf3 -s -D -B $SRV_IP >/dev/null 2>&1
+# The servers live as long as the demo at most (and die with its namespaces).
+nsx $SRV sh -c "timeout -k 3 $BUDGET $PRIO irtt server -b $SRV_IP:3074 >/dev/null 2>&1 &"
+nsx $SRV sh -c "timeout -k 3 $BUDGET iperf3 -s -B $SRV_IP >/dev/null 2>&1 &"
 sleep 0.5
 
 # ---- measurements ------------------------------------------------------------------------
 irtt_run() {  # $1 label: game flow for SECS seconds
-  timeout $((SECS + 15)) ip netns exec $CLI $RT irtt client -Q -i 10ms -d ${SECS}s \
-    -o "$WORK/$1.irtt.json" $SRV_IP:3074 >/dev/null 2>&1 || echo "demo: irtt ($1) failed" >&2
+  STEP="irtt client ($1)"
+  bounded $((SECS + 10)) $CLI $PRIO irtt client -Q -i 10ms -d ${SECS}s \
+    -o "$WORK/$1.irtt.json" $SRV_IP:3074 >/dev/null 2>&1 || echo "demo: irtt ($1) did not finish" >&2
 }
 measure_idle() { irtt_run "$1-idle"; }
 measure_load() {  # $1 label; $2: command to run in the middle of the download (optional)
   local label=$1-load
-  timeout $((SECS + 20)) ip netns exec $CLI iperf3 -c $SRV_IP -R -C cubic -t $((SECS + 3)) -J \
+  bounded $((SECS + 15)) $CLI iperf3 -c $SRV_IP -R -C cubic -t $((SECS + 3)) -J \
     >"$WORK/$label.iperf.json" 2>/dev/null &
   local dl=$!
   sleep 2    # the queue fills and cubic reaches its steady state
-  if [ -n "${2:-}" ]; then ( sleep $((SECS / 2)); eval "$2" ) & fi
+  local mid=""
+  if [ -n "${2:-}" ]; then ( sleep $((SECS / 2)); eval "$2" ) & mid=$!; fi
   irtt_run "$label"
-  wait $dl || echo "demo: iperf3 ($label) failed" >&2
-  wait || true
+  STEP="iperf3 download ($label)"
+  wait $dl || echo "demo: iperf3 ($label) did not finish" >&2
+  if [ -n "$mid" ]; then wait "$mid" || true; fi
 }
 
 echo "== qosc demo: bottleneck $RATE, ${SECS}s per measurement (namespaces $CLI, $RTR, $SRV)"
 echo "-- 1/2 without QoS: HTB $RATE + FIFO on the router"
+STEP="plain shaper"
 nsx $RTR tc qdisc add dev rtr-cli root handle 1: htb default 1
 nsx $RTR tc class add dev rtr-cli parent 1: classid 1:1 htb rate $RATE quantum 1514
 nsx $RTR tc qdisc add dev rtr-cli parent 1:1 handle 10: pfifo limit 1000
@@ -117,18 +157,22 @@ measure_idle fifo; measure_load fifo
 nsx $RTR tc qdisc del dev rtr-cli root
 
 echo "-- 2/2 with $POLICY: qosc --link $RATE, qosrun attach"
-"$BIN/qosc" "$POLICY" --link "$RATE" -o "$WORK/policy.bpf.o" 2>"$WORK/qosc.log" \
+STEP="qosc $POLICY"
+timeout -k 3 60 "$BIN/qosc" "$POLICY" --link "$RATE" -o "$WORK/policy.bpf.o" 2>"$WORK/qosc.log" \
   || { cat "$WORK/qosc.log" >&2; exit 1; }
-nsx $RTR "$BIN/qosrun" attach "$WORK/policy.bpf.o" rtr-cli
+STEP="qosrun attach"
+bounded 30 $RTR "$BIN/qosrun" attach "$WORK/policy.bpf.o" rtr-cli
 measure_idle qosc
-measure_load qosc "ip netns exec $RTR $BIN/qosrun stats rtr-cli --flows 4 >$WORK/stats.txt 2>&1"
-nsx $RTR "$BIN/qosrun" detach rtr-cli
+measure_load qosc "timeout -k 3 10 ip netns exec $RTR $BIN/qosrun stats rtr-cli --flows 4 >$WORK/stats.txt 2>&1"
+STEP="qosrun detach"
+bounded 30 $RTR "$BIN/qosrun" detach rtr-cli
 
 echo
 echo "-- qosrun stats rtr-cli, during the download:"
 sed 's/^/   /' "$WORK/stats.txt" 2>/dev/null || true
 echo
-python3 - "$WORK" "$RATE" "$POLICY" <<'PY'
+STEP="the summary"
+timeout -k 3 30 python3 - "$WORK" "$RATE" "$POLICY" <<'PY'
 import json, os, sys
 work, rate, policy = sys.argv[1], sys.argv[2], sys.argv[3]
 def pct(v, p):

@@ -72,7 +72,7 @@ def iperf_download(seconds, port=5201, cport=None, extra=()):
     args = ["iperf3", "-c", SRV_ADDR, "-p", str(port), "-R", "-C", "cubic", "-t", str(seconds), "-J", *extra]
     if cport:
         args += ["--cport", str(cport)]
-    return spawn(CLI, *args, stdout=subprocess.PIPE)
+    return spawn(CLI, *args, stdout=subprocess.PIPE, limit=seconds + 30)
 
 
 def iperf_result(proc, timeout):
@@ -134,10 +134,10 @@ def udp_stream_start(seconds, pps=2000, port=3074):
     port `port`+1 to `port` (both game ports in examples/gaming.qos)."""
     from netns import CLI_ADDR
     rx = spawn(CLI, "/usr/bin/python3", "-c", UDP_TOOL, "recv", CLI_ADDR, str(port), str(seconds), str(pps),
-               stdout=subprocess.PIPE)
+               stdout=subprocess.PIPE, limit=seconds + 30)
     time.sleep(0.3)
     tx = spawn(SRV, "/usr/bin/python3", "-c", UDP_TOOL, "send", CLI_ADDR, str(port), str(seconds), str(pps),
-               stdout=subprocess.PIPE)
+               stdout=subprocess.PIPE, limit=seconds + 30)
     return rx, tx
 
 

@@ -23,9 +23,11 @@ def ns(name, *args, **kw):
     return sh("ip", "netns", "exec", name, *args, **kw)
 
 
-def spawn(name, *args, stdout=subprocess.DEVNULL):
-    return subprocess.Popen(["ip", "netns", "exec", name, *args], stdout=stdout,
-                            stderr=subprocess.DEVNULL, text=True)
+def spawn(name, *args, stdout=subprocess.DEVNULL, limit=3600):
+    """A tool in namespace `name`, in the background; timeout(1) ends it
+    (TERM, then KILL 3 s later) after `limit` seconds even if nobody waits."""
+    return subprocess.Popen(["timeout", "-k", "3", str(int(limit)), "ip", "netns", "exec", name, *args],
+                            stdout=stdout, stderr=subprocess.DEVNULL, text=True)
 
 
 def destroy():

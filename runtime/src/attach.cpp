@@ -521,25 +521,25 @@ Status pin_all(const LoadedPolicy& p, state::Record& rec) {
 // Another qosrun's record on this interface: clean it when stale, else refuse.
 Status handle_existing(state::Record& old, const std::string& ifname, bool force, nl::RtnlSocket& s, std::ostream& log,
                        int v) {
-  if (old.netns != state::netns_inode() && !force)
+  if (!old.in_this_netns() && !force)
     return Error{fmt::format("{} records a qosc policy on an interface {} of another network namespace: run qosrun "
                              "there, or pass --force to discard that record",
                              state::paths_for(ifname).state_file, ifname)};
-  if (old.netns != state::netns_inode()) {
+  if (!old.in_this_netns()) {
     (void)state::remove_pins(old.pin_dir);
     return state::remove(ifname);
   }
-  bool stale = old.stale();
-  if (!stale && !force) {
+  const std::string stale = old.stale_reason();
+  if (stale.empty() && !force) {
     std::string who = old.foreground ? fmt::format("by the foreground qosrun pid {}", old.owner_pid)
                                      : std::string("persistently");
     return Error{fmt::format("{} already has qosc policy '{}' attached {} (from {}, since {}): use `qosrun reload OBJ "
                              "{}` to replace it, `qosrun detach {}` to remove it, or attach --force",
                              ifname, old.manifest.policy, who, old.object, old.created, ifname, ifname)};
   }
-  if (stale)
-    log << fmt::format("qosrun: cleaning up after qosrun pid {} (gone) that left policy '{}' on {}\n", old.owner_pid,
-                       old.manifest.policy, ifname);
+  if (!stale.empty())
+    log << fmt::format("qosrun: the record of policy '{}' on {} is stale ({}): cleaning it up\n",
+                       old.manifest.policy, ifname, stale);
   else
     say(log, v, 0, fmt::format("--force: detaching policy '{}' from {} first", old.manifest.policy, ifname));
   Teardown t;
@@ -569,7 +569,8 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   rec.xdp_meta = o.xdp_meta;
   rec.ifname = o.ifname;
   rec.ifindex = *ifindex;
-  rec.netns = state::netns_inode();
+  rec.netns = state::netns_cookie();
+  rec.netns_inode = state::netns_inode();
   rec.object = absolute(o.object);
   rec.manifest = m;
   rec.main.ifname = o.ifname;
@@ -598,6 +599,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
 
+  for (const std::string& line : state::remove_orphans()) log << "qosrun: note: " << line << "\n";
   auto existing = state::read(o.ifname);
   if (!existing) return existing.error();
   if (*existing)
@@ -668,6 +670,7 @@ Status detach(const DetachOptions& o, std::ostream& log, std::vector<std::string
   auto rec = state::read(o.ifname);
   if (!rec) return rec.error();
   if (!*rec) {
+    lock->remove_file();
     if (o.as_owner) return {};   // someone detached us already
     Error e{fmt::format("{} has no qosc policy attached (no {})", o.ifname, state::paths_for(o.ifname).state_file)};
     if (if_nametoindex(o.ifname.c_str()) == 0)
@@ -680,7 +683,7 @@ Status detach(const DetachOptions& o, std::ostream& log, std::vector<std::string
     log << fmt::format("qosrun: {} was taken over by another qosrun (--force); leaving it attached\n", o.ifname);
     return {};
   }
-  if (r.netns != state::netns_inode()) {
+  if (!r.in_this_netns()) {
     if (!o.force)
       return Error{fmt::format("the qosc state of {} was made in another network namespace: run qosrun detach there "
                                "(or detach --force here to discard the record, e.g. when that namespace is gone)",
@@ -710,7 +713,9 @@ Status detach(const DetachOptions& o, std::ostream& log, std::vector<std::string
     return with_undo_result(Error{fmt::format("detaching from {} did not finish: {}", o.ifname, t.error->message)},
                             Teardown{});
   }
-  return state::remove(o.ifname);
+  if (Status st = state::remove(o.ifname); !st) return st;
+  lock->remove_file();
+  return {};
 }
 
 // ---- reload ------------------------------------------------------------------------------------------
@@ -785,12 +790,11 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   if (!*existing)
     return Error{fmt::format("{} has no qosc policy attached: use `qosrun attach {} {}`", o.ifname, o.object, o.ifname)};
   state::Record old = **existing;
-  if (old.netns != state::netns_inode())
+  if (!old.in_this_netns())
     return Error{fmt::format("the qosc state of {} was made in another network namespace: reload there", o.ifname)};
-  if (old.stale() || old.phase != "attached")
-    return Error{fmt::format("the policy on {} was left behind by qosrun pid {} that is gone: run `qosrun detach {}` "
-                             "and attach again",
-                             o.ifname, old.owner_pid, o.ifname)};
+  if (std::string why = old.stale_reason(); !why.empty() || old.phase != "attached")
+    return Error{fmt::format("the policy on {} was left behind ({}): run `qosrun detach {}` and attach again", o.ifname,
+                             why.empty() ? "an attach or detach did not finish" : why, o.ifname)};
   if (old.ifindex != *ifindex)
     return Error{fmt::format("{} is not the interface the policy was attached to (ifindex {} then, {} now): run "
                              "`qosrun detach {}` and attach again",
@@ -958,15 +962,15 @@ Result<StatusReport> status_of(const std::string& ifname) {
   s.attached = true;
   s.record = **rec;
   const state::Record& r = s.record;
-  s.stale = r.stale();
   if (ifindex <= 0) {
     s.problems.push_back(fmt::format("interface {} is gone", ifname));
     return s;
   }
-  if (r.netns != state::netns_inode()) {
+  if (!r.in_this_netns()) {
     s.problems.push_back("the record was made in another network namespace");
     return s;
   }
+  s.stale = r.stale();
   s.xdp_ok = r.xdp.attached && xdp_prog_now(ifindex, r.xdp.mode) == r.xdp.prog_id;
   if (!s.xdp_ok) s.problems.push_back(fmt::format("XDP: expected program id {} ({}), found {}", r.xdp.prog_id,
                                                   r.xdp.mode, s.xdp_now));
@@ -987,9 +991,8 @@ Result<StatusReport> status_of(const std::string& ifname) {
   } else {
     s.ingress_ok = true;
   }
-  if (s.stale)
-    s.problems.push_back(fmt::format("stale: qosrun pid {} that owned it is gone; `qosrun detach {}` cleans up",
-                                     r.owner_pid, ifname));
+  if (std::string why = r.stale_reason(); !why.empty())
+    s.problems.push_back(fmt::format("stale: {}; `qosrun detach {}` cleans up", why, ifname));
   return s;
 }
 

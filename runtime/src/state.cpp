@@ -5,9 +5,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -25,6 +28,9 @@
 
 #include <fmt/format.h>
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC 0xcafe4a11
 #endif
@@ -55,17 +61,20 @@ Status mkdirs(const std::string& path, mode_t mode) {
 
 // Interfaces of different network namespaces may share a name (every test
 // namespace has its "eth0"): outside the host's namespace the key carries the
-// namespace, so their records, pins and locks never meet, and a namespace
-// deleted with its policy attached leaves nothing that blocks another one.
+// namespace's cookie, so their records, pins and locks never meet, and a
+// namespace deleted with its policy attached leaves nothing that a later
+// namespace inherits (as it would with the inode, which the kernel reuses).
 std::string state_key(const std::string& ifname) {
   // The host's namespace: init's, or (where /proc/1 cannot be read, as in
   // some VMs) the fixed inode the kernel gives init_net (PROC_NET_INIT_INO).
+  // Comparing inodes is sound here: both namespaces are alive right now.
   constexpr uint64_t kInitNetIno = 0xEFFFFFF9u;
   struct stat host{};
   uint64_t here = netns_inode();
   uint64_t init = ::stat("/proc/1/ns/net", &host) == 0 ? host.st_ino : kInitNetIno;
   if (here == 0 || here == init) return ifname;
-  return fmt::format("{}@ns{}", ifname, here);
+  uint64_t cookie = netns_cookie();
+  return cookie ? fmt::format("{}@ns{}", ifname, cookie) : fmt::format("{}@nsi{}", ifname, here);
 }
 
 Paths paths_for(const std::string& ifname) {
@@ -119,33 +128,49 @@ Status fail_point(std::string_view step) {
 
 Result<Lock> Lock::acquire(const std::string& ifname, int wait_ms) {
   if (const char* w = std::getenv("QOSRUN_LOCK_WAIT_MS"); w && *w) wait_ms = std::atoi(w);
-  Paths p = paths_for(ifname);
-  std::string dir = p.lock_file.substr(0, p.lock_file.rfind('/'));
+  return acquire_file(paths_for(ifname).lock_file, ifname, wait_ms);
+}
+
+Result<Lock> Lock::acquire_file(const std::string& path, const std::string& what, int wait_ms) {
+  std::string dir = path.substr(0, path.rfind('/'));
   if (Status st = mkdirs(dir, 0755); !st) return st.error();
-  int fd = ::open(p.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_error(errno, fmt::format("cannot open the lock {}", p.lock_file));
-  Lock l;
-  l.fd_.reset(fd);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   for (;;) {
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
-    if (errno != EWOULDBLOCK && errno != EINTR) return errno_error(errno, fmt::format("cannot lock {}", p.lock_file));
-    if (std::chrono::steady_clock::now() >= deadline) {
-      // Who holds it? The holder writes its pid into the file.
-      std::string holder;
-      char buf[32] = {};
-      if (::pread(fd, buf, sizeof buf - 1, 0) > 0) holder = buf;
-      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-      Error e{fmt::format("{} is busy: another qosrun{} is changing it right now (lock {}); wait for it to finish",
-                          ifname, holder.empty() ? "" : " (pid " + holder + ")", p.lock_file)};
-      e.code = EBUSY;
-      return e;
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return errno_error(errno, fmt::format("cannot open the lock {}", path));
+    Lock l;
+    l.fd_.reset(fd);
+    l.path_ = path;
+    for (;;) {
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+      if (errno != EWOULDBLOCK && errno != EINTR) return errno_error(errno, fmt::format("cannot lock {}", path));
+      if (std::chrono::steady_clock::now() >= deadline) {
+        // Who holds it? The holder writes its pid into the file.
+        std::string holder;
+        char buf[32] = {};
+        if (::pread(fd, buf, sizeof buf - 1, 0) > 0) holder = buf;
+        while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+        Error e{fmt::format("{} is busy: another qosrun{} is changing it right now (lock {}); wait for it to finish",
+                            what, holder.empty() ? "" : " (pid " + holder + ")", path)};
+        e.code = EBUSY;
+        return e;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // The holder before us may have removed the file (remove_file): then the
+    // lock we hold guards nothing, and the next qosrun would lock a new file.
+    struct stat held{}, now{};
+    if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
+        held.st_dev == now.st_dev) {
+      std::string me = std::to_string(::getpid()) + "\n";
+      if (::ftruncate(fd, 0) == 0) (void)::pwrite(fd, me.data(), me.size(), 0);
+      return l;
+    }
   }
-  std::string me = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) == 0) (void)::pwrite(fd, me.data(), me.size(), 0);
-  return l;
+}
+
+void Lock::remove_file() {
+  if (fd_ && !path_.empty()) (void)::unlink(path_.c_str());
 }
 
 // ---- bpffs ------------------------------------------------------------------------------------
@@ -246,11 +271,101 @@ uint64_t netns_inode() {
   return st.st_ino;
 }
 
+uint64_t netns_cookie() {
+  Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return 0;
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  if (::getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0) return 0;
+  return cookie;
+}
+
+// Read from a thread that enters the namespace: setns changes only the
+// calling thread's.
+uint64_t netns_cookie_of(const std::string& nsfile) {
+  Fd ns(::open(nsfile.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return 0;
+  uint64_t cookie = 0;
+  std::thread([&] {
+    if (::setns(ns.get(), CLONE_NEWNET) == 0) cookie = netns_cookie();
+  }).join();
+  return cookie;
+}
+
+namespace {
+
+// Does a namespace with this cookie still exist? Every namespace that can
+// still be entered is a process's (/proc/PID/ns/net) or bind-mounted
+// (/run/netns/NAME); among those with the recorded inode (usually none), one
+// must also have the cookie, because the kernel hands a dead namespace's
+// inode number to new ones.
+bool netns_exists(uint64_t cookie, uint64_t inode) {
+  if (cookie == netns_cookie()) return true;
+  std::vector<std::string> candidates;
+  auto consider = [&](const std::string& f) {
+    struct stat st{};
+    if (::stat(f.c_str(), &st) == 0 && (inode == 0 || st.st_ino == inode)) candidates.push_back(f);
+  };
+  for (const char* dir : {"/proc", "/run/netns"}) {
+    DIR* d = ::opendir(dir);
+    if (!d) continue;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == "..") continue;
+      if (std::string_view(dir) == "/proc") {
+        if (n.find_first_not_of("0123456789") != std::string::npos) continue;
+        consider(fmt::format("/proc/{}/ns/net", n));
+      } else {
+        consider(fmt::format("/run/netns/{}", n));
+      }
+    }
+    ::closedir(d);
+  }
+  // Namespaces that share an inode are the same namespace: ask each inode once.
+  std::sort(candidates.begin(), candidates.end());
+  std::vector<uint64_t> asked;
+  for (const auto& f : candidates) {
+    struct stat st{};
+    if (::stat(f.c_str(), &st) != 0 || std::find(asked.begin(), asked.end(), st.st_ino) != asked.end()) continue;
+    asked.push_back(st.st_ino);
+    if (netns_cookie_of(f) == cookie) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 // ---- the record ----------------------------------------------------------------------------------
 
-bool Record::stale() const {
-  if (owner_pid == 0) return false;   // persistent attach: no owner to lose
-  return !process_alive(owner_pid, owner_start);
+bool netns_is_here(int format, uint64_t netns) {
+  // Records of format 1 named the namespace by its inode.
+  return format >= 2 ? netns == netns_cookie() : netns == netns_inode();
+}
+
+bool Record::in_this_netns() const { return netns_is_here(format, netns); }
+
+std::string Record::stale_reason() const {
+  if (owner_pid != 0 && !process_alive(owner_pid, owner_start))
+    return fmt::format("qosrun pid {} that owned it is gone", owner_pid);
+  if (phase == "attaching") return {};   // its owner is still at work
+  unsigned idx = if_nametoindex(ifname.c_str());
+  if (idx == 0) return fmt::format("interface {} is gone", ifname);
+  if (static_cast<int>(idx) != ifindex)
+    return fmt::format("interface {} is another one now (ifindex {}, recorded {})", ifname, idx, ifindex);
+  if (!progs.empty()) {
+    bool any = false, known = true;
+    for (const auto& [name, id] : progs) {
+      int fd = bpf_prog_get_fd_by_id(id);
+      if (fd >= 0) {
+        ::close(fd);
+        any = true;
+      } else if (errno != ENOENT) {
+        known = false;   // no permission to look: assume it is there
+      }
+    }
+    if (!any && known) return "its programs are gone from the kernel";
+  }
+  return {};
 }
 
 namespace {
@@ -330,6 +445,7 @@ nlohmann::json to_json(const Record& r) {
                    {"ifname", r.ifname},
                    {"ifindex", r.ifindex},
                    {"netns", r.netns},
+                   {"netns_inode", r.netns_inode},
                    {"owner_pid", r.owner_pid},
                    {"owner_start", r.owner_start},
                    {"foreground", r.foreground},
@@ -362,11 +478,12 @@ nlohmann::json to_json(const Record& r) {
 Record record_from_json(const nlohmann::json& j) {
   Record r;
   r.format = j.at("format").get<int>();
-  if (r.format != 1) throw std::runtime_error(fmt::format("state format {} is not known to this qosrun", r.format));
+  if (r.format != 1 && r.format != 2) throw std::runtime_error(fmt::format("state format {} is not known to this qosrun", r.format));
   r.phase = j.at("phase").get<std::string>();
   r.ifname = j.at("ifname").get<std::string>();
   r.ifindex = j.at("ifindex").get<int>();
   r.netns = j.at("netns").get<uint64_t>();
+  r.netns_inode = j.value("netns_inode", uint64_t{0});
   r.owner_pid = j.at("owner_pid").get<pid_t>();
   r.owner_start = j.at("owner_start").get<uint64_t>();
   r.foreground = j.at("foreground").get<bool>();
@@ -460,6 +577,45 @@ std::vector<std::string> list() {
   ::closedir(d);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<std::string> remove_orphans() {
+  std::vector<std::string> removed;
+  const std::string run = env_or("QOSRUN_STATE_ROOT", "/run/qosc");
+  const std::string pin_root = env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc");
+  DIR* d = ::opendir(run.c_str());
+  if (!d) return removed;
+  std::vector<std::string> keys;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.find("@ns") != std::string::npos && n.find('.') == std::string::npos) keys.push_back(n);
+  }
+  ::closedir(d);
+  for (const std::string& key : keys) {
+    const std::string dir = run + "/" + key;
+    std::ifstream in(dir + "/state.json");
+    if (!in) continue;
+    Record r;
+    try {
+      r = record_from_json(nlohmann::json::parse(in));
+    } catch (const std::exception&) {
+      continue;   // damaged: `qosrun status` in its namespace says so
+    }
+    // A format-1 record names its namespace by inode only: it cannot be told
+    // from a new namespace that got the same inode, so it is left alone.
+    if (r.format < 2 || netns_exists(r.netns, r.netns_inode)) continue;
+    auto lock = Lock::acquire_file(run + "/" + key + ".lock", key, 0);
+    if (!lock) continue;   // someone is at it right now
+    (void)remove_pins(r.pin_dir.empty() ? pin_root + "/" + key : r.pin_dir);
+    (void)::unlink((dir + "/state.json").c_str());
+    (void)::unlink((dir + "/state.json.tmp").c_str());
+    (void)::rmdir(dir.c_str());
+    lock->remove_file();
+    removed.push_back(fmt::format("removed the record of policy '{}' on {} (attached {}) in a network namespace "
+                                  "that no longer exists",
+                                  r.manifest.policy, r.ifname, r.created));
+  }
+  return removed;
 }
 
 std::string now_iso8601() {

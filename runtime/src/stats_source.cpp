@@ -379,8 +379,9 @@ Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const st
     state = std::move(*j);
   }
   if (state.contains("netns") && state["netns"].is_number_unsigned()) {
-    uint64_t ns = state["netns"].get<uint64_t>(), mine = state::netns_inode();
-    if (ns != 0 && mine != 0 && ns != mine)
+    const int format = state.contains("format") && state["format"].is_number_integer() ? state["format"].get<int>() : 1;
+    uint64_t ns = state["netns"].get<uint64_t>();
+    if (ns != 0 && !state::netns_is_here(format, ns))
       return Error{fmt::format("the policy recorded for {} in {} was attached in another network namespace; run "
                                "qosrun stats in that namespace (ip netns exec NS qosrun stats {})",
                                ifname, sf, ifname)};
@@ -452,7 +453,8 @@ Result<StatsSource> StatsSource::from_fds(const qosc::Manifest& manifest, int st
   // The IFB of --ingress-shape, from the record of this attachment (when there is one).
   if (auto j = read_json_file(stats_state_file(ifname));
       j && j->contains("ingress") && (*j)["ingress"].is_object() &&
-      (!j->contains("netns") || !(*j)["netns"].is_number_unsigned() || (*j)["netns"].get<uint64_t>() == state::netns_inode())) {
+      (!j->contains("netns") || !(*j)["netns"].is_number_unsigned() ||
+       state::netns_is_here(j->value("format", 1), (*j)["netns"].get<uint64_t>()))) {
     const auto& in = (*j)["ingress"];
     if (in.contains("ifb_name") && in["ifb_name"].is_string()) s.ifb_ = in["ifb_name"].get<std::string>();
   }

@@ -1,10 +1,10 @@
 // Helpers of the qosrun attach tests: see attach_support.hpp.
-#include <sys/stat.h>
 #include "attach_support.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "qos_abi.h"
+#include "qosrun/state.hpp"
 
 namespace fs = std::filesystem;
 
@@ -275,10 +276,9 @@ std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, ui
 }
 
 std::string Pair::key(const std::string& ifname) const {
-  struct stat st{};
   const std::string dev = ifname.empty() ? if_a : ifname;
-  if (::stat(("/run/netns/" + ns_a).c_str(), &st) != 0) return dev;
-  return dev + "@ns" + std::to_string(st.st_ino);
+  uint64_t cookie = qosrun::state::netns_cookie_of("/run/netns/" + ns_a);
+  return cookie ? dev + "@ns" + std::to_string(cookie) : dev;
 }
 
 }  // namespace qt_att

@@ -63,7 +63,7 @@ class Pair {
   std::string snapshot(const std::string& ifname = "") const;
   // Nothing of qosrun's left: no state file, no pins.
   std::string leftovers() const;
-  // The name qosrun keeps an interface of namespace a under ("<if>@ns<inode>",
+  // The name qosrun keeps an interface of namespace a under ("<if>@ns<cookie>",
   // see state::state_key), for paths in the state and pin roots.
   std::string key(const std::string& ifname = "") const;
   std::string pin_dir() const { return pin_root + "/" + key(); }

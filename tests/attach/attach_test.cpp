@@ -4,10 +4,14 @@
 // show), also after failures, injected or real, and after kill -9.
 #include <gtest/gtest.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -334,7 +338,7 @@ TEST(AttachKill, ForegroundKilledThenNextAttachCleans) {
   ASSERT_FALSE(p.leftovers().empty()) << "pins and state stay after kill -9";
   Cmd a = p.qosrun("attach " + compile_example("server") + " " + p.if_a);
   EXPECT_EQ(a.rc, 0) << a.all();
-  EXPECT_NE(a.err.find("cleaning up after qosrun pid"), std::string::npos) << a.all();
+  EXPECT_NE(a.err.find("is stale (qosrun pid"), std::string::npos) << a.all();
   EXPECT_EQ(p.in_a("ip -o link show type ifb").out, "") << "the IFB of the killed run is gone";
   ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.snapshot(), before);
@@ -404,4 +408,52 @@ TEST(AttachNamespaces, RecordsAreKeptPerNamespace) {
   EXPECT_EQ(p.snapshot(), attached);
   ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.leftovers(), "");
+}
+
+// A namespace deleted with a policy attached (a container that went away, a
+// demo killed before its cleanup ran) must leave nothing that a later
+// namespace inherits. The kernel hands the dead namespace's inode number to
+// the next namespace it creates, so records are keyed by the netns cookie,
+// which is never reused; the dead namespace's record and pins are removed by
+// the next attach.
+TEST(AttachNamespaces, DeletedNamespaceLeavesNothingToInherit) {
+  REQUIRE_ROOT();
+  MAKE_PAIR(p, "nsdel");
+  ASSERT_EQ(p.qosrun("attach " + gaming() + " " + p.if_a).rc, 0);
+  const std::string old_key = p.key();
+  auto inode_of_a = [&] {
+    struct stat st{};
+    return ::stat(("/run/netns/" + p.ns_a).c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  const auto old_inode = inode_of_a();
+  ASSERT_TRUE(fs::exists(p.state_root + "/" + old_key + "/state.json"));
+  // Delete namespace a with the policy on it, then make it again, until the
+  // new one has the old inode (as it usually has at once) or 20 tries.
+  bool same_inode = false;
+  for (int i = 0; i < 20 && !same_inode; ++i) {
+    ASSERT_EQ(sh("ip netns del " + p.ns_a).rc, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 * i));   // the kernel frees the namespace lazily
+    ASSERT_EQ(sh("ip netns add " + p.ns_a).rc, 0);
+    same_inode = inode_of_a() == old_inode;
+  }
+  std::fprintf(stderr, "[ measured ] the new namespace %s the deleted one's inode %lu\n",
+               same_inode ? "got" : "did not get", static_cast<unsigned long>(old_inode));
+  ASSERT_EQ(sh("ip netns exec " + p.ns_a + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+               "net.ipv6.conf.default.disable_ipv6=1 && ip -n " + p.ns_a + " link add " + p.if_a +
+               " type veth peer name " + p.if_b + " netns " + p.ns_b + " && ip -n " + p.ns_a + " link set " + p.if_a +
+               " up && ip -n " + p.ns_b + " link set " + p.if_b + " up").rc, 0);
+  EXPECT_NE(p.key(), old_key);
+  const std::string before = p.snapshot();
+  Cmd st = p.qosrun("status " + p.if_a);
+  EXPECT_NE(st.all().find("no qosc policy"), std::string::npos) << st.all();
+  Cmd a = p.qosrun("attach " + gaming() + " " + p.if_a);
+  ASSERT_EQ(a.rc, 0) << a.all();
+  EXPECT_NE(a.err.find("in a network namespace that no longer exists"), std::string::npos) << a.all();
+  EXPECT_FALSE(fs::exists(p.state_root + "/" + old_key)) << "the dead namespace's record";
+  EXPECT_FALSE(fs::exists(p.state_root + "/" + old_key + ".lock"));
+  EXPECT_FALSE(fs::exists(p.pin_root + "/" + old_key)) << "the dead namespace's pins";
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+  EXPECT_FALSE(fs::exists(p.state_root + "/" + p.key() + ".lock")) << "detach removes its lock file";
 }

@@ -1,6 +1,7 @@
 // The state record, the lock and the injected failure points (no kernel).
 #include <gtest/gtest.h>
 #include <linux/pkt_sched.h>
+#include <net/if.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ state::Record sample() {
   r.ifname = "eth7";
   r.ifindex = 7;
   r.netns = 4026531840ull;
+  r.netns_inode = 4026531993ull;
   r.owner_pid = 0;
   r.object = "/x/gaming.bpf.o";
   r.created = "2026-01-01T00:00:00Z";
@@ -118,6 +120,9 @@ TEST_F(StateRoot, DamagedFileIsAClearError) {
 
 TEST_F(StateRoot, StaleMeansTheOwnerIsGone) {
   state::Record r = sample();
+  r.ifname = "lo";   // an interface that exists, so only the owner decides
+  r.ifindex = static_cast<int>(if_nametoindex("lo"));
+  r.progs.clear();
   EXPECT_FALSE(r.stale()) << "persistent: no owner";
   r.owner_pid = getpid();
   r.owner_start = state::process_start_time(getpid());
@@ -132,6 +137,44 @@ TEST_F(StateRoot, StaleMeansTheOwnerIsGone) {
   r.owner_pid = child;
   r.owner_start = 0;
   EXPECT_TRUE(r.stale());
+}
+
+TEST_F(StateRoot, StaleMeansTheInterfaceIsGoneOrAnotherOne) {
+  state::Record r = sample();   // persistent: no owner to lose
+  r.ifname = "qosc-no-such0";
+  EXPECT_NE(r.stale_reason().find("interface qosc-no-such0 is gone"), std::string::npos) << r.stale_reason();
+  r.ifname = "lo";
+  r.ifindex = static_cast<int>(if_nametoindex("lo")) + 1000;   // the name now belongs to another interface
+  EXPECT_NE(r.stale_reason().find("is another one now"), std::string::npos) << r.stale_reason();
+}
+
+TEST_F(StateRoot, RecordKnowsItsNamespaceByCookie) {
+  state::Record r = sample();
+  r.netns = state::netns_cookie();
+  ASSERT_NE(r.netns, 0u) << "SO_NETNS_COOKIE needs Linux 5.14";
+  EXPECT_TRUE(r.in_this_netns());
+  r.netns += 1;
+  EXPECT_FALSE(r.in_this_netns());
+  // Format 1 named the namespace by inode, which a new namespace may inherit.
+  r.format = 1;
+  r.netns = state::netns_inode();
+  EXPECT_TRUE(r.in_this_netns());
+  EXPECT_EQ(state::netns_cookie_of("/proc/self/ns/net"), state::netns_cookie());
+}
+
+TEST_F(StateRoot, LockFileCanBeRemovedWhileHeld) {
+  setenv("QOSRUN_LOCK_WAIT_MS", "100", 1);
+  {
+    auto a = state::Lock::acquire("eth8");
+    ASSERT_TRUE(a.ok()) << a.error().message;
+    EXPECT_TRUE(fs::exists(state::paths_for("eth8").lock_file));
+    a->remove_file();
+    EXPECT_FALSE(fs::exists(state::paths_for("eth8").lock_file));
+    // A new lock on the same interface is a new file, and is granted while the old one is still held.
+    auto b = state::Lock::acquire("eth8");
+    ASSERT_TRUE(b.ok()) << b.error().message;
+  }
+  unsetenv("QOSRUN_LOCK_WAIT_MS");
 }
 
 TEST_F(StateRoot, LockIsExclusive) {

@@ -95,9 +95,8 @@ Outcome offer(const std::vector<unsigned char>& object, int threads, std::string
   std::vector<std::vector<Span>> spans(static_cast<size_t>(threads));
   auto worker = [&](int cpu) {
     if (!pin_to_cpu(cpu)) failed = true;
-    sched_param sp{};
-    sp.sched_priority = 10;
-    (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);   // best effort (needs CAP_SYS_NICE)
+    // No real-time policy: these threads spin-wait for each other (`go`), and under SCHED_FIFO
+    // on two cores a spinning thread never lets the one it waits for run.
     ready++;
     while (!go) std::this_thread::yield();
     const auto end = t0 + std::chrono::duration<double>(kWindow);

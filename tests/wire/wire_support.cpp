@@ -300,9 +300,12 @@ UdpFlood::UdpFlood(const std::string& ns, const std::string& dst, uint16_t port,
   th_ = std::thread([this, to, bps, payload] {
     // A real-time priority keeps the pacing smooth while other work shares the two cores, so a
     // class offered above the link really stays backlogged (best effort: ignored when refused).
+    // Safe here: this thread waits for no other thread (it only sleeps and sends), and it stops
+    // by itself after kMaxFloodNs even if stop() is never called.
     sched_param sp{};
     sp.sched_priority = 10;
     pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    constexpr uint64_t kMaxFloodNs = 300ull * 1000000000ull;
     std::vector<char> buf(payload, 'f');
     const double wire_bits = 8.0 * static_cast<double>(payload + 42);   // UDP + IPv4 + Ethernet headers
     const double pps = bps / wire_bits;
@@ -311,6 +314,7 @@ UdpFlood::UdpFlood(const std::string& ns, const std::string& dst, uint16_t port,
     while (!stop_.load()) {
       uint64_t due = t0 + static_cast<uint64_t>(static_cast<double>(i) * 1e9 / pps);
       uint64_t now = now_ns();
+      if (now - t0 > kMaxFloodNs) break;
       if (due > now) {
         // Sleep in slices of at most 1 ms so that stop() is seen quickly.
         sleep_until_ns(std::min(due, now + 1000000));

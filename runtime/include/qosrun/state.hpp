@@ -8,9 +8,9 @@
 //   /run/qosc/<ifname>.lock         flock: one qosrun at a time per interface
 //
 // $QOSRUN_PIN_ROOT and $QOSRUN_STATE_ROOT move the two roots (tests).
-// The names are interface names, so they are only unique within one network
-// namespace; state.json records the namespace and qosrun refuses to touch a
-// record made in another one.
+// <ifname> is the interface name in the host's network namespace and
+// "<ifname>@ns<cookie>" in any other (see state_key); state.json records the
+// namespace too, and qosrun refuses to touch a record made in another one.
 #include <sys/types.h>
 
 #include <cstdint>
@@ -38,7 +38,7 @@ struct Paths {
 };
 Paths paths_for(const std::string& ifname);
 // The name under which an interface's state is kept: the interface name in
-// the host's network namespace, "<ifname>@ns<inode>" in any other.
+// the host's network namespace, "<ifname>@ns<cookie>" in any other.
 std::string state_key(const std::string& ifname);
 // Where state.json of `ifname` lives (for `qosrun stats` and other readers).
 std::string state_file(const std::string& ifname);
@@ -60,12 +60,20 @@ class Lock {
   // flock(LOCK_EX) on the interface's lock file, waiting at most `wait_ms`
   // ($QOSRUN_LOCK_WAIT_MS overrides it).
   static Result<Lock> acquire(const std::string& ifname, int wait_ms = 3000);
+  // The same on a lock file given by its path; `what` names it in messages.
+  static Result<Lock> acquire_file(const std::string& path, const std::string& what, int wait_ms);
+  // Unlinks the lock file while holding it, when its interface has no record
+  // left, so that /run/qosc does not keep one file per interface ever used.
+  // Safe: a qosrun that opened the old file and then gets the lock sees the
+  // file is no longer at its path and locks the new one (see acquire_file).
+  void remove_file();
   Lock(Lock&&) noexcept = default;
   Lock& operator=(Lock&&) noexcept = default;
 
  private:
   Lock() = default;
   Fd fd_;
+  std::string path_;
 };
 
 // ---- bpffs --------------------------------------------------------------------------------
@@ -83,6 +91,16 @@ Status pin_fd(int fd, const std::string& path);
 uint64_t process_start_time(pid_t pid);   // /proc/<pid>/stat field 22; 0 when gone
 bool process_alive(pid_t pid, uint64_t start_time);
 uint64_t netns_inode();                   // of the calling thread
+// The calling thread's network namespace as the kernel names it for good:
+// the netns cookie (SO_NETNS_COOKIE). Inode numbers of deleted namespaces
+// are handed to new ones, so a record keyed by inode would be inherited by
+// an unrelated namespace; a cookie is never reused. 0 when unavailable.
+uint64_t netns_cookie();
+// The cookie of the namespace behind an nsfs file (/proc/PID/ns/net,
+// /run/netns/NAME); 0 when it cannot be entered.
+uint64_t netns_cookie_of(const std::string& nsfile);
+// Is `netns`, as a record of `format` names a namespace, the calling thread's?
+bool netns_is_here(int format, uint64_t netns);
 
 // ---- the record -----------------------------------------------------------------------------
 
@@ -125,11 +143,13 @@ struct Ingress {
 };
 
 struct Record {
-  int format = 1;
+  // 2: `netns` is the namespace's cookie (1: its inode, which the kernel reuses).
+  int format = 2;
   std::string phase;          // "attaching", "attached", "detaching"
   std::string ifname;
   int ifindex = 0;
-  uint64_t netns = 0;
+  uint64_t netns = 0;         // cookie of the namespace the interface is in
+  uint64_t netns_inode = 0;   // its inode then: finds a live namespace to compare cookies with
   pid_t owner_pid = 0;        // the foreground qosrun, or the one attaching; 0 = persistent
   uint64_t owner_start = 0;
   bool foreground = false;
@@ -147,9 +167,15 @@ struct Record {
   std::string pin_dir;
   bool xdp_meta = false;      // attached with --xdp-meta (reload keeps it)
 
-  // A record whose owner process is gone while it was attaching or running
-  // in the foreground: left by a crash or kill -9.
-  bool stale() const;
+  // Made in the calling thread's network namespace?
+  bool in_this_netns() const;
+  // Why the record no longer describes anything attached (empty: it does):
+  // its owner process is gone while it was attaching or running in the
+  // foreground (a crash or kill -9), its interface is gone or is another one
+  // now, or every program it recorded is gone from the kernel. Only
+  // meaningful in the record's own namespace.
+  std::string stale_reason() const;
+  bool stale() const { return !stale_reason().empty(); }
 };
 
 nlohmann::json to_json(const Record& r);
@@ -162,6 +188,11 @@ Status write(const Record& r);
 Status remove(const std::string& ifname);   // state file and its directory
 // Interface names that have a state file (this state root).
 std::vector<std::string> list();
+// Removes the records (state, pins, lock) of namespaces that no longer
+// exist, each under its own lock; returns one line per record removed. Such
+// records are left when a namespace is deleted with a policy attached, and
+// their pins would keep the programs and maps in memory for good.
+std::vector<std::string> remove_orphans();
 
 std::string now_iso8601();
 
