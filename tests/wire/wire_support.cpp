@@ -339,6 +339,66 @@ UdpFlood::~UdpFlood() {
 
 // ---- qosc / qosrun ---------------------------------------------------------------------------
 
+double OneWay::p50() const { return percentile(ms, 50); }
+double OneWay::p99() const { return percentile(ms, 99); }
+
+OneWay one_way_delays(const std::string& from_ns, const std::string& from_addr, const std::string& to_ns,
+                      const std::string& to_addr, uint16_t to_port, double seconds, double interval_ms) {
+  OneWay r;
+  int tx = socket_in_netns(from_ns, AF_INET, SOCK_DGRAM);
+  int rx = socket_in_netns(to_ns, AF_INET, SOCK_DGRAM);
+  sockaddr_in src{}, dst{};
+  int on = 1;
+  if (tx < 0 || rx < 0 || !make_addr(from_addr, 0, &src) || !make_addr(to_addr, to_port, &dst) ||
+      bind(tx, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0 ||
+      bind(rx, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 ||
+      setsockopt(rx, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) != 0) {
+    if (tx >= 0) close(tx);
+    if (rx >= 0) close(rx);
+    r.sent = -1;
+    return r;
+  }
+  const uint64_t interval = static_cast<uint64_t>(interval_ms * 1e6);
+  const uint64_t t0 = now_ns(), end = t0 + static_cast<uint64_t>(seconds * 1e9);
+  std::thread sender([&] {
+    for (uint64_t due = t0; due < end; due += interval) {
+      sleep_until_ns(due);
+      timespec ts{};
+      clock_gettime(CLOCK_REALTIME, &ts);
+      int64_t sent_ns = int64_t(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
+      char buf[64] = {};
+      std::memcpy(buf, &sent_ns, sizeof sent_ns);
+      if (sendto(tx, buf, sizeof buf, 0, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) > 0) ++r.sent;
+    }
+  });
+  const uint64_t stop = end + 500000000ull;
+  for (uint64_t now = now_ns(); now < stop; now = now_ns()) {
+    pollfd p{rx, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>((stop - now) / 1000000 + 1)) <= 0) continue;
+    char buf[64];
+    char ctl[CMSG_SPACE(sizeof(timespec))];
+    iovec iov{buf, sizeof buf};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    if (recvmsg(rx, &m, 0) < static_cast<ssize_t>(sizeof(int64_t))) continue;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+      timespec at{};
+      std::memcpy(&at, CMSG_DATA(c), sizeof at);
+      int64_t sent_ns = 0;
+      std::memcpy(&sent_ns, buf, sizeof sent_ns);
+      r.ms.push_back(static_cast<double>(int64_t(at.tv_sec) * 1000000000ll + at.tv_nsec - sent_ns) / 1e6);
+    }
+  }
+  sender.join();
+  close(tx);
+  close(rx);
+  return r;
+}
+
 std::string compile_policy(const std::string& policy_text, const std::string& name, const std::string& extra_args,
                            std::string* err) {
   std::string dir = scratch_dir("policies-" + name);

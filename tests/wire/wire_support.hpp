@@ -114,6 +114,24 @@ class UdpFlood {
   std::thread th_;
 };
 
+// A game-like flow measured without the machine's CPU noise: one thread in
+// namespace `from` sends a small UDP datagram every `interval_ms` carrying
+// the time it is sent (CLOCK_REALTIME, read just before sendto), and a socket
+// in `to` takes each with the kernel's receive timestamp (SO_TIMESTAMPNS).
+// Every namespace shares the host's clock, so receive minus send is the
+// one-way delay through the path, queues included, without the receiver's
+// wake-up delay (which is what a user-space RTT tool like irtt adds on a busy
+// machine). Blocks for `seconds` (+0.5 s for the last datagrams).
+struct OneWay {
+  std::vector<double> ms;   // one-way delay of each datagram received
+  long sent = 0;
+  long lost() const { return sent - static_cast<long>(ms.size()); }
+  double p50() const;
+  double p99() const;
+};
+OneWay one_way_delays(const std::string& from_ns, const std::string& from_addr, const std::string& to_ns,
+                      const std::string& to_addr, uint16_t to_port, double seconds, double interval_ms = 10);
+
 // Compiles `policy_text` with qosc into dir/name.bpf.o; returns the path or
 // "" with *err set.
 std::string compile_policy(const std::string& policy_text, const std::string& name, const std::string& extra_args,
