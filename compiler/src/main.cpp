@@ -4,6 +4,8 @@
 //   qosc POLICY --dump ast|ir
 //   qosc check POLICY...
 //   qosc convert PROFILE.json [-o OUT.qos]
+//   qosc fmt [--check] FILE...  |  qosc explain POLICY PACKET  |  qosc test POLICY TESTS...
+//     (commands/: the review commands, docs/review.md)
 //
 // Exit codes: 0 success (warnings allowed), 1 errors in the user's input,
 // 2 internal failures (a bug in qosc: please report).
@@ -23,7 +25,10 @@
 #include <string>
 #include <vector>
 
+#include "commands/cli_io.hpp"
+#include "commands/review_commands.hpp"
 #include "qosc/codegen.hpp"
+#include "qosc/diag_format.hpp"
 #include "qosc/frontend.hpp"
 #include "qosc/manifest.hpp"
 #include "qosc/version.hpp"
@@ -36,7 +41,7 @@ std::string format_rate(uint64_t bps);  // "100mbit" (front end)
 
 namespace {
 
-constexpr int kOk = 0, kUserError = 1, kInternal = 2;
+using namespace qosc::cli;
 
 struct Options {
   std::string input;
@@ -49,78 +54,8 @@ struct Options {
   std::string color = "auto";
   bool werror = false;
   int verbose = 0;
+  qosc::DiagnosticsReport* report = nullptr;   // check --diagnostics-format json|sarif
 };
-
-bool use_color(const std::string& mode) {
-  if (mode == "always") return true;
-  if (mode == "never") return false;
-  return isatty(STDERR_FILENO) && !std::getenv("NO_COLOR");
-}
-
-std::optional<std::string> read_input(const std::string& path, std::string* error) {
-  std::ostringstream ss;
-  if (path == "-") {
-    ss << std::cin.rdbuf();
-    return ss.str();
-  }
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    *error = fmt::format("{} is a directory, not a policy file", path);
-    return std::nullopt;
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = fmt::format("cannot open {}: {}", path, std::strerror(errno));
-    return std::nullopt;
-  }
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool write_file(const fs::path& path, const void* data, size_t size, std::string* error) {
-  // Something that is not a regular file (/dev/null, a pipe, a terminal) is
-  // written into, never replaced: renaming over /dev/null would replace the
-  // device with a plain file.
-  std::error_code sec;
-  if (auto st = fs::status(path, sec); !sec && fs::exists(st) && !fs::is_regular_file(st)) {
-    if (fs::is_directory(st)) {
-      *error = fmt::format("cannot write {}: it is a directory", path.string());
-      return false;
-    }
-    std::ofstream out(path, std::ios::binary);
-    if (out) out.write(static_cast<const char*>(data), std::streamsize(size));
-    if (out) out.flush();
-    if (!out) *error = fmt::format("cannot write {}: {}", path.string(), std::strerror(errno));
-    return bool(out);
-  }
-  // A regular file: write next to the target and rename, so a failed run never leaves half an object.
-  fs::path tmp = path;
-  tmp += fmt::format(".tmp{}", getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      *error = fmt::format("cannot write {}: {}", path.string(), std::strerror(errno));
-      return false;
-    }
-    out.write(static_cast<const char*>(data), std::streamsize(size));
-    if (!out) {
-      *error = fmt::format("cannot write {}: {}", path.string(), std::strerror(errno));
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      return false;
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    *error = fmt::format("cannot write {}: {}", path.string(), ec.message());
-    fs::remove(tmp, ec);
-    return false;
-  }
-  return true;
-}
-
-void usage_error(const std::string& msg) { std::cerr << "qosc: error: " << msg << "\n"; }
 
 std::string stem_of(const std::string& input) {
   if (input == "-") return "policy";
@@ -169,6 +104,10 @@ int run_compile(const Options& o, bool check_only) {
   qosc::SourceFile file(o.input == "-" ? "<stdin>" : o.input, std::move(*text));
   qosc::Diagnostics diags(&file);
   auto finish = [&](int code) {
+    if (o.report && o.report->structured()) {
+      o.report->add(diags);
+      return code;
+    }
     diags.print(std::cerr, color);
     if (diags.error_count() || diags.warning_count())
       std::cerr << fmt::format("{} error{} and {} warning{} in {}\n", diags.error_count(), diags.error_count() == 1 ? "" : "s",
@@ -282,18 +221,28 @@ int main(int argc, char** argv) {
       app.add_option("POLICY", files, "policy files (.qos or .json)")->required();
       add_common(app, o);
       app.add_flag("-v,--verbose", o.verbose, "show the stages");
+      std::string format = "text";
+      app.add_option("--diagnostics-format", format, "text, json or sarif (SARIF 2.1.0 for code review systems), "
+                                                     "on standard output")
+          ->check(CLI::IsMember({"text", "json", "sarif"}));
       try {
         app.parse(argc - 1, argv + 1);
       } catch (const CLI::ParseError& e) {
         return app.exit(e) ? kUserError : kOk;
       }
+      qosc::DiagnosticsReport report(*qosc::diagnostics_format_from(format), std::cerr, use_color(o.color));
+      o.report = &report;
       int worst = kOk;
       for (const auto& f : files) {
         o.input = f;
         worst = std::max(worst, run_compile(o, true));
       }
+      report.finish(std::cout);
       return worst;
     }
+    if (sub == "fmt") return qosc::cli::run_fmt(argc - 1, argv + 1);
+    if (sub == "explain") return qosc::cli::run_explain(argc - 1, argv + 1);
+    if (sub == "test") return qosc::cli::run_test(argc - 1, argv + 1);
     if (sub == "convert") {
       CLI::App app{"qosc convert: print a dissertation JSON profile as a .qos policy", "qosc convert"};
       std::string input, output;
@@ -313,6 +262,9 @@ int main(int argc, char** argv) {
         "Commands:\n"
         "  qosc check POLICY...          diagnose only\n"
         "  qosc convert PROFILE.json     print a JSON profile as .qos\n"
+        "  qosc fmt [--check] FILE...    the canonical layout, comments kept\n"
+        "  qosc explain POLICY PACKET    the class a packet gets, and why\n"
+        "  qosc test POLICY TESTS...     check `expect PACKET -> CLASS;` files\n"
         "Examples:\n"
         "  qosc examples/gaming.qos -o gaming.bpf.o\n"
         "  qosc examples/gaming.qos --link 100mbit -o gaming.bpf.o\n"

@@ -50,7 +50,9 @@ int main(int argc, char** argv) {
       "dscp", "rank", "bands", "pifo", "{", "}", ";", ",", "->", "!=", "@", "=", "(", ")", "-", "/", ".", ":", "::",
       "#", "\n", "\t", "\r", " ", "0", "65535", "65536", "99999999999999999999999", "1.5", "mbit", "kb", "mbps",
       "10.0.0.0/8", "255.255.255.255/33", "2001:db8::/129", "ef", "af41", "min(", "max(", "class.priority", "pkt.len",
-      "\xff", "\x00", std::string(300, 'a')};
+      "\xff", "\x00", std::string(300, 'a'),
+      // the packet notation and policy test files
+      "expect", ">", "[", "]", ":443", "frag", "vlan", "4095", "[2001:db8::1]:80", "192.168.1.5:50000", "# c\n"};
   std::mt19937_64 rng(seed);
   auto t0 = std::chrono::steady_clock::now();
   long n = 0;

@@ -36,8 +36,24 @@ FrontendResult compile_frontend(const SourceFile& file, Diagnostics& diags);
 
 // Print an AST back to canonical .qos text (round-trips through parse_policy).
 std::string print_policy(const ast::Policy& policy);
+// One rule / one match / one class as the canonical text prints it
+// ("rule tcp dport 80 -> web;", "tcp dport 80", "class web { priority 3; }").
+std::string print_rule(const ast::RuleDecl& rule);
+std::string print_match(const ast::Match& match);
+
+// Canonical layout of a policy file with every comment kept (`qosc fmt`).
+// `file` must be the text `policy` was parsed from; nullopt when the two
+// disagree (a bug: the caller reports it).
+std::optional<std::string> format_policy_file(const ast::Policy& policy, const SourceFile& file);
 // Human-readable IR dump (`qosc --dump ir`).
 std::string dump_ir(const ir::Policy& policy);
 std::string dump_ast(const ast::Policy& policy);
+
+namespace detail {
+// The same lowering as check_and_lower, but rules that can never match stay
+// in the IR (a contradictory one as a rule that matches nothing): rule i of
+// the IR is rule i of the file. For tests and for `qosc explain`.
+std::optional<ir::Policy> check_and_lower_keep_dead(const ast::Policy& policy, const SourceFile& file, Diagnostics& diags);
+}  // namespace detail
 
 }  // namespace qosc

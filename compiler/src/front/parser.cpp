@@ -7,8 +7,6 @@
 // recover_stmt), so one run reports every broken item. Lexical problems the
 // grammar accepts but the language does not (a rate without a unit, an IPv4
 // octet above 255) are recorded without interrupting the parse.
-#include <arpa/inet.h>
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -21,6 +19,7 @@
 
 #include "qos_grammar.hpp"
 #include "qosc/frontend.hpp"
+#include "qosc/literals.hpp"
 
 namespace qosc {
 
@@ -537,20 +536,10 @@ struct action<g::ipv4_elem> {
       a.has_len = true;
       a.len = uint32_t(std::min<uint64_t>(number_or_huge(t.substr(slash + 1)), 1000));
     }
-    uint32_t v = 0;
-    size_t pos = 0;
-    for (int i = 0; i < 4; ++i) {
-      size_t dot = addr.find('.', pos);
-      std::string part = addr.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
-      uint64_t o = number_or_huge(part);
-      if (o > 255 || part.size() > 3) {
-        st.diags.error(a.loc, fmt::format("'{}' is not an IPv4 address: {} is above 255", addr, part));
-        o = 0;
-      }
-      v = (v << 8) | uint32_t(o);
-      pos = dot == std::string::npos ? addr.size() : dot + 1;
-    }
-    a.addr = v;
+    std::string why;
+    auto v = literals::ipv4_address(addr, &why);
+    if (!v) st.diags.error(a.loc, why);
+    a.addr = v.value_or(0);
     st.elems.push_back(a);
   }
 };
@@ -567,9 +556,12 @@ struct action<g::ipv6_elem> {
       a.has_len = true;
       a.len = uint32_t(std::min<uint64_t>(number_or_huge(t.substr(slash + 1)), 1000));
     }
-    if (inet_pton(AF_INET6, addr.c_str(), a.addr.data()) != 1) {
-      auto& d = st.diags.error(a.loc, fmt::format("'{}' is not a valid IPv6 address", addr));
-      d.hints.push_back("IPv6 addresses are up to eight groups of hex digits separated by ':', with at most one '::'");
+    std::string why, hint;
+    if (auto v6 = literals::ipv6_address(addr, &why, &hint)) {
+      a.addr = *v6;
+    } else {
+      auto& d = st.diags.error(a.loc, why);
+      d.hints.push_back(hint);
     }
     st.elems.push_back(a);
   }

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "print_parts.hpp"
 #include "qosc/frontend.hpp"
 
 namespace qosc {
@@ -49,7 +50,7 @@ Loc element_loc(const Element& e) {
 
 }  // namespace ast
 
-namespace {
+namespace printer {
 
 std::string element_text(const ast::Element& e) {
   struct V {
@@ -82,19 +83,38 @@ std::string value_text(const ast::Value& v) {
   return s + element_text(v.elements[0]);
 }
 
-std::string expr_text(const ast::Expr* e) {
+namespace {
+// Binding strength: sums 1, products 2, operands 3. Operators associate to
+// the left, so an equally strong right operand keeps its parentheses: the
+// text re-parses to the same tree.
+int strength(const ast::Expr* e) {
+  if (!e || e->kind != ast::Expr::Kind::Binary) return 3;
+  return e->op == '*' || e->op == '/' ? 2 : 1;
+}
+std::string expr_in(const ast::Expr* e, int need, bool right);
+}  // namespace
+
+std::string expr_text(const ast::Expr* e) { return expr_in(e, 0, false); }
+
+namespace {
+std::string expr_in(const ast::Expr* e, int need, bool right) {
   if (!e) return "0";
   using K = ast::Expr::Kind;
-  auto arg = [&](size_t i) { return i < e->args.size() ? expr_text(e->args[i].get()) : std::string("0"); };
+  auto arg = [&](size_t i) { return i < e->args.size() ? e->args[i].get() : nullptr; };
   switch (e->kind) {
     case K::Number: return fmt::format("{}", e->number);
     case K::Field: return e->name;
-    case K::Binary: return fmt::format("({} {} {})", arg(0), e->op, arg(1));
-    case K::Call: return fmt::format("{}({}, {})", e->name, arg(0), arg(1));
-    case K::Neg: return fmt::format("-{}", arg(0));
+    case K::Call: return fmt::format("{}({}, {})", e->name, expr_text(arg(0)), expr_text(arg(1)));
+    case K::Neg: return "-" + expr_in(arg(0), 3, false);
+    case K::Binary: {
+      int p = strength(e);
+      std::string s = fmt::format("{} {} {}", expr_in(arg(0), p, false), e->op, expr_in(arg(1), p, true));
+      return p < need || (p == need && right) ? "(" + s + ")" : s;
+    }
   }
   return "0";
 }
+}  // namespace
 
 std::string attr_text(const ast::ClassAttr& a) {
   switch (a.kind) {
@@ -118,38 +138,45 @@ std::string match_text(const ast::Match& m) {
   return s;
 }
 
-std::string loc_text(Loc l) { return fmt::format("@{}:{}", l.line, l.col); }
+std::string scheduler_text(const ast::Scheduler& sc) {
+  if (!sc.has_block && sc.params.empty()) return fmt::format("scheduler {};", sc.kind);
+  std::string s = fmt::format("scheduler {} {{", sc.kind);
+  for (const auto& prm : sc.params) {
+    if (prm.expr)
+      s += fmt::format(" {} = {};", prm.name, expr_text(prm.expr.get()));
+    else
+      s += fmt::format(" {} {};", prm.name, prm.number ? prm.number->value : 0);
+  }
+  return s + " }";
+}
 
+std::string rule_text(const ast::RuleDecl& r) {
+  std::string s = "rule";
+  for (const auto& m : r.matches) s += " " + match_text(m);
+  return s + fmt::format(" -> {};", r.drop ? std::string("drop") : r.target);
+}
+
+}  // namespace printer
+
+namespace {
+using namespace printer;
+std::string loc_text(Loc l) { return fmt::format("@{}:{}", l.line, l.col); }
 }  // namespace
+
+std::string print_rule(const ast::RuleDecl& rule) { return rule_text(rule); }
+std::string print_match(const ast::Match& match) { return match_text(match); }
 
 std::string print_policy(const ast::Policy& p) {
   std::string s = fmt::format("policy {} {{\n", p.name);
   for (const auto& l : p.links) s += fmt::format("    link {};\n", rate_text(l));
-  for (const auto& sc : p.schedulers) {
-    if (!sc.has_block && sc.params.empty()) {
-      s += fmt::format("    scheduler {};\n", sc.kind);
-      continue;
-    }
-    s += fmt::format("    scheduler {} {{", sc.kind);
-    for (const auto& prm : sc.params) {
-      if (prm.expr)
-        s += fmt::format(" {} = {};", prm.name, expr_text(prm.expr.get()));
-      else
-        s += fmt::format(" {} {};", prm.name, prm.number ? prm.number->value : 0);
-    }
-    s += " }\n";
-  }
+  for (const auto& sc : p.schedulers) s += "    " + scheduler_text(sc) + "\n";
   for (const auto& st : p.sets) s += fmt::format("    set {} = {};\n", st.name, elements_text(st.elements));
   for (const auto& c : p.classes) {
     s += fmt::format("    class {} {{", c.name);
     for (const auto& a : c.attrs) s += " " + attr_text(a);
     s += " }\n";
   }
-  for (const auto& r : p.rules) {
-    s += "    rule";
-    for (const auto& m : r.matches) s += " " + match_text(m);
-    s += fmt::format(" -> {};\n", r.drop ? std::string("drop") : r.target);
-  }
+  for (const auto& r : p.rules) s += "    " + rule_text(r) + "\n";
   s += "}\n";
   return s;
 }

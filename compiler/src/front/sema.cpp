@@ -11,6 +11,7 @@
 #include <set>
 
 #include "qosc/frontend.hpp"
+#include "qosc/literals.hpp"
 
 namespace qosc {
 namespace {
@@ -38,28 +39,8 @@ const std::map<std::string, ir::SchedKind>& sched_names() {
   return m;
 }
 
-const std::map<std::string, int>& dscp_names() {
-  static const std::map<std::string, int> m = [] {
-    std::map<std::string, int> r;
-    for (int i = 0; i < 8; ++i) r[fmt::format("cs{}", i)] = i * 8;
-    for (int x = 1; x <= 4; ++x)
-      for (int y = 1; y <= 3; ++y) r[fmt::format("af{}{}", x, y)] = 8 * x + 2 * y;
-    r["ef"] = 46;
-    r["le"] = 1;
-    return r;
-  }();
-  return m;
-}
-
-const std::map<std::string, int>& proto_names() {
-  static const std::map<std::string, int> m = {
-      {"icmp", 1},  {"igmp", 2},  {"ipip", 4},    {"tcp", 6},      {"egp", 8},     {"udp", 17},
-      {"dccp", 33}, {"ipv6", 41}, {"rsvp", 46},   {"gre", 47},     {"esp", 50},    {"ah", 51},
-      {"icmpv6", 58}, {"ipv6-icmp", 58}, {"eigrp", 88}, {"ospf", 89}, {"pim", 103}, {"vrrp", 112},
-      {"l2tp", 115}, {"sctp", 132}, {"udplite", 136}, {"mpls-in-ip", 137},
-  };
-  return m;
-}
+using literals::dscp_names;
+using literals::proto_names;
 
 const std::map<std::string, ir::RankField>& rank_fields() {
   static const std::map<std::string, ir::RankField> m = {

@@ -1,0 +1,22 @@
+#pragma once
+// The pieces of the canonical text of a policy (printer.cpp), shared by
+// print_policy and the formatter (format.cpp), so both write a value, a
+// match or a rule the same way.
+#include <string>
+#include <vector>
+
+#include "qosc/ast.hpp"
+
+namespace qosc::printer {
+
+std::string element_text(const ast::Element& e);                  // 10.0.0.0/8, 80-90, ef
+std::string elements_text(const std::vector<ast::Element>& els);  // { a, b }
+std::string value_text(const ast::Value& v);                      // != { 80, 443 }, @name
+std::string expr_text(const ast::Expr* e);                        // fewest parentheses that re-parse the same
+std::string attr_text(const ast::ClassAttr& a);                   // rate 10mbit;
+std::string rate_text(const ast::Rate& r);                        // 1gbit
+std::string match_text(const ast::Match& m);                      // tcp dport 80
+std::string scheduler_text(const ast::Scheduler& sc);             // scheduler pifo { rank = ...; }
+std::string rule_text(const ast::RuleDecl& r);                    // rule ... -> target;
+
+}  // namespace qosc::printer
