@@ -27,7 +27,7 @@ class DiagnosticsReport {
   // Every diagnostic of `diags`, located in diags.file().
   void add(const Diagnostics& diags);
   // One diagnostic outside the language's own (e.g. "not formatted") in `file`.
-  void add(const std::string& file, const Diagnostic& d);
+  void add(const SourceFile& file, const Diagnostic& d);
 
   // Writes the JSON or SARIF document (nothing for text).
   void finish(std::ostream& out) const;

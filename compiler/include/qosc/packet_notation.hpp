@@ -40,9 +40,10 @@ struct Expectation {
   Loc loc;                   // of `expect`
   Loc target_loc;
 };
-// Syntax and packet errors go to diags (with the test file's locations);
-// class names are checked against a policy by the caller.
-std::optional<std::vector<Expectation>> parse_test_file(const SourceFile& file, Diagnostics& diags);
+// The cases that read; syntax and packet errors go to diags (with the test
+// file's locations) and their cases are left out. Class names are checked
+// against a policy by the caller.
+std::vector<Expectation> parse_test_file(const SourceFile& file, Diagnostics& diags);
 
 // The notation of a packet; re-parses to the same fields. Non-IP frames and
 // packets whose protocol the parser could not determine have no notation:

@@ -118,7 +118,7 @@ int run_fmt(int argc, char** argv) {
       d.loc = Loc{first_different_line(file.text(), f.text), 1, 1};
       d.message = "this file is not in the canonical layout";
       d.hints.push_back(fmt::format("run `qosc fmt {}`", path));
-      report.add(file.name(), d);
+      report.add(file, d);
       worst = std::max(worst, kUserError);
       continue;
     }

@@ -64,11 +64,8 @@ int run_test(int argc, char** argv) {
     }
     test_files.emplace_back(path, std::move(*t));
     Diagnostics td(&test_files.back());
-    auto parsed = parse_test_file(test_files.back(), td);
-    if (parsed) {
-      cases.push_back(std::move(*parsed));
-      if (auto r = run_policy_tests(*policy, cases.back(), path, td)) results.insert(results.end(), r->begin(), r->end());
-    }
+    cases.push_back(parse_test_file(test_files.back(), td));
+    if (auto r = run_policy_tests(*policy, cases.back(), path, td)) results.insert(results.end(), r->begin(), r->end());
     if (td.has_errors()) input_ok = false;
     td.print(std::cerr, colour);
   }

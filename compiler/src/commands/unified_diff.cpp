@@ -44,8 +44,8 @@ std::vector<Op> edit_script(const std::vector<std::string>& a, const std::vector
     size_t i = 0, j = 0;
     while (i < n || j < m) {
       if (i < n && j < m && a[head + i] == b[head + j]) ops.push_back({' ', head + i++, head + j++});
-      else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) ops.push_back({'+', head + i, head + j++});
-      else ops.push_back({'-', head + i++, head + j});
+      else if (i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1])) ops.push_back({'-', head + i++, head + j});
+      else ops.push_back({'+', head + i, head + j++});
     }
   } else {
     for (size_t i = 0; i < n; ++i) ops.push_back({'-', head + i, head});

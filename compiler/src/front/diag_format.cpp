@@ -28,15 +28,14 @@ void DiagnosticsReport::add(const Diagnostics& diags) {
   for (const auto& d : diags.all()) items_.push_back({file, d});
 }
 
-void DiagnosticsReport::add(const std::string& file, const Diagnostic& d) {
+void DiagnosticsReport::add(const SourceFile& file, const Diagnostic& d) {
   if (!structured()) {
-    SourceFile none(file, "");
-    Diagnostics one(&none);
+    Diagnostics one(&file);
     one.add(d);
     one.print(text_out_, color_);
     return;
   }
-  items_.push_back({file, d});
+  items_.push_back({file.name(), d});
 }
 
 namespace {

@@ -419,6 +419,7 @@ QOSC_EXPECTED(gp::expect_semi, "expected ';' after the expected class")
 #undef QOSC_EXPECTED
 
 std::string token_at(const char* p, const char* end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) ++p;
   if (p >= end) return "end of input";
   const char* q = p;
   while (q < end && !std::isspace(static_cast<unsigned char>(*q)) && q - p < 40) ++q;
@@ -439,6 +440,18 @@ struct control : pegtl::normal<Rule> {
     size_t len = 1;
     while (p + len < end && !std::isspace(static_cast<unsigned char>(p[len]))) ++len;
     d.loc = Loc{uint32_t(pos.line), uint32_t(pos.column), uint32_t(p < end ? len : 1)};
+    // A missing ';' belongs right after what came before it, as in clang.
+    if constexpr (std::is_same_v<Rule, gp::expect_semi>) {
+      const char* base = in.begin();
+      const char* q = p;
+      while (q > base && std::isspace(static_cast<unsigned char>(q[-1]))) --q;
+      uint32_t line = 1, col = 1;
+      for (const char* c = base; c < q; ++c) {
+        if (*c == '\n') ++line, col = 1;
+        else ++col;
+      }
+      d.loc = Loc{line, col, 1};
+    }
     if constexpr (std::is_same_v<Rule, gp::protocol>) {
       std::string word(p, std::find_if(p, end, [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }));
       std::string c = closest_match(word, {"tcp", "udp", "icmp", "icmpv6", "proto"});
@@ -474,9 +487,9 @@ std::optional<NotatedPacket> parse_packet_notation(const SourceFile& file, Diagn
   return st.done;
 }
 
-std::optional<std::vector<Expectation>> parse_test_file(const SourceFile& file, Diagnostics& diags) {
+std::vector<Expectation> parse_test_file(const SourceFile& file, Diagnostics& diags) {
   State st(file, diags);
-  if (!run<gp::tests_file>(file, st)) return std::nullopt;
+  run<gp::tests_file>(file, st);
   return std::move(st.cases);
 }
 
