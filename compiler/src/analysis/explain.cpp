@@ -6,6 +6,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 #include "qosc/frontend.hpp"
 #include "qosc/literals.hpp"
 #include "qosc/review.hpp"
@@ -79,7 +81,7 @@ std::optional<ReviewedPolicy> review_policy(const SourceFile& file, Diagnostics&
   if (!fe.ast || !fe.ir || diags.has_errors()) return std::nullopt;
   const SourceFile& src = diags.file() ? *diags.file() : file;   // a .json profile: its .qos translation
   ReviewedPolicy r;
-  r.file_name = file.name();
+  r.file_name = src.name();   // lines of a .json profile are those of its translation
   r.ast = std::move(*fe.ast);
   r.ir = std::move(*fe.ir);
 
@@ -91,8 +93,10 @@ std::optional<ReviewedPolicy> review_policy(const SourceFile& file, Diagnostics&
   }
   r.every_rule = std::move(*every);
 
-  // Each match alone: one policy with the same classes and sets, a rule per
-  // match, lowered once.
+  // Each match alone: policies with the same classes and sets and a rule per
+  // match, lowered in chunks (the checks compare each rule with the earlier
+  // ones of its policy: chunks keep that cost linear in the policy's size).
+  constexpr size_t kChunk = 256;
   ast::Policy solo;
   solo.name = r.ast.name;
   solo.loc = r.ast.loc;
@@ -101,15 +105,24 @@ std::optional<ReviewedPolicy> review_policy(const SourceFile& file, Diagnostics&
   solo.sets = r.ast.sets;
   solo.classes = r.ast.classes;
   solo.schedulers.swap(r.ast.schedulers);    // not copyable (rank expressions); given back below
-  for (const auto& rule : r.ast.rules) {
-    for (const auto& m : rule.matches) {
+  std::vector<std::pair<size_t, size_t>> owner;   // (rule, match) of each solo rule
+  for (size_t i = 0; i < r.ast.rules.size(); ++i)
+    for (size_t j = 0; j < r.ast.rules[i].matches.size(); ++j) owner.push_back({i, j});
+  r.match_alone.resize(r.ast.rules.size());
+  std::vector<ir::Rule> lowered;
+  bool ok = true;
+  for (size_t start = 0; start < owner.size() && ok; start += kChunk) {
+    solo.rules.clear();
+    for (size_t k = start; k < std::min(owner.size(), start + kChunk); ++k) {
+      const auto& rule = r.ast.rules[owner[k].first];
+      const auto& m = rule.matches[owner[k].second];
       ast::RuleDecl d;
       d.loc = rule.loc;
       d.drop = rule.drop;
       d.target = rule.target;
       d.target_loc = rule.target_loc;
       if (m.kind == ast::MatchKind::Sport || m.kind == ast::MatchKind::Dport) {
-        ast::Match l4;
+        ast::Match l4;   // a port match needs its tcp/udp
         l4.kind = m.l4;
         l4.loc = m.loc;
         d.matches.push_back(l4);
@@ -117,16 +130,14 @@ std::optional<ReviewedPolicy> review_policy(const SourceFile& file, Diagnostics&
       d.matches.push_back(m);
       solo.rules.push_back(std::move(d));
     }
+    Diagnostics quiet2(&src);
+    auto alone = detail::check_and_lower_keep_dead(solo, src, quiet2);
+    ok = alone && alone->rules.size() == solo.rules.size();
+    if (ok) lowered.insert(lowered.end(), alone->rules.begin(), alone->rules.end());
   }
-  Diagnostics quiet2(&src);
-  auto alone = detail::check_and_lower_keep_dead(solo, src, quiet2);
   solo.schedulers.swap(r.ast.schedulers);
-  r.match_alone.resize(r.ast.rules.size());
-  if (alone && alone->rules.size() == solo.rules.size()) {
-    size_t k = 0;
-    for (size_t i = 0; i < r.ast.rules.size(); ++i)
-      for (size_t j = 0; j < r.ast.rules[i].matches.size(); ++j) r.match_alone[i].push_back(alone->rules[k++]);
-  }
+  if (ok)   // else: explain names rules but not their failing matches
+    for (size_t k = 0; k < owner.size(); ++k) r.match_alone[owner[k].first].push_back(lowered[k]);
   return r;
 }
 
@@ -161,8 +172,10 @@ std::string render_explanation(const ReviewedPolicy& p, const NotatedPacket& pac
     const auto& r = p.ast.rules[m.rule];
     if (verbose) s += fmt::format("    {}: {}\n", loc_text(p, r.loc), print_rule(r));
     if (m.failed.empty()) {
-      s += verbose ? "        can never match (see `qosc check`)\n"
-                   : fmt::format("    {}: can never match (see `qosc check`)\n", loc_text(p, r.loc));
+      // Cannot happen when each match was lowered alone (a packet that
+      // passes every match passes the rule); said plainly if it does.
+      std::string why = p.match_alone[m.rule].empty() ? "does not match" : "can never match (see `qosc check`)";
+      s += verbose ? "        " + why + "\n" : fmt::format("    {}: {}\n", loc_text(p, r.loc), why);
       continue;
     }
     for (size_t j : m.failed) {
