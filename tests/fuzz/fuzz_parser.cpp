@@ -21,7 +21,7 @@ std::string comments_of(const std::string& text) {
     size_t e = text.find('\n', i);
     if (e == std::string::npos) e = text.size();
     std::string c = text.substr(i, e - i);
-    while (!c.empty() && (c.back() == ' ' || c.back() == '\t' || c.back() == '\r')) c.pop_back();
+    while (!c.empty() && (c.back() == ' ' || c.back() == '\t' || c.back() == '\r' || c.back() == '\v' || c.back() == '\f')) c.pop_back();
     r += c + '\n';
     i = e;
   }

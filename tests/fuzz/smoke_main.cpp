@@ -3,7 +3,10 @@
 // is, then random mutations of them (byte flips, insertions of grammar
 // tokens, truncations, splices) for a fixed number of iterations or seconds.
 // The long coverage-guided run is scripts/fuzz.sh (libFuzzer, clang).
+#include <unistd.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +17,23 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+
+namespace {
+// The input being run, printed to standard error when a property traps (or
+// the sanitizers abort) so that the failure can be reproduced.
+const std::string* g_current = nullptr;
+extern "C" void print_current_input(int sig) {
+  if (g_current) {
+    static const char head[] = "\nfuzz smoke: the input that failed (between the lines):\n-----\n";
+    (void)!write(2, head, sizeof head - 1);
+    (void)!write(2, g_current->data(), g_current->size());
+    static const char tail[] = "\n-----\n";
+    (void)!write(2, tail, sizeof tail - 1);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+}  // namespace
 
 namespace fs = std::filesystem;
 
@@ -42,7 +62,8 @@ int main(int argc, char** argv) {
       }
   }
   if (corpus.empty()) corpus.push_back("policy p { link 1mbit; class a { default; } }");
-  for (const auto& c : corpus) LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(c.data()), c.size());
+  for (int sig : {SIGILL, SIGABRT, SIGSEGV, SIGTRAP}) signal(sig, print_current_input);
+  for (const auto& c : corpus) g_current = &c, LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(c.data()), c.size());
 
   static const std::vector<std::string> tokens = {
       "policy", "link", "scheduler", "set", "class", "rule", "priority", "weight", "quantum", "rate", "burst",
@@ -76,6 +97,7 @@ int main(int argc, char** argv) {
         default: s.insert(pos, " " + tokens[rng() % tokens.size()] + " "); break;
       }
     }
+    g_current = &s;
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   }
   std::printf("fuzz smoke: %zu corpus files, %ld mutated inputs, no crash\n", corpus.size(), n);

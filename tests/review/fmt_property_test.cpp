@@ -24,7 +24,7 @@ std::vector<std::string> comments_of(const std::string& text) {
     size_t e = text.find('\n', i);
     if (e == std::string::npos) e = text.size();
     std::string c = text.substr(i, e - i);
-    while (!c.empty() && (c.back() == ' ' || c.back() == '\t' || c.back() == '\r')) c.pop_back();
+    while (!c.empty() && (c.back() == ' ' || c.back() == '\t' || c.back() == '\r' || c.back() == '\v' || c.back() == '\f')) c.pop_back();
     r.push_back(c);
     i = e;
   }

@@ -114,6 +114,9 @@ class Formatter {
   std::vector<Entry> entries_;
   size_t policy_kw_ = 0, open_brace_ = 0, close_brace_ = 0;
 
+  // The grammar's white space (PEGTL's `space`) other than the newline.
+  static bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
   uint32_t line_of(size_t off) const {
     return uint32_t(std::upper_bound(line_starts_.begin(), line_starts_.end(), off) - line_starts_.begin());
   }
@@ -131,7 +134,7 @@ class Formatter {
       } else if (c == '#') {
         seen_nl = false;
         while (i + 1 < b && text_[i + 1] != '\n') ++i;
-      } else if (c != ' ' && c != '\t' && c != '\r') {
+      } else if (!blank(c)) {
         seen_nl = false;
       }
     }
@@ -150,7 +153,7 @@ class Formatter {
         while (i < text_.size() && text_[i] != '\n') ++i;
         continue;
       }
-      if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return i;
+      if (!blank(c) && c != '\n') return i;
       ++i;
     }
     return text_.size();
@@ -162,7 +165,7 @@ class Formatter {
       size_t e = text_.find('\n', i);
       if (e == std::string::npos) e = text_.size();
       std::string t = text_.substr(i, e - i);
-      while (!t.empty() && (t.back() == ' ' || t.back() == '\t' || t.back() == '\r')) t.pop_back();
+      while (!t.empty() && blank(t.back())) t.pop_back();
       comments_.push_back({i, line_of(i), t});
       i = e;
     }
