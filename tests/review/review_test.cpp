@@ -376,6 +376,28 @@ TEST(Cli, FmtCheckShowsADiffAndRewritesInPlace) {
   EXPECT_EQ(code, 1);
   EXPECT_NE(out.find("<stdin>:1:32: error: expected '}' to close the policy"), std::string::npos) << out;
 }
+
+TEST(Cli, CheckAndFmtCheckWriteStructuredDiagnostics) {
+  const std::string dir = temp_dir();
+  {
+    std::ofstream p(dir + "/typo.qos");
+    p << "policy t {\n    link 1mbit;\n    class a { default; }\n    rule tcp dport 80 -> wbe;\n}\n";
+    std::ofstream q(dir + "/loose.qos");
+    q << "policy l { link 1mbit; class a { default; } }\n";
+  }
+  int code = 0;
+  std::string out = shell("cd '" + dir + "' && '" QOSC_BIN "' check --diagnostics-format json typo.qos 2>/dev/null", &code);
+  EXPECT_EQ(code, 1);
+  auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["diagnostics"].size(), 1u) << out;
+  EXPECT_EQ(j["diagnostics"][0]["line"], 4);
+  EXPECT_EQ(j["diagnostics"][0]["message"], "unknown class 'wbe'");
+  out = shell("cd '" + dir + "' && '" QOSC_BIN "' fmt --check --diagnostics-format sarif loose.qos 2>&1 >/dev/null", &code);
+  EXPECT_EQ(code, 1);
+  auto s = nlohmann::json::parse(out);
+  ASSERT_EQ(s["runs"][0]["results"].size(), 1u) << out;
+  EXPECT_EQ(s["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "loose.qos");
+}
 #endif
 
 }  // namespace
