@@ -69,30 +69,9 @@ void emit_maps_classifier(EmitContext& cx, const BitTables& t) {
     out.close(fmt::format(" {} SEC(\".maps\");", table_map_name(d)));
   }
   out.line("");
-  out.line("/* Software popcount / count-trailing-zeros: BPF has no such instructions. */");
-  out.open("static __always_inline __u64 qos_popcount(__u64 x)");
-  out.line("x = x - ((x >> 1) & 0x5555555555555555ULL);");
-  out.line("x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);");
-  out.line("x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;");
-  out.line("return (x * 0x0101010101010101ULL) >> 56;");
-  out.close().line("");
-  // "& 63" keeps the verifier's range of the result exact (0..63), so that
-  // word indices stay provably inside a descriptor's QOS_BV_S words.
-  out.open("static __always_inline __u32 qos_ctz(__u64 x)").line("return (__u32)qos_popcount((x & (0 - x)) - 1) & 63;").close().line("");
-  out.line("/* Word w of a class's vector: base word (when the dimension has a base) XOR its delta word. */");
-  out.open("static __always_inline __u64 qos_bv_word(const struct qos_desc *d, __u32 w, __u32 base_off)");
-  out.line("__u32 s = w >> 6, b = w & 63, key;").line("__u64 ds, bit, x = 0, *v;");
-  out.line("/* clang may know s < QOS_BV_S where the verifier does not: keep the check. */");
-  out.line("barrier_var(s);");
-  out.line("if (s >= QOS_BV_S)").line("\treturn 0;");
-  out.line("ds = d->dsum[s];").line("bit = (ds >> b) & 1;");
-  out.line("key = (__u32)((d->off + d->dbase[s] + qos_popcount(ds & ((1ULL << b) - 1))) & (0 - bit));");
-  out.line("v = bpf_map_lookup_elem(&qos_t_pool, &key);").line("if (v)").line("\tx = *v;");
-  out.open("if (base_off)");
-  out.line("key = base_off + w;").line("v = bpf_map_lookup_elem(&qos_t_pool, &key);").line("if (v)").line("\tx ^= *v;");
-  out.close();
-  out.line("return x;");
-  out.close().line("");
+  // qos_popcount, qos_ctz, qos_bv_word: fixed C over QOS_BV_S, struct
+  // qos_desc and qos_t_pool, all defined above.
+  out.line("#include \"qos_bv.h\"").line("");
 
   for (int fam : {4, 6}) {
     std::vector<Dim> dims;

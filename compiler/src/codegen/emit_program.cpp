@@ -201,13 +201,7 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
   head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
   head.line("#include <bpf/bpf_helpers.h>").line("#include <bpf/bpf_endian.h>");
   head.line("#include \"qos_abi.h\"").line("#include \"qos_parse.h\"").line("#include \"qos_maps.h\"");
-  head.line("#include \"qos_bucket.h\"").line("#include \"qos_pifo.h\"").line("");
-  head.line("/* Volatile load: every rule check re-reads its field, keeping verifier state linear. */");
-  head.line("#define QOS_LD(x) (*(volatile __typeof__(x) *)&(x))");
-  head.line("static __always_inline __u32 qos_w(const __u8 *a, int i)");
-  head.line("{").line("\treturn bpf_ntohl(*(volatile const __u32 *)(a + 4 * i));").line("}");
-  head.line("static __always_inline __s64 qos_min_s64(__s64 a, __s64 b) { return a < b ? a : b; }");
-  head.line("static __always_inline __s64 qos_max_s64(__s64 a, __s64 b) { return a > b ? a : b; }");
+  head.line("#include \"qos_bucket.h\"").line("#include \"qos_pifo.h\"").line("#include \"qos_match.h\"");
   head.line("").line("char _license[] SEC(\"license\") = \"Dual BSD/GPL\";");
   head.line("/* Set by the loader before load (qos_abi.h); on unless it says otherwise. */");
   head.line("const volatile struct qos_cfg qos_cfg SEC(QOS_CFG_SECTION) = { .xdp_meta = 1 };");
