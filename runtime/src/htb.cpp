@@ -17,6 +17,8 @@
 
 namespace qosrun::htb {
 
+using qosc::units::format_rate;
+
 namespace {
 
 uint64_t clamp_rate(uint64_t r) { return std::max(r, kMinRateBps); }
@@ -182,7 +184,7 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
     }
     if (c.rate_bps > L)
       p.notes.push_back(fmt::format("class {}: rate {} is above the link; capped at {}", c.name,
-                                    qosc::units::format_rate(c.rate_bps), qosc::units::format_rate(L)));
+                                    format_rate(c.rate_bps), format_rate(L)));
     uint32_t minor = c.leaf_minor();
     make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, cburst, quanta[i], prio[i]);
     if (c.is_default || c.id == m.default_class) p.default_minor = minor;
@@ -245,11 +247,11 @@ Plan plan_from_json(const nlohmann::json& j) {
 }
 
 std::string describe(const Plan& p) {
-  std::string s = fmt::format("htb {:x}: link {} (1:1), default 1:{:x}, r2q {}\n", p.major, qosc::units::format_rate(p.link.rate_bps),
+  std::string s = fmt::format("htb {:x}: link {} (1:1), default 1:{:x}, r2q {}\n", p.major, format_rate(p.link.rate_bps),
                               p.default_minor, p.r2q);
   for (const auto& l : p.leaves)
     s += fmt::format("  1:{:<3x} {:<12} prio {} rate {:<9} ceil {:<9} quantum {:<6} queue {} bytes\n", l.minor,
-                     l.label, l.params.prio, qosc::units::format_rate(l.params.rate_bps), qosc::units::format_rate(l.params.ceil_bps),
+                     l.label, l.params.prio, format_rate(l.params.rate_bps), format_rate(l.params.ceil_bps),
                      l.params.quantum, l.queue_limit);
   return s;
 }
