@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <bpf/libbpf.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <iterator>
@@ -67,7 +68,7 @@ TEST(Units, ScaleIsExact) {
 
 TEST(LoadTables, RoundTrip) {
   std::vector<qosc::LoadTable> in = {{"qos_t_pool", 4, 8, 2, QOS_TABLE_DENSE, std::vector<unsigned char>(16, 7)},
-                                     {"qos_t_saddr4", 8, 4, 1, 0, bytes("\x18\0\0\0\x0a\0\0\0\x03\0\0\0")}};
+                                     {"qos_t_saddr4", 8, 4, 1, 0, {24, 0, 0, 0, 10, 0, 0, 0, 3, 0, 0, 0}}};
   auto section = qosc::encode_load_tables(in);
   EXPECT_EQ(section.size() % 8, 0u);
   std::string err;
