@@ -1,4 +1,4 @@
-# qosc_bpf_headers(OUT_CPP ARRAY_NAME SHIM_DIR <dir> TEMPLATES_DIR <dir>)
+# qosc_bpf_headers(OUT_CPP ARRAY_NAME SHIM_DIR <dir> TEMPLATES_DIRS <dir>...)
 #
 # Collects every header a qosc BPF program may include and embeds them (with
 # cmake/EmbedFiles.cmake) into OUT_CPP as the qosc::EmbeddedFile array
@@ -10,8 +10,9 @@
 # in-process compile will use (qosc shims, clang's builtin headers, the
 # multiarch and plain system include directories) and -ffreestanding. Every
 # file clang opened is embedded under its include-relative path
-# ("linux/bpf.h", "asm/types.h", "stddef.h", ...). Templates (templates/*.h)
-# are embedded as "templates/<name>"; the glob uses CONFIGURE_DEPENDS and
+# ("linux/bpf.h", "asm/types.h", "stddef.h", ...). Templates (the *.h of
+# TEMPLATES_DIRS: templates/ and qos_abi.h's common/include) are embedded as
+# "templates/<name>"; the glob uses CONFIGURE_DEPENDS and
 # every embedded file is a configure dependency, so edits re-embed them.
 #
 # Cache variables (override for cross builds):
@@ -25,7 +26,7 @@ set(QOSC_BPF_PUBLIC_HEADERS
   stddef.h stdbool.h stdint.h stdarg.h)
 
 function(qosc_bpf_headers out_cpp array_name)
-  cmake_parse_arguments(B "" "SHIM_DIR;TEMPLATES_DIR" "" ${ARGN})
+  cmake_parse_arguments(B "" "SHIM_DIR" "TEMPLATES_DIRS" ${ARGN})
 
   if(NOT QOSC_BPF_CLANG)
     find_program(QOSC_BPF_CLANG NAMES clang-${LLVM_VERSION_MAJOR} clang
@@ -137,7 +138,11 @@ function(qosc_bpf_headers out_cpp array_name)
   endforeach()
   list(LENGTH files nheaders)
 
-  file(GLOB templates CONFIGURE_DEPENDS "${B_TEMPLATES_DIR}/*.h" "${B_TEMPLATES_DIR}/*.c")
+  set(templates "")
+  foreach(d IN LISTS B_TEMPLATES_DIRS)
+    file(GLOB _t CONFIGURE_DEPENDS "${d}/*.h" "${d}/*.c")
+    list(APPEND templates ${_t})
+  endforeach()
   list(SORT templates)
   foreach(t IN LISTS templates)
     get_filename_component(tn "${t}" NAME)

@@ -30,14 +30,10 @@
 #include "qosc/codegen.hpp"
 #include "qosc/diag_format.hpp"
 #include "qosc/frontend.hpp"
-#include "qosc/manifest.hpp"
+#include "qosc/units.hpp"
 #include "qosc/version.hpp"
 
 namespace fs = std::filesystem;
-
-namespace qosc {
-std::string format_rate(uint64_t bps);  // "100mbit" (front end)
-}
 
 namespace {
 
@@ -85,7 +81,7 @@ bool apply_link_override(qosc::ir::Policy& p, const std::string& text, qosc::Dia
     if (c.rate_bps > *bps) {
       auto& d = diags.warning(c.loc, fmt::format("class '{}' has rate {}, above the link of {} given by --link; "
                                                  "its cap becomes the link rate",
-                                                 c.name, qosc::format_rate(c.rate_bps), qosc::format_rate(*bps)));
+                                                 c.name, qosc::units::format_rate(c.rate_bps), qosc::units::format_rate(*bps)));
       d.hints.push_back("lower the class's rate in the policy to silence this");
       c.rate_bps = *bps;
     }
@@ -144,8 +140,20 @@ int run_compile(const Options& o, bool check_only) {
   copts.flow_entries = o.flow_table;
   copts.source_text = file.text();
   copts.source_name = file.name();
+  copts.emit_c_dir = o.emit_c;
+  copts.emit_c_stem = stem_of(o.input);
   if (o.verbose) copts.verbose = [](const std::string& line) { std::cerr << "qosc: " << line << "\n"; };
   Timer tc;
+  if (!o.emit_c.empty()) {
+    // compile_policy writes there before clang runs; a directory it cannot
+    // write is the user's to fix, not an internal error.
+    std::error_code ec;
+    fs::create_directories(o.emit_c, ec);
+    if (ec || ::access(o.emit_c.c_str(), W_OK) != 0) {
+      usage_error(fmt::format("--emit-c {}: {}", o.emit_c, ec ? ec.message() : std::strerror(errno)));
+      return finish(kUserError);
+    }
+  }
   auto obj = qosc::compile_policy(*fe.ir, copts, diags);
   if (!obj || diags.has_errors()) {
     std::cerr << "qosc: internal error: the generated program did not compile; this is a bug in qosc, please report it "
@@ -156,18 +164,6 @@ int run_compile(const Options& o, bool check_only) {
     std::cerr << fmt::format("qosc: code generation ({} strategy): {:.2f} ms, clang: {:.2f} ms, total {:.2f} ms\n",
                              obj->manifest.strategy, obj->generate_ms, obj->compile_ms, tc.ms());
 
-  if (!o.emit_c.empty()) {
-    std::error_code ec;
-    fs::create_directories(o.emit_c, ec);
-    fs::path c = fs::path(o.emit_c) / (stem_of(o.input) + ".bpf.c");
-    fs::path m = fs::path(o.emit_c) / (stem_of(o.input) + ".manifest.json");
-    std::string mj = qosc::to_json(obj->manifest).dump(2) + "\n";
-    if (!write_file(c, obj->c_source.data(), obj->c_source.size(), &err) || !write_file(m, mj.data(), mj.size(), &err)) {
-      usage_error(err);
-      return finish(kUserError);
-    }
-    if (o.verbose) std::cerr << fmt::format("qosc: wrote {} and {}\n", c.string(), m.string());
-  }
   std::string out = o.output.empty() ? stem_of(o.input) + ".bpf.o" : o.output;
   if (!write_file(out, obj->object.data(), obj->object.size(), &err)) {
     usage_error(err);
@@ -274,7 +270,9 @@ int main(int argc, char** argv) {
     app.add_option("POLICY", o.input, "policy file (.qos or .json; - for standard input)")->required();
     app.add_option("-o,--output", o.output, "object file to write (default: POLICY's name with .bpf.o)");
     app.add_option("--link", o.link, "shape to this link rate instead of the file's (e.g. 100mbit); caps above it are clamped");
-    app.add_option("--emit-c", o.emit_c, "also write the generated C and the manifest into this directory");
+    app.add_option("--emit-c", o.emit_c,
+                 "also write the generated C, the manifest and (maps strategy) the load-time tables into this "
+                 "directory as POLICY.bpf.c, POLICY.manifest.json, POLICY.tables.txt");
     app.add_option("--strategy", o.strategy, "rule compilation: auto, tree (decision code) or maps (tables filled at load)")
         ->check(CLI::IsMember({"auto", "tree", "maps"}));
     app.add_option("--flow-table", o.flow_table,

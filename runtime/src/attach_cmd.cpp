@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qos_abi.h"
+#include "qosc/units.hpp"
 #include "qosrun/attach.hpp"
 #include "qosrun/cli.hpp"
 
@@ -53,7 +54,7 @@ std::string summary(const state::Record& r) {
                               r.main.tc.prog_id);
   if (r.main.has_queues)
     s += fmt::format(", htb {:x}: at {} with {} leaves", r.main.queues.plan.major,
-                     htb::rate_string(r.main.queues.plan.link.rate_bps), r.main.queues.plan.leaves.size());
+                     qosc::units::format_rate(r.main.queues.plan.link.rate_bps), r.main.queues.plan.leaves.size());
   else
     s += ", no queues (--queues none)";
   if (r.ingress) s += fmt::format(", downloads shaped on {}", r.ingress->ifb_name);
@@ -100,7 +101,7 @@ std::string status_text(const StatusReport& s, int verbosity) {
                      r.created, r.generation ? fmt::format(", reloaded {} time(s)", r.generation) : "",
                      s.stale ? "  STALE" : "");
   out += fmt::format("  scheduler {}, link {}, {} classes\n", r.manifest.scheduler,
-                     htb::rate_string(r.manifest.link_bps), r.manifest.classes.size());
+                     qosc::units::format_rate(r.manifest.link_bps), r.manifest.classes.size());
   out += fmt::format("  xdp     {:<7} prog id {:<6} {}\n", r.xdp.mode, r.xdp.prog_id, ok(s.xdp_ok));
   out += fmt::format("  tc      egress  prog id {:<6} {}\n", r.main.tc.prog_id, ok(s.tc_ok));
   if (r.main.has_queues) {

@@ -12,9 +12,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "qosc/units.hpp"
 #include "qosrun/state.hpp"
 
 namespace qosrun::htb {
+
+using qosc::units::format_rate;
 
 namespace {
 
@@ -54,17 +57,6 @@ std::vector<uint32_t> scaled_quanta(const std::vector<uint64_t>& v, uint32_t fra
 }
 
 }  // namespace
-
-std::string rate_string(uint64_t bps) {
-  auto fmt_unit = [](uint64_t v, uint64_t unit, const char* name) {
-    if (v % unit == 0) return fmt::format("{}{}", v / unit, name);
-    return fmt::format("{:.3g}{}", (double)v / (double)unit, name);
-  };
-  if (bps >= 1000000000ull) return fmt_unit(bps, 1000000000ull, "Gbit");
-  if (bps >= 1000000ull) return fmt_unit(bps, 1000000ull, "Mbit");
-  if (bps >= 1000ull) return fmt_unit(bps, 1000ull, "kbit");
-  return fmt::format("{}bit", bps);
-}
 
 const Leaf* Plan::find(uint32_t minor) const {
   for (const auto& l : leaves)
@@ -192,8 +184,8 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
     }
     if (c.rate_bps > L)
       p.notes.push_back(fmt::format("class {}: rate {} is above the link; capped at {}", c.name,
-                                    rate_string(c.rate_bps), rate_string(L)));
-    uint32_t minor = c.htb_minor ? c.htb_minor : kMinorBase + c.id;
+                                    format_rate(c.rate_bps), format_rate(L)));
+    uint32_t minor = c.leaf_minor();
     make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, cburst, quanta[i], prio[i]);
     if (c.is_default || c.id == m.default_class) p.default_minor = minor;
   }
@@ -255,11 +247,11 @@ Plan plan_from_json(const nlohmann::json& j) {
 }
 
 std::string describe(const Plan& p) {
-  std::string s = fmt::format("htb {:x}: link {} (1:1), default 1:{:x}, r2q {}\n", p.major, rate_string(p.link.rate_bps),
+  std::string s = fmt::format("htb {:x}: link {} (1:1), default 1:{:x}, r2q {}\n", p.major, format_rate(p.link.rate_bps),
                               p.default_minor, p.r2q);
   for (const auto& l : p.leaves)
     s += fmt::format("  1:{:<3x} {:<12} prio {} rate {:<9} ceil {:<9} quantum {:<6} queue {} bytes\n", l.minor,
-                     l.label, l.params.prio, rate_string(l.params.rate_bps), rate_string(l.params.ceil_bps),
+                     l.label, l.params.prio, format_rate(l.params.rate_bps), format_rate(l.params.ceil_bps),
                      l.params.quantum, l.queue_limit);
   return s;
 }

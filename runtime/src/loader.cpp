@@ -6,8 +6,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +19,9 @@
 #include <mutex>
 
 #include <fmt/format.h>
+
+#include "qosc/elf_sections.hpp"
+#include "qosc/load_tables.hpp"
 
 namespace qosrun {
 
@@ -150,43 +151,6 @@ std::string verifier_summary(std::string_view log) {
     end = start;
   }
   return {};
-}
-
-// ---- ELF sections ---------------------------------------------------------------
-
-std::optional<std::vector<unsigned char>> elf_section(std::span<const unsigned char> bytes, std::string_view want,
-                                                      std::string* error) {
-  if (elf_version(EV_CURRENT) == EV_NONE) {
-    if (error) *error = "libelf initialisation failed";
-    return std::nullopt;
-  }
-  Elf* elf = elf_memory(reinterpret_cast<char*>(const_cast<unsigned char*>(bytes.data())), bytes.size());
-  if (!elf || elf_kind(elf) != ELF_K_ELF) {
-    if (elf) elf_end(elf);
-    if (error) *error = "not an ELF object";
-    return std::nullopt;
-  }
-  std::optional<std::vector<unsigned char>> out;
-  size_t shstrndx = 0;
-  if (elf_getshdrstrndx(elf, &shstrndx) == 0) {
-    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
-      GElf_Shdr sh;
-      if (!gelf_getshdr(scn, &sh)) continue;
-      const char* n = elf_strptr(elf, shstrndx, sh.sh_name);
-      if (!n || want != n) continue;
-      out.emplace();
-      if (sh.sh_type == SHT_NOBITS) {
-        out->assign(sh.sh_size, 0);
-      } else if (Elf_Data* d = elf_getdata(scn, nullptr); d && d->d_buf) {
-        auto* p = static_cast<const unsigned char*>(d->d_buf);
-        out->assign(p, p + d->d_size);
-      }
-      break;
-    }
-  }
-  elf_end(elf);
-  if (!out && error) *error = fmt::format("no section '{}'", want);
-  return out;
 }
 
 // ---- LoadedPolicy ------------------------------------------------------------------
@@ -361,7 +325,7 @@ Result<LoadedPolicy> LoadedPolicy::load_memory(std::span<const unsigned char> el
 #endif
 
 // Load-time tables (qosc's "maps" strategy): the section named by the
-// manifest holds map contents (format: templates/qos_abi.h, "Load-time
+// manifest holds map contents (format: qos_abi.h, "Load-time
 // tables"). Filled right after load, before any program can run.
 Status LoadedPolicy::fill_tables() {
   if (manifest_.tables_section.empty()) return {};
@@ -370,25 +334,14 @@ Status LoadedPolicy::fill_tables() {
                              manifest_.tables_section, what)};
   };
   std::string err;
-  auto sec = elf_section(elf_, manifest_.tables_section, &err);
+  auto sec = qosc::read_elf_section(elf_, manifest_.tables_section, &err);
   if (!sec) return damaged(err);
-  const std::vector<unsigned char>& t = *sec;
-  qos_tables_header h;
-  if (t.size() < sizeof h) return damaged("section too short");
-  std::memcpy(&h, t.data(), sizeof h);
-  if (std::memcmp(h.magic, QOS_TABLES_MAGIC, sizeof(QOS_TABLES_MAGIC)) != 0) return damaged("bad magic");
-  size_t at = sizeof h;
-  for (uint32_t i = 0; i < h.nmaps; ++i) {
-    qos_table_header th;
-    if (at + sizeof th > t.size()) return damaged("truncated table header");
-    std::memcpy(&th, t.data() + at, sizeof th);
-    at += sizeof th;
-    const std::string mname(th.name, strnlen(th.name, sizeof th.name));
-    const bool dense = th.flags & QOS_TABLE_DENSE;
-    const size_t bytes = size_t(th.count) * (th.value_size + (dense ? 0 : th.key_size));
-    if (at + bytes > t.size()) return damaged(fmt::format("table {} truncated", mname));
-    const unsigned char* data = t.data() + at;
-    at += (bytes + 7) / 8 * 8;
+  auto tables = qosc::decode_load_tables(*sec, &err);
+  if (!tables) return damaged(err);
+  for (const qosc::LoadTable& th : *tables) {
+    const std::string& mname = th.name;
+    const bool dense = th.dense();
+    const unsigned char* data = th.data.data();
     bpf_map* m = bpf_object__find_map_by_name(obj_.get(), mname.c_str());
     if (!m) return damaged(fmt::format("no map {}", mname));
     if (bpf_map__key_size(m) != th.key_size || bpf_map__value_size(m) != th.value_size)
@@ -464,8 +417,7 @@ std::string LoadedPolicy::class_name(int32_t id) const {
 
 int32_t LoadedPolicy::class_from_htb_minor(uint32_t minor) const {
   for (const auto& c : manifest_.classes) {
-    uint32_t m = c.htb_minor ? c.htb_minor : 0x10u + c.id;
-    if (m == minor) return static_cast<int32_t>(c.id);
+    if (c.leaf_minor() == minor) return static_cast<int32_t>(c.id);
   }
   return -1;
 }

@@ -14,7 +14,6 @@
 #include <fmt/format.h>
 
 #include "qos_abi.h"
-#include "qosc/ir.hpp"
 
 namespace qosrun {
 
@@ -116,7 +115,7 @@ Status TestRunner::read_drop_counters(DropCounters& out, bool with_classes) cons
 
 Verdict TestRunner::attribute_drop(Hook hook, Verdict v) {
   const int h = hook == Hook::Xdp ? QOS_HOOK_XDP : QOS_HOOK_TC;
-  v.class_id = qosc::ir::kDrop;
+  v.class_id = QOS_TARGET_DROP;
   DropCounters now;
   if (!have_last_ || !read_drop_counters(now, false)) {
     v.attributed = false;

@@ -149,7 +149,7 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
     const ClassCounters* p = prev ? &prev->map[i] : nullptr;
     c.xdp = hook_view(cur.map[i], p, QOS_HOOK_XDP, dt);
     c.tc = hook_view(cur.map[i], p, QOS_HOOK_TC, dt);
-    const uint32_t minor = mc.htb_minor ? mc.htb_minor : QOS_HTB_MINOR_BASE + mc.id;
+    const uint32_t minor = mc.leaf_minor();
     if (!pifo) {
       c.queue = queue_view(cur.qdisc, prev ? &prev->qdisc : nullptr, minor, dt);
       c.ingress_queue = queue_view(cur.ifb_qdisc, prev ? &prev->ifb_qdisc : nullptr, minor, dt);

@@ -339,13 +339,15 @@ TEST(ClangBuild, EmbeddedFilesAndTemplates) {
                         "bpf/bpf_endian.h", "stddef.h", "stdint.h"})
     EXPECT_TRUE(paths.count(p)) << "not embedded: " << p;
 
-  // Every templates/*.h on disk is embedded with the same contents.
+  // Every templates/*.h (and qos_abi.h) on disk is embedded with the same contents.
   int templates = 0;
   for (const auto& f : qosc::embedded_bpf_files()) {
     std::string_view p = f.path;
     if (!p.starts_with("templates/")) continue;
     ++templates;
-    std::ifstream in(std::string(QOSC_TEMPLATES_DIR) + "/" + std::string(p.substr(10)), std::ios::binary);
+    const std::string name(p.substr(10));
+    std::ifstream in(std::string(name == "qos_abi.h" ? QOSC_ABI_INCLUDE_DIR : QOSC_TEMPLATES_DIR) + "/" + name,
+                     std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
     EXPECT_EQ(ss.str(), f.text()) << p << " differs from the file on disk: rebuild";

@@ -9,7 +9,7 @@
 //   QOSC_DIFFTEST_SWEEPS    frames per policy cut at every length (default 2)
 //   QOSC_DIFFTEST_SEED      base seed                        (default 20261124)
 //   QOSC_DIFFTEST_ONLY      run only policy number N (to reproduce a failure)
-//   QOSC_DIFFTEST_EMIT_C    write the generated C (qos_gen.c) into this directory
+//   QOSC_DIFFTEST_EMIT_C    write the generated C (policy.bpf.c, ...) into this directory
 // The long run (docs/testing.md):
 //   QOSC_DIFFTEST_POLICIES=2000 QOSC_DIFFTEST_PACKETS=3000 build/tests/difftest/difftest
 #include <gtest/gtest.h>

@@ -34,10 +34,11 @@ struct CodegenOptions {
   std::string source_name;      // file name used in #line and the manifest ("" = policy.source_name)
   bool line_directives = true;  // emit #line N "source" so clang messages map to the policy
   uint32_t flow_entries = 16384;   // qos_flows max_entries; 0 = no flow table (manifest flows_map "")
-  // ---- additive (codegen, for the qosc driver) ----
-  // When not empty, compile_policy writes the generated C there as qos_gen.c
-  // (and, for the maps strategy, qos_tables.txt: what the load-time tables hold).
+  // --emit-c: when not empty, compile_policy writes the generated C, the
+  // manifest and (maps strategy) a listing of the load-time tables there
+  // before clang runs (write_emitted_c).
   std::string emit_c_dir;
+  std::string emit_c_stem = "policy";   // file names: STEM.bpf.c, STEM.manifest.json, STEM.tables.txt
   // Stage messages for -v ("optimise: ...", "maps: ...", "clang: ..."); null = quiet.
   std::function<void(const std::string&)> verbose;
   // Auto strategy thresholds (0 = built-in defaults, see docs/codegen.md).
@@ -58,6 +59,12 @@ struct GeneratedC {
   std::vector<unsigned char> tables;
 };
 
+// Writes gen's files into dir (created when missing): STEM.bpf.c,
+// STEM.manifest.json and, for the maps strategy, STEM.tables.txt. The paths
+// written are appended to *written when given.
+bool write_emitted_c(const GeneratedC& gen, const std::string& dir, const std::string& stem, std::string* error,
+                     std::vector<std::string>* written = nullptr);
+
 struct CompiledPolicy {
   std::vector<unsigned char> object;   // ELF BPF object
   Manifest manifest;
@@ -69,11 +76,11 @@ struct CompiledPolicy {
 // Generates the C translation unit. Reports unsupported input into diags.
 std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags);
 
-// generate_c + compile (in-process clang when available). Clang errors are
-// turned into Diagnostics (mapped to policy lines through #line).
+// generate_c + compile (in-process clang). Clang errors are turned into
+// Diagnostics (mapped to policy lines through #line).
 std::optional<CompiledPolicy> compile_policy(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags);
 
-// The clang step of compile_policy on its own (additive): compiles generated
+// The clang step of compile_policy on its own: compiles generated
 // C (qos_gen.c) and maps clang's errors to diagnostics — on the policy line
 // when the error lies in code emitted under `#line N "source_name"` (a rule's
 // condition), else naming the generated line. Used by tests.

@@ -1,9 +1,8 @@
 #pragma once
-// Load-time tables of the maps strategy as an ELF section (the format is
-// documented in templates/qos_abi.h, "Load-time tables").
-#include <span>
+// The maps strategy's bit tables (bitvector.hpp) as load-time tables: the
+// maps the generated code declares and the section the loader fills them
+// from (format in qos_abi.h, "Load-time tables"; qosc/load_tables.hpp).
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "bitvector.hpp"
@@ -13,11 +12,5 @@ namespace qosc::codegen {
 std::string table_map_name(Dim d);            // "qos_t_dport", ...
 uint32_t desc_value_size(const BitTables& t);  // bytes of struct qos_desc
 std::vector<unsigned char> serialize_tables(const BitTables& t);
-
-// Appends a non-allocated PROGBITS section `name` holding `data` to a
-// relocatable little-endian ELF64 object (moves the section name table and
-// the section header table to the end of the file).
-bool append_elf_section(std::vector<unsigned char>& elf, std::string_view name, std::span<const unsigned char> data,
-                        std::string* error);
 
 }  // namespace qosc::codegen

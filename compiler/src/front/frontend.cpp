@@ -6,11 +6,11 @@
 #include <mutex>
 
 #include "qosc/frontend.hpp"
+#include "qosc/units.hpp"
 
 namespace qosc {
 
 std::string format_prefix(const ir::Prefix& p);  // sema.cpp
-std::string format_rate(uint64_t bps);            // sema.cpp
 
 namespace ir {
 
@@ -93,14 +93,14 @@ const char* fam(ir::Family f) { return f == ir::Family::V4 ? "ipv4" : f == ir::F
 
 std::string dump_ir(const ir::Policy& p) {
   std::string s = fmt::format("policy {} (from {})\n", p.name, p.source_name);
-  s += fmt::format("  link {} ({} bit/s)\n", format_rate(p.link_bps), p.link_bps);
+  s += fmt::format("  link {} ({} bit/s)\n", units::format_rate(p.link_bps), p.link_bps);
   s += fmt::format("  scheduler {}", ir::to_string(p.scheduler.kind));
   if (p.scheduler.kind == ir::SchedKind::Pifo)
     s += fmt::format(" rank={} bands={}", ir::to_string(p.scheduler.rank), p.scheduler.pifo_bands);
   s += "\n  classes:\n";
   for (const auto& c : p.classes) {
     s += fmt::format("    [{}] {:<12} priority={} weight={} quantum={}b", c.id, c.name, c.priority, c.weight, c.quantum);
-    if (c.rate_bps) s += fmt::format(" rate={} burst={}b", format_rate(c.rate_bps), c.burst_bytes);
+    if (c.rate_bps) s += fmt::format(" rate={} burst={}b", units::format_rate(c.rate_bps), c.burst_bytes);
     else s += " rate=link";
     if (c.is_default) s += " default";
     s += "\n";

@@ -15,11 +15,13 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "qos_grammar.hpp"
 #include "qosc/frontend.hpp"
 #include "qosc/literals.hpp"
+#include "qosc/units.hpp"
 
 namespace qosc {
 
@@ -118,72 +120,32 @@ template <typename Input>
   throw pegtl::parse_error(st.diags.all().back().message, in);
 }
 
-// ---- quantities: rates and sizes ---------------------------------------------------
-struct Quantity {
-  std::string digits, frac, unit;
-};
-Quantity split_quantity(std::string_view s) {
-  Quantity q;
-  size_t i = 0;
-  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) q.digits += s[i++];
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) q.frac += s[i++];
-  }
-  q.unit = std::string(s.substr(i));
-  return q;
-}
-
-// digits.frac × mult exactly; nullopt on overflow, *whole = false when not an integer.
-__extension__ typedef unsigned __int128 u128;
-std::optional<uint64_t> scale(const Quantity& q, uint64_t mult, bool* whole) {
-  u128 v = 0;
-  for (char c : q.digits) {
-    v = v * 10 + unsigned(c - '0');
-    if (v > std::numeric_limits<uint64_t>::max()) return std::nullopt;
-  }
-  v *= mult;
-  u128 num = 0, den = 1;
-  for (char c : q.frac) {
-    if (den > std::numeric_limits<uint64_t>::max()) break;  // ignore absurd precision
-    num = num * 10 + unsigned(c - '0');
-    den *= 10;
-  }
-  num *= mult;
-  *whole = num % den == 0;
-  v += num / den;
-  if (v > std::numeric_limits<uint64_t>::max()) return std::nullopt;
-  return uint64_t(v);
-}
+// ---- quantities: rates and sizes (units and exact scaling: qosc/units.hpp) ----------
+using units::Quantity;
+using units::split_quantity;
 
 std::string lower(std::string s) {
   for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
-using UnitTable = std::vector<std::pair<std::string, uint64_t>>;
-
-// When `u` is one of `units`: *out = the scaled value, or nullopt with *d
+// When `u` is one of `table`: *out = the scaled value, or nullopt with *d
 // saying why (too large, not whole); returns whether the unit was known.
-bool apply_unit(const Quantity& q, const std::string& u, const UnitTable& units, std::string_view text, const char* what,
-                const char* whole_of, Diagnostic* d, std::optional<uint64_t>* out) {
-  for (const auto& [name, mult] : units) {
-    if (u != name) continue;
-    bool whole = true;
-    *out = scale(q, mult, &whole);
-    if (!*out) d->message = fmt::format("{} {} is too large", what, text);
-    else if (!whole) d->message = fmt::format("{} {} is not a whole number of {}", what, text, whole_of), out->reset();
-    return true;
-  }
-  return false;
+bool apply_unit(const Quantity& q, const std::string& u, std::span<const units::Unit> table, std::string_view text,
+                const char* what, const char* whole_of, Diagnostic* d, std::optional<uint64_t>* out) {
+  const units::Unit* unit = units::find_unit(table, u);
+  if (!unit) return false;
+  bool whole = true;
+  *out = units::scale(q, unit->multiplier, &whole);
+  if (!*out) d->message = fmt::format("{} {} is too large", what, text);
+  else if (!whole) d->message = fmt::format("{} {} is not a whole number of {}", what, text, whole_of), out->reset();
+  return true;
 }
 
 // Returns the rate in bit/s, or nullopt with *d filled.
 std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
   Quantity q = split_quantity(text);
   std::string u = lower(q.unit);
-  static const UnitTable units = {
-      {"bit", 1}, {"kbit", 1000}, {"mbit", 1000000}, {"gbit", 1000000000}, {"tbit", 1000000000000}};
   std::string num = q.frac.empty() ? q.digits : q.digits + "." + q.frac;
   d->severity = Severity::Error;
   if (u.empty()) {
@@ -191,7 +153,7 @@ std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
     d->hints.push_back(fmt::format("write {}mbit for megabits per second (units: bit, kbit, mbit, gbit, tbit)", num));
     return std::nullopt;
   }
-  if (std::optional<uint64_t> v; apply_unit(q, u, units, text, "rate", "bits per second", d, &v)) return v;
+  if (std::optional<uint64_t> v; apply_unit(q, u, units::kRateUnits, text, "rate", "bits per second", d, &v)) return v;
   if (u == "bps" || u == "kbps" || u == "mbps" || u == "gbps" || u == "tbps") {
     std::string bitunit = u == "bps" ? "bit" : u.substr(0, 1) + "bit";
     d->message = fmt::format("'{}' is ambiguous: tc reads '{}' as bytes per second, qosc rates are bits per second", text, q.unit);
@@ -207,7 +169,7 @@ std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
   }
   d->message = fmt::format("unknown rate unit '{}'", q.unit);
   std::vector<std::string> names;
-  for (auto& [n, m] : units) names.push_back(n);
+  for (const auto& unit : units::kRateUnits) names.emplace_back(unit.name);
   std::string c = closest_match(u, names);
   d->hints.push_back(c.empty() ? "rates are bits per second: bit, kbit, mbit, gbit, tbit (powers of 1000)"
                                : fmt::format("did you mean '{}{}'?", num, c));
@@ -217,8 +179,6 @@ std::optional<uint64_t> rate_from_text(std::string_view text, Diagnostic* d) {
 std::optional<uint64_t> size_from_text(std::string_view text, Diagnostic* d) {
   Quantity q = split_quantity(text);
   std::string u = lower(q.unit);
-  static const UnitTable units = {
-      {"b", 1}, {"kb", 1024}, {"mb", 1024 * 1024}, {"gb", 1024ull * 1024 * 1024}};
   std::string num = q.frac.empty() ? q.digits : q.digits + "." + q.frac;
   d->severity = Severity::Error;
   if (u.empty()) {
@@ -226,7 +186,7 @@ std::optional<uint64_t> size_from_text(std::string_view text, Diagnostic* d) {
     d->hints.push_back(fmt::format("write {}b for bytes (units: b, kb, mb, gb, powers of 1024)", num));
     return std::nullopt;
   }
-  if (std::optional<uint64_t> v; apply_unit(q, u, units, text, "size", "bytes", d, &v)) return v;
+  if (std::optional<uint64_t> v; apply_unit(q, u, units::kSizeUnits, text, "size", "bytes", d, &v)) return v;
   if (u.size() > 3 && u.substr(u.size() - 3) == "bit") {
     d->message = fmt::format("'{}' is a rate unit, but a size in bytes is expected here", q.unit);
     d->hints.push_back("sizes are bytes: b, kb, mb, gb (powers of 1024)");

@@ -23,7 +23,7 @@ namespace qosrun::htb {
 
 inline constexpr uint32_t kMajor = 1;          // QOS_HTB_MAJOR
 inline constexpr uint32_t kRootMinor = 1;      // 1:1, the link
-inline constexpr uint32_t kMinorBase = 0x10;   // QOS_HTB_MINOR_BASE
+inline constexpr uint32_t kMinorBase = QOS_HTB_MINOR_BASE;
 inline constexpr uint32_t kMaxPrio = 7;        // HTB has 8 priorities (TC_HTB_NUMPRIO)
 // strict_priority / pifo: the best priority present (pifo: band 0) is assured
 // the link (split among its classes, held to each cap); every other leaf's
@@ -68,7 +68,6 @@ Plan plan_from_json(const nlohmann::json& j);   // throws nlohmann::json::except
 
 // One line per class for -v and `status`.
 std::string describe(const Plan& p);
-std::string rate_string(uint64_t bps);   // "100Mbit", "8kbit"
 
 // ---- building and changing the tree on an interface -----------------------------------------
 

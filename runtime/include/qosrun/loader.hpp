@@ -202,8 +202,4 @@ class LoadedPolicy {
 // (skipping "processed N insns", "verification time" and the like).
 std::string verifier_summary(std::string_view log);
 
-// Bytes of a named ELF section of an object in memory; nullopt when absent.
-std::optional<std::vector<unsigned char>> elf_section(std::span<const unsigned char> elf, std::string_view name,
-                                                      std::string* error = nullptr);
-
 }  // namespace qosrun

@@ -91,7 +91,7 @@ struct QdiscSnapshot {
 // caller's network namespace).
 Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major = 1);
 
-// One flow of the LRU table (templates/qos_abi.h: qos_flow_key/val).
+// One flow of the LRU table (qos_abi.h: qos_flow_key/val).
 struct FlowEntry {
   uint8_t family = 0;           // 4 or 6
   std::string src, dst;         // printable addresses

@@ -3,7 +3,7 @@
 // BPF_PROG_TEST_RUN: no interface, no traffic. Used by `qosrun classify`,
 // the differential tests and the benchmark.
 //
-// How the answer is read back (see templates/qos_abi.h):
+// How the answer is read back (see qos_abi.h):
 // - XDP: XDP_PASS with a struct qos_meta in front of the packet (data_meta),
 //   which the test run returns at the start of data_out; XDP_DROP for drops.
 // - TC: skb->priority = (QOS_HTB_MAJOR << 16) | minor, returned in ctx_out
@@ -30,7 +30,7 @@ inline constexpr uint32_t kMinTestFrame = 14;   // the kernel refuses shorter fr
 struct Verdict {
   uint32_t retval = 0;
   bool pass = false;            // the program let the packet through
-  int32_t class_id = -1;        // the class chosen; -1 for a `drop` rule
+  int32_t class_id = QOS_TARGET_DROP;   // the class chosen; QOS_TARGET_DROP for a `drop` rule
   bool policed = false;         // dropped by class_id's rate/burst policer
   bool attributed = true;       // false: a drop the stats could not explain
   uint32_t priority = 0;        // TC: skb->priority as returned

@@ -10,8 +10,12 @@
 #define QOS_ABI_VERSION 1
 #define QOS_MAX_CLASSES 64
 
-/* Section holding the JSON manifest (see compiler/include/qosc/manifest.hpp). */
+/* Section holding the JSON manifest (see common/include/qosc/manifest.hpp). */
 #define QOS_MANIFEST_SECTION ".qosc.manifest"
+
+/* A rule's target that drops the packet instead of naming a class id
+ * (struct qos_pkt's target in the programs, a test run's verdict). */
+#define QOS_TARGET_DROP (-1)
 
 /* Hooks: index into the per-hook arrays of qos_class_stats. */
 enum qos_hook { QOS_HOOK_XDP = 0, QOS_HOOK_TC = 1, QOS_NHOOKS = 2 };

@@ -10,9 +10,11 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "qos_abi.h"
+
 namespace qosc {
 
-inline constexpr const char* kManifestSection = ".qosc.manifest";
+inline constexpr const char* kManifestSection = QOS_MANIFEST_SECTION;
 inline constexpr uint32_t kManifestFormat = 1;
 
 struct ManifestClass {
@@ -22,7 +24,9 @@ struct ManifestClass {
   uint64_t rate_bps = 0;      // 0 = no cap of its own
   uint64_t burst_bytes = 0;
   bool is_default = false;
-  uint32_t htb_minor = 0;     // HTB class 1:<htb_minor> (hex in tc's notation); set by the compiler
+  uint32_t htb_minor = 0;     // HTB class 1:<htb_minor> (hex in tc's notation): QOS_HTB_MINOR_BASE + id
+  // The HTB leaf minor, also for manifests that do not record it.
+  uint32_t leaf_minor() const { return htb_minor ? htb_minor : QOS_HTB_MINOR_BASE + id; }
 };
 
 struct Manifest {
@@ -36,7 +40,7 @@ struct Manifest {
   std::string rank;               // pifo rank expression (canonical text), "" otherwise
   uint32_t pifo_bands = 0;
   // How PIFO ranks map to bands: "sp-pifo" (skb->priority = 1:(QOS_HTB_MINOR_BASE + band),
-  // band 0 served first); "" when the scheduler is not pifo. (additive, codegen)
+  // band 0 served first); "" when the scheduler is not pifo.
   std::string pifo_mapping;
   std::vector<ManifestClass> classes;   // index == id
   uint32_t default_class = 0;

@@ -1,14 +1,13 @@
-// Manifest <-> JSON, and reading it back out of a compiled ELF object.
+// The manifest <-> JSON, and reading it back out of a compiled object.
 #include "qosc/manifest.hpp"
 
-#include <gelf.h>
-#include <libelf.h>
-
-#include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "qos_abi.h"
+#include "qosc/elf_sections.hpp"
 
 namespace qosc {
 
@@ -116,34 +115,23 @@ std::optional<Manifest> read_manifest(std::span<const unsigned char> elf_bytes, 
     if (error) *error = std::move(msg);
     return std::nullopt;
   };
-  if (elf_version(EV_CURRENT) == EV_NONE) return fail("libelf initialisation failed");
-  // elf_memory wants a mutable buffer; it does not write with ELF_C_READ_MMAP semantics, but copy to be safe.
-  std::vector<char> buf(elf_bytes.begin(), elf_bytes.end());
-  Elf* e = elf_memory(buf.data(), buf.size());
-  if (!e) return fail(fmt::format("not an ELF object: {}", elf_errmsg(-1)));
-  struct Closer { Elf* e; ~Closer() { elf_end(e); } } closer{e};
-  if (elf_kind(e) != ELF_K_ELF) return fail("not an ELF object");
-  size_t shstrndx = 0;
-  if (elf_getshdrstrndx(e, &shstrndx) != 0) return fail(fmt::format("bad ELF object: {}", elf_errmsg(-1)));
-  for (Elf_Scn* scn = elf_nextscn(e, nullptr); scn; scn = elf_nextscn(e, scn)) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh)) continue;
-    const char* name = elf_strptr(e, shstrndx, sh.sh_name);
-    if (!name || std::strcmp(name, kManifestSection) != 0) continue;
-    Elf_Data* d = elf_getdata(scn, nullptr);
-    if (!d || !d->d_buf) return fail("manifest section is empty");
-    std::string text(static_cast<const char*>(d->d_buf), d->d_size);
-    while (!text.empty() && text.back() == '\0') text.pop_back();
-    try {
-      return manifest_from_json(nlohmann::json::parse(text));
-    } catch (const nlohmann::json::exception& ex) {
-      return fail(fmt::format("manifest section is not valid JSON: {}", ex.what()));
-    } catch (const std::runtime_error& ex) {
-      return fail(ex.what());
-    }
+  std::string err;
+  bool absent = false;
+  auto section = read_elf_section(elf_bytes, kManifestSection, &err, &absent);
+  if (!section && absent)
+    return fail(fmt::format("object has no {} section: it was not built by qosc (compile the policy with `qosc -o`)",
+                            kManifestSection));
+  if (!section) return fail(err);
+  if (section->empty()) return fail("manifest section is empty");
+  std::string text(section->begin(), section->end());
+  while (!text.empty() && text.back() == '\0') text.pop_back();
+  try {
+    return manifest_from_json(nlohmann::json::parse(text));
+  } catch (const nlohmann::json::exception& ex) {
+    return fail(fmt::format("manifest section is not valid JSON: {}", ex.what()));
+  } catch (const std::runtime_error& ex) {
+    return fail(ex.what());
   }
-  return fail(fmt::format("object has no {} section: it was not built by qosc (compile the policy with `qosc -o`)",
-                          kManifestSection));
 }
 
 }  // namespace qosc

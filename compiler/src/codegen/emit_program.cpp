@@ -1,0 +1,237 @@
+// The program skeleton every strategy shares: the head of the translation
+// unit (defines, includes, the manifest section), the class tables and
+// policers, and the XDP and TC programs around qos_classify.
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "emitter.hpp"
+#include "qos_abi.h"
+#include "qosc/version.hpp"
+
+namespace qosc::codegen {
+
+std::string EmitContext::subprog(const std::string& name) {
+  if (inline_subprogs) return fmt::format("static __always_inline int {}(struct qos_pkt *p)", name);
+  ++global_funcs;
+  return fmt::format("__noinline int {}(struct qos_pkt *p)", name);
+}
+
+namespace {
+
+bool rank_uses_now(const ir::RankExpr& e) {
+  if (e.op == ir::RankExpr::Op::Field && e.field == ir::RankField::NowUs) return true;
+  for (const auto& a : e.args)
+    if (rank_uses_now(a)) return true;
+  return false;
+}
+
+std::string rank_expr(const ir::RankExpr& e) {
+  using Op = ir::RankExpr::Op;
+  auto a = [&](size_t i) { return rank_expr(e.args.at(i)); };
+  switch (e.op) {
+    case Op::Const: return fmt::format("((__s64){}LL)", e.value);
+    case Op::Field:
+      switch (e.field) {
+        case ir::RankField::ClassPriority: return "((__s64)qos_class_priority(cls))";
+        case ir::RankField::ClassWeight: return "((__s64)qos_class_weight(cls))";
+        case ir::RankField::PktLen: return "((__s64)p->len)";
+        case ir::RankField::FlowBytes: return "(f ? (__s64)f->bytes : 0)";
+        case ir::RankField::FlowPackets: return "(f ? (__s64)f->packets : 0)";
+        case ir::RankField::NowUs: return "((__s64)(now / 1000))";
+      }
+      return "0";
+    case Op::Add: return fmt::format("((__s64)((__u64){} + (__u64){}))", a(0), a(1));
+    case Op::Sub: return fmt::format("((__s64)((__u64){} - (__u64){}))", a(0), a(1));
+    case Op::Mul: return fmt::format("((__s64)((__u64){} * (__u64){}))", a(0), a(1));
+    case Op::Div: return fmt::format("qos_rank_div({}, {})", a(0), a(1));
+    case Op::Min: return fmt::format("qos_min_s64({}, {})", a(0), a(1));
+    case Op::Max: return fmt::format("qos_max_s64({}, {})", a(0), a(1));
+    case Op::Neg: return fmt::format("((__s64)(0 - (__u64){}))", a(0));
+  }
+  return "0";
+}
+
+}  // namespace
+
+void emit_class_tables(EmitContext& cx) {
+  SourceBuilder& out = cx.out;
+  const ir::Policy& policy = cx.policy;
+  out.open("static __always_inline __u32 qos_class_priority(__u32 cls)").open("switch (cls)");
+  for (const auto& c : policy.classes) out.line(fmt::format("case {}: return {};", c.id, c.priority));
+  out.line("default: return 0;").close().close().line("");
+  out.open("static __always_inline __u32 qos_class_weight(__u32 cls)").open("switch (cls)");
+  for (const auto& c : policy.classes) out.line(fmt::format("case {}: return {};", c.id, c.weight));
+  out.line("default: return 1;").close().close().line("");
+  // Policers: cost per byte and tolerance as constants.
+  out.line("/* 1 = conforms (pass), 0 = drop. GCRA constants per class with a rate. */");
+  out.open("static __always_inline int qos_police(__u32 cls, __u32 len)");
+  out.line("struct qos_bucket_state *b;").line("__u64 cost, tau, now;");
+  out.open("switch (cls)");
+  for (const auto& c : policy.classes) {
+    if (c.rate_bps == 0) continue;
+    long double tau = (long double)c.burst_bytes * 8e9L / (long double)c.rate_bps;
+    uint64_t tau64 = tau > (long double)(UINT64_MAX / 2) ? UINT64_MAX / 2 : uint64_t(tau);
+    out.line(fmt::format("case {}: /* {}: rate {} bit/s, burst {} bytes */", c.id, c.name, c.rate_bps, c.burst_bytes));
+    out.line(fmt::format("\tcost = (__u64)len * 8000000000ULL / {}ULL;", c.rate_bps));
+    out.line(fmt::format("\ttau = {}ULL;", tau64));
+    out.line("\tbreak;");
+  }
+  out.line("default:").line("\treturn 1;").close();
+  out.line("b = bpf_map_lookup_elem(&qos_buckets, &cls);").line("if (!b)").line("\treturn 1;");
+  out.line("now = bpf_ktime_get_ns();  /* only for classes with a rate */");
+  out.line("return qos_bucket_conform(b, now, cost, tau);");
+  out.close().line("");
+}
+
+void emit_program(EmitContext& cx, const Target& t) {
+  SourceBuilder& out = cx.out;
+  const ir::Policy& policy = cx.policy;
+  const CodegenOptions& opts = cx.opts;
+  bool pifo = policy.scheduler.kind == ir::SchedKind::Pifo;
+  out.line(fmt::format("SEC(\"{}\")", t.section));
+  out.open(fmt::format("int {}({} *ctx)", t.name, t.ctx_type));
+  out.line("struct qos_pkt pkt, *p = &pkt;").line("struct qos_class_stats *st;").line("struct qos_flow_val *f;");
+  out.line("__u64 now;").line("__u32 cls;");
+  out.line("(void)f;");
+  if (t.sets_priority) {
+    out.line("__u32 want = ctx->len < QOS_PULL_LEN ? ctx->len : QOS_PULL_LEN;");
+    out.line("if ((long)ctx->data_end - (long)ctx->data < (long)want)");
+    out.line("\tbpf_skb_pull_data(ctx, want);");
+    out.line("qos_parse((void *)(long)ctx->data, (void *)(long)ctx->data_end, ctx->len, p);");
+  } else {
+    out.line("void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;");
+    out.line("qos_parse(data, data_end, (__u32)(data_end - data), p);");
+  }
+  out.line("qos_classify(p);");
+  // Time: the flow table needs only coarse time (jiffies); a PIFO rank on
+  // now_us needs the precise clock; policers read it themselves.
+  const bool rank_now = pifo && t.sets_priority && rank_uses_now(policy.scheduler.rank);
+  if (rank_now) out.line("now = bpf_ktime_get_ns();");
+  else if (opts.flow_entries) out.line("now = qos_coarse_now();  /* coarse, cached per jiffy */");
+  else out.line("now = 0;");
+  out.open("if (pkt.best != QOS_NO_RULE && pkt.target < 0)");
+  out.line("st = qos_stats_slot(QOS_NCLASSES);");
+  out.open("if (st)");
+  out.line(fmt::format("st->packets[{0}]++; st->bytes[{0}] += pkt.len; st->drop_rule[{0}]++;", t.hook));
+  out.close();
+  out.line(fmt::format("return {};", t.drop));
+  out.close();
+  out.line("cls = pkt.best != QOS_NO_RULE ? (__u32)pkt.target : QOS_DEFAULT_CLASS;");
+  out.line("st = qos_stats_slot(cls);");
+  out.open("if (st)").line(fmt::format("st->packets[{0}]++; st->bytes[{0}] += pkt.len;", t.hook)).close();
+  if (opts.flow_entries) out.line(fmt::format("f = qos_flow_update(p, cls, {}, now);", t.hook));
+  else out.line("f = 0;  /* no flow table (compiled without one) */");
+  if (t.polices) {
+    out.open("if (!qos_police(cls, pkt.len))");
+    out.line(fmt::format("if (st)").c_str());
+    out.line(fmt::format("\tst->drop_policer[{}]++;", t.hook));
+    out.line(fmt::format("return {};", t.drop));
+    out.close();
+  }
+  if (t.writes_meta) {
+    out.line("/* Hand the class to tests and tc ingress when the loader asks for it; a driver without");
+    out.line(" * metadata support is fine. */");
+    out.open("if (qos_cfg.xdp_meta && bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct qos_meta)) == 0)");
+    out.line("struct qos_meta *m = (void *)(long)ctx->data_meta;");
+    out.open("if ((void *)(m + 1) <= (void *)(long)ctx->data)");
+    out.line("m->magic = QOS_META_MAGIC;").line("m->class_id = (__u16)cls;").line("m->reserved = 0;");
+    out.close().close();
+  }
+  if (t.sets_priority) {
+    if (pifo) {
+      out.open("");
+      out.line("__u32 zero = 0;");
+      out.line("struct qos_pifo_state *ps = bpf_map_lookup_elem(&qos_pifo, &zero);");
+      out.line(fmt::format("__s64 rank = {};", rank_expr(policy.scheduler.rank)));
+      out.line("__u32 band = qos_sp_pifo(ps, rank, QOS_PIFO_BANDS);");
+      out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + band);");
+      out.close();
+    } else {
+      out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + cls);");
+    }
+    out.line("ctx->cb[QOS_CB_CLASS] = (QOS_META_MAGIC << 16) | cls;  /* the class, also when priority is a band */");
+  }
+  out.line(fmt::format("return {};", t.pass));
+  out.close().line("");
+}
+
+Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, const std::string& source_name) {
+  Manifest m;
+  m.policy = policy.name;
+  m.source = source_name;
+  m.source_sha256 = sha256_hex(opts.source_text);
+  m.compiler_version = kVersion;
+  m.link_bps = policy.link_bps;
+  m.scheduler = ir::to_string(policy.scheduler.kind);
+  if (policy.scheduler.kind == ir::SchedKind::Pifo) {
+    m.rank = ir::to_string(policy.scheduler.rank);
+    m.pifo_bands = policy.scheduler.pifo_bands;
+    m.pifo_mapping = "sp-pifo";
+  }
+  for (const auto& c : policy.classes) {
+    ManifestClass mc;
+    mc.id = c.id;
+    mc.name = c.name;
+    mc.priority = c.priority;
+    mc.weight = c.weight;
+    mc.quantum = c.quantum;
+    mc.rate_bps = c.rate_bps;
+    mc.burst_bytes = c.burst_bytes;
+    mc.is_default = c.is_default;
+    mc.htb_minor = QOS_HTB_MINOR_BASE + c.id;
+    m.classes.push_back(std::move(mc));
+  }
+  m.default_class = policy.default_class;
+  m.rule_count = uint32_t(policy.rules.size());
+  m.strategy = "tree";
+  return m;
+}
+
+SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts, const std::string& source_name,
+                           size_t dead_rules, const std::string& strategy, const Manifest& manifest) {
+  SourceBuilder head{"qos_gen.c"};
+  head.line(fmt::format("/* Generated by qosc {} from {}: policy \"{}\", {} rules ({} dead), strategy {}. Do not edit. */",
+                        kVersion, source_name, policy.name, policy.rules.size(), dead_rules, strategy));
+  head.line(fmt::format("#define QOS_NCLASSES {}", policy.classes.size()));
+  head.line(fmt::format("#define QOS_DEFAULT_CLASS {}", policy.default_class));
+  if (opts.flow_entries) head.line(fmt::format("#define QOS_FLOW_ENTRIES {}", opts.flow_entries));
+  else head.line("#define QOS_NO_FLOWS 1");
+  head.line(fmt::format("#define QOS_PIFO_BANDS {}", policy.scheduler.pifo_bands ? policy.scheduler.pifo_bands : 1));
+  head.line("#define QOS_PULL_LEN 256");
+  head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
+  head.line("#include <bpf/bpf_helpers.h>").line("#include <bpf/bpf_endian.h>");
+  head.line("#include \"qos_abi.h\"").line("#include \"qos_parse.h\"").line("#include \"qos_maps.h\"");
+  head.line("#include \"qos_bucket.h\"").line("#include \"qos_pifo.h\"").line("#include \"qos_match.h\"");
+  head.line("").line("char _license[] SEC(\"license\") = \"Dual BSD/GPL\";");
+  head.line("/* Set by the loader before load (qos_abi.h); on unless it says otherwise. */");
+  head.line("const volatile struct qos_cfg qos_cfg SEC(QOS_CFG_SECTION) = { .xdp_meta = 1 };");
+  std::string json = to_json(manifest).dump();
+  head.line(fmt::format("const char qos_manifest[] __attribute__((section(\"{}\"), used)) = {};", kManifestSection,
+                        c_string_literal(json)));
+  head.line("");
+  return head;
+}
+
+std::string join_head_and_body(SourceBuilder& head, std::string body) {
+  // The body's reset directives were numbered as if it started at line 1.
+  uint32_t shift = head.current_line() - 1;
+  std::string fixed;
+  fixed.reserve(body.size());
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t nl = body.find('\n', pos);
+    if (nl == std::string::npos) nl = body.size();
+    std::string_view ln(body.data() + pos, nl - pos);
+    if (ln.starts_with("#line ") && ln.ends_with("\"qos_gen.c\"")) {
+      uint32_t n = uint32_t(std::stoul(std::string(ln.substr(6))));
+      fixed += fmt::format("#line {} \"qos_gen.c\"\n", n + shift);
+    } else {
+      fixed.append(ln);
+      fixed.push_back('\n');
+    }
+    pos = nl + 1;
+  }
+  return head.take() + fixed;
+}
+
+}  // namespace qosc::codegen
