@@ -2,7 +2,8 @@
 //
 //   qosc POLICY [-o OUT.bpf.o] [--link RATE] [--emit-c DIR] [--strategy S] [-v]
 //   qosc POLICY --dump ast|ir
-//   qosc check POLICY...
+//   qosc check [--strict] POLICY...
+//   qosc diff OLD NEW [--json]        (OLD/NEW: files or REV:PATH)
 //   qosc convert PROFILE.json [-o OUT.qos]
 //
 // Exit codes: 0 success (warnings allowed), 1 errors in the user's input,
@@ -24,8 +25,11 @@
 #include <vector>
 
 #include "qosc/codegen.hpp"
+#include "qosc/diff.hpp"
 #include "qosc/frontend.hpp"
+#include "qosc/lints.hpp"
 #include "qosc/manifest.hpp"
+#include "qosc/midend.hpp"
 #include "qosc/version.hpp"
 
 namespace fs = std::filesystem;
@@ -48,6 +52,7 @@ struct Options {
   std::string link;
   std::string color = "auto";
   bool werror = false;
+  bool strict = false;
   int verbose = 0;
 };
 
@@ -136,26 +141,16 @@ struct Timer {
   double ms() const { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); }
 };
 
-// --link: the link rate this run shapes to, overriding the file's. Class caps
-// above it are clamped with a warning (the policy stays valid for its own link).
-bool apply_link_override(qosc::ir::Policy& p, const std::string& text, qosc::Diagnostics& diags) {
+// --link: the link rate this run shapes to, overriding the file's (the
+// midend's override_link clamps caps above it).
+std::optional<uint64_t> parse_link_option(const std::string& text) {
   std::string err;
   auto bps = qosc::parse_rate_text(text, &err);
   if (!bps || *bps == 0) {
     usage_error(fmt::format("--link {}: {}", text, bps ? "the link rate must be greater than zero" : err));
-    return false;
+    return std::nullopt;
   }
-  p.link_bps = *bps;
-  for (auto& c : p.classes) {
-    if (c.rate_bps > *bps) {
-      auto& d = diags.warning(c.loc, fmt::format("class '{}' has rate {}, above the link of {} given by --link; "
-                                                 "its cap becomes the link rate",
-                                                 c.name, qosc::format_rate(c.rate_bps), qosc::format_rate(*bps)));
-      d.hints.push_back("lower the class's rate in the policy to silence this");
-      c.rate_bps = *bps;
-    }
-  }
-  return true;
+  return bps;
 }
 
 int run_compile(const Options& o, bool check_only) {
@@ -184,7 +179,16 @@ int run_compile(const Options& o, bool check_only) {
     return finish(fe.ast && !diags.has_errors() ? kOk : kUserError);
   }
   if (!fe.ir || diags.has_errors()) return finish(kUserError);
-  if (!o.link.empty() && !apply_link_override(*fe.ir, o.link, diags)) return finish(kUserError);
+  qosc::MidendOptions mopts;
+  if (!o.link.empty()) {
+    mopts.link_bps = parse_link_option(o.link);
+    if (!mopts.link_bps) return finish(kUserError);
+  }
+  mopts.find_unreachable = !check_only;
+  Timer tm;
+  qosc::MidendResult mid = qosc::run_midend(*fe.ir, mopts, diags);
+  if (o.strict) qosc::analysis::warn_class_overlaps(*fe.ir, diags);
+  if (o.verbose) std::cerr << fmt::format("qosc: midend{}: {:.2f} ms\n", o.strict ? " and --strict lints" : "", tm.ms());
   if (o.werror && diags.warning_count()) {
     std::cerr << "qosc: warnings are errors (--werror)\n";
     return finish(kUserError);
@@ -203,6 +207,7 @@ int run_compile(const Options& o, bool check_only) {
   }
   copts.strategy = *strat;
   copts.flow_entries = o.flow_table;
+  copts.dead_rules = std::move(mid.dead_rules);
   copts.source_text = file.text();
   copts.source_name = file.name();
   if (o.verbose) copts.verbose = [](const std::string& line) { std::cerr << "qosc: " << line << "\n"; };
@@ -268,6 +273,8 @@ void add_common(CLI::App& app, Options& o) {
   app.add_option("--color", o.color, "colour diagnostics: auto, always, never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("--werror", o.werror, "treat warnings as errors");
+  app.add_flag("--strict", o.strict,
+               "also warn when an earlier rule of another class takes part of a rule's traffic (the overlap is named)");
 }
 
 }  // namespace
@@ -294,6 +301,25 @@ int main(int argc, char** argv) {
       }
       return worst;
     }
+    if (sub == "diff") {
+      CLI::App app{"qosc diff: which traffic changes class between two versions of a policy, what changes in its "
+                   "classes, and what `qosrun reload` would do",
+                   "qosc diff"};
+      qosc::analysis::DiffCommand cmd;
+      app.add_option("OLD", cmd.old_spec, "the old policy: a file, - for standard input, or REV:PATH from git")->required();
+      app.add_option("NEW", cmd.new_spec, "the new policy: a file, - for standard input, or REV:PATH from git")->required();
+      app.add_flag("--json", cmd.json, "print JSON: {\"traffic\":[...], \"classes\":[...], \"reload\":{...}}");
+      app.add_option("--color", o.color, "colour diagnostics: auto, always, never")
+          ->check(CLI::IsMember({"auto", "always", "never"}));
+      app.footer("Exit codes: 0 the two mean the same, 1 they differ, 2 errors.");
+      try {
+        app.parse(argc - 1, argv + 1);
+      } catch (const CLI::ParseError& e) {
+        return app.exit(e) ? kInternal : kOk;
+      }
+      cmd.color = use_color(o.color);
+      return qosc::analysis::run_diff_command(cmd, std::cout, std::cerr);
+    }
     if (sub == "convert") {
       CLI::App app{"qosc convert: print a dissertation JSON profile as a .qos policy", "qosc convert"};
       std::string input, output;
@@ -311,7 +337,8 @@ int main(int argc, char** argv) {
     CLI::App app{"qosc: compile a QoS policy (.qos, or a dissertation .json profile) into XDP and TC programs", "qosc"};
     app.footer(
         "Commands:\n"
-        "  qosc check POLICY...          diagnose only\n"
+        "  qosc check POLICY...          diagnose only (--strict: also class overlaps)\n"
+        "  qosc diff OLD NEW             which traffic changes class (files or REV:PATH)\n"
         "  qosc convert PROFILE.json     print a JSON profile as .qos\n"
         "Examples:\n"
         "  qosc examples/gaming.qos -o gaming.bpf.o\n"

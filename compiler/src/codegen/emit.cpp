@@ -9,6 +9,7 @@
 
 #include "bitvector.hpp"
 #include "decision.hpp"
+#include "qosc/reach.hpp"
 #include "qos_abi.h"
 #include "tables_section.hpp"
 #include "qosc/codegen.hpp"
@@ -689,7 +690,7 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
   if (source_name.empty()) source_name = "policy.qos";
 
   auto t0 = Clock::now();
-  const std::vector<uint32_t> dead = dead_rules(policy);
+  const std::vector<uint32_t> dead = opts.dead_rules ? *opts.dead_rules : ir::unreachable_rules(policy);
   const size_t live = policy.rules.size() - dead.size();
   stage(fmt::format("optimise: {} rules, {} proven dead, {} live ({:.1f} ms)", policy.rules.size(), dead.size(), live,
                     std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
