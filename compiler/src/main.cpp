@@ -164,7 +164,11 @@ int run_compile(const Options& o, bool check_only) {
   qosc::SourceFile file(o.input == "-" ? "<stdin>" : o.input, std::move(*text));
   qosc::Diagnostics diags(&file);
   auto finish = [&](int code) {
-    diags.print(std::cerr, color);
+    // Into one buffer first: std::cerr is unbuffered, and a policy with
+    // thousands of warnings would otherwise cost a write per fragment.
+    std::ostringstream text;
+    diags.print(text, color);
+    std::cerr << text.str();
     if (diags.error_count() || diags.warning_count())
       std::cerr << fmt::format("{} error{} and {} warning{} in {}\n", diags.error_count(), diags.error_count() == 1 ? "" : "s",
                                diags.warning_count(), diags.warning_count() == 1 ? "" : "s", file.name());

@@ -380,7 +380,7 @@ TEST(Diff, ExactBothWaysOnMutationsAndRandomPairs) {
             EXPECT_EQ(t.from, from) << t.match << " " << to_string(f);
             EXPECT_EQ(t.to, to) << t.match << " " << to_string(f);
           }
-      EXPECT_EQ(in, size_t(from != to)) << to_string(f) << " iter " << iter;
+      ASSERT_EQ(in, size_t(from != to)) << to_string(f) << " iter " << iter << "\n" << dump_ir(a) << "\n" << dump_ir(b) << "\n" << analysis::to_text(d);
       differing += from != to;
     }
     EXPECT_EQ(d.traffic.empty(), std::none_of(reps.begin(), reps.end(), [&](const PacketFields& f) {

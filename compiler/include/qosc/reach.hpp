@@ -27,7 +27,7 @@ struct Reach {
 // by unreachable_rules.
 class FirstMatchIndex {
  public:
-  void add(uint32_t id, const Rule& r);
+  void add(uint32_t id, const Rule& r);  // ids ascending
   Reach reach(const Rule& r, bool record_taken = false) const;
   size_t size() const { return entries_.size(); }
 
@@ -54,6 +54,12 @@ struct Decided {
   int32_t outcome = 0;   // class id or kDrop
   Region region;
 };
+// (The default class's region is the complement of every rule: with many
+// overlapping rules it fragments into many boxes. Tools that can, such as
+// diff, work rule by rule instead.)
 std::vector<Decided> decision_regions(const Policy& policy);
+
+// The packets no rule of any of the policies matches.
+Region unmatched(const std::vector<const Policy*>& policies);
 
 }  // namespace qosc::ir

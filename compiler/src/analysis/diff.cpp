@@ -34,35 +34,49 @@ struct Changes {
   }
 };
 
-// Every old decision region is run through the new policy's rules in order:
-// what a new rule takes from it with another outcome is a change.
-Changes changed_regions(const ir::Policy& a, const ir::Policy& b) {
-  struct Entry {
-    std::string to;
-    ir::Box box;
-  };
-  std::vector<Entry> new_rules;
-  std::vector<ir::BoxHull> hulls;
-  for (const auto& r : b.rules)
-    for (auto& x : ir::rule_boxes(r)) {
-      hulls.push_back(ir::BoxHull::of(x));
-      new_rules.push_back({outcome_name(b, r.target), std::move(x)});
-    }
-  const std::string new_default = outcome_name(b, int32_t(b.default_class));
+struct RuleBox {
+  std::string outcome;
+  ir::Box box;
+  ir::BoxHull hull;
+};
 
+std::vector<RuleBox> rule_boxes_of(const ir::Policy& p) {
+  std::vector<RuleBox> v;
+  for (const auto& r : p.rules)
+    for (auto& x : ir::rule_boxes(r)) {
+      ir::BoxHull h = ir::BoxHull::of(x);
+      v.push_back({outcome_name(p, r.target), std::move(x), h});
+    }
+  return v;
+}
+
+// Packet space splits by which old rule (or the default) and which new rule
+// (or the default) decides. Each part is found from the rules' side, so that
+// the work stays local to rules that overlap; only when the default class
+// itself changes is the complement of all rules needed.
+//   1. what an old rule decides, run through the new rules in order;
+//   2. what a new rule decides that no old rule matched (old: default);
+//   3. what no rule of either matches, when the two defaults differ.
+Changes changed_regions(const ir::Policy& a, const ir::Policy& b) {
+  const std::vector<RuleBox> old_rules = rule_boxes_of(a), new_rules = rule_boxes_of(b);
+  const std::string old_default = outcome_name(a, int32_t(a.default_class));
+  const std::string new_default = outcome_name(b, int32_t(b.default_class));
   Changes out;
-  for (const auto& d : ir::decision_regions(a)) {
-    const std::string from = outcome_name(a, d.outcome);
-    for (const auto& box : d.region.boxes()) {
-      const ir::BoxHull h = ir::BoxHull::of(box);  // what is left of `box` stays inside
+
+  ir::FirstMatchIndex old_index;
+  for (uint32_t i = 0; i < a.rules.size(); ++i) {
+    ir::Reach reach = old_index.reach(a.rules[i]);
+    if (reach.never()) continue;
+    old_index.add(i, a.rules[i]);
+    const std::string from = outcome_name(a, a.rules[i].target);
+    for (const auto& box : reach.reaches.boxes()) {
+      const ir::BoxHull h = ir::BoxHull::of(box);  // what is left of `box` stays inside it
       ir::Region rest({box});
-      for (size_t k = 0; k < new_rules.size(); ++k) {
-        if (!h.meets(hulls[k])) continue;
-        const Entry& e = new_rules[k];
-        if (!rest.intersects(e.box)) continue;
-        if (e.to != from) {
+      for (const auto& e : new_rules) {
+        if (!h.meets(e.hull) || !rest.intersects(e.box)) continue;
+        if (e.outcome != from) {
           ir::Region taken = rest.intersect(e.box);
-          for (const auto& x : taken.boxes()) out.add(from, e.to, x);
+          for (const auto& x : taken.boxes()) out.add(from, e.outcome, x);
         }
         rest.subtract(e.box);
         if (rest.empty()) break;
@@ -70,6 +84,30 @@ Changes changed_regions(const ir::Policy& a, const ir::Policy& b) {
       if (new_default != from)
         for (const auto& x : rest.boxes()) out.add(from, new_default, x);
     }
+  }
+
+  ir::FirstMatchIndex new_index;
+  for (uint32_t j = 0; j < b.rules.size(); ++j) {
+    ir::Reach reach = new_index.reach(b.rules[j]);
+    if (reach.never()) continue;
+    new_index.add(j, b.rules[j]);
+    const std::string to = outcome_name(b, b.rules[j].target);
+    if (to == old_default) continue;
+    for (const auto& box : reach.reaches.boxes()) {
+      const ir::BoxHull h = ir::BoxHull::of(box);
+      ir::Region rest({box});
+      for (const auto& e : old_rules) {
+        if (!h.meets(e.hull)) continue;
+        rest.subtract(e.box);
+        if (rest.empty()) break;
+      }
+      for (const auto& x : rest.boxes()) out.add(old_default, to, x);
+    }
+  }
+
+  if (old_default != new_default) {
+    const ir::Region neither = ir::unmatched({&a, &b});
+    for (const auto& x : neither.boxes()) out.add(old_default, new_default, x);
   }
   return out;
 }

@@ -43,15 +43,25 @@ Reach FirstMatchIndex::reach(const Rule& r, bool record_taken) const {
 // rule the others still cover it without. (Bounded: beyond kMaxCover rules
 // the list stays as it is, still true, only longer.)
 std::vector<uint32_t> FirstMatchIndex::irredundant_cover(const Rule& r, std::vector<uint32_t> ids) const {
-  constexpr size_t kMaxCover = 64;
-  if (ids.size() > kMaxCover) return ids;
+  constexpr size_t kMaxCover = 16;
   const std::vector<Box> mine = rule_boxes(r);
   std::vector<std::vector<const Box*>> boxes;
-  for (uint32_t id : ids) {
+  for (uint32_t id : ids) {  // entries are in ascending id order (add)
     boxes.emplace_back();
-    for (const auto& e : entries_)
-      if (e.id == id) boxes.back().push_back(&e.box);
+    auto it = std::lower_bound(entries_.begin(), entries_.end(), id, [](const Entry& e, uint32_t v) { return e.id < v; });
+    for (; it != entries_.end() && it->id == id; ++it) boxes.back().push_back(&it->box);
   }
+  // One rule alone often does (cheap to see): then it is the answer.
+  for (size_t k = 0; k < ids.size(); ++k) {
+    bool all = true;
+    for (const Box& m : mine) {
+      Region rest({m});
+      for (const Box* b : boxes[k]) rest.subtract(*b);
+      all = all && rest.empty();
+    }
+    if (all) return {ids[k]};
+  }
+  if (ids.size() > kMaxCover) return ids;
   std::vector<bool> keep(ids.size(), true);
   for (size_t drop = 0; drop < ids.size(); ++drop) {
     keep[drop] = false;
@@ -77,40 +87,63 @@ std::vector<uint32_t> unreachable_rules(const Policy& policy) {
   return dead;
 }
 
-std::vector<Decided> decision_regions(const Policy& policy) {
-  // `rest`: the packets no rule so far has taken, as boxes with their hulls.
-  // A rule decides what of its boxes is still in it.
-  std::vector<Decided> out;
-  std::vector<Box> rest = Region::all_ip().boxes();
+namespace {
+
+// A union of disjoint boxes with their hulls, for subtracting many boxes from
+// it: a box's hull rules most of the pieces out before the exact test.
+struct HulledBoxes {
+  std::vector<Box> boxes;
   std::vector<BoxHull> hulls;
-  for (const auto& b : rest) hulls.push_back(BoxHull::of(b));
   std::vector<Box> next;
   std::vector<BoxHull> next_hulls;
+
+  explicit HulledBoxes(std::vector<Box> b) : boxes(std::move(b)) {
+    for (const auto& x : boxes) hulls.push_back(BoxHull::of(x));
+  }
+  // Removes `b`; what it removed goes into *taken (when given).
+  void subtract(const Box& b, Region* taken) {
+    const BoxHull h = BoxHull::of(b);
+    next.clear();
+    next_hulls.clear();
+    for (size_t k = 0; k < boxes.size(); ++k) {
+      if (!hulls[k].meets(h) || !intersects(boxes[k], b)) {
+        next.push_back(std::move(boxes[k]));
+        next_hulls.push_back(hulls[k]);
+        continue;
+      }
+      if (taken) taken->add_disjoint(intersect(boxes[k], b));
+      const size_t from = next.size();
+      ir::subtract(boxes[k], b, next);
+      for (size_t n = from; n < next.size(); ++n) next_hulls.push_back(BoxHull::of(next[n]));
+    }
+    std::swap(boxes, next);
+    std::swap(hulls, next_hulls);
+  }
+};
+
+}  // namespace
+
+std::vector<Decided> decision_regions(const Policy& policy) {
+  // `rest`: the packets no rule so far has taken. A rule decides what of its
+  // boxes is still in it.
+  std::vector<Decided> out;
+  HulledBoxes rest(Region::all_ip().boxes());
   for (uint32_t i = 0; i < policy.rules.size(); ++i) {
     const Rule& r = policy.rules[i];
     Region mine;
-    for (const auto& b : rule_boxes(r)) {
-      const BoxHull h = BoxHull::of(b);
-      next.clear();
-      next_hulls.clear();
-      for (size_t k = 0; k < rest.size(); ++k) {
-        if (!hulls[k].meets(h) || !intersects(rest[k], b)) {
-          next.push_back(std::move(rest[k]));
-          next_hulls.push_back(hulls[k]);
-          continue;
-        }
-        mine.add_disjoint(intersect(rest[k], b));
-        const size_t from = next.size();
-        subtract(rest[k], b, next);
-        for (size_t n = from; n < next.size(); ++n) next_hulls.push_back(BoxHull::of(next[n]));
-      }
-      std::swap(rest, next);
-      std::swap(hulls, next_hulls);
-    }
+    for (const auto& b : rule_boxes(r)) rest.subtract(b, &mine);
     if (!mine.empty()) out.push_back({int(i), r.target, std::move(mine)});
   }
-  out.push_back({-1, int32_t(policy.default_class), Region(std::move(rest))});
+  out.push_back({-1, int32_t(policy.default_class), Region(std::move(rest.boxes))});
   return out;
+}
+
+Region unmatched(const std::vector<const Policy*>& policies) {
+  HulledBoxes rest(Region::all_ip().boxes());
+  for (const Policy* p : policies)
+    for (const auto& r : p->rules)
+      for (const auto& b : rule_boxes(r)) rest.subtract(b, nullptr);
+  return Region(std::move(rest.boxes));
 }
 
 }  // namespace qosc::ir
