@@ -2,7 +2,8 @@
 //
 //   qosc POLICY [-o OUT.bpf.o] [--link RATE] [--emit-c DIR] [--strategy S] [-v]
 //   qosc POLICY --dump ast|ir
-//   qosc check POLICY...
+//   qosc check [--strict] POLICY...
+//   qosc diff OLD NEW [--json]        (OLD/NEW: files or REV:PATH)
 //   qosc convert PROFILE.json [-o OUT.qos]
 //   qosc fmt [--check] FILE...  |  qosc explain POLICY PACKET  |  qosc test POLICY TESTS...
 //     (commands/: the review commands, docs/review.md)
@@ -29,7 +30,11 @@
 #include "commands/review_commands.hpp"
 #include "qosc/codegen.hpp"
 #include "qosc/diag_format.hpp"
+#include "qosc/diff.hpp"
 #include "qosc/frontend.hpp"
+#include "qosc/lints.hpp"
+#include "qosc/manifest.hpp"
+#include "qosc/midend.hpp"
 #include "qosc/units.hpp"
 #include "qosc/version.hpp"
 
@@ -49,6 +54,7 @@ struct Options {
   std::string link;
   std::string color = "auto";
   bool werror = false;
+  bool strict = false;
   int verbose = 0;
   qosc::DiagnosticsReport* report = nullptr;   // check --diagnostics-format json|sarif
 };
@@ -67,26 +73,16 @@ struct Timer {
   double ms() const { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); }
 };
 
-// --link: the link rate this run shapes to, overriding the file's. Class caps
-// above it are clamped with a warning (the policy stays valid for its own link).
-bool apply_link_override(qosc::ir::Policy& p, const std::string& text, qosc::Diagnostics& diags) {
+// --link: the link rate this run shapes to, overriding the file's (the
+// midend's override_link clamps caps above it).
+std::optional<uint64_t> parse_link_option(const std::string& text) {
   std::string err;
   auto bps = qosc::parse_rate_text(text, &err);
   if (!bps || *bps == 0) {
     usage_error(fmt::format("--link {}: {}", text, bps ? "the link rate must be greater than zero" : err));
-    return false;
+    return std::nullopt;
   }
-  p.link_bps = *bps;
-  for (auto& c : p.classes) {
-    if (c.rate_bps > *bps) {
-      auto& d = diags.warning(c.loc, fmt::format("class '{}' has rate {}, above the link of {} given by --link; "
-                                                 "its cap becomes the link rate",
-                                                 c.name, qosc::units::format_rate(c.rate_bps), qosc::units::format_rate(*bps)));
-      d.hints.push_back("lower the class's rate in the policy to silence this");
-      c.rate_bps = *bps;
-    }
-  }
-  return true;
+  return bps;
 }
 
 int run_compile(const Options& o, bool check_only) {
@@ -104,7 +100,11 @@ int run_compile(const Options& o, bool check_only) {
       o.report->add(diags);
       return code;
     }
-    diags.print(std::cerr, color);
+    // Into one buffer first: std::cerr is unbuffered, and a policy with
+    // thousands of warnings would otherwise cost a write per fragment.
+    std::ostringstream text;
+    diags.print(text, color);
+    std::cerr << text.str();
     if (diags.error_count() || diags.warning_count())
       std::cerr << fmt::format("{} error{} and {} warning{} in {}\n", diags.error_count(), diags.error_count() == 1 ? "" : "s",
                                diags.warning_count(), diags.warning_count() == 1 ? "" : "s", file.name());
@@ -119,7 +119,16 @@ int run_compile(const Options& o, bool check_only) {
     return finish(fe.ast && !diags.has_errors() ? kOk : kUserError);
   }
   if (!fe.ir || diags.has_errors()) return finish(kUserError);
-  if (!o.link.empty() && !apply_link_override(*fe.ir, o.link, diags)) return finish(kUserError);
+  qosc::MidendOptions mopts;
+  if (!o.link.empty()) {
+    mopts.link_bps = parse_link_option(o.link);
+    if (!mopts.link_bps) return finish(kUserError);
+  }
+  mopts.find_unreachable = !check_only;
+  Timer tm;
+  qosc::MidendResult mid = qosc::run_midend(*fe.ir, mopts, diags);
+  if (o.strict) qosc::analysis::warn_class_overlaps(*fe.ir, diags);
+  if (o.verbose) std::cerr << fmt::format("qosc: midend{}: {:.2f} ms\n", o.strict ? " and --strict lints" : "", tm.ms());
   if (o.werror && diags.warning_count()) {
     std::cerr << "qosc: warnings are errors (--werror)\n";
     return finish(kUserError);
@@ -138,6 +147,7 @@ int run_compile(const Options& o, bool check_only) {
   }
   copts.strategy = *strat;
   copts.flow_entries = o.flow_table;
+  copts.dead_rules = std::move(mid.dead_rules);
   copts.source_text = file.text();
   copts.source_name = file.name();
   copts.emit_c_dir = o.emit_c;
@@ -203,6 +213,8 @@ void add_common(CLI::App& app, Options& o) {
   app.add_option("--color", o.color, "colour diagnostics: auto, always, never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("--werror", o.werror, "treat warnings as errors");
+  app.add_flag("--strict", o.strict,
+               "also warn when an earlier rule of another class takes part of a rule's traffic (the overlap is named)");
 }
 
 }  // namespace
@@ -239,6 +251,25 @@ int main(int argc, char** argv) {
     if (sub == "fmt") return qosc::cli::run_fmt(argc - 1, argv + 1);
     if (sub == "explain") return qosc::cli::run_explain(argc - 1, argv + 1);
     if (sub == "test") return qosc::cli::run_test(argc - 1, argv + 1);
+    if (sub == "diff") {
+      CLI::App app{"qosc diff: which traffic changes class between two versions of a policy, what changes in its "
+                   "classes, and what `qosrun reload` would do",
+                   "qosc diff"};
+      qosc::analysis::DiffCommand cmd;
+      app.add_option("OLD", cmd.old_spec, "the old policy: a file, - for standard input, or REV:PATH from git")->required();
+      app.add_option("NEW", cmd.new_spec, "the new policy: a file, - for standard input, or REV:PATH from git")->required();
+      app.add_flag("--json", cmd.json, "print JSON: {\"traffic\":[...], \"classes\":[...], \"reload\":{...}}");
+      app.add_option("--color", o.color, "colour diagnostics: auto, always, never")
+          ->check(CLI::IsMember({"auto", "always", "never"}));
+      app.footer("Exit codes: 0 the two mean the same, 1 they differ, 2 errors.");
+      try {
+        app.parse(argc - 1, argv + 1);
+      } catch (const CLI::ParseError& e) {
+        return app.exit(e) ? kInternal : kOk;
+      }
+      cmd.color = use_color(o.color);
+      return qosc::analysis::run_diff_command(cmd, std::cout, std::cerr);
+    }
     if (sub == "convert") {
       CLI::App app{"qosc convert: print a dissertation JSON profile as a .qos policy", "qosc convert"};
       std::string input, output;
@@ -256,7 +287,8 @@ int main(int argc, char** argv) {
     CLI::App app{"qosc: compile a QoS policy (.qos, or a dissertation .json profile) into XDP and TC programs", "qosc"};
     app.footer(
         "Commands:\n"
-        "  qosc check POLICY...          diagnose only\n"
+        "  qosc check POLICY...          diagnose only (--strict: also class overlaps)\n"
+        "  qosc diff OLD NEW             which traffic changes class (files or REV:PATH)\n"
         "  qosc convert PROFILE.json     print a JSON profile as .qos\n"
         "  qosc fmt [--check] FILE...    the canonical layout, comments kept\n"
         "  qosc explain POLICY PACKET    the class a packet gets, and why\n"

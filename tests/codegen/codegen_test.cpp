@@ -19,6 +19,7 @@
 #include "qos_abi.h"
 #include "qosc/codegen.hpp"
 #include "qosc/packet.hpp"
+#include "qosc/reach.hpp"
 #include "qosrun/loader.hpp"
 #include "random_ir.hpp"
 #include "source_builder.hpp"
@@ -150,7 +151,7 @@ TEST(BitTables, EqualFirstMatch) {
     o.narrow = iter % 3 != 0;
     auto p = cgtest::random_ir(rng, o);
     // Half of the time keep dead rules in the tables (they must still be right).
-    auto dead = iter % 2 ? dead_rules(p) : std::vector<uint32_t>{};
+    auto dead = iter % 2 ? ir::unreachable_rules(p) : std::vector<uint32_t>{};
     auto t = build_bit_tables(p, dead);
     ASSERT_EQ(t.nrules, p.rules.size() - dead.size());
     stored += t.pool.size();
@@ -171,9 +172,9 @@ TEST(BitTables, ScaleStaysNearLinear) {
   std::mt19937_64 rng(13);
   auto p = cgtest::random_ir(rng, {.rules = 16384, .classes = 8, .narrow = false, .specific = true});
   auto tdead = std::chrono::steady_clock::now();
-  auto dead = dead_rules(p);
+  auto dead = ir::unreachable_rules(p);
   auto t0 = std::chrono::steady_clock::now();
-  std::printf("dead_rules: %.0f ms\n", std::chrono::duration<double, std::milli>(t0 - tdead).count());
+  std::printf("unreachable_rules: %.0f ms\n", std::chrono::duration<double, std::milli>(t0 - tdead).count());
   auto t = build_bit_tables(p, dead);
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   std::printf("16k rules: %u live, %u words, %zu descriptors, pool %zu words, %.1f MiB, %.0f ms\n", t.nrules, t.words,
@@ -190,7 +191,7 @@ TEST(Optimiser, CoverageIsSound) {
   std::mt19937_64 rng(3);
   for (int iter = 0; iter < 300; ++iter) {
     auto p = cgtest::random_ir(rng, {.rules = 20, .classes = 3, .narrow = true});
-    auto dead = dead_rules(p);
+    auto dead = ir::unreachable_rules(p);
     std::set<int> ds(dead.begin(), dead.end());
     for (int k = 0; k < 500; ++k) {
       auto f = cgtest::random_fields(rng, p);

@@ -41,10 +41,15 @@ std::string shell(const std::string& cmd, int* code = nullptr) {
 }
 
 // Runs `qosc check NAME` in the golden directory (so file names in messages
-// are relative and stable); returns stderr+stdout and the exit code.
+// are relative and stable); returns stderr+stdout and the exit code. A first
+// line `# qosc check --strict` adds those options.
 std::string run_check(const std::string& name) {
   int code = 0;
-  std::string out = shell("cd '" + std::string(QOSC_GOLDEN_DIR) + "' && '" + QOSC_BIN + "' check --color never '" +
+  std::string first;
+  std::getline(std::ifstream(fs::path(QOSC_GOLDEN_DIR) / name) >> std::ws, first);
+  const std::string marker = "# qosc check ";
+  const std::string extra = first.rfind(marker, 0) == 0 ? first.substr(marker.size()) + " " : "";
+  std::string out = shell("cd '" + std::string(QOSC_GOLDEN_DIR) + "' && '" + QOSC_BIN + "' check --color never " + extra + "'" +
                               name + "' 2>&1",
                           &code);
   return out + "[exit " + std::to_string(code) + "]\n";

@@ -48,6 +48,9 @@ struct CodegenOptions {
   // functions verified once. nullopt = auto (inline the maps code and trees of
   // at most kInlineMaxChecks rule checks, docs/codegen.md); tests force both.
   std::optional<bool> inline_subprograms;
+  // Rules no packet reaches (positions in policy.rules), from the midend
+  // (run_midend); nullopt: generate_c asks the rule algebra itself.
+  std::optional<std::vector<uint32_t>> dead_rules;
 };
 
 struct GeneratedC {

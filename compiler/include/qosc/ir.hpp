@@ -102,6 +102,9 @@ struct Policy {
   std::vector<Class> classes; // index == id
   uint32_t default_class = 0;
   std::vector<Rule> rules;    // first-match order
+  // Set by the front end, which leaves out every rule no packet reaches (with
+  // a warning): then the midend need not look for them again.
+  bool unreachable_removed = false;
   const Class* find_class(std::string_view name) const;
 };
 

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "qosc/region.hpp"
+
 namespace qosc::codegen {
 namespace {
 
@@ -51,15 +53,6 @@ uint64_t count(const Ranges& r) {
   uint64_t n = 0;
   for (auto [lo, hi] : r) n += hi - lo;
   return n;
-}
-
-bool prefix_covers(const ir::Prefix& outer, const ir::Prefix& inner) {
-  if (outer.len > inner.len) return false;
-  for (unsigned bit = 0; bit < outer.len; ++bit) {
-    unsigned byte = bit / 8, mask = 0x80u >> (bit % 8);
-    if ((outer.addr[byte] & mask) != (inner.addr[byte] & mask)) return false;
-  }
-  return true;
 }
 
 bool addr_covered(const ir::Prefix& p, const std::array<uint8_t, 16>& a) {
@@ -110,17 +103,7 @@ RawDim raw_kind(const ir::Policy& policy, const std::vector<uint32_t>& live) {
 
 RawDim raw_ports(const ir::Policy& policy, const std::vector<uint32_t>& live, bool dst) {
   RawDim d;
-  std::vector<uint32_t> cuts{0, 65536};
-  for (uint32_t ri : live) {
-    const auto& set = dst ? policy.rules[ri].dport : policy.rules[ri].sport;
-    if (!set) continue;
-    for (const auto& iv : *set) {
-      cuts.push_back(iv.lo);
-      cuts.push_back(uint32_t(iv.hi) + 1);
-    }
-  }
-  std::sort(cuts.begin(), cuts.end());
-  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  const std::vector<uint32_t> cuts = ir::port_cut_points(policy, live, dst);
   d.port_bounds = cuts;
   d.k = uint32_t(cuts.size() - 1);
   for (uint32_t ri : live) {
@@ -181,7 +164,7 @@ RawDim raw_addr(const ir::Policy& policy, const std::vector<uint32_t>& live, Dim
     uint32_t lo = i + 1, hi = np;
     while (lo < hi) {
       uint32_t mid = (lo + hi) / 2;
-      if (prefix_covers(d.prefixes[i], d.prefixes[mid])) lo = mid + 1;
+      if (ir::prefix_contains(d.prefixes[i], d.prefixes[mid])) lo = mid + 1;
       else hi = mid;
     }
     end[i] = lo;

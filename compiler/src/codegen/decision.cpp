@@ -3,118 +3,26 @@
 #include <algorithm>
 #include <set>
 
+#include "qosc/reach.hpp"
+
 namespace qosc::codegen {
 namespace {
 
-bool set_subset(const ir::PortSet& a, const ir::PortSet& b) {  // a ⊆ b
-  for (const auto& iv : a) {
-    bool inside = false;
-    for (const auto& jv : b)
-      if (jv.lo <= iv.lo && iv.hi <= jv.hi) { inside = true; break; }
-    if (!inside) return false;
+// The (family, protocol) pairs a rule's packets can have: a projection of
+// its boxes in the rule algebra.
+bool admits(const std::vector<ir::Box>& boxes, int family, int proto) {
+  for (const auto& b : boxes) {
+    if ((family == 4) != (b.family == ir::Family::V4)) continue;
+    if (proto < 0 ? b.atoms.test(ir::kAtomUnknown) : b.atoms.test(ir::atom_without_ports(proto))) return true;
+    if ((proto == 6 && b.atoms.test(ir::kAtomTcpPorts)) || (proto == 17 && b.atoms.test(ir::kAtomUdpPorts))) return true;
   }
-  return true;
-}
-
-bool prefix_covers(const ir::Prefix& outer, const ir::Prefix& inner) {
-  if (outer.family != inner.family || outer.len > inner.len) return false;
-  for (unsigned bit = 0; bit < outer.len; ++bit) {
-    unsigned byte = bit / 8, mask = 0x80u >> (bit % 8);
-    if ((outer.addr[byte] & mask) != (inner.addr[byte] & mask)) return false;
-  }
-  return true;
-}
-
-bool prefixes_subset(const std::vector<ir::Prefix>& a, const std::vector<ir::Prefix>& b) {
-  for (const auto& p : a) {
-    bool in = std::any_of(b.begin(), b.end(), [&](const ir::Prefix& q) { return prefix_covers(q, p); });
-    if (!in) return false;
-  }
-  return true;
-}
-
-// Does AddrMatch `later_m` (holding) imply AddrMatch `m`?
-bool addr_implies(const ir::AddrMatch& later_m, const ir::AddrMatch& m) {
-  if (later_m.dst != m.dst || later_m.family != m.family) return false;
-  if (!m.negated && !later_m.negated) return prefixes_subset(later_m.prefixes, m.prefixes);
-  if (m.negated && later_m.negated) return prefixes_subset(m.prefixes, later_m.prefixes);
   return false;
 }
 
-int family_num(ir::Family f) { return f == ir::Family::V4 ? 4 : f == ir::Family::V6 ? 6 : 0; }
-
 }  // namespace
 
-bool rule_admits(const ir::Rule& r, int family, int proto) {
-  if (r.family != ir::Family::Any && family_num(r.family) != family) return false;
-  if (r.protos && (proto < 0 || !r.protos->test(size_t(proto)))) return false;
-  for (const auto& m : r.addrs)
-    if (family_num(m.family) != family) return false;
-  // Ports need a TCP/UDP header.
-  if ((r.sport || r.dport) && proto != 6 && proto != 17) return false;
-  if (r.sport && r.sport->empty()) return false;
-  if (r.dport && r.dport->empty()) return false;
-  if (r.dscp && r.dscp->none()) return false;
-  return true;
-}
-
-bool rule_covers(const ir::Rule& e, const ir::Rule& l) {
-  // family
-  if (e.family != ir::Family::Any) {
-    bool l_fixed = l.family == e.family ||
-                   std::any_of(l.addrs.begin(), l.addrs.end(), [&](const ir::AddrMatch& m) { return m.family == e.family; });
-    if (!l_fixed) return false;
-  }
-  if (e.protos) {
-    if (!l.protos) return false;
-    if ((*l.protos & ~*e.protos).any()) return false;
-  }
-  if (e.sport && !(l.sport && set_subset(*l.sport, *e.sport))) return false;
-  if (e.dport && !(l.dport && set_subset(*l.dport, *e.dport))) return false;
-  if (e.dscp) {
-    if (!l.dscp) return false;
-    if ((*l.dscp & ~*e.dscp).any()) return false;
-  }
-  for (const auto& m : e.addrs) {
-    bool implied = std::any_of(l.addrs.begin(), l.addrs.end(), [&](const ir::AddrMatch& lm) { return addr_implies(lm, m); });
-    if (!implied) return false;
-  }
-  return true;
-}
-
-std::vector<uint32_t> dead_rules(const ir::Policy& policy, uint64_t budget) {
-  std::vector<uint32_t> dead;
-  std::vector<uint32_t> live;
-  for (uint32_t i = 0; i < policy.rules.size(); ++i) {
-    const auto& r = policy.rules[i];
-    bool satisfiable = false;
-    for (int fam : {4, 6})
-      for (int proto = -1; proto < 256 && !satisfiable; ++proto) satisfiable = rule_admits(r, fam, proto);
-    bool covered = false;
-    // Pairwise coverage is quadratic: within the budget only (sound either way).
-    if (satisfiable && budget >= live.size()) {
-      budget -= live.size();
-      for (uint32_t j : live)
-        if (rule_covers(policy.rules[j], r)) { covered = true; break; }
-    }
-    if (!satisfiable || covered) dead.push_back(i);
-    else live.push_back(i);
-  }
-  return dead;
-}
-
 std::vector<Leaf> port_intervals(const ir::Policy& policy, const std::vector<uint32_t>& rules, bool dst) {
-  // Boundaries: every lo and hi+1.
-  std::set<uint32_t> cuts{0, 65536};
-  for (uint32_t i : rules) {
-    const auto& set = dst ? policy.rules[i].dport : policy.rules[i].sport;
-    if (!set) continue;
-    for (const auto& iv : *set) {
-      cuts.insert(iv.lo);
-      cuts.insert(uint32_t(iv.hi) + 1);
-    }
-  }
-  std::vector<uint32_t> b(cuts.begin(), cuts.end());
+  const std::vector<uint32_t> b = ir::port_cut_points(policy, rules, dst);
   std::vector<Leaf> leaves;
   // Sweep: for each rule, which elementary intervals it covers; O(rules * intervals per rule * log).
   std::vector<std::vector<uint32_t>> lists(b.size() - 1);
@@ -139,13 +47,16 @@ std::vector<Leaf> port_intervals(const ir::Policy& policy, const std::vector<uin
   return leaves;
 }
 
-DecisionPlan plan_decisions(const ir::Policy& policy) { return plan_decisions(policy, dead_rules(policy)); }
+DecisionPlan plan_decisions(const ir::Policy& policy) { return plan_decisions(policy, ir::unreachable_rules(policy)); }
 
 DecisionPlan plan_decisions(const ir::Policy& policy, std::vector<uint32_t> dead) {
   DecisionPlan plan;
   plan.dead_rules = std::move(dead);
   std::vector<bool> is_dead(policy.rules.size(), false);
   for (uint32_t i : plan.dead_rules) is_dead[i] = true;
+  std::vector<std::vector<ir::Box>> boxes(policy.rules.size());
+  for (uint32_t i = 0; i < policy.rules.size(); ++i)
+    if (!is_dead[i]) boxes[i] = ir::rule_boxes(policy.rules[i]);
 
   std::map<std::vector<uint32_t>, uint32_t> index;  // candidate list -> partition
   auto partition_of = [&](const std::vector<uint32_t>& rules) -> uint32_t {
@@ -173,7 +84,7 @@ DecisionPlan plan_decisions(const ir::Policy& policy, std::vector<uint32_t> dead
       if (fam == 4 && proto < 0) continue;  // IPv4 always knows its protocol
       std::vector<uint32_t> rules;
       for (uint32_t i = 0; i < policy.rules.size(); ++i)
-        if (!is_dead[i] && rule_admits(policy.rules[i], fam, proto)) rules.push_back(i);
+        if (!is_dead[i] && admits(boxes[i], fam, proto)) rules.push_back(i);
       by_list[rules].push_back(proto);
     }
     // The most common list becomes the switch's default.
@@ -204,7 +115,7 @@ std::vector<ir::Prefix> merge_prefixes(std::vector<ir::Prefix> ps) {
   });
   std::vector<ir::Prefix> st;
   for (const auto& p : ps) {
-    if (!st.empty() && prefix_covers(st.back(), p)) continue;
+    if (!st.empty() && ir::prefix_contains(st.back(), p)) continue;
     st.push_back(p);
     while (st.size() >= 2) {
       const ir::Prefix &a = st[st.size() - 2], &b = st.back();

@@ -50,22 +50,8 @@ struct DecisionPlan {
   std::vector<uint32_t> dead_rules;   // proven unreachable, not compiled
 };
 
-// Is every packet matching rule `later` also matched by rule `earlier`?
-// (Sound but incomplete: false when unsure.)
-bool rule_covers(const ir::Rule& earlier, const ir::Rule& later);
-
-// Rules whose own constraints are unsatisfiable or that are covered by an
-// earlier rule. Coverage is checked pairwise against earlier live rules while
-// the number of comparisons stays within `budget` (beyond it, rules are kept:
-// the answer stays sound, dead-rule removal just becomes partial).
-inline constexpr uint64_t kDeadRuleBudget = 8u << 20;
-std::vector<uint32_t> dead_rules(const ir::Policy& policy, uint64_t budget = kDeadRuleBudget);
-
-// Can rule r match a packet of this family (4/6) and protocol (-1 unknown)?
-bool rule_admits(const ir::Rule& r, int family, int proto);
-
-DecisionPlan plan_decisions(const ir::Policy& policy);
-DecisionPlan plan_decisions(const ir::Policy& policy, std::vector<uint32_t> dead);  // dead: from dead_rules()
+DecisionPlan plan_decisions(const ir::Policy& policy);  // dead rules: ir::unreachable_rules
+DecisionPlan plan_decisions(const ir::Policy& policy, std::vector<uint32_t> dead);  // dead: from the midend
 
 // Merge sibling prefixes (a/n+1 and its sibling -> a/n) and drop covered ones.
 std::vector<ir::Prefix> merge_prefixes(std::vector<ir::Prefix> prefixes);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "emitter.hpp"
+#include "qosc/reach.hpp"
 #include "qos_abi.h"
 #include "tables_section.hpp"
 
@@ -87,7 +88,11 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
   if (source_name.empty()) source_name = "policy.qos";
 
   auto t0 = Clock::now();
-  const std::vector<uint32_t> dead = dead_rules(policy);
+  // Unreachable rules: from the midend, or none when the front end already
+  // left them out; only IR built by hand (tests) is searched here.
+  const std::vector<uint32_t> dead = opts.dead_rules            ? *opts.dead_rules
+                                     : policy.unreachable_removed ? std::vector<uint32_t>{}
+                                                                  : ir::unreachable_rules(policy);
   const size_t live = policy.rules.size() - dead.size();
   stage(fmt::format("optimise: {} rules, {} proven dead, {} live ({:.1f} ms)", policy.rules.size(), dead.size(), live,
                     std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));

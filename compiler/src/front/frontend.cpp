@@ -6,11 +6,10 @@
 #include <mutex>
 
 #include "qosc/frontend.hpp"
+#include "qosc/match_text.hpp"
 #include "qosc/units.hpp"
 
 namespace qosc {
-
-std::string format_prefix(const ir::Prefix& p);  // sema.cpp
 
 namespace ir {
 
@@ -117,7 +116,7 @@ std::string dump_ir(const ir::Policy& p) {
     if (r.dscp) m += fmt::format(" dscp={}", fmt_bits(*r.dscp));
     for (const auto& a : r.addrs) {
       std::string ps;
-      for (const auto& x : a.prefixes) ps += (ps.empty() ? "" : ", ") + format_prefix(x);
+      for (const auto& x : a.prefixes) ps += (ps.empty() ? "" : ", ") + ir::format_prefix(x);
       m += fmt::format(" {}{}{{ {} }}", a.dst ? "daddr" : "saddr", a.negated ? "!=" : "=", ps);
     }
     if (m.empty()) m = " (every IP packet)";

@@ -2,8 +2,9 @@
 //
 // One pass over the AST that both diagnoses and builds the IR; diagnostics
 // are collected (several per run) and the IR is returned only when there
-// were no errors. Rules that can never match (contradictory matches, or fully
-// covered by one earlier rule) are warnings and are left out of the IR.
+// were no errors. Rules that can never match (contradictory matches, or every
+// packet taken by the union of earlier rules: the rule algebra in ir/ decides)
+// are warnings and are left out of the IR.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -12,6 +13,9 @@
 
 #include "qosc/frontend.hpp"
 #include "qosc/literals.hpp"
+#include "qosc/match_text.hpp"
+#include "qosc/reach.hpp"
+#include "qosc/units.hpp"
 
 namespace qosc {
 namespace {
@@ -58,40 +62,7 @@ std::vector<std::string> keys(const M& m) {
   return r;
 }
 
-std::string fmt_rate(uint64_t bps) {
-  static const char* units[] = {"bit", "kbit", "mbit", "gbit", "tbit"};
-  int u = 0;
-  while (u < 4 && bps % 1000 == 0 && bps >= 1000) bps /= 1000, ++u;
-  return fmt::format("{}{}", bps, units[u]);
-}
-
-std::string fmt_v4(const std::array<uint8_t, 16>& a) { return fmt::format("{}.{}.{}.{}", a[0], a[1], a[2], a[3]); }
-
-std::string fmt_v6(const std::array<uint8_t, 16>& a) {
-  // RFC 5952: longest run (>= 2) of zero groups becomes "::".
-  uint16_t g[8];
-  for (int i = 0; i < 8; ++i) g[i] = uint16_t(a[2 * i] << 8 | a[2 * i + 1]);
-  int best = -1, bestlen = 0;
-  for (int i = 0; i < 8;) {
-    if (g[i] != 0) { ++i; continue; }
-    int j = i;
-    while (j < 8 && g[j] == 0) ++j;
-    if (j - i > bestlen && j - i >= 2) best = i, bestlen = j - i;
-    i = j;
-  }
-  std::string s;
-  for (int i = 0; i < 8; ++i) {
-    if (i == best) { s += "::"; i += bestlen - 1; continue; }
-    if (!s.empty() && s.back() != ':') s += ':';
-    s += fmt::format("{:x}", g[i]);
-  }
-  return s;
-}
-
-std::string fmt_prefix(const ir::Prefix& p) {
-  return fmt::format("{}/{}", p.family == ir::Family::V4 ? fmt_v4(p.addr) : fmt_v6(p.addr), p.len);
-}
-
+std::string fmt_prefix(const ir::Prefix& p) { return ir::format_prefix(p); }
 
 Loc elem_loc(const ast::Element& e) {
   return std::visit([](const auto& x) { return x.loc; }, e);
@@ -99,15 +70,10 @@ Loc elem_loc(const ast::Element& e) {
 
 // ---- value helpers ------------------------------------------------------------
 
-bool prefix_contains(const ir::Prefix& outer, const ir::Prefix& inner) {
-  if (outer.family != inner.family || outer.len > inner.len) return false;
-  for (unsigned bit = 0; bit < outer.len; ++bit) {
-    unsigned byte = bit / 8, mask = 0x80u >> (bit % 8);
-    if ((outer.addr[byte] & mask) != (inner.addr[byte] & mask)) return false;
-  }
-  return true;
+using ir::prefix_contains;
+bool prefixes_overlap(const ir::Prefix& a, const ir::Prefix& b) {
+  return a.family == b.family && ir::prefix_values(a).overlaps(ir::prefix_values(b));
 }
-bool prefixes_overlap(const ir::Prefix& a, const ir::Prefix& b) { return prefix_contains(a, b) || prefix_contains(b, a); }
 
 // Sorted, covered prefixes removed.
 std::vector<ir::Prefix> normalise(std::vector<ir::Prefix> v) {
@@ -158,21 +124,6 @@ ir::PortSet intersect(const ir::PortSet& a, const ir::PortSet& b) {
   return make_portset(v);
 }
 
-bool portset_subset(const ir::PortSet& inner, const ir::PortSet& outer) {
-  for (auto x : inner) {
-    bool ok = false;
-    for (auto y : outer)
-      if (y.lo <= x.lo && x.hi <= y.hi) { ok = true; break; }
-    if (!ok) return false;
-  }
-  return true;
-}
-
-template <size_t N>
-bool bits_subset(const std::bitset<N>& inner, const std::bitset<N>& outer) {
-  return (inner & ~outer).none();
-}
-
 // ---- the checker ----------------------------------------------------------------
 
 enum class SetKind { Numbers, Words, V4, V6, Mixed, Empty };
@@ -215,6 +166,7 @@ class Checker {
     check_sets();
     check_classes();
     check_rules();
+    out_.unreachable_removed = !keep_dead_;
     check_reachability();
     check_caps();
     if (diags_.has_errors()) return std::nullopt;
@@ -231,6 +183,7 @@ class Checker {
   std::map<std::string, SetKind> set_kinds_;
   std::map<std::string, uint32_t> class_ids_;
   std::vector<Loc> rule_locs_;  // per IR rule
+  ir::FirstMatchIndex reach_;   // the live rules so far, for "can this rule still match?"
 
   // -- link ---------------------------------------------------------------------
   void check_link() {
@@ -491,7 +444,7 @@ class Checker {
               d.hints.push_back("omit `rate` for a class without a cap of its own; use a `drop` rule to discard traffic");
             } else if (out_.link_bps != 0 && a.rate.bps > out_.link_bps) {
               auto& d = diags_.error(a.value_loc, fmt::format("rate {} of class '{}' is above the link rate {}", a.rate.text,
-                                                              c.name, fmt_rate(out_.link_bps)));
+                                                              c.name, units::format_rate(out_.link_bps)));
               d.notes.push_back({ast_.links[0].loc, "link rate given here"});
             } else {
               k.rate_bps = a.rate.bps;
@@ -835,22 +788,42 @@ class Checker {
         }
         continue;
       }
-      // Single-rule cover: an earlier rule that matches every packet this one does.
-      bool shadowed = false;
-      for (size_t j = 0; j < out_.rules.size(); ++j) {
-        if (keep_dead_ && out_.rules[j].protos && out_.rules[j].protos->none()) continue;
-        if (covers(out_.rules[j], L.rule)) {
-          auto& d = diags_.warning(r.loc, fmt::format("rule can never match: every packet it matches is taken by the earlier rule at line {}; it is left out",
-                                                      rule_locs_[j].line));
-          d.notes.push_back({rule_locs_[j], "covering rule is here"});
-          shadowed = true;
-          break;
-        }
+      // What the union of the earlier rules leaves of this one (exact).
+      ir::Reach reach = reach_.reach(L.rule);
+      if (reach.never()) {
+        warn_unreachable(r.loc, reach.taken_by);
+        if (!keep_dead_) continue;
+      } else {
+        reach_.add(uint32_t(out_.rules.size()), L.rule);
       }
-      if (shadowed && !keep_dead_) continue;
       rule_locs_.push_back(r.loc);
       out_.rules.push_back(std::move(L.rule));
     }
+  }
+
+  // `taken_by`: positions in out_.rules of the earlier rules that take its
+  // packets; the first few are named, the rest counted.
+  void warn_unreachable(Loc loc, const std::vector<uint32_t>& taken_by) {
+    constexpr size_t kNamed = 3;
+    if (taken_by.empty()) {
+      diags_.warning(loc, "rule can never match: no packet satisfies all of its matches together; it is left out");
+      return;
+    }
+    if (taken_by.size() == 1) {
+      auto& d = diags_.warning(loc, fmt::format("rule can never match: every packet it matches is taken by the earlier rule at line {}; it is left out",
+                                                rule_locs_[taken_by[0]].line));
+      d.notes.push_back({rule_locs_[taken_by[0]], "covering rule is here"});
+      return;
+    }
+    std::string lines;
+    const size_t named = taken_by.size() <= kNamed + 1 ? taken_by.size() : kNamed;
+    for (size_t i = 0; i < named; ++i) {
+      if (i) lines += i + 1 == named && named == taken_by.size() ? " and " : ", ";
+      lines += std::to_string(rule_locs_[taken_by[i]].line);
+    }
+    if (named < taken_by.size()) lines += fmt::format(" and {} more", taken_by.size() - named);
+    auto& d = diags_.warning(loc, fmt::format("rule can never match: every packet it matches is taken by the earlier rules at lines {}; it is left out", lines));
+    for (size_t i = 0; i < named; ++i) d.notes.push_back({rule_locs_[taken_by[i]], "covering rule is here"});
   }
 
   void add_addr(Lowering& L, ir::AddrMatch a, Loc loc, const char* what) {
@@ -873,39 +846,6 @@ class Checker {
       }
     }
     L.rule.addrs.push_back(std::move(a));
-  }
-
-  // Does `outer` match every packet `inner` matches? Exact for single rules on
-  // each dimension; conservative (false) when unsure.
-  static bool covers(const ir::Rule& outer, const ir::Rule& inner) {
-    if (outer.family != ir::Family::Any && outer.family != inner.family) return false;
-    if (outer.protos && (!inner.protos || !bits_subset(*inner.protos, *outer.protos))) return false;
-    if (outer.sport && (!inner.sport || !portset_subset(*inner.sport, *outer.sport))) return false;
-    if (outer.dport && (!inner.dport || !portset_subset(*inner.dport, *outer.dport))) return false;
-    if (outer.dscp && (!inner.dscp || !bits_subset(*inner.dscp, *outer.dscp))) return false;
-    for (const auto& m : outer.addrs) {
-      bool ok = false;
-      for (const auto& n : inner.addrs) {
-        if (n.dst != m.dst || n.family != m.family) continue;
-        if (!m.negated && !n.negated) {
-          ok = std::all_of(n.prefixes.begin(), n.prefixes.end(), [&](const ir::Prefix& p) {
-            return std::any_of(m.prefixes.begin(), m.prefixes.end(), [&](const ir::Prefix& q) { return prefix_contains(q, p); });
-          });
-        } else if (m.negated && !n.negated) {
-          ok = std::none_of(n.prefixes.begin(), n.prefixes.end(), [&](const ir::Prefix& p) {
-            return std::any_of(m.prefixes.begin(), m.prefixes.end(), [&](const ir::Prefix& q) { return prefixes_overlap(q, p); });
-          });
-        } else if (m.negated && n.negated) {
-          // inner excludes at least what outer excludes
-          ok = std::all_of(m.prefixes.begin(), m.prefixes.end(), [&](const ir::Prefix& q) {
-            return std::any_of(n.prefixes.begin(), n.prefixes.end(), [&](const ir::Prefix& p) { return prefix_contains(p, q); });
-          });
-        }
-        if (ok) break;
-      }
-      if (!ok) return false;
-    }
-    return true;
   }
 
   // -- whole-policy warnings ----------------------------------------------------
@@ -937,7 +877,7 @@ class Checker {
     bool all_capped = std::all_of(out_.classes.begin(), out_.classes.end(), [](const auto& c) { return c.rate_bps != 0; });
     if (sum <= out_.link_bps || !all_capped) return;
     auto& d = diags_.warning(ast_.links[0].loc, fmt::format("the class rates add up to {}, above the link rate {}",
-                                                            fmt_rate(sum), fmt_rate(out_.link_bps)));
+                                                            units::format_rate(sum), units::format_rate(out_.link_bps)));
     d.notes.push_back({Loc{}, fmt::format("rates are caps, not guarantees: with {} the shares come from {}",
                                           ir::to_string(k), k == ir::SchedKind::WeightedFairQueuing ? "`weight`"
                                           : k == ir::SchedKind::DeficitRoundRobin ? "`quantum`" : "equal turns")});
@@ -958,9 +898,5 @@ std::optional<ir::Policy> check_and_lower_keep_dead(const ast::Policy& policy, c
   return Checker(policy, file, diags, true).run();
 }
 }  // namespace detail
-
-// Exposed for dump_ir and docs: keep in one place.
-std::string format_prefix(const ir::Prefix& p) { return fmt_prefix(p); }
-std::string format_rate(uint64_t bps) { return fmt_rate(bps); }
 
 }  // namespace qosc
