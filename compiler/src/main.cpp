@@ -259,6 +259,10 @@ int main(int argc, char** argv) {
       app.add_option("OLD", cmd.old_spec, "the old policy: a file, - for standard input, or REV:PATH from git")->required();
       app.add_option("NEW", cmd.new_spec, "the new policy: a file, - for standard input, or REV:PATH from git")->required();
       app.add_flag("--json", cmd.json, "print JSON: {\"traffic\":[...], \"classes\":[...], \"reload\":{...}}");
+      std::string format = "text";
+      app.add_option("--diagnostics-format", format,
+                     "errors in OLD or NEW as text, json or sarif (SARIF 2.1.0), on standard error")
+          ->check(CLI::IsMember({"text", "json", "sarif"}));
       app.add_option("--color", o.color, "colour diagnostics: auto, always, never")
           ->check(CLI::IsMember({"auto", "always", "never"}));
       app.footer("Exit codes: 0 the two mean the same, 1 they differ, 2 errors.");
@@ -268,6 +272,7 @@ int main(int argc, char** argv) {
         return app.exit(e) ? kInternal : kOk;
       }
       cmd.color = use_color(o.color);
+      cmd.diagnostics = *qosc::diagnostics_format_from(format);
       return qosc::analysis::run_diff_command(cmd, std::cout, std::cerr);
     }
     if (sub == "convert") {

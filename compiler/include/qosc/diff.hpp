@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qosc/diag_format.hpp"
 #include "qosc/ir.hpp"
 #include "qosc/region.hpp"
 #include "qosc/packet.hpp"
@@ -61,6 +62,9 @@ struct DiffCommand {
   std::string old_spec, new_spec;
   bool json = false;
   bool color = false;
+  // How errors in OLD or NEW are reported. Standard output carries the diff,
+  // so a JSON or SARIF document of the diagnostics goes to standard error.
+  DiagnosticsFormat diagnostics = DiagnosticsFormat::Text;
 };
 int run_diff_command(const DiffCommand& cmd, std::ostream& out, std::ostream& err);
 

@@ -109,6 +109,7 @@ int run_diff_command(const DiffCommand& cmd, std::ostream& out, std::ostream& er
     std::unique_ptr<SourceFile> file;
     std::optional<ir::Policy> ir;
   };
+  DiagnosticsReport report(cmd.diagnostics, err, cmd.color);
   auto load = [&](const std::string& spec) -> std::optional<Side> {
     std::string error;
     auto text = read_policy_spec(spec, &error);
@@ -125,7 +126,7 @@ int run_diff_command(const DiffCommand& cmd, std::ostream& out, std::ostream& er
       Diagnostics errors(s.file.get());
       for (const auto& d : diags.all())
         if (d.severity == Severity::Error) errors.add(d);
-      errors.print(err, cmd.color);
+      report.add(errors);
       return std::nullopt;
     }
     s.ir = std::move(fe.ir);
@@ -133,7 +134,10 @@ int run_diff_command(const DiffCommand& cmd, std::ostream& out, std::ostream& er
   };
   auto a = load(cmd.old_spec);
   auto b = load(cmd.new_spec);
-  if (!a || !b) return kError;
+  if (!a || !b) {
+    report.finish(err);
+    return kError;
+  }
   PolicyDiff d = diff_policies(*a->ir, *b->ir);
   if (cmd.json) out << to_json(d).dump(2) << "\n";
   else out << fmt::format("--- {}\n+++ {}\n", cmd.old_spec, cmd.new_spec) << to_text(d);
