@@ -32,19 +32,9 @@ int run_explain(int argc, char** argv) {
     return app.exit(e) ? kUserError : kOk;
   }
   const bool colour = use_color(color);
-  std::string err;
-  auto text = read_input(policy_path, &err);
-  if (!text) {
-    usage_error(err);
-    return kUserError;
-  }
-  SourceFile file(policy_path == "-" ? "<stdin>" : policy_path, std::move(*text));
-  Diagnostics diags(&file);
-  auto policy = review_policy(file, diags);
-  if (!policy) {
-    diags.print(std::cerr, colour);
-    return kUserError;
-  }
+  auto input = read_reviewed_policy(policy_path, colour);
+  if (!input) return kUserError;
+  const ReviewedPolicy* policy = &input->policy;
   std::string packet_text;
   for (const auto& w : words) packet_text += (packet_text.empty() ? "" : " ") + w;
   SourceFile packet_file("<packet>", packet_text);

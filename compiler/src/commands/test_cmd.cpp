@@ -36,19 +36,10 @@ int run_test(int argc, char** argv) {
     return app.exit(e) ? kUserError : kOk;
   }
   const bool colour = use_color(color);
+  auto input = read_reviewed_policy(policy_path, colour);
+  if (!input) return kUserError;
+  const ReviewedPolicy* policy = &input->policy;
   std::string err;
-  auto text = read_input(policy_path, &err);
-  if (!text) {
-    usage_error(err);
-    return kUserError;
-  }
-  SourceFile file(policy_path == "-" ? "<stdin>" : policy_path, std::move(*text));
-  Diagnostics diags(&file);
-  auto policy = review_policy(file, diags);
-  if (!policy) {
-    diags.print(std::cerr, colour);
-    return kUserError;
-  }
 
   // Every file is read and checked before any case runs.
   std::deque<SourceFile> test_files;
