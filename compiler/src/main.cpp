@@ -102,9 +102,9 @@ int run_compile(const Options& o, bool check_only) {
     }
     // Into one buffer first: std::cerr is unbuffered, and a policy with
     // thousands of warnings would otherwise cost a write per fragment.
-    std::ostringstream text;
-    diags.print(text, color);
-    std::cerr << text.str();
+    std::ostringstream printed;
+    diags.print(printed, color);
+    std::cerr << printed.str();
     if (diags.error_count() || diags.warning_count())
       std::cerr << fmt::format("{} error{} and {} warning{} in {}\n", diags.error_count(), diags.error_count() == 1 ? "" : "s",
                                diags.warning_count(), diags.warning_count() == 1 ? "" : "s", file.name());
