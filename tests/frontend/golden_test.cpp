@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "shell.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -27,18 +29,7 @@ std::string read(const fs::path& p) {
   return ss.str();
 }
 
-// Runs a shell command; returns its standard output, and the exit code in *code.
-std::string shell(const std::string& cmd, int* code = nullptr) {
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return "popen failed";
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
-  int st = pclose(f);
-  if (code) *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return out;
-}
+using qt_support::shell;
 
 // Runs `qosc check NAME` in the golden directory (so file names in messages
 // are relative and stable); returns stderr+stdout and the exit code. A first

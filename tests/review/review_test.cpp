@@ -14,6 +14,7 @@
 #include "qosc/packet_notation.hpp"
 #include "qosc/review.hpp"
 #include "random_policy.hpp"
+#include "shell.hpp"
 
 namespace qosc {
 namespace {
@@ -304,17 +305,7 @@ TEST(DiagnosticsFormat, JsonAndSarifCarryEveryDiagnostic) {
 }
 
 #ifdef QOSC_BIN
-std::string shell(const std::string& cmd, int* code) {
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return "popen failed";
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
-  int st = pclose(f);
-  *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return out;
-}
+using qt_support::shell;
 
 std::string temp_dir() {
   std::string d = ::testing::TempDir() + "qosc_review_cli";
