@@ -521,11 +521,12 @@ Status pin_all(const LoadedPolicy& p, state::Record& rec) {
 // Another qosrun's record on this interface: clean it when stale, else refuse.
 Status handle_existing(state::Record& old, const std::string& ifname, bool force, nl::RtnlSocket& s, std::ostream& log,
                        int v) {
-  if (!old.in_this_netns() && !force)
+  const bool here = old.in_this_netns();
+  if (!here && !force)
     return Error{fmt::format("{} records a qosc policy on an interface {} of another network namespace: run qosrun "
                              "there, or pass --force to discard that record",
                              state::paths_for(ifname).state_file, ifname)};
-  if (!old.in_this_netns()) {
+  if (!here) {
     (void)state::remove_pins(old.pin_dir);
     return state::remove(ifname);
   }
@@ -962,15 +963,18 @@ Result<StatusReport> status_of(const std::string& ifname) {
   s.attached = true;
   s.record = **rec;
   const state::Record& r = s.record;
+  // Staleness is judged against this namespace's interfaces: only here.
+  const bool here = r.in_this_netns();
+  const std::string stale_why = here ? r.stale_reason() : std::string();
+  s.stale = !stale_why.empty();
   if (ifindex <= 0) {
     s.problems.push_back(fmt::format("interface {} is gone", ifname));
     return s;
   }
-  if (!r.in_this_netns()) {
+  if (!here) {
     s.problems.push_back("the record was made in another network namespace");
     return s;
   }
-  s.stale = r.stale();
   s.xdp_ok = r.xdp.attached && xdp_prog_now(ifindex, r.xdp.mode) == r.xdp.prog_id;
   if (!s.xdp_ok) s.problems.push_back(fmt::format("XDP: expected program id {} ({}), found {}", r.xdp.prog_id,
                                                   r.xdp.mode, s.xdp_now));
@@ -991,8 +995,7 @@ Result<StatusReport> status_of(const std::string& ifname) {
   } else {
     s.ingress_ok = true;
   }
-  if (std::string why = r.stale_reason(); !why.empty())
-    s.problems.push_back(fmt::format("stale: {}; `qosrun detach {}` cleans up", why, ifname));
+  if (s.stale) s.problems.push_back(fmt::format("stale: {}; `qosrun detach {}` cleans up", stale_why, ifname));
   return s;
 }
 

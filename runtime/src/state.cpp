@@ -77,17 +77,23 @@ std::string state_key(const std::string& ifname) {
   return cookie ? fmt::format("{}@ns{}", ifname, cookie) : fmt::format("{}@nsi{}", ifname, here);
 }
 
-Paths paths_for(const std::string& ifname) {
+namespace {
+std::string state_root() { return env_or("QOSRUN_STATE_ROOT", "/run/qosc"); }
+
+// The paths of the record kept under `key` (see state_key).
+Paths paths_for_key(const std::string& key) {
   Paths p;
   p.pin_root = env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc");
-  std::string run = env_or("QOSRUN_STATE_ROOT", "/run/qosc");
-  const std::string key = state_key(ifname);
+  const std::string run = state_root();
   p.pin_dir = p.pin_root + "/" + key;
   p.state_dir = run + "/" + key;
   p.state_file = p.state_dir + "/state.json";
   p.lock_file = run + "/" + key + ".lock";
   return p;
 }
+}  // namespace
+
+Paths paths_for(const std::string& ifname) { return paths_for_key(state_key(ifname)); }
 
 std::string state_file(const std::string& ifname) { return paths_for(ifname).state_file; }
 
@@ -550,8 +556,9 @@ Status write(const Record& r) {
   return {};
 }
 
-Status remove(const std::string& ifname) {
-  Paths p = paths_for(ifname);
+namespace {
+// The state file and its directory (the pins and the lock are the callers').
+Status remove_state(const Paths& p) {
   if (::unlink(p.state_file.c_str()) != 0 && errno != ENOENT)
     return errno_error(errno, fmt::format("cannot remove {}", p.state_file));
   (void)::unlink((p.state_file + ".tmp").c_str());
@@ -559,10 +566,13 @@ Status remove(const std::string& ifname) {
     return errno_error(errno, fmt::format("cannot remove {}", p.state_dir));
   return {};
 }
+}  // namespace
+
+Status remove(const std::string& ifname) { return remove_state(paths_for(ifname)); }
 
 std::vector<std::string> list() {
   std::vector<std::string> out;
-  std::string run = env_or("QOSRUN_STATE_ROOT", "/run/qosc");
+  const std::string run = state_root();
   DIR* d = ::opendir(run.c_str());
   if (!d) return out;
   while (dirent* e = ::readdir(d)) {
@@ -581,8 +591,7 @@ std::vector<std::string> list() {
 
 std::vector<std::string> remove_orphans() {
   std::vector<std::string> removed;
-  const std::string run = env_or("QOSRUN_STATE_ROOT", "/run/qosc");
-  const std::string pin_root = env_or("QOSRUN_PIN_ROOT", "/sys/fs/bpf/qosc");
+  const std::string run = state_root();
   DIR* d = ::opendir(run.c_str());
   if (!d) return removed;
   std::vector<std::string> keys;
@@ -592,8 +601,8 @@ std::vector<std::string> remove_orphans() {
   }
   ::closedir(d);
   for (const std::string& key : keys) {
-    const std::string dir = run + "/" + key;
-    std::ifstream in(dir + "/state.json");
+    const Paths p = paths_for_key(key);
+    std::ifstream in(p.state_file);
     if (!in) continue;
     Record r;
     try {
@@ -604,12 +613,10 @@ std::vector<std::string> remove_orphans() {
     // A format-1 record names its namespace by inode only: it cannot be told
     // from a new namespace that got the same inode, so it is left alone.
     if (r.format < 2 || netns_exists(r.netns, r.netns_inode)) continue;
-    auto lock = Lock::acquire_file(run + "/" + key + ".lock", key, 0);
+    auto lock = Lock::acquire_file(p.lock_file, key, 0);
     if (!lock) continue;   // someone is at it right now
-    (void)remove_pins(r.pin_dir.empty() ? pin_root + "/" + key : r.pin_dir);
-    (void)::unlink((dir + "/state.json").c_str());
-    (void)::unlink((dir + "/state.json.tmp").c_str());
-    (void)::rmdir(dir.c_str());
+    (void)remove_pins(r.pin_dir.empty() ? p.pin_dir : r.pin_dir);
+    (void)remove_state(p);
     lock->remove_file();
     removed.push_back(fmt::format("removed the record of policy '{}' on {} (attached {}) in a network namespace "
                                   "that no longer exists",
