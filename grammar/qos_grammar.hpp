@@ -73,6 +73,9 @@ struct kw_dport : QOSC_KW("dport") {};
 struct kw_proto : QOSC_KW("proto") {};
 struct kw_dscp : QOSC_KW("dscp") {};
 struct kw_rank : QOSC_KW("rank") {};
+struct kw_isolate : QOSC_KW("isolate") {};
+struct kw_nat : QOSC_KW("nat") {};
+struct kw_flows : QOSC_KW("flows") {};
 #undef QOSC_KW
 
 struct semi : one<';'> {};
@@ -261,7 +264,15 @@ struct attr_quantum : seq<kw_quantum, ws, must<size_value>, ws, must<semi>> {};
 struct attr_rate : seq<kw_rate, ws, must<rate_value>, ws, must<semi>> {};
 struct attr_burst : seq<kw_burst, ws, must<size_value>, ws, must<semi>> {};
 struct attr_default : seq<kw_default, ws, must<semi>> {};
-struct class_attr : sor<attr_priority, attr_weight, attr_quantum, attr_rate, attr_burst, attr_default> {};
+// `isolate MODE [nat] [N] [flows M];` -- the mode is a name so that sema can
+// say which modes exist; the numbers are checked there too.
+struct isolate_mode : name {};
+struct isolate_nat : kw_nat {};
+struct isolate_size : seq<int_value> {};
+struct isolate_per_host : seq<kw_flows, ws, must<int_value>> {};
+struct attr_isolate : seq<kw_isolate, ws, must<isolate_mode>, ws, opt<isolate_nat, ws>, opt<isolate_size, ws>,
+                          opt<isolate_per_host, ws>, must<semi>> {};
+struct class_attr : sor<attr_priority, attr_weight, attr_quantum, attr_rate, attr_burst, attr_default, attr_isolate> {};
 struct class_attr_any : sor<try_catch<attr_begin, must<class_attr>>, recover_stmt> {};
 struct class_name : name {};
 struct class_item : seq<kw_class, ws, must<class_name>, ws, must<lbrace>, ws,

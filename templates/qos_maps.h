@@ -53,8 +53,8 @@ static __always_inline struct qos_class_stats *qos_stats_slot(__u32 slot)
 	return bpf_map_lookup_elem(&qos_stats, &slot);
 }
 
-#ifndef QOS_NO_FLOWS
-/* The flow table's clock: coarse time (bpf_ktime_get_coarse_ns, jiffy
+#if !defined(QOS_NO_FLOWS) || defined(QOS_ISO_SLOTS)
+/* The flow table's (and isolation's) clock: coarse time (bpf_ktime_get_coarse_ns, jiffy
  * resolution), read once per jiffy per CPU and cached (reading it costs
  * ~18 ns per packet in a VM, bpf_jiffies64 ~1 ns). Within one jiffy the
  * coarse clock does not move anyway; at most the first packets after a tick
@@ -84,7 +84,9 @@ static __always_inline __u64 qos_coarse_now(void)
 	}
 	return c->ns;
 }
+#endif
 
+#ifndef QOS_NO_FLOWS
 /* Update the flow table; returns the flow's entry (after this packet) or NULL.
  * `now` may be coarse (bpf_ktime_get_coarse_ns: same clock, jiffy resolution). */
 static __always_inline struct qos_flow_val *qos_flow_update(const struct qos_pkt *p, __u32 class_id, __u32 hook,

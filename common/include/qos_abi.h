@@ -133,4 +133,64 @@ struct qos_table_header {
 	__u32 flags;          /* QOS_TABLE_DENSE */
 };
 
+/* ---- isolation inside a class (additive since ABI 1; docs/isolation.md) ----
+ * A class with `isolate` has, in the root HTB, its leaf 1:(QOS_HTB_MINOR_BASE
+ * + id) holding a nested HTB qdisc (handle (QOS_HTB_MINOR_BASE + id):) with
+ * one sub-queue per slot, :(QOS_ISO_MINOR_BASE + slot), and a second leaf
+ * 1:(QOS_HTB_SPARSE_BASE + id) for the class's sparse flows (sent within an
+ * assured rate, so they never wait behind the class's bulk). The TC program
+ * stores the nested HTB's classid in skb->cb[QOS_CB_SUBQ] (0 when the class
+ * does not isolate); qosrun attaches a filter to each nested HTB that
+ * returns it. Hosts with F > 1 flows each (saddr/daddr): host h's sub-queue
+ * holds one more HTB, handle (host_major + h): (the manifest's host_major),
+ * with its flows at :(QOS_ISO_MINOR_BASE + f), chosen by skb->cb[QOS_CB_SUBQ
+ * + 1]. */
+#define QOS_CB_SUBQ 1
+#define QOS_HTB_SPARSE_BASE 0x100u
+#define QOS_ISO_MINOR_BASE 0x10u
+#define QOS_HOST_QDISC_MAJOR_BASE 0x1000u
+
+/* Who holds a slot, for statistics (the owner hash decides). */
+struct qos_iso_key {
+	__u8 family;          /* 4 or 6 */
+	__u8 proto;           /* flows: L4 protocol (0xff unknown); hosts: 0 */
+	__u8 kind;            /* 1 flow, 2 host */
+	__u8 pad;
+	__u16 sport, dport;   /* host order; flows with ports only */
+	__u8 saddr[16];       /* flows: both addresses; hosts: the host in saddr */
+	__u8 daddr[16];
+};
+
+/* Map "qos_iso_slots": BPF_MAP_TYPE_ARRAY, every isolated class's slots
+ * (the manifest gives each class's first index): mode flows: `slots`
+ * entries; saddr/daddr: `slots` hosts, then slots * F flows (host h's flows
+ * at slots + h * F). A slot is free when owner is 0 or it has been idle for
+ * QOS_ISO_IDLE_NS. */
+struct qos_iso_slot {
+	__u64 owner;          /* hash of the key, never 0; 0 = never used */
+	__u64 last_ns;        /* coarse time of its last packet */
+	__u64 tat_ns;         /* sparse meter: theoretical arrival time */
+	__u64 packets;        /* packets steered here (approximate across CPUs) */
+	struct qos_iso_key key;
+};
+#define QOS_ISO_IDLE_NS 1000000000ull
+
+/* Map "qos_iso_index": BPF_MAP_TYPE_ARRAY, open-addressed key hash -> slot
+ * (4 probes), a power of two entries per isolated class. A hit is only
+ * trusted when the slot's owner is still the same hash. */
+struct qos_iso_index {
+	__u64 owner;
+	__u32 slot;           /* index into qos_iso_slots */
+	__u32 pad;
+};
+#define QOS_ISO_PROBES 4
+
+/* Map "qos_iso_stats": BPF_MAP_TYPE_PERCPU_ARRAY, key class id. */
+struct qos_iso_counters {
+	__u64 claims;         /* slots taken by a new flow or host */
+	__u64 overflows;      /* packets of a flow/host that found no free slot (shares one) */
+	__u64 sparse;         /* packets sent to the class's sparse leaf */
+	__u64 nat_found;      /* hosts read from conntrack (`nat`) */
+};
+
 #endif /* QOS_ABI_H */

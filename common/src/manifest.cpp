@@ -19,10 +19,20 @@ const ManifestClass* Manifest::find_class(std::string_view name) const {
 
 nlohmann::json to_json(const Manifest& m) {
   nlohmann::json classes = nlohmann::json::array();
-  for (const auto& c : m.classes)
-    classes.push_back({{"id", c.id}, {"name", c.name}, {"priority", c.priority}, {"weight", c.weight},
-                       {"quantum", c.quantum}, {"rate_bps", c.rate_bps}, {"burst_bytes", c.burst_bytes},
-                       {"is_default", c.is_default}, {"htb_minor", c.htb_minor}});
+  for (const auto& c : m.classes) {
+    nlohmann::json cj = {{"id", c.id}, {"name", c.name}, {"priority", c.priority}, {"weight", c.weight},
+                         {"quantum", c.quantum}, {"rate_bps", c.rate_bps}, {"burst_bytes", c.burst_bytes},
+                         {"is_default", c.is_default}, {"htb_minor", c.htb_minor}};
+    if (c.isolate) {
+      const auto& i = *c.isolate;
+      cj["isolate"] = {{"mode", i.mode},           {"nat", i.nat},
+                       {"slots", i.slots},         {"per_host", i.per_host},
+                       {"slot_base", i.slot_base}, {"index_base", i.index_base},
+                       {"index_size", i.index_size}, {"sparse_bps", i.sparse_bps},
+                       {"host_major", i.host_major}};
+    }
+    classes.push_back(std::move(cj));
+  }
   return {{"format", m.format},
           {"policy", m.policy},
           {"source", m.source},
@@ -99,6 +109,27 @@ Manifest manifest_from_json(const nlohmann::json& j) {
     get(cj, "burst_bytes", c.burst_bytes, false);
     get(cj, "is_default", c.is_default, false);
     get(cj, "htb_minor", c.htb_minor, false);
+    if (auto ij = cj.find("isolate"); ij != cj.end()) {
+      if (!ij->is_object()) throw std::runtime_error("manifest: a class's \"isolate\" is not an object");
+      ManifestIsolation i;
+      get(*ij, "mode", i.mode, true);
+      get(*ij, "nat", i.nat, false);
+      get(*ij, "slots", i.slots, true);
+      get(*ij, "per_host", i.per_host, false);
+      get(*ij, "slot_base", i.slot_base, true);
+      get(*ij, "index_base", i.index_base, true);
+      get(*ij, "index_size", i.index_size, true);
+      get(*ij, "sparse_bps", i.sparse_bps, true);
+      get(*ij, "host_major", i.host_major, false);
+      if (i.mode != "flows" && i.mode != "saddr" && i.mode != "daddr")
+        throw std::runtime_error(fmt::format("manifest: class \"{}\" isolates '{}', which this qosrun does not know; "
+                                             "use a qosrun as new as the qosc that compiled it",
+                                             c.name, i.mode));
+      if (i.slots == 0 || i.per_host == 0 || i.sparse_bps == 0 || i.slots > 65536 || i.per_host > 64 ||
+          (i.per_host > 1 && (i.host_major == 0 || i.host_major + i.slots > 0xffff)))
+        throw std::runtime_error(fmt::format("manifest: class \"{}\" has a malformed isolation", c.name));
+      c.isolate = i;
+    }
     if (c.id != m.classes.size())
       throw std::runtime_error(fmt::format("manifest: class \"{}\" has id {}, expected {}", c.name, c.id,
                                            m.classes.size()));

@@ -31,6 +31,18 @@ bool can_load_bpf() {
   return has(CAP_SYS_ADMIN);
 }
 
+namespace {
+// The HTB class a TC verdict steers to, in tc's notation; an isolated class's
+// packets name their sub-queue in the nested HTB too, or the sparse leaf.
+std::string queue_text(const Verdict& v) {
+  uint32_t minor = v.priority & 0xffffu;
+  std::string s = fmt::format("{:x}:{:x}", v.priority >> 16, minor);
+  if (minor >= QOS_HTB_SPARSE_BASE) return s + " (sparse)";
+  if (v.subqueue) s += fmt::format(" > {:x}:{:x}", v.subqueue >> 16, v.subqueue & 0xffffu);
+  return s;
+}
+}  // namespace
+
 Result<std::vector<PacketAnswer>> classify_capture(const LoadedPolicy& policy, Hook hook, const Capture& capture) {
   TestRunner runner(policy);
   std::vector<PacketAnswer> answers;
@@ -60,6 +72,7 @@ Result<std::vector<PacketAnswer>> classify_capture(const LoadedPolicy& policy, H
     a.pass = v->pass;
     a.policed = v->policed;
     a.cls = runner.class_name(*v);
+    if (hook == Hook::Tc && v->pass) a.queue = queue_text(*v);
     answers.push_back(std::move(a));
   }
   return answers;
@@ -69,6 +82,9 @@ std::string json_line(const PacketAnswer& a) {
   if (!a.error.empty())
     return fmt::format(R"({{"packet": {}, "class": null, "verdict": "error", "error": {}}})", a.index,
                        nlohmann::json(a.error).dump());
+  if (!a.queue.empty())
+    return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}", "queue": {}}})", a.index,
+                       nlohmann::json(a.cls).dump(), a.pass ? "pass" : "drop", nlohmann::json(a.queue).dump());
   return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}"}})", a.index, nlohmann::json(a.cls).dump(),
                      a.pass ? "pass" : "drop");
 }
@@ -128,6 +144,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
         continue;
       }
       std::string verdict = a.pass ? "pass" : a.policed ? "drop (over the class's rate)" : "drop (rule)";
+      if (!a.queue.empty()) verdict += "  queue " + a.queue;
       out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", a.index, a.bytes, a.cls, width, verdict);
       ++per_class[a.cls];
       dropped += !a.pass;

@@ -1,8 +1,14 @@
 // The HTB tree from a manifest: see qosrun/htb.hpp and docs/qosrun.md.
 #include "qosrun/htb.hpp"
 
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
 #include <linux/pkt_sched.h>
 #include <unistd.h>
+
+#include <array>
+#include <cstddef>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -54,6 +60,47 @@ std::vector<uint32_t> scaled_quanta(const std::vector<uint64_t>& v, uint32_t fra
     q.push_back(static_cast<uint32_t>(std::llround(want)));
   }
   return q;
+}
+
+// The sub-queues of an isolated class below its leaf 1:<minor>
+// (docs/isolation.md). Every sub-queue borrows everything (its own rate is
+// the minimum) under a root that never limits, so HTB's round robin with a
+// quantum of one largest skb divides the class exactly equally.
+Nested nested_level(uint32_t handle, uint32_t cb_slot, uint32_t count, uint64_t link, uint64_t ceil,
+                    uint32_t frame) {
+  Nested n;
+  n.handle = handle;
+  n.cb_slot = cb_slot;
+  n.default_minor = QOS_ISO_MINOR_BASE;
+  const uint64_t unlimited = std::max<uint64_t>(link * 10, 1000000000ull);
+  const uint32_t big_burst = 4 * kMaxSkbBytes;
+  n.root.classid = handle | 1;
+  n.root.parent = handle;
+  n.root.rate_bps = n.root.ceil_bps = unlimited;
+  n.root.burst_bytes = n.root.cburst_bytes = big_burst;
+  n.root.quantum = kMaxSkbBytes;
+  for (uint32_t i = 0; i < count; ++i) {
+    nl::HtbClassParams c;
+    c.classid = handle | (QOS_ISO_MINOR_BASE + i);
+    c.parent = n.root.classid;
+    c.rate_bps = kMinRateBps;
+    c.ceil_bps = unlimited;
+    c.burst_bytes = default_burst(kMinRateBps, frame);
+    c.cburst_bytes = big_burst;
+    c.quantum = kMaxSkbBytes;
+    n.subs.push_back(c);
+  }
+  // One largest skb always fits, whatever the class's rate.
+  n.queue_limit = std::max(queue_limit(ceil, frame), kMaxSkbBytes + frame);
+  return n;
+}
+
+Nested nested_plan(const qosc::ManifestIsolation& iso, uint32_t minor, uint64_t link, uint64_t ceil, uint32_t frame) {
+  Nested n = nested_level(minor << 16, QOS_CB_SUBQ, iso.slots, link, ceil, frame);
+  if (iso.per_host > 1)
+    for (uint32_t h = 0; h < iso.slots; ++h)
+      n.below.push_back(nested_level((iso.host_major + h) << 16, QOS_CB_SUBQ + 1, iso.per_host, link, ceil, frame));
+  return n;
 }
 
 }  // namespace
@@ -187,6 +234,13 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
                                     format_rate(c.rate_bps), format_rate(L)));
     uint32_t minor = c.leaf_minor();
     make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, cburst, quanta[i], prio[i]);
+    if (c.isolate) {
+      p.leaves.back().nested = nested_plan(*c.isolate, minor, L, ceil, frame);
+      // Its sparse flows: a leaf of their own, sent within its assured rate.
+      uint64_t sparse = std::min(ceil, c.isolate->sparse_bps * kSparseFlowsAssured);
+      make_leaf(QOS_HTB_SPARSE_BASE + c.id, c.name + "~sparse", static_cast<int32_t>(c.id), sparse, ceil, cburst,
+                frame, prio[i]);
+    }
     if (c.is_default || c.id == m.default_class) p.default_minor = minor;
   }
   if (p.default_minor == 0) p.default_minor = p.leaves.back().minor;
@@ -213,16 +267,39 @@ nl::HtbClassParams params_from(const nlohmann::json& j) {
   c.prio = j.at("prio").get<uint32_t>();
   return c;
 }
+
+nlohmann::json nested_json(const Nested& n) {
+  nlohmann::json subs = nlohmann::json::array(), below = nlohmann::json::array();
+  for (const auto& c : n.subs) subs.push_back(params_json(c));
+  for (const auto& b : n.below) below.push_back(nested_json(b));
+  return {{"handle", n.handle},           {"cb_slot", n.cb_slot}, {"default_minor", n.default_minor},
+          {"root", params_json(n.root)}, {"subs", subs},         {"queue_limit", n.queue_limit},
+          {"below", below}};
+}
+Nested nested_from(const nlohmann::json& j) {
+  Nested n;
+  n.handle = j.at("handle").get<uint32_t>();
+  n.cb_slot = j.at("cb_slot").get<uint32_t>();
+  n.default_minor = j.at("default_minor").get<uint32_t>();
+  n.root = params_from(j.at("root"));
+  for (const auto& c : j.at("subs")) n.subs.push_back(params_from(c));
+  n.queue_limit = j.at("queue_limit").get<uint32_t>();
+  for (const auto& b : j.at("below")) n.below.push_back(nested_from(b));
+  return n;
+}
 }  // namespace
 
 nlohmann::json to_json(const Plan& p) {
   nlohmann::json leaves = nlohmann::json::array();
-  for (const auto& l : p.leaves)
-    leaves.push_back({{"minor", l.minor},
-                      {"label", l.label},
-                      {"class_id", l.class_id},
-                      {"params", params_json(l.params)},
-                      {"queue_limit", l.queue_limit}});
+  for (const auto& l : p.leaves) {
+    nlohmann::json lj = {{"minor", l.minor},
+                         {"label", l.label},
+                         {"class_id", l.class_id},
+                         {"params", params_json(l.params)},
+                         {"queue_limit", l.queue_limit}};
+    if (l.nested) lj["nested"] = nested_json(*l.nested);
+    leaves.push_back(std::move(lj));
+  }
   return {{"major", p.major},   {"default_minor", p.default_minor}, {"r2q", p.r2q}, {"frame_bytes", p.frame_bytes},
           {"link", params_json(p.link)}, {"leaves", leaves}};
 }
@@ -241,6 +318,7 @@ Plan plan_from_json(const nlohmann::json& j) {
     x.class_id = l.at("class_id").get<int32_t>();
     x.params = params_from(l.at("params"));
     x.queue_limit = l.at("queue_limit").get<uint32_t>();
+    if (auto it = l.find("nested"); it != l.end()) x.nested = nested_from(*it);
     p.leaves.push_back(std::move(x));
   }
   return p;
@@ -253,17 +331,83 @@ std::string describe(const Plan& p) {
     s += fmt::format("  1:{:<3x} {:<12} prio {} rate {:<9} ceil {:<9} quantum {:<6} queue {} bytes\n", l.minor,
                      l.label, l.params.prio, format_rate(l.params.rate_bps), format_rate(l.params.ceil_bps),
                      l.params.quantum, l.queue_limit);
+  for (const auto& l : p.leaves) {
+    if (!l.nested) continue;
+    const Nested& n = *l.nested;
+    s += fmt::format("  1:{:<3x} isolates: htb {:x}: below it, {} sub-queues, quantum {}, queue {} bytes each", l.minor,
+                     n.handle >> 16, n.subs.size(), n.subs.empty() ? 0 : n.subs[0].quantum, n.queue_limit);
+    if (!n.below.empty())
+      s += fmt::format("; each a host with its own htb ({:x}: to {:x}:) of {} flow queues", n.below.front().handle >> 16,
+                       n.below.back().handle >> 16, n.below.front().subs.size());
+    s += "\n";
+  }
   return s;
 }
 
 // ---- applying ------------------------------------------------------------------------------------
 
 namespace {
+
+// The classic cls_bpf program of a nested HTB: return skb->cb[slot], the
+// classid the TC program chose (0 = no match: the qdisc's default queue).
+class CbClassidProgram {
+ public:
+  ~CbClassidProgram() {
+    for (int fd : fds_)
+      if (fd >= 0) ::close(fd);
+  }
+  Result<int> fd(uint32_t slot) {
+    if (slot >= fds_.size()) return Error{fmt::format("no sub-queue filter for skb->cb[{}]", slot)};
+    if (fds_[slot] >= 0) return fds_[slot];
+    const bpf_insn insns[] = {
+        // r0 = *(u32 *)(r1 + offsetof(struct __sk_buff, cb[slot]))
+        {BPF_LDX | BPF_MEM | BPF_W, BPF_REG_0, BPF_REG_1,
+         static_cast<int16_t>(offsetof(__sk_buff, cb) + slot * sizeof(uint32_t)), 0},
+        {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+    };
+    int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "qos_subq", "Dual BSD/GPL", insns, 2, nullptr);
+    if (fd < 0) return Error{fmt::format("cannot load the sub-queue filter program: {}", std::strerror(-fd)), "", -fd};
+    fds_[slot] = fd;
+    return fd;
+  }
+
+ private:
+  std::array<int, 5> fds_{-1, -1, -1, -1, -1};
+};
+
+Status build_nested(nl::RtnlSocket& s, int ifindex, uint32_t parent, const Nested& n, CbClassidProgram& progs) {
+  if (Status f = state::fail_point("htb-isolate"); !f) return f;
+  nl::HtbRootSpec spec;
+  spec.handle = n.handle;
+  spec.parent = parent;
+  spec.default_minor = n.default_minor;
+  if (Status st = nl::add_htb_root(s, ifindex, spec); !st) return st;
+  if (Status st = nl::add_htb_class(s, ifindex, n.root); !st) return st;
+  for (size_t i = 0; i < n.subs.size(); ++i) {
+    if (Status st = nl::add_htb_class(s, ifindex, n.subs[i]); !st) return st;
+    Status st = i < n.below.size() ? build_nested(s, ifindex, n.subs[i].classid, n.below[i], progs)
+                                   : nl::add_bfifo(s, ifindex, n.subs[i].classid, 0, n.queue_limit);
+    if (!st) return st;
+  }
+  auto fd = progs.fd(n.cb_slot);
+  if (!fd) return fd.error();
+  return nl::add_classid_filter(s, ifindex, n.handle, *fd, "qos_subq");
+}
+
+// The leaf's queue: a bfifo, or the isolated class's nested HTB.
+Status add_leaf_queue(nl::RtnlSocket& s, int ifindex, const Leaf& l) {
+  if (l.nested) {
+    CbClassidProgram progs;
+    return build_nested(s, ifindex, l.params.classid, *l.nested, progs);
+  }
+  return nl::add_bfifo(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue_limit);
+}
+
 Status add_leaf(nl::RtnlSocket& s, int ifindex, const Leaf& l) {
   if (Status f = state::fail_point("htb-class"); !f) return f;
   if (Status st = nl::add_htb_class(s, ifindex, l.params); !st) return st;
   if (Status f = state::fail_point("htb-leaf"); !f) return f;
-  return nl::add_bfifo(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue_limit);
+  return add_leaf_queue(s, ifindex, l);
 }
 }  // namespace
 
@@ -301,9 +445,15 @@ Status change_persisting(nl::RtnlSocket& s, int ifindex, const Plan& from, const
     if (!old) continue;
     if (!(old->params == l.params))
       if (Status st = nl::change_htb_class(s, ifindex, l.params); !st) return st;
-    if (old->queue_limit != l.queue_limit)
+    if (old->nested != l.nested) {
+      // Isolation turned on, off or resized: the leaf gets a new queue (what
+      // its old one held is dropped; a reload that keeps it changes nothing).
+      (void)nl::delete_qdisc(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor));
+      if (Status st = add_leaf_queue(s, ifindex, l); !st) return st;
+    } else if (!l.nested && old->queue_limit != l.queue_limit) {
       if (Status st = nl::change_bfifo(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue_limit); !st)
         return st;
+    }
   }
   return {};
 }

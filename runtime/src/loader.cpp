@@ -418,6 +418,8 @@ std::string LoadedPolicy::class_name(int32_t id) const {
 int32_t LoadedPolicy::class_from_htb_minor(uint32_t minor) const {
   for (const auto& c : manifest_.classes) {
     if (c.leaf_minor() == minor) return static_cast<int32_t>(c.id);
+    // An isolated class's sparse flows go to its second leaf.
+    if (c.isolate && QOS_HTB_SPARSE_BASE + c.id == minor) return static_cast<int32_t>(c.id);
   }
   return -1;
 }

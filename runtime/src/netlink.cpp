@@ -375,8 +375,9 @@ Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle
 }
 
 Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec) {
-  NlMessage m(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
-  m.header(tc_header(ifindex, TC_H_ROOT, spec.handle));
+  const bool root = spec.parent == TC_H_ROOT;
+  NlMessage m(RTM_NEWQDISC, NLM_F_CREATE | (root ? NLM_F_REPLACE : NLM_F_EXCL));
+  m.header(tc_header(ifindex, spec.parent, spec.handle));
   m.attr_str(TCA_KIND, "htb");
   size_t opt = m.begin(TCA_OPTIONS);
   tc_htb_glob g{};
@@ -385,6 +386,9 @@ Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec) {
   g.defcls = spec.default_minor;
   m.attr_struct(TCA_HTB_INIT, g);
   m.end(opt);
+  if (!root)
+    return s.request(m, fmt::format("cannot create the HTB qdisc {} below class {} on {}", handle_string(spec.handle),
+                                    handle_string(spec.parent), ifname_of(ifindex)));
   return s.request(m, fmt::format("cannot create the HTB root qdisc {} on {}", handle_string(spec.handle),
                                   ifname_of(ifindex)));
 }
@@ -536,6 +540,20 @@ Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target, uint32_t pri
   m.end(acts);
   m.end(opt);
   return s.request(m, fmt::format("cannot redirect the ingress of {} to {}", ifname_of(ifindex), ifname_of(target)));
+}
+
+Status add_classid_filter(RtnlSocket& s, int ifindex, uint32_t parent, int prog_fd, const std::string& name) {
+  // tc filter add dev IF parent P prio 1 protocol all handle 1 bpf fd FD (not da)
+  NlMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL);
+  m.header(tc_header(ifindex, parent, 1, TC_H_MAKE(1u << 16, htons(ETH_P_ALL))));
+  m.attr_str(TCA_KIND, "bpf");
+  size_t opt = m.begin(TCA_OPTIONS);
+  m.attr_u32(TCA_BPF_FD, static_cast<uint32_t>(prog_fd));
+  m.attr_str(TCA_BPF_NAME, name);
+  m.attr_u32(TCA_BPF_FLAGS, 0);
+  m.end(opt);
+  return s.request(m, fmt::format("cannot attach the sub-queue filter to qdisc {} on {}", handle_string(parent),
+                                  ifname_of(ifindex)));
 }
 
 Status delete_filter(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t prio, uint32_t handle,

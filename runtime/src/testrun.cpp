@@ -183,6 +183,7 @@ Result<Verdict> TestRunner::run(Hook hook, std::span<const uint8_t> frame) {
   __sk_buff ctx{};
   std::memcpy(&ctx, raw->ctx_out.data(), std::min(raw->ctx_out.size(), sizeof ctx));
   v.priority = ctx.priority;
+  v.subqueue = ctx.cb[QOS_CB_SUBQ];
   if ((ctx.priority >> 16) != QOS_HTB_MAJOR)
     return Error{fmt::format("the TC program passed the packet with skb->priority {:#x}, not an HTB class {}:x",
                              ctx.priority, QOS_HTB_MAJOR)};

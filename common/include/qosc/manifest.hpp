@@ -17,6 +17,22 @@ namespace qosc {
 inline constexpr const char* kManifestSection = QOS_MANIFEST_SECTION;
 inline constexpr uint32_t kManifestFormat = 1;
 
+// A class's `isolate` and where its state lives (qos_abi.h, "isolation").
+struct ManifestIsolation {
+  std::string mode;            // "flows", "saddr", "daddr"
+  bool nat = false;
+  uint32_t slots = 0;          // flows or hosts isolated exactly
+  uint32_t per_host = 1;       // saddr/daddr: flows inside each host (1: no flow level)
+  uint32_t slot_base = 0;      // first entry in qos_iso_slots
+  uint32_t index_base = 0, index_size = 0;   // its region of qos_iso_index
+  uint64_t sparse_bps = 0;     // a flow under this rate is sparse
+  uint32_t host_major = 0;     // per_host > 1: host h's own HTB qdisc is (host_major + h):
+  // Sub-queues of the nested HTB: slots (flows, or hosts with per_host 1), or slots * per_host.
+  uint32_t leaves() const { return per_host > 1 ? slots * per_host : slots; }
+  uint32_t pool() const { return per_host > 1 ? slots + slots * per_host : slots; }
+  friend bool operator==(const ManifestIsolation&, const ManifestIsolation&) = default;
+};
+
 struct ManifestClass {
   uint32_t id = 0;
   std::string name;
@@ -25,6 +41,7 @@ struct ManifestClass {
   uint64_t burst_bytes = 0;
   bool is_default = false;
   uint32_t htb_minor = 0;     // HTB class 1:<htb_minor> (hex in tc's notation): QOS_HTB_MINOR_BASE + id
+  std::optional<ManifestIsolation> isolate;
   // The HTB leaf minor, also for manifests that do not record it.
   uint32_t leaf_minor() const { return htb_minor ? htb_minor : QOS_HTB_MINOR_BASE + id; }
 };

@@ -72,7 +72,7 @@ struct SetDecl {
   std::vector<Element> elements;
 };
 
-enum class ClassAttrKind { Priority, Weight, Quantum, Rate, Burst, Default };
+enum class ClassAttrKind { Priority, Weight, Quantum, Rate, Burst, Default, Isolate };
 const char* to_string(ClassAttrKind k);
 struct ClassAttr {
   ClassAttrKind kind;
@@ -81,6 +81,13 @@ struct ClassAttr {
   uint64_t number = 0;  // Priority, Weight
   Size size;            // Quantum, Burst
   Rate rate;            // Rate
+  // Isolate: `isolate MODE [nat] [N] [flows M];` as written (sema checks it).
+  struct Isolation {
+    std::string mode;
+    Loc mode_loc;
+    std::optional<Loc> nat;                                    // where `nat` was written
+    std::optional<std::pair<uint64_t, Loc>> size, per_host;   // N, and M after `flows`
+  } isolate;
 };
 
 struct ClassDecl {

@@ -24,6 +24,22 @@ inline constexpr uint32_t kDefaultPriority = 4;
 inline constexpr uint32_t kDefaultWeight = 1;
 inline constexpr uint32_t kDefaultQuantum = 1514;  // one full Ethernet frame
 
+// `isolate` in a class: fair sub-queues inside it (docs/isolation.md).
+enum class IsolateMode : uint8_t { None, Flows, Saddr, Daddr };
+const char* to_string(IsolateMode m);  // "none", "flows", "saddr", "daddr"
+inline constexpr uint32_t kDefaultIsolateSlots = 64;     // flows (mode flows) or hosts (saddr/daddr)
+inline constexpr uint32_t kDefaultIsolatePerHost = 4;    // flows inside each host
+inline constexpr uint32_t kMaxIsolateSlots = 1024;
+inline constexpr uint32_t kMaxIsolatePerHost = 32;
+struct Isolation {
+  IsolateMode mode = IsolateMode::None;
+  bool nat = false;             // hosts are the pre-NAT addresses (conntrack)
+  uint32_t slots = 0;           // flows or hosts isolated exactly
+  uint32_t per_host = 0;        // saddr/daddr: flows isolated inside each host (1: none)
+  bool on() const { return mode != IsolateMode::None; }
+  friend bool operator==(const Isolation&, const Isolation&) = default;
+};
+
 struct Class {
   uint32_t id = 0;            // dense, 0..n-1, in declaration order
   std::string name;
@@ -33,6 +49,7 @@ struct Class {
   uint64_t rate_bps = 0;      // cap in bits/s; 0 = no cap of its own (up to link)
   uint64_t burst_bytes = 0;   // bucket depth for the cap; set (defaulted) whenever rate_bps != 0
   bool is_default = false;
+  Isolation isolate;
   Loc loc;
 };
 

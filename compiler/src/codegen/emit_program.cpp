@@ -1,6 +1,9 @@
 // The program skeleton every strategy shares: the head of the translation
 // unit (defines, includes, the manifest section), the class tables and
 // policers, and the XDP and TC programs around qos_classify.
+#include <algorithm>
+#include <bit>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -53,6 +56,36 @@ std::string rank_expr(const ir::RankExpr& e) {
 
 }  // namespace
 
+std::vector<std::optional<ManifestIsolation>> isolation_layout(const ir::Policy& policy) {
+  std::vector<std::optional<ManifestIsolation>> out(policy.classes.size());
+  uint32_t slot_base = 0, index_base = 0, host_major = QOS_HOST_QDISC_MAJOR_BASE;
+  for (const auto& c : policy.classes) {
+    if (!c.isolate.on()) continue;
+    ManifestIsolation i;
+    i.mode = ir::to_string(c.isolate.mode);
+    i.nat = c.isolate.nat;
+    i.slots = c.isolate.slots;
+    i.per_host = c.isolate.per_host;
+    i.slot_base = slot_base;
+    i.index_base = index_base;
+    // Four index entries per slot keep probe chains short.
+    i.index_size = std::bit_ceil(4 * i.pool());
+    // A flow under 1/128 of the class's ceiling (at least 128 kbit/s) is
+    // sparse: below the fair share of up to 128 flows, above any game or
+    // voice stream.
+    uint64_t ceil = c.rate_bps && c.rate_bps < policy.link_bps ? c.rate_bps : policy.link_bps;
+    i.sparse_bps = std::max<uint64_t>(ceil / 128, kMinSparseBps);
+    if (i.per_host > 1) {
+      i.host_major = host_major;
+      host_major += i.slots;
+    }
+    slot_base += i.pool();
+    index_base += i.index_size;
+    out[c.id] = i;
+  }
+  return out;
+}
+
 void emit_class_tables(EmitContext& cx) {
   SourceBuilder& out = cx.out;
   const ir::Policy& policy = cx.policy;
@@ -88,6 +121,8 @@ void emit_program(EmitContext& cx, const Target& t) {
   const ir::Policy& policy = cx.policy;
   const CodegenOptions& opts = cx.opts;
   bool pifo = policy.scheduler.kind == ir::SchedKind::Pifo;
+  const auto layout = isolation_layout(policy);
+  const bool isolating = std::any_of(layout.begin(), layout.end(), [](const auto& i) { return i.has_value(); });
   out.line(fmt::format("SEC(\"{}\")", t.section));
   out.open(fmt::format("int {}({} *ctx)", t.name, t.ctx_type));
   out.line("struct qos_pkt pkt, *p = &pkt;").line("struct qos_class_stats *st;").line("struct qos_flow_val *f;");
@@ -107,7 +142,7 @@ void emit_program(EmitContext& cx, const Target& t) {
   // now_us needs the precise clock; policers read it themselves.
   const bool rank_now = pifo && t.sets_priority && rank_uses_now(policy.scheduler.rank);
   if (rank_now) out.line("now = bpf_ktime_get_ns();");
-  else if (opts.flow_entries) out.line("now = qos_coarse_now();  /* coarse, cached per jiffy */");
+  else if (opts.flow_entries || (t.sets_priority && isolating)) out.line("now = qos_coarse_now();  /* coarse, cached per jiffy */");
   else out.line("now = 0;");
   out.open("if (pkt.best != QOS_NO_RULE && pkt.target < 0)");
   out.line("st = qos_stats_slot(QOS_NCLASSES);");
@@ -146,6 +181,27 @@ void emit_program(EmitContext& cx, const Target& t) {
       out.line("__u32 band = qos_sp_pifo(ps, rank, QOS_PIFO_BANDS);");
       out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + band);");
       out.close();
+    } else if (isolating) {
+      // Isolated classes pick a sub-queue of their nested HTB (qos_iso.h).
+      out.open("");
+      out.line("__u32 minor = QOS_HTB_MINOR_BASE + cls;");
+      out.line("ctx->cb[QOS_CB_SUBQ] = 0;");
+      out.open("switch (cls)");
+      for (const auto& c : policy.classes) {
+        const auto& i = layout[c.id];
+        if (!i) continue;
+        long double tau = 2.0L * 1514 * 8e9L / (long double)i->sparse_bps;
+        out.line(fmt::format("case {}: /* {}: isolate {}{}, {} slots x {} */", c.id, c.name, i->mode,
+                             i->nat ? " nat" : "", i->slots, i->per_host));
+        out.line(fmt::format("\tminor = qos_iso_choose(ctx, p, cls, QOS_ISO_{}, {}, {}, {}, {:#x}, {}, {}, {}ULL, {}ULL, now);",
+                             i->mode == "flows" ? "FLOWS" : i->mode == "saddr" ? "SADDR" : "DADDR", i->slot_base,
+                             i->slots, i->per_host, i->host_major, i->index_base, i->index_size - 1, i->sparse_bps,
+                             (uint64_t)tau));
+        out.line("\tbreak;");
+      }
+      out.close();
+      out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | minor;");
+      out.close();
     } else {
       out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + cls);");
     }
@@ -168,8 +224,10 @@ Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, con
     m.pifo_bands = policy.scheduler.pifo_bands;
     m.pifo_mapping = "sp-pifo";
   }
+  auto layout = isolation_layout(policy);
   for (const auto& c : policy.classes) {
     ManifestClass mc;
+    mc.isolate = layout[c.id];
     mc.id = c.id;
     mc.name = c.name;
     mc.priority = c.priority;
@@ -197,11 +255,19 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
   if (opts.flow_entries) head.line(fmt::format("#define QOS_FLOW_ENTRIES {}", opts.flow_entries));
   else head.line("#define QOS_NO_FLOWS 1");
   head.line(fmt::format("#define QOS_PIFO_BANDS {}", policy.scheduler.pifo_bands ? policy.scheduler.pifo_bands : 1));
+  uint32_t iso_slots = 0, iso_index = 0;
+  for (const auto& i : isolation_layout(policy))
+    if (i) iso_slots = i->slot_base + i->pool(), iso_index = i->index_base + i->index_size;
+  if (iso_slots) {
+    head.line(fmt::format("#define QOS_ISO_SLOTS {}", iso_slots));
+    head.line(fmt::format("#define QOS_ISO_INDEX {}", iso_index));
+  }
   head.line("#define QOS_PULL_LEN 256");
   head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
   head.line("#include <bpf/bpf_helpers.h>").line("#include <bpf/bpf_endian.h>");
   head.line("#include \"qos_abi.h\"").line("#include \"qos_parse.h\"").line("#include \"qos_maps.h\"");
   head.line("#include \"qos_bucket.h\"").line("#include \"qos_pifo.h\"").line("#include \"qos_match.h\"");
+  head.line("#include \"qos_iso.h\"");
   head.line("").line("char _license[] SEC(\"license\") = \"Dual BSD/GPL\";");
   head.line("/* Set by the loader before load (qos_abi.h); on unless it says otherwise. */");
   head.line("const volatile struct qos_cfg qos_cfg SEC(QOS_CFG_SECTION) = { .xdp_meta = 1 };");

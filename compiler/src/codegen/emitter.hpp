@@ -4,7 +4,9 @@
 // declared. generate_c (emit.cpp) runs the strategy's emitter (emit_tree.cpp
 // or emit_maps.cpp) and the program skeleton (emit_program.cpp) into one
 // EmitContext, then puts the head in front.
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "bitvector.hpp"
 #include "decision.hpp"
@@ -47,6 +49,9 @@ void emit_maps_classifier(EmitContext& cx, const BitTables& t);
 void emit_class_tables(EmitContext& cx);
 // One program (XDP or TC): parse, classify, count, police, hand over.
 void emit_program(EmitContext& cx, const Target& t);
+// Where each isolated class's slots live (qos_abi.h "isolation"), by class id; nullopt: no isolation.
+inline constexpr uint64_t kMinSparseBps = 128000;
+std::vector<std::optional<ManifestIsolation>> isolation_layout(const ir::Policy& policy);
 // What qosrun needs to know about the object.
 Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, const std::string& source_name);
 // The translation unit's head: defines, includes, the manifest section.

@@ -13,6 +13,16 @@ namespace qosc {
 
 namespace ir {
 
+const char* to_string(IsolateMode m) {
+  switch (m) {
+    case IsolateMode::None: return "none";
+    case IsolateMode::Flows: return "flows";
+    case IsolateMode::Saddr: return "saddr";
+    case IsolateMode::Daddr: return "daddr";
+  }
+  return "none";
+}
+
 const char* to_string(SchedKind k) {
   switch (k) {
     case SchedKind::StrictPriority: return "strict_priority";

@@ -699,6 +699,9 @@ struct push_attr {
     } else if constexpr (K == ast::ClassAttrKind::Rate) {
       a.rate = st.rate;
       a.value_loc = st.rate.loc;
+    } else if constexpr (K == ast::ClassAttrKind::Isolate) {
+      a.isolate = std::move(st.attr.isolate);
+      a.value_loc = a.isolate.mode_loc;
     }
     st.cls.attrs.push_back(std::move(a));
   }
@@ -709,6 +712,30 @@ template <> struct action<g::attr_quantum> : push_attr<ast::ClassAttrKind::Quant
 template <> struct action<g::attr_rate> : push_attr<ast::ClassAttrKind::Rate> {};
 template <> struct action<g::attr_burst> : push_attr<ast::ClassAttrKind::Burst> {};
 template <> struct action<g::attr_default> : push_attr<ast::ClassAttrKind::Default> {};
+template <> struct action<g::attr_isolate> : push_attr<ast::ClassAttrKind::Isolate> {};
+template <>
+struct action<g::isolate_mode> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    st.attr.isolate.mode = in.string();
+    st.attr.isolate.mode_loc = loc_of(in);
+  }
+};
+template <>
+struct action<g::isolate_nat> {
+  template <typename In>
+  static void apply(const In& in, State& st) { st.attr.isolate.nat = loc_of(in); }
+};
+template <>
+struct action<g::isolate_size> {
+  template <typename In>
+  static void apply(const In&, State& st) { st.attr.isolate.size = {st.number.value, st.number.loc}; }
+};
+template <>
+struct action<g::isolate_per_host> {
+  template <typename In>
+  static void apply(const In&, State& st) { st.attr.isolate.per_host = {st.number.value, st.number.loc}; }
+};
 template <>
 struct action<g::class_item> {
   template <typename In>
@@ -750,7 +777,8 @@ QOSC_EXPECTED(set_element, "expected a set element (a number, range, address, pr
 QOSC_EXPECTED(element, "expected a set element (a number, range, address, prefix or name)")
 QOSC_EXPECTED(set_close, "expected ',' or '}' in the set")
 QOSC_EXPECTED(class_name, "expected the class's name after 'class'")
-QOSC_EXPECTED(class_attr, "expected a class attribute (priority, weight, quantum, rate, burst or default)")
+QOSC_EXPECTED(class_attr, "expected a class attribute (priority, weight, quantum, rate, burst, default or isolate)")
+QOSC_EXPECTED(isolate_mode, "expected what to isolate after 'isolate': flows, saddr or daddr")
 QOSC_EXPECTED(first_match, "expected a match after 'rule' (ip, ip6, tcp, udp, icmp, icmpv6, proto or dscp)")
 QOSC_EXPECTED(arrow, "expected another match, or '->' and the rule's target")
 QOSC_EXPECTED(target, "expected a class name or 'drop' after '->'")

@@ -40,6 +40,7 @@ const char* to_string(ClassAttrKind k) {
     case ClassAttrKind::Rate: return "rate";
     case ClassAttrKind::Burst: return "burst";
     case ClassAttrKind::Default: return "default";
+    case ClassAttrKind::Isolate: return "isolate";
   }
   return "?";
 }
@@ -126,6 +127,14 @@ std::string attr_text(const ast::ClassAttr& a) {
     case ast::ClassAttrKind::Rate:
       return fmt::format("rate {};", a.rate.text.empty() ? fmt::format("{}bit", a.rate.bps) : a.rate.text);
     case ast::ClassAttrKind::Default: return "default;";
+    case ast::ClassAttrKind::Isolate: {
+      const auto& i = a.isolate;
+      std::string s = "isolate " + i.mode;
+      if (i.nat) s += " nat";
+      if (i.size) s += fmt::format(" {}", i.size->first);
+      if (i.per_host) s += fmt::format(" flows {}", i.per_host->first);
+      return s + ";";
+    }
   }
   return "";
 }

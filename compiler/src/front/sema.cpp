@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "qos_abi.h"
 #include "qosc/frontend.hpp"
 #include "qosc/literals.hpp"
 #include "qosc/match_text.hpp"
@@ -455,6 +456,9 @@ class Checker {
             if (a.size.bytes == 0) diags_.error(a.value_loc, "burst must be at least 1 byte");
             else k.burst_bytes = a.size.bytes;
             break;
+          case ast::ClassAttrKind::Isolate:
+            k.isolate = check_isolate(c, a.isolate);
+            break;
           case ast::ClassAttrKind::Default:
             k.is_default = true;
             if (first_default) {
@@ -478,6 +482,16 @@ class Checker {
       class_ids_[c.name] = k.id;
       out_.classes.push_back(std::move(k));
     }
+    // Every host with flows of its own gets an HTB qdisc, and qdisc handles are 16 bits.
+    uint64_t host_qdiscs = 0;
+    for (const auto& k : out_.classes)
+      if (k.isolate.per_host > 1) host_qdiscs += k.isolate.slots;
+    if (host_qdiscs > kMaxHostQdiscs) {
+      auto& d = diags_.error(ast_.name_loc, fmt::format("the policy isolates {} hosts with flows of their own; an "
+                                                        "interface has room for {}",
+                                                        host_qdiscs, kMaxHostQdiscs));
+      d.hints.push_back("give fewer hosts, or `flows 1` (no flow level inside a host) to some classes");
+    }
     if (!first_default) {
       auto& d = diags_.error(ast_.name_loc, fmt::format("policy '{}' has no default class", ast_.name));
       d.hints.push_back("add `default;` to the class that unmatched and non-IP packets should go to");
@@ -486,11 +500,76 @@ class Checker {
 
  public:
   static constexpr uint64_t kMaxQuantum = 1 << 20;
+  static constexpr uint64_t kMaxHostQdiscs = 0xffff - QOS_HOST_QDISC_MAJOR_BASE;
   // Burst default when a rate is given without one: 10 ms of traffic at the
   // rate, but at least two full Ethernet frames (2 x 1514 bytes).
   static uint64_t default_burst(uint64_t rate_bps) { return std::max<uint64_t>(rate_bps / 800, 2 * 1514); }
 
  private:
+  // `isolate MODE [nat] [N] [flows M];` -> the class's isolation, or none
+  // (with an error) when the attribute is wrong.
+  ir::Isolation check_isolate(const ast::ClassDecl& c, const ast::ClassAttr::Isolation& a) {
+    static const std::map<std::string, ir::IsolateMode> modes = {
+        {"flows", ir::IsolateMode::Flows}, {"saddr", ir::IsolateMode::Saddr}, {"daddr", ir::IsolateMode::Daddr}};
+    ir::Isolation iso;
+    auto it = modes.find(a.mode);
+    if (it == modes.end()) {
+      auto& d = diags_.error(a.mode_loc, fmt::format("unknown isolation mode '{}'", a.mode));
+      std::string m = closest_match(a.mode, keys(modes));
+      if (!m.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", m));
+      d.notes.push_back({Loc{}, "modes: flows (every flow an equal share), saddr / daddr (every source / destination "
+                                "host an equal share, its flows equal inside it)"});
+      return {};
+    }
+    if (out_.scheduler.kind == ir::SchedKind::Pifo) {
+      auto& d = diags_.error(a.mode_loc, fmt::format("class '{}' cannot isolate under the pifo scheduler", c.name));
+      d.hints.push_back("pifo's bands mix classes, so a class has no queue of its own to divide; use another "
+                        "scheduler or remove `isolate`");
+      return {};
+    }
+    bool ok = true;
+    const bool hosts = it->second != ir::IsolateMode::Flows;
+    if (a.nat && !hosts) {
+      auto& d = diags_.error(*a.nat, "`nat` only applies to `isolate saddr` and `isolate daddr`");
+      d.hints.push_back("a flow is the same before and after NAT as far as fairness goes: write `isolate flows;`");
+      ok = false;
+    }
+    uint32_t slots = ir::kDefaultIsolateSlots;
+    if (a.size) {
+      if (a.size->first == 0 || a.size->first > ir::kMaxIsolateSlots) {
+        auto& d = diags_.error(a.size->second, fmt::format("isolate: the number of {} isolated exactly must be 1 to {}, "
+                                                           "not {}",
+                                                           hosts ? "hosts" : "flows", ir::kMaxIsolateSlots,
+                                                           a.size->first));
+        d.hints.push_back(fmt::format("omit it for the default of {}", ir::kDefaultIsolateSlots));
+        ok = false;
+      } else {
+        slots = uint32_t(a.size->first);
+      }
+    }
+    uint32_t per_host = hosts ? ir::kDefaultIsolatePerHost : 1;
+    if (a.per_host) {
+      if (!hosts) {
+        auto& d = diags_.error(a.per_host->second, "`flows M` sets the flows isolated inside each host of "
+                                                   "`isolate saddr|daddr`");
+        d.hints.push_back("for per-flow isolation give the number of flows directly: `isolate flows N;`");
+        ok = false;
+      } else if (a.per_host->first == 0 || a.per_host->first > ir::kMaxIsolatePerHost) {
+        diags_.error(a.per_host->second, fmt::format("isolate: flows per host must be 1 to {}, not {}",
+                                                     ir::kMaxIsolatePerHost, a.per_host->first));
+        ok = false;
+      } else {
+        per_host = uint32_t(a.per_host->first);
+      }
+    }
+    if (!ok) return {};
+    iso.mode = it->second;
+    iso.nat = a.nat.has_value();
+    iso.slots = slots;
+    iso.per_host = per_host;
+    return iso;
+  }
+
   // -- rules --------------------------------------------------------------------
   struct Lowering {
     ir::Rule rule;

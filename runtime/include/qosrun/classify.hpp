@@ -27,6 +27,7 @@ struct PacketAnswer {
   bool pass = false;
   bool policed = false;    // dropped by the class's rate/burst policer
   std::string error;       // non-empty: this packet could not be run
+  std::string queue;       // TC: the HTB class it was steered to, e.g. "1:11" or "1:11 > 11:14" (isolated class)
 };
 
 // Runs every packet of `capture` through `policy`'s program for `hook`.

@@ -10,6 +10,7 @@
 //                per SP-PIFO band (0x10 + band); each with a bfifo queue
 //                holding kLeafQueueMs of traffic at the leaf's ceil.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,13 +35,41 @@ inline constexpr uint64_t kMinRateBps = 8000;
 inline constexpr uint32_t kLeafQueueMs = 5;     // bfifo limit: this much traffic at the leaf's ceil
 inline constexpr uint32_t kLeafQueueMinFrames = 4;
 inline constexpr uint32_t kMaxQuantum = 200000; // above this the kernel's HTB warns
+// Isolation's sub-queues: the largest skb HTB sees is a GSO/GRO packet of up
+// to 64 KB; a quantum below it turns HTB's byte round robin into packet
+// round robin, so every sub-queue's quantum holds one (docs/isolation.md).
+inline constexpr uint32_t kMaxSkbBytes = 65536 + 14;
+// An isolated class's sparse leaf is assured this many times the class's
+// sparse rate (manifest "sparse_bps"): room for that many sparse flows at once.
+inline constexpr uint64_t kSparseFlowsAssured = 8;
+// Major of the first per-host qdisc (hosts with their own flows).
+inline constexpr uint32_t kHostQdiscMajorBase = QOS_HOST_QDISC_MAJOR_BASE;
+
+// Isolation (docs/isolation.md): an HTB qdisc below a leaf that divides the
+// leaf's traffic into equal sub-queues. Its only filter is a two-instruction
+// classic cls_bpf program that returns skb->cb[cb_slot], the classid the TC
+// program chose (qos_abi.h "isolation"). Each sub-queue is a leaf with a
+// bfifo, or (hosts with their own flows) another Nested one level down: HTB's
+// round robin gives an inner class one turn per active child, so hosts are
+// only equal to each other when each host is a single leaf of its qdisc.
+struct Nested {
+  uint32_t handle = 0;            // qdisc handle (major << 16)
+  uint32_t cb_slot = 0;           // QOS_CB_SUBQ, or QOS_CB_SUBQ + 1 for a host's flows
+  uint32_t default_minor = 0;
+  nl::HtbClassParams root;        // <major>:1
+  std::vector<nl::HtbClassParams> subs;   // <major>:<QOS_ISO_MINOR_BASE + i>, parent <major>:1
+  uint32_t queue_limit = 0;       // bfifo of each sub-queue without a qdisc below
+  std::vector<Nested> below;      // empty, or one per sub (a host's flows)
+  friend bool operator==(const Nested&, const Nested&) = default;
+};
 
 struct Leaf {
   uint32_t minor = 0;         // 1:<minor>
   std::string label;          // class name, or "band N" for pifo
   int32_t class_id = -1;      // -1 for a pifo band
   nl::HtbClassParams params;  // classid 1:minor, parent 1:1
-  uint32_t queue_limit = 0;   // bfifo limit, bytes
+  uint32_t queue_limit = 0;   // bfifo limit, bytes (unused with a nested qdisc)
+  std::optional<Nested> nested;   // an isolated class's sub-queues instead of its bfifo
   friend bool operator==(const Leaf&, const Leaf&) = default;
 };
 

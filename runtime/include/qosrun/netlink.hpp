@@ -123,8 +123,10 @@ struct HtbRootSpec {
   uint32_t handle = 1u << 16;
   uint32_t default_minor = 0;
   uint32_t r2q = 10;
+  uint32_t parent = 0xffffffffu;   // TC_H_ROOT; a class id for an HTB below a leaf
 };
-// Replaces the root qdisc with HTB (CREATE|REPLACE).
+// Replaces the root qdisc with HTB (CREATE|REPLACE); below a class
+// (spec.parent not the root) it creates one (CREATE|EXCL).
 Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec);
 
 struct HtbClassParams {
@@ -163,6 +165,9 @@ Status delete_link(RtnlSocket& s, int ifindex);
 // redirect). The kernel picks the u32 handle: delete it by priority
 // (delete_filter with handle 0 removes everything at that priority).
 Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target_ifindex, uint32_t prio);
+// A classic (not direct-action) cls_bpf filter on qdisc `parent`: the
+// program's return value is the classid (0: no match).
+Status add_classid_filter(RtnlSocket& s, int ifindex, uint32_t parent, int prog_fd, const std::string& name);
 Status delete_filter(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t prio, uint32_t handle,
                      const std::string& kind = "");
 

@@ -34,6 +34,7 @@ struct Verdict {
   bool policed = false;         // dropped by class_id's rate/burst policer
   bool attributed = true;       // false: a drop the stats could not explain
   uint32_t priority = 0;        // TC: skb->priority as returned
+  uint32_t subqueue = 0;        // TC, isolated class: the nested HTB's classid (skb->cb[QOS_CB_SUBQ]), else 0
   uint32_t duration_ns = 0;
 };
 
