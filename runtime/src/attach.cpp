@@ -578,9 +578,10 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   rec.main.ifindex = *ifindex;
   rec.main.has_queues = o.queues;
   uint32_t mtu = nl::link_mtu(o.ifname);
+  uint32_t max_skb = nl::link_max_skb(o.ifname);   // 0: unknown, the planner assumes 64 KB
   std::vector<std::string> notes;
   if (o.queues) {
-    auto plan = htb::plan(m, mtu);
+    auto plan = htb::plan(m, mtu, max_skb);
     if (!plan) return plan.error();
     rec.main.queues.plan = std::move(*plan);
     notes.insert(notes.end(), rec.main.queues.plan.notes.begin(), rec.main.queues.plan.notes.end());
@@ -588,7 +589,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   if (o.ingress_shape) {
     state::Ingress in;
     in.ifb.has_queues = true;
-    auto plan = htb::plan(m, mtu);
+    auto plan = htb::plan(m, mtu, max_skb);   // what GRO on the interface builds reaches the IFB
     if (!plan) return plan.error();
     in.ifb.queues.plan = std::move(*plan);
     rec.ingress = std::move(in);
@@ -851,6 +852,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   rec.manifest = m;
   rec.object = absolute(o.object);
   uint32_t mtu = nl::link_mtu(o.ifname);
+  uint32_t max_skb = nl::link_max_skb(o.ifname);
   struct SidePlan {
     state::Side* side;
     htb::Plan from, to;
@@ -860,7 +862,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   auto add_side = [&](state::Side& s) -> Status {
     SidePlan sp{&s, s.queues.plan, {}, {}};
     if (s.has_queues) {
-      auto p = htb::plan(m, mtu);
+      auto p = htb::plan(m, mtu, max_skb);
       if (!p) return p.error();
       sp.to = std::move(*p);
       sp.to.default_minor = sp.from.default_minor;   // HTB cannot change it in place

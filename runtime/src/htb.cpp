@@ -42,21 +42,23 @@ uint32_t queue_limit(uint64_t ceil_bps, uint32_t frame) {
   return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu));
 }
 
-// Quanta proportional to `v` (weights or DRR quanta): the largest value gets
-// min(kMaxQuantum, frame * vmax / vmin), none less than one frame. Exact
-// ratios unless vmax / vmin > kMaxQuantum / frame (~132 at MTU 1500).
-std::vector<uint32_t> scaled_quanta(const std::vector<uint64_t>& v, uint32_t frame, bool* clamped) {
+// Quanta proportional to `v` (weights or DRR quanta): the smallest value gets
+// `minq` (the largest packet, see min_quantum), the others minq * v / vmin, so
+// the ratios are exact. When vmax / vmin exceeds kQuantumSpread the largest is
+// held at kQuantumSpread * minq and the ratio is kept by going below minq for
+// the smallest (never below one frame): their share of unused capacity is then
+// exact for full frames and coarser for GSO packets (*clamped says so).
+std::vector<uint32_t> scaled_quanta(const std::vector<uint64_t>& v, uint32_t minq, uint32_t frame, bool* clamped) {
   uint64_t vmax = *std::max_element(v.begin(), v.end());
   uint64_t vmin = std::max<uint64_t>(1, *std::min_element(v.begin(), v.end()));
-  long double top = std::min<long double>(kMaxQuantum, (long double)frame * (long double)vmax / (long double)vmin);
+  long double top = std::min<long double>((long double)minq * kQuantumSpread,
+                                          (long double)minq * (long double)vmax / (long double)vmin);
   std::vector<uint32_t> q;
   *clamped = false;
   for (uint64_t x : v) {
     long double want = top * (long double)x / (long double)vmax;
-    if (want < frame) {
-      if (want + 0.5L < frame) *clamped = true;
-      want = frame;
-    }
+    if (want + 0.5L < minq) *clamped = true;
+    want = std::max<long double>(want, frame);
     q.push_back(static_cast<uint32_t>(std::llround(want)));
   }
   return q;
@@ -67,18 +69,18 @@ std::vector<uint32_t> scaled_quanta(const std::vector<uint64_t>& v, uint32_t fra
 // the minimum) under a root that never limits, so HTB's round robin with a
 // quantum of one largest skb divides the class exactly equally.
 Nested nested_level(uint32_t handle, uint32_t cb_slot, uint32_t count, uint64_t link, uint64_t ceil,
-                    uint32_t frame) {
+                    uint32_t frame, uint32_t minq) {
   Nested n;
   n.handle = handle;
   n.cb_slot = cb_slot;
   n.default_minor = QOS_ISO_MINOR_BASE;
   const uint64_t unlimited = std::max<uint64_t>(link * 10, 1000000000ull);
-  const uint32_t big_burst = 4 * kMaxSkbBytes;
+  const uint32_t big_burst = 4 * minq;
   n.root.classid = handle | 1;
   n.root.parent = handle;
   n.root.rate_bps = n.root.ceil_bps = unlimited;
   n.root.burst_bytes = n.root.cburst_bytes = big_burst;
-  n.root.quantum = kMaxSkbBytes;
+  n.root.quantum = minq;
   for (uint32_t i = 0; i < count; ++i) {
     nl::HtbClassParams c;
     c.classid = handle | (QOS_ISO_MINOR_BASE + i);
@@ -87,23 +89,32 @@ Nested nested_level(uint32_t handle, uint32_t cb_slot, uint32_t count, uint64_t 
     c.ceil_bps = unlimited;
     c.burst_bytes = default_burst(kMinRateBps, frame);
     c.cburst_bytes = big_burst;
-    c.quantum = kMaxSkbBytes;
+    c.quantum = minq;
     n.subs.push_back(c);
   }
   // One largest skb always fits, whatever the class's rate.
-  n.queue_limit = std::max(queue_limit(ceil, frame), kMaxSkbBytes + frame);
+  n.queue_limit = std::max(queue_limit(ceil, frame), minq + frame);
   return n;
 }
 
-Nested nested_plan(const qosc::ManifestIsolation& iso, uint32_t minor, uint64_t link, uint64_t ceil, uint32_t frame) {
-  Nested n = nested_level(minor << 16, QOS_CB_SUBQ, iso.slots, link, ceil, frame);
+Nested nested_plan(const qosc::ManifestIsolation& iso, uint32_t minor, uint64_t link, uint64_t ceil, uint32_t frame,
+                   uint32_t minq) {
+  Nested n = nested_level(minor << 16, QOS_CB_SUBQ, iso.slots, link, ceil, frame, minq);
   if (iso.per_host > 1)
     for (uint32_t h = 0; h < iso.slots; ++h)
-      n.below.push_back(nested_level((iso.host_major + h) << 16, QOS_CB_SUBQ + 1, iso.per_host, link, ceil, frame));
+      n.below.push_back(
+          nested_level((iso.host_major + h) << 16, QOS_CB_SUBQ + 1, iso.per_host, link, ceil, frame, minq));
   return n;
 }
 
 }  // namespace
+
+uint32_t min_quantum(uint32_t mtu, uint32_t max_skb) {
+  uint64_t skb = std::clamp<uint64_t>(max_skb, kDefaultMaxSkb, kMaxSkb);
+  uint64_t mss = std::max<uint64_t>(std::max<uint32_t>(mtu, 68), 148) - 100;   // at least 48 bytes a segment
+  uint64_t segs = (skb + mss - 1) / mss;
+  return static_cast<uint32_t>(skb + 14 + (segs - 1) * kSegmentHeaderBytes);
+}
 
 const Leaf* Plan::find(uint32_t minor) const {
   for (const auto& l : leaves)
@@ -111,7 +122,7 @@ const Leaf* Plan::find(uint32_t minor) const {
   return nullptr;
 }
 
-Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
+Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb) {
   Plan p;
   const uint64_t L = m.link_bps;
   if (L == 0)
@@ -121,6 +132,10 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
   if (m.classes.empty()) return Error{"the object's manifest lists no classes: recompile it with qosc"};
   p.frame_bytes = std::max<uint32_t>(mtu, 68) + 14;
   const uint32_t frame = p.frame_bytes;
+  // Every leaf's quantum covers the largest packet (GSO), so that HTB's round
+  // robin among borrowing classes (and among classes of one priority) shares
+  // bytes, not packets.
+  const uint32_t minq = min_quantum(mtu, max_skb);
   // r2q only matters for classes without an explicit quantum (none of ours):
   // pick it so the link's rate/r2q is about 20 frames.
   p.r2q = static_cast<uint32_t>(std::clamp<uint64_t>(L / 8 / (20ull * frame), 1, 1000000));
@@ -163,7 +178,7 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
     // under strict_priority; the other bands borrow in band order.
     for (uint32_t b = 0; b < bands; ++b)
       make_leaf(kMinorBase + b, fmt::format("band {}", b), -1, b == 0 ? L : sp_assured, L, default_burst(L, frame),
-                frame, b);
+                minq, b);
     p.default_minor = kMinorBase + bands - 1;
     if (bands > kMaxPrio + 1)
       p.notes.push_back(fmt::format("pifo: bands {}..{} share HTB priority {} (HTB has 8 priorities)", kMaxPrio,
@@ -176,7 +191,7 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
 
   const size_t n = m.classes.size();
   std::vector<uint64_t> share(n, 0);
-  std::vector<uint32_t> quanta(n, frame);
+  std::vector<uint32_t> quanta(n, minq);
   std::vector<uint32_t> prio(n, 0);
   bool clamped = false;
   if (m.scheduler == "strict_priority") {
@@ -206,12 +221,14 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
       sum += (long double)v[i];
     }
     for (size_t i = 0; i < n; ++i) share[i] = static_cast<uint64_t>((long double)L * (long double)v[i] / sum);
-    quanta = scaled_quanta(v, frame, &clamped);
+    quanta = scaled_quanta(v, minq, frame, &clamped);
     if (clamped)
-      p.notes.push_back(fmt::format("{}: the {} span more than {}:1; the smallest HTB quanta are held at one frame "
-                                    "(assured rates keep the exact ratio, only the sharing of unused capacity is "
-                                    "coarser)",
-                                    m.scheduler, drr ? "quanta" : "weights", kMaxQuantum / frame));
+      p.notes.push_back(fmt::format("{}: the {} span more than {}:1; the largest HTB quantum is held at {} bytes and "
+                                    "the smallest are below one GSO packet ({} bytes): their share of unused "
+                                    "capacity is exact for full frames, coarser for GSO packets (assured rates keep "
+                                    "the exact ratio)",
+                                    m.scheduler, drr ? "quanta" : "weights", kQuantumSpread,
+                                    uint64_t{minq} * kQuantumSpread, minq));
   } else {
     return Error{fmt::format("the manifest's scheduler '{}' is unknown to this qosrun: use a qosrun as new as the qosc "
                              "that compiled the object",
@@ -235,11 +252,11 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu) {
     uint32_t minor = c.leaf_minor();
     make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, cburst, quanta[i], prio[i]);
     if (c.isolate) {
-      p.leaves.back().nested = nested_plan(*c.isolate, minor, L, ceil, frame);
+      p.leaves.back().nested = nested_plan(*c.isolate, minor, L, ceil, frame, minq);
       // Its sparse flows: a leaf of their own, sent within its assured rate.
       uint64_t sparse = std::min(ceil, c.isolate->sparse_bps * kSparseFlowsAssured);
       make_leaf(QOS_HTB_SPARSE_BASE + c.id, c.name + "~sparse", static_cast<int32_t>(c.id), sparse, ceil, cburst,
-                frame, prio[i]);
+                minq, prio[i]);
     }
     if (c.is_default || c.id == m.default_class) p.default_minor = minor;
   }

@@ -16,6 +16,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -573,6 +574,30 @@ uint32_t link_mtu(const std::string& ifname) {
   if (::ioctl(fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) mtu = static_cast<uint32_t>(ifr.ifr_mtu);
   ::close(fd);
   return mtu;
+}
+
+uint32_t link_max_skb(const std::string& ifname) {
+  // Older uapi headers lack the IPv4 variants (Linux 6.3).
+  constexpr uint16_t kGsoIpv4MaxSize = 63, kGroIpv4MaxSize = 64;
+  unsigned idx = if_nametoindex(ifname.c_str());
+  if (idx == 0) return 0;
+  auto s = RtnlSocket::open();
+  if (!s) return 0;
+  NlMessage m(RTM_GETLINK, 0);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  m.header(ifi);
+  uint32_t best = 0;
+  Status st = s->dump(m, "cannot list links", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
+    const auto* i = reinterpret_cast<const ifinfomsg*>(NLMSG_DATA(h));
+    if (static_cast<unsigned>(i->ifi_index) != idx) return;
+    const auto* base = reinterpret_cast<const uint8_t*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(ifinfomsg));
+    Attrs a = parse_attrs({base, h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof(ifinfomsg)))});
+    for (uint16_t t : {uint16_t{IFLA_GSO_MAX_SIZE}, uint16_t{IFLA_GRO_MAX_SIZE}, kGsoIpv4MaxSize, kGroIpv4MaxSize})
+      if (auto v = a.u32(t)) best = std::max(best, *v);
+  });
+  return st ? best : 0;
 }
 
 }  // namespace qosrun::nl

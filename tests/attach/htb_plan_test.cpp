@@ -4,6 +4,8 @@
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 
@@ -44,6 +46,9 @@ qosc::ManifestClass cls(const std::string& name, uint32_t prio, uint32_t weight 
 }
 
 constexpr uint64_t kMbit = 1000000;
+// The smallest quantum at MTU 1500 when the interface's GSO/GRO size is 64 KB:
+// 65536 + 14 (Ethernet) + 46 further segments x 114 header bytes.
+constexpr uint32_t kMinQ = 70794;
 
 }  // namespace
 
@@ -67,7 +72,7 @@ TEST(HtbPlan, StrictPriorityUsesHtbPrioAndAssuresOnlyTheBestPriority) {
     if (i > 0) {
       EXPECT_EQ(l.params.rate_bps, 100 * kMbit / 1000) << "link/1000 assured below the best priority";
     }
-    EXPECT_EQ(l.params.quantum, 1514u);
+    EXPECT_EQ(l.params.quantum, kMinQ) << "equal priorities share by HTB's DRR: one GSO packet at least";
   }
   // The best priority is assured the link (here held to its own cap), so its
   // packets leave without waiting for the parent's tokens.
@@ -101,7 +106,7 @@ TEST(HtbPlan, RoundRobinSharesEqually) {
   ASSERT_TRUE(p.ok());
   for (const auto& l : p->leaves) {
     EXPECT_EQ(l.params.prio, 0u) << "class priority does not matter for rr";
-    EXPECT_EQ(l.params.quantum, 1514u);
+    EXPECT_EQ(l.params.quantum, kMinQ);
   }
   EXPECT_EQ(p->leaves[0].params.rate_bps, 30 * kMbit);
   EXPECT_EQ(p->leaves[1].params.rate_bps, 30 * kMbit);
@@ -119,8 +124,8 @@ TEST(HtbPlan, WfqRatesAndQuantaFollowWeights) {
     EXPECT_EQ(p->leaves[i].params.rate_bps, want[i] * kMbit);
     EXPECT_EQ(p->leaves[i].params.ceil_bps, 100 * kMbit);
     sum += p->leaves[i].params.rate_bps;
-    // quanta in the same ratio, the smallest one frame
-    EXPECT_EQ(p->leaves[i].params.quantum, 1514 * want[i] / 10);
+    // quanta in the same ratio, the smallest the largest packet
+    EXPECT_EQ(p->leaves[i].params.quantum, kMinQ * want[i] / 10);
   }
   EXPECT_LE(sum, 100 * kMbit);
 }
@@ -136,15 +141,66 @@ TEST(HtbPlan, DrrRatesFollowQuanta) {
   EXPECT_EQ(p->leaves[2].params.quantum, 3 * p->leaves[0].params.quantum);
 }
 
-TEST(HtbPlan, WideWeightSpreadHoldsQuantaWithinHtbLimits) {
-  auto m = manifest("weighted_fair_queuing", 1000 * kMbit, {cls("a", 0, 1), cls("b", 0, 1000)});
+TEST(HtbPlan, MinQuantumCoversTheLargestGsoPacket) {
+  EXPECT_EQ(htb::min_quantum(1500, 65536), kMinQ);
+  EXPECT_EQ(htb::min_quantum(1500, 0), kMinQ) << "unknown size: 64 KB";
+  EXPECT_EQ(htb::min_quantum(1500, 16384), kMinQ) << "never below 64 KB: GRO elsewhere builds 64 KB packets";
+  // BIG TCP raises it; more than GSO_MAX_SIZE is not believed.
+  EXPECT_EQ(htb::min_quantum(1500, 185000), 185000u + 14 + 132 * 114);
+  EXPECT_EQ(htb::min_quantum(1500, 4000000000u), htb::min_quantum(1500, htb::kMaxSkb));
+  // Jumbo frames: fewer segments; tiny MTUs: more, still well inside an int.
+  EXPECT_EQ(htb::min_quantum(9000, 65536), 65536u + 14 + 7 * 114);
+  EXPECT_LT(htb::min_quantum(68, htb::kMaxSkb) * uint64_t{htb::kQuantumSpread}, uint64_t{INT32_MAX});
+  // The planner uses the interface's size.
+  auto m = manifest("round_robin", 100 * kMbit, {cls("a", 0), cls("b", 0)});
+  auto p = htb::plan(m, 1500, 185000);
+  ASSERT_TRUE(p.ok());
+  for (const auto& l : p->leaves) EXPECT_EQ(l.params.quantum, htb::min_quantum(1500, 185000));
+}
+
+TEST(HtbPlan, QuantaKeepExactRatiosAboveTheLargestPacket) {
+  // The wire tests' policies: drr 1:3:2 and wfq 1:3:6.
+  auto d = htb::plan(manifest("deficit_round_robin", 20 * kMbit,
+                              {cls("a", 0, 1, 1514), cls("b", 0, 1, 4542), cls("c", 0, 1, 3028)}),
+                     1500);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->leaves[0].params.quantum, kMinQ);
+  EXPECT_EQ(d->leaves[1].params.quantum, 3 * kMinQ);
+  EXPECT_EQ(d->leaves[2].params.quantum, 2 * kMinQ);
+  EXPECT_TRUE(d->notes.empty());
+  auto w = htb::plan(manifest("weighted_fair_queuing", 20 * kMbit, {cls("a", 0, 1), cls("b", 0, 3), cls("c", 0, 6)}),
+                     1500);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->leaves[0].params.quantum, kMinQ);
+  EXPECT_EQ(w->leaves[1].params.quantum, 3 * kMinQ);
+  EXPECT_EQ(w->leaves[2].params.quantum, 6 * kMinQ);
+  // Every quantum of every scheduler is at least the largest packet.
+  for (const char* s : {"strict_priority", "round_robin", "deficit_round_robin", "weighted_fair_queuing"}) {
+    auto p = htb::plan(manifest(s, 20 * kMbit, {cls("a", 0, 2, 1000), cls("b", 0, 7, 9000), cls("c", 4)}), 1500);
+    ASSERT_TRUE(p.ok()) << s;
+    for (const auto& l : p->leaves) EXPECT_GE(l.params.quantum, kMinQ) << s << " " << l.label;
+  }
+}
+
+TEST(HtbPlan, WideWeightSpreadHoldsTheLargestQuantum) {
+  // Exact up to kQuantumSpread:1 ...
+  auto ok = htb::plan(manifest("weighted_fair_queuing", 1000 * kMbit, {cls("a", 0, 1), cls("b", 0, 64)}), 1500);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->leaves[1].params.quantum, 64 * kMinQ);
+  EXPECT_TRUE(ok->notes.empty());
+  // ... beyond, the largest is held at kQuantumSpread x the minimum and the
+  // smallest goes below it, keeping the ratio while it stays above a frame.
+  auto m = manifest("weighted_fair_queuing", 1000 * kMbit, {cls("a", 0, 1), cls("b", 0, 1000), cls("c", 0, 100000)});
   auto p = htb::plan(m, 1500);
   ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->leaves[0].params.quantum, 1514u);
-  EXPECT_EQ(p->leaves[1].params.quantum, htb::kMaxQuantum);
-  EXPECT_FALSE(p->notes.empty());
+  const uint32_t top = htb::kQuantumSpread * kMinQ;
+  EXPECT_EQ(p->leaves[2].params.quantum, top);
+  EXPECT_EQ(p->leaves[1].params.quantum, (top + 50) / 100);
+  EXPECT_EQ(p->leaves[0].params.quantum, 1514u) << "never below one frame";
+  ASSERT_EQ(p->notes.size(), 1u);
+  EXPECT_NE(p->notes[0].find("64:1"), std::string::npos) << p->notes[0];
   // Assured rates keep the exact ratio.
-  EXPECT_NEAR(double(p->leaves[1].params.rate_bps) / double(p->leaves[0].params.rate_bps), 1000.0, 1e-3);
+  EXPECT_NEAR(double(p->leaves[1].params.rate_bps) / double(p->leaves[0].params.rate_bps), 1000.0, 1.0);
 }
 
 TEST(HtbPlan, PifoBuildsStrictPriorityBands) {
@@ -159,6 +215,7 @@ TEST(HtbPlan, PifoBuildsStrictPriorityBands) {
     EXPECT_EQ(p->leaves[b].params.prio, std::min(b, 7u));
     EXPECT_EQ(p->leaves[b].class_id, -1);
     EXPECT_EQ(p->leaves[b].params.ceil_bps, 100 * kMbit);
+    EXPECT_EQ(p->leaves[b].params.quantum, kMinQ) << "bands 7.. share prio 7 by DRR";
   }
   EXPECT_EQ(p->default_minor, 0x10u + 9);
   EXPECT_EQ(p->notes.size(), 2u) << "bands beyond 8 share prio 7; caps only at XDP";

@@ -4,12 +4,14 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,7 +147,8 @@ bool make_veth(const VethSpec& v, std::string* err) {
   const std::pair<const std::string*, const std::string*> ends[2] = {{&v.ns_a, &v.if_a}, {&v.ns_b, &v.if_b}};
   for (auto [ns, ifn] : ends) {
     if (v.quiet) run("ip netns exec " + *ns + " sysctl -qw net.ipv6.conf." + *ifn + ".disable_ipv6=1");
-    run("ip netns exec " + *ns + " ethtool -K " + *ifn + " gso off tso off gro off >/dev/null 2>&1; true");
+    if (!v.offloads)
+      run("ip netns exec " + *ns + " ethtool -K " + *ifn + " gso off tso off gro off >/dev/null 2>&1; true");
   }
   run("ip -n " + v.ns_a + " addr add " + v.addr_a + "/24 dev " + v.if_a);
   run("ip -n " + v.ns_b + " addr add " + v.addr_b + "/24 dev " + v.if_b);
@@ -333,6 +336,131 @@ void UdpFlood::stop() {
 }
 
 UdpFlood::~UdpFlood() {
+  stop();
+  if (fd_ >= 0) close(fd_);
+}
+
+// ---- TCP ---------------------------------------------------------------------------------
+
+TcpSink::TcpSink(const std::string& ns, const std::string& addr, const std::vector<uint16_t>& ports)
+    : ports_(ports), by_(new std::atomic<uint64_t>[ports.size()]) {
+  for (size_t i = 0; i < ports.size(); ++i) by_[i] = 0;
+  if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return;
+  for (uint16_t p : ports) {
+    int fd = socket_in_netns(ns, AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    sockaddr_in a{};
+    make_addr(addr, p, &a);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 16) != 0) {
+      close(fd);
+      return;
+    }
+    listeners_.push_back(fd);
+  }
+  ok_ = true;
+  th_ = std::thread([this] { loop(); });
+}
+
+void TcpSink::loop() {
+  struct Conn {
+    int fd;
+    size_t port_index;
+  };
+  std::vector<Conn> conns;
+  std::vector<char> buf(1 << 18);
+  while (!stop_.load()) {
+    std::vector<pollfd> pf;
+    for (int fd : listeners_) pf.push_back({fd, POLLIN, 0});
+    for (const auto& c : conns) pf.push_back({c.fd, POLLIN, 0});
+    pf.push_back({wake_[0], POLLIN, 0});
+    if (poll(pf.data(), pf.size(), 200) <= 0) continue;
+    if (pf.back().revents) break;
+    for (size_t i = 0; i < listeners_.size(); ++i) {
+      if (!(pf[i].revents & POLLIN)) continue;
+      for (int c; (c = accept4(listeners_[i], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
+        conns.push_back({c, i});
+    }
+    for (size_t k = 0; k < conns.size(); ++k) {
+      if (!(pf[listeners_.size() + k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      for (;;) {
+        ssize_t n = recv(conns[k].fd, buf.data(), buf.size(), 0);
+        if (n > 0) {
+          by_[conns[k].port_index].fetch_add(static_cast<uint64_t>(n));
+          continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          close(conns[k].fd);
+          conns[k].fd = -1;
+        }
+        break;
+      }
+    }
+    conns.erase(std::remove_if(conns.begin(), conns.end(), [](const Conn& c) { return c.fd < 0; }), conns.end());
+  }
+  for (const auto& c : conns) close(c.fd);
+}
+
+std::map<uint16_t, uint64_t> TcpSink::snapshot() const {
+  std::map<uint16_t, uint64_t> m;
+  for (size_t i = 0; i < ports_.size(); ++i) m[ports_[i]] = by_[i].load();
+  return m;
+}
+
+void TcpSink::stop() {
+  if (stop_.exchange(true)) return;
+  if (wake_[1] >= 0) {
+    char c = 1;
+    ssize_t n = write(wake_[1], &c, 1);
+    (void)n;
+  }
+  if (th_.joinable()) th_.join();
+}
+
+TcpSink::~TcpSink() {
+  stop();
+  for (int fd : listeners_) close(fd);
+  if (wake_[0] >= 0) close(wake_[0]);
+  if (wake_[1] >= 0) close(wake_[1]);
+}
+
+TcpBulk::TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, const std::string& cc) {
+  fd_ = socket_in_netns(ns, AF_INET, SOCK_STREAM);
+  if (fd_ < 0) {
+    error_ = "cannot open a TCP socket in " + ns + ": " + std::strerror(errno);
+    return;
+  }
+  if (setsockopt(fd_, IPPROTO_TCP, TCP_CONGESTION, cc.data(), static_cast<socklen_t>(cc.size())) != 0) {
+    error_ = "cannot set TCP congestion control " + cc + ": " + std::strerror(errno);
+    return;
+  }
+  // Bounded blocking: connect() and send() give up after 200 ms so that stop() is seen.
+  timeval tv{0, 200000};
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in to{};
+  make_addr(dst, port, &to);
+  if (connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    error_ = "cannot connect to " + dst + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    return;
+  }
+  th_ = std::thread([this] {
+    constexpr uint64_t kMaxBulkNs = 300ull * 1000000000ull;
+    std::vector<char> buf(1 << 18, 't');
+    const uint64_t t0 = now_ns();
+    while (!stop_.load() && now_ns() - t0 < kMaxBulkNs) {
+      ssize_t n = send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
+    }
+  });
+}
+
+void TcpBulk::stop() {
+  stop_.store(true);
+  if (th_.joinable()) th_.join();
+}
+
+TcpBulk::~TcpBulk() {
   stop();
   if (fd_ >= 0) close(fd_);
 }

@@ -56,12 +56,13 @@ class Netns {
 };
 
 // A veth pair between two namespaces with addresses (/24), up, IPv6 off,
-// GSO/TSO/GRO off, static ARP entries so that nothing but the test's packets
-// crosses the link.
+// GSO/TSO/GRO off (unless `offloads`), static ARP entries so that nothing but
+// the test's packets crosses the link.
 struct VethSpec {
   std::string ns_a, if_a, addr_a;
   std::string ns_b, if_b, addr_b;
-  bool quiet = true;   // IPv6 off + static neighbours
+  bool quiet = true;      // IPv6 off + static neighbours
+  bool offloads = false;  // keep veth's GSO/TSO/GRO: TCP then hands the qdisc packets of up to 64 KB
 };
 bool make_veth(const VethSpec& v, std::string* err);
 
@@ -111,6 +112,46 @@ class UdpFlood {
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> sent_{0};
+  std::thread th_;
+};
+
+// A TCP receiver bound in `ns` on several ports: accepts any number of
+// connections per port and counts the payload bytes per port on its own thread.
+class TcpSink {
+ public:
+  TcpSink(const std::string& ns, const std::string& addr, const std::vector<uint16_t>& ports);
+  ~TcpSink();
+  bool ok() const { return ok_; }
+  std::map<uint16_t, uint64_t> snapshot() const;   // payload bytes per port so far
+  void stop();
+
+ private:
+  void loop();
+  std::vector<int> listeners_;
+  std::vector<uint16_t> ports_;
+  std::unique_ptr<std::atomic<uint64_t>[]> by_;
+  std::atomic<bool> stop_{false};
+  std::thread th_;
+  bool ok_ = false;
+  int wake_[2] = {-1, -1};
+};
+
+// A bulk TCP sender on its own thread (a backlogged class): connects from `ns`
+// to dst:port with congestion control `cc` (new namespaces inherit the host's
+// default, e.g. bbr; the tests pin cubic) and writes as fast as the
+// connection takes it until stopped (at most 300 s). error() says why it
+// could not start ("" when it runs).
+class TcpBulk {
+ public:
+  TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, const std::string& cc = "cubic");
+  ~TcpBulk();
+  const std::string& error() const { return error_; }
+  void stop();
+
+ private:
+  int fd_ = -1;
+  std::string error_;
+  std::atomic<bool> stop_{false};
   std::thread th_;
 };
 

@@ -34,11 +34,26 @@ inline constexpr uint64_t kSpAssuredDivisor = 1000;
 inline constexpr uint64_t kMinRateBps = 8000;
 inline constexpr uint32_t kLeafQueueMs = 5;     // bfifo limit: this much traffic at the leaf's ceil
 inline constexpr uint32_t kLeafQueueMinFrames = 4;
-inline constexpr uint32_t kMaxQuantum = 200000; // above this the kernel's HTB warns
-// Isolation's sub-queues: the largest skb HTB sees is a GSO/GRO packet of up
-// to 64 KB; a quantum below it turns HTB's byte round robin into packet
-// round robin, so every sub-queue's quantum holds one (docs/isolation.md).
-inline constexpr uint32_t kMaxSkbBytes = 65536 + 14;
+// The kernel clamps quanta it derives from rate / r2q to 1000..200000 and
+// warns; explicit quanta (all of ours) are taken as given (sch_htb.c
+// htb_change_class), as a u32 stored in an int.
+inline constexpr uint32_t kMaxQuantum = 200000;
+// Quanta: HTB's round robin is only byte-exact when every quantum is at least
+// the largest packet HTB is charged for (docs/qosrun.md, "The HTB mapping").
+// The largest skb: the interface's gso_max_size / gro_max_size (and their IPv4
+// variants) when qosrun can read them, never less than kDefaultMaxSkb
+// (GSO_LEGACY_MAX_SIZE: veth's and most drivers' default, and what GRO builds on
+// another interface for a forwarded packet), at most kMaxSkb (GSO_MAX_SIZE,
+// BIG TCP). HTB charges a GSO packet its length plus the headers of each
+// further segment (qdisc_pkt_len_init): counted as kSegmentHeaderBytes
+// (Ethernet + IPv6 + TCP with full options) per segment of MTU - 100 bytes.
+inline constexpr uint32_t kDefaultMaxSkb = 65536;
+inline constexpr uint32_t kMaxSkb = 524288;
+inline constexpr uint32_t kSegmentHeaderBytes = 14 + 40 + 60;
+// drr/wfq: quanta keep the exact ratio up to kQuantumSpread:1; beyond, the
+// largest is held at kQuantumSpread x the minimum (one class's turn stays
+// bounded) and the smallest go below the minimum (a plan note says so).
+inline constexpr uint32_t kQuantumSpread = 64;
 // An isolated class's sparse leaf is assured this many times the class's
 // sparse rate (manifest "sparse_bps"): room for that many sparse flows at once.
 inline constexpr uint64_t kSparseFlowsAssured = 8;
@@ -85,8 +100,13 @@ struct Plan {
   friend bool operator==(const Plan&, const Plan&) = default;
 };
 
-// Plans the tree for a manifest on an interface with this MTU.
-Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu);
+// Plans the tree for a manifest on an interface with this MTU, whose largest
+// skb is `max_skb` bytes (its gso/gro max size; see kDefaultMaxSkb).
+Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb = kDefaultMaxSkb);
+
+// The smallest quantum that keeps HTB's round robin byte-exact: the largest
+// length HTB charges one packet on an interface with this MTU and largest skb.
+uint32_t min_quantum(uint32_t mtu, uint32_t max_skb);
 
 // The bfifo handle of a leaf: (minor << 16), i.e. "<minor>:" (unique per leaf).
 inline uint32_t leaf_qdisc_handle(uint32_t minor) { return minor << 16; }

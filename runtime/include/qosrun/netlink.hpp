@@ -174,4 +174,9 @@ Status delete_filter(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t prio,
 // Interface MTU (SIOCGIFMTU), 1500 when it cannot be read.
 uint32_t link_mtu(const std::string& ifname);
 
+// The largest skb the stack may hand the interface's qdisc: the largest of its
+// gso_max_size, gro_max_size, gso_ipv4_max_size and gro_ipv4_max_size
+// (RTM_GETLINK; `ip -d link` shows them), 0 when they cannot be read.
+uint32_t link_max_skb(const std::string& ifname);
+
 }  // namespace qosrun::nl
