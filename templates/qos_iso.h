@@ -194,7 +194,7 @@ static __always_inline __u32 qos_iso_choose(struct __sk_buff *ctx, const struct 
 	__u64 h, cost, start, next;
 
 	if (!p->family)
-		return QOS_HTB_MINOR_BASE + cls;   /* not IP: the nested HTB's default queue */
+		return QOS_HTB_SPARSE_BASE + cls;   /* not IP (ARP, LLDP): rare control packets */
 	cnt = bpf_map_lookup_elem(&qos_iso_stats, &cls);
 	__builtin_memset(&key, 0, sizeof(key));
 	key.family = (__u8)p->family;

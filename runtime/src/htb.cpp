@@ -254,7 +254,7 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb) {
     if (c.isolate) {
       p.leaves.back().nested = nested_plan(*c.isolate, minor, L, ceil, frame, minq);
       // Its sparse flows: a leaf of their own, sent within its assured rate.
-      uint64_t sparse = std::min(ceil, c.isolate->sparse_bps * kSparseFlowsAssured);
+      uint64_t sparse = std::min(ceil, std::max(c.isolate->sparse_bps * kSparseFlowsAssured, ceil / kSparseShareOfCeil));
       make_leaf(QOS_HTB_SPARSE_BASE + c.id, c.name + "~sparse", static_cast<int32_t>(c.id), sparse, ceil, cburst,
                 minq, prio[i]);
     }

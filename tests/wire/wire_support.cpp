@@ -425,7 +425,8 @@ TcpSink::~TcpSink() {
   if (wake_[1] >= 0) close(wake_[1]);
 }
 
-TcpBulk::TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, const std::string& cc) {
+TcpBulk::TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, const std::string& cc,
+                 const std::string& src) {
   fd_ = socket_in_netns(ns, AF_INET, SOCK_STREAM);
   if (fd_ < 0) {
     error_ = "cannot open a TCP socket in " + ns + ": " + std::strerror(errno);
@@ -438,9 +439,28 @@ TcpBulk::TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, c
   // Bounded blocking: connect() and send() give up after 200 ms so that stop() is seen.
   timeval tv{0, 200000};
   setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (!src.empty()) {
+    sockaddr_in from{};
+    make_addr(src, 0, &from);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      error_ = "cannot bind to " + src + ": " + std::strerror(errno);
+      return;
+    }
+  }
   sockaddr_in to{};
   make_addr(dst, port, &to);
-  if (connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+  int rc = connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  if (rc != 0 && errno == EINPROGRESS) {
+    // The send timeout cut connect() short (a busy link delays the SYN): the
+    // handshake goes on; wait for it, bounded.
+    pollfd pfd{fd_, POLLOUT, 0};
+    int soerr = ETIMEDOUT;
+    socklen_t len = sizeof soerr;
+    if (poll(&pfd, 1, 5000) == 1) getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    errno = soerr;
+    rc = soerr == 0 ? 0 : -1;
+  }
+  if (rc != 0) {
     error_ = "cannot connect to " + dst + ":" + std::to_string(port) + ": " + std::strerror(errno);
     return;
   }

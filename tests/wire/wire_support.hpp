@@ -143,7 +143,9 @@ class TcpSink {
 // could not start ("" when it runs).
 class TcpBulk {
  public:
-  TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, const std::string& cc = "cubic");
+  // `src`: the source address to bind ("" = the kernel's choice).
+  TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, const std::string& cc = "cubic",
+          const std::string& src = "");
   ~TcpBulk();
   const std::string& error() const { return error_; }
   void stop();

@@ -70,11 +70,12 @@ std::vector<std::optional<ManifestIsolation>> isolation_layout(const ir::Policy&
     i.index_base = index_base;
     // Four index entries per slot keep probe chains short.
     i.index_size = std::bit_ceil(4 * i.pool());
-    // A flow under 1/128 of the class's ceiling (at least 128 kbit/s) is
-    // sparse: below the fair share of up to 128 flows, above any game or
+    // A flow under 1/256 of the class's ceiling (at least 128 kbit/s) is
+    // sparse: well below the fair share of a hundred bulk flows (a bulk flow
+    // that dips under it on a loss would jump the queue), above any game or
     // voice stream.
     uint64_t ceil = c.rate_bps && c.rate_bps < policy.link_bps ? c.rate_bps : policy.link_bps;
-    i.sparse_bps = std::max<uint64_t>(ceil / 128, kMinSparseBps);
+    i.sparse_bps = std::max<uint64_t>(ceil / 256, kMinSparseBps);
     if (i.per_host > 1) {
       i.host_major = host_major;
       host_major += i.slots;

@@ -55,8 +55,11 @@ inline constexpr uint32_t kSegmentHeaderBytes = 14 + 40 + 60;
 // bounded) and the smallest go below the minimum (a plan note says so).
 inline constexpr uint32_t kQuantumSpread = 64;
 // An isolated class's sparse leaf is assured this many times the class's
-// sparse rate (manifest "sparse_bps"): room for that many sparse flows at once.
+// sparse rate (manifest "sparse_bps"): room for that many sparse flows at
+// once, and at least 1/kSparseShareOfCeil of the class's ceiling (new
+// flows' first packets, ARP and TCP handshakes go there too).
 inline constexpr uint64_t kSparseFlowsAssured = 8;
+inline constexpr uint64_t kSparseShareOfCeil = 10;
 // Major of the first per-host qdisc (hosts with their own flows).
 inline constexpr uint32_t kHostQdiscMajorBase = QOS_HOST_QDISC_MAJOR_BASE;
 
