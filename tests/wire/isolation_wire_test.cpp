@@ -198,6 +198,31 @@ TEST_P(IsolationWire, SparseFlowKeepsItsIdleDelayUnderBulk) {
   EXPECT_GT(8 * total / dt, 0.9 * link()) << stats();
 }
 
+// The policy's game class keeps its figures while the isolated bulk class
+// is full: a game flow's one-way p99 within 1 ms of idle.
+TEST_P(IsolationWire, GameClassKeepsItsDelayWhileTheIsolatedClassIsFull) {
+  const uint16_t game_port = 27015;
+  ASSERT_NO_FATAL_FAILURE(attach("iso_game", "policy iso_game {\n  link " + link_text() +
+                                                 ";\n  class game { priority 0; }\n"
+                                                 "  class bulk { priority 5; isolate saddr; default; }\n"
+                                                 "  rule udp dport 27015 -> game;\n}\n"));
+  qt::OneWay idle = qt::one_way_delays(kS, host(69), kR, kIpR, game_port, 3.0);
+  std::vector<Bulk> flows;
+  for (int i = 0; i < 8; ++i) flows.push_back({host(i % 2), static_cast<uint16_t>(6400 + i)});
+  double dt = 0;
+  qt::OneWay loaded;
+  auto bytes = run(flows, &dt, game_port, &loaded);
+  double total = std::accumulate(bytes.begin(), bytes.end(), 0.0);
+  std::fprintf(stderr,
+               "[ measured ] %s: game flow one-way p50/p99 idle %.3f/%.3f ms, with the isolated class full "
+               "%.3f/%.3f ms (lost %ld of %ld), bulk %.1f%% of link\n",
+               link_text().c_str(), idle.p50(), idle.p99(), loaded.p50(), loaded.p99(), loaded.lost(), loaded.sent,
+               100 * 8 * total / dt / link());
+  ASSERT_GT(loaded.ms.size(), 100u);
+  EXPECT_LE(loaded.p99(), idle.p99() + 1.0) << stats();
+  EXPECT_GT(8 * total / dt, 0.9 * link()) << stats();
+}
+
 INSTANTIATE_TEST_SUITE_P(Rates, IsolationWire, ::testing::Values(20e6, 100e6),
                          [](const ::testing::TestParamInfo<double>& i) {
                            return std::to_string(static_cast<int>(i.param / 1e6)) + "mbit";
