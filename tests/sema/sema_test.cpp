@@ -193,5 +193,28 @@ TEST(Checks, GamingExampleClassifies) {
   EXPECT_EQ(classify(pol, p), cls("control"));
 }
 
+TEST(Lowering, IsolationDefaultsAndForms) {
+  auto l = lower_text(
+      "policy t { link 100mbit; class a { isolate flows; } class b { isolate saddr nat 8 flows 2; default; }"
+      " class c { isolate daddr; } rule tcp -> a; rule udp -> c; }");
+  ASSERT_TRUE(l.ir) << l.diags;
+  const auto& a = l.ir->classes[0].isolate;
+  EXPECT_EQ(a.mode, ir::IsolateMode::Flows);
+  EXPECT_EQ(a.slots, ir::kDefaultIsolateSlots);
+  EXPECT_EQ(a.per_host, 1u) << "flows have no host level";
+  const auto& b = l.ir->classes[1].isolate;
+  EXPECT_EQ(b.mode, ir::IsolateMode::Saddr);
+  EXPECT_TRUE(b.nat);
+  EXPECT_EQ(b.slots, 8u);
+  EXPECT_EQ(b.per_host, 2u);
+  EXPECT_EQ(l.ir->classes[2].isolate.per_host, ir::kDefaultIsolatePerHost);
+}
+
+TEST(Lowering, IsolationNeedsAClassQueueSoNotUnderPifo) {
+  auto l = lower_text("policy t { link 100mbit; scheduler pifo; class a { isolate flows; default; } }");
+  EXPECT_FALSE(l.ir);
+  EXPECT_NE(l.diags.find("cannot isolate under the pifo scheduler"), std::string::npos) << l.diags;
+}
+
 }  // namespace
 }  // namespace qosc

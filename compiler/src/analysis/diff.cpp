@@ -130,6 +130,14 @@ std::string scheduler_text(const ir::Scheduler& s) {
   return fmt::format("pifo rank {} bands {}", ir::to_string(s.rank), s.pifo_bands);
 }
 
+// `isolate` as the canonical attribute text (defaults spelled out), "none" without.
+std::string isolation_text(const ir::Isolation& i) {
+  if (!i.on()) return "none";
+  std::string s = fmt::format("{}{} {}", ir::to_string(i.mode), i.nat ? " nat" : "", i.slots);
+  if (i.mode != ir::IsolateMode::Flows) s += fmt::format(" flows {}", i.per_host);
+  return s;
+}
+
 void compare_settings(const ir::Policy& a, const ir::Policy& b, std::vector<SettingChange>& out) {
   auto changed = [&](std::string subject, std::string field, std::string from, std::string to) {
     if (from != to) out.push_back({std::move(subject), std::move(field), std::move(from), std::move(to)});
@@ -152,6 +160,7 @@ void compare_settings(const ir::Policy& a, const ir::Policy& b, std::vector<Sett
     changed(subject, "burst", o->rate_bps ? size_text(o->burst_bytes) : "none", c.rate_bps ? size_text(c.burst_bytes) : "none");
     changed(subject, "weight", std::to_string(o->weight), std::to_string(c.weight));
     changed(subject, "quantum", std::to_string(o->quantum), std::to_string(c.quantum));
+    changed(subject, "isolate", isolation_text(o->isolate), isolation_text(c.isolate));
   }
 }
 
@@ -173,8 +182,9 @@ ReloadPlan plan_reload(const ir::Policy& a, const ir::Policy& b) {
     }
     for (const auto& c : p.classes)
       m[kMinorBase + c.id] = {fmt::format("'{}'", c.name),
-                              fmt::format("{} {} {} {} {} {} {}", p.link_bps, ir::to_string(p.scheduler.kind), c.priority,
-                                          c.rate_bps, c.burst_bytes, c.weight, c.quantum)};
+                              fmt::format("{} {} {} {} {} {} {} {}", p.link_bps, ir::to_string(p.scheduler.kind),
+                                          c.priority, c.rate_bps, c.burst_bytes, c.weight, c.quantum,
+                                          isolation_text(c.isolate))};
     return m;
   };
   auto la = leaves(a), lb = leaves(b);
