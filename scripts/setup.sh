@@ -9,7 +9,7 @@ PKGS=(
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   tao-pegtl-dev libfmt-dev libgtest-dev libgmock-dev
   libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libcli11-dev
-  iproute2 iperf3 irtt iputils-ping ethtool procps
+  iproute2 iperf3 irtt iputils-ping ethtool procps nftables
   python3 python3-scapy python3-matplotlib
 )
 

@@ -180,10 +180,89 @@ static __always_inline __u32 qos_iso_slot_of(const struct qos_iso_key *key, __u6
 	return scan.found;
 }
 
+#ifdef QOS_ISO_NAT
+/* `isolate saddr|daddr nat`: the host is the connection's original source in
+ * conntrack, i.e. the address before SNAT (on a WAN egress after masquerade)
+ * or after DNAT's reverse (downloads shaped on the WAN's IFB, before
+ * conntrack ran). Only the fields read are declared; libbpf relocates them
+ * against the kernel's BTF (CO-RE). */
+union nf_inet_addr___qos {
+	__u32 all[4];
+} __attribute__((preserve_access_index));
+struct nf_conntrack_man___qos {
+	union nf_inet_addr___qos u3;
+} __attribute__((preserve_access_index));
+struct nf_conntrack_tuple___qos {
+	struct nf_conntrack_man___qos src;
+} __attribute__((preserve_access_index));
+struct nf_conntrack_tuple_hash___qos {
+	struct nf_conntrack_tuple___qos tuple;
+} __attribute__((preserve_access_index));
+struct nf_conn___qos {
+	struct nf_conntrack_tuple_hash___qos tuplehash[2];
+} __attribute__((preserve_access_index));
+struct bpf_ct_opts___qos {
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u8 reserved[2];
+};
+extern struct nf_conn___qos *bpf_skb_ct_lookup(struct __sk_buff *skb, struct bpf_sock_tuple *tuple, __u32 tuple_len,
+					       struct bpf_ct_opts___qos *opts, __u32 opts_len) __ksym;
+extern void bpf_ct_release(struct nf_conn___qos *ct) __ksym;
+
+/* Writes the pre-NAT host into key->saddr; 0 when conntrack has no entry
+ * (the packet's own address stays). saddr: the packet is looked up
+ * reversed (its reply direction), daddr: as it is. */
+static __always_inline int qos_iso_nat_host(struct __sk_buff *ctx, const struct qos_pkt *p, int mode,
+					    struct qos_iso_key *key)
+{
+	struct bpf_sock_tuple t;
+	struct bpf_ct_opts___qos o = {.netns_id = -1};
+	struct nf_conn___qos *ct;
+	const __u8 *src = mode == QOS_ISO_SADDR ? p->daddr : p->saddr;
+	const __u8 *dst = mode == QOS_ISO_SADDR ? p->saddr : p->daddr;
+	__u16 sport = (__u16)(mode == QOS_ISO_SADDR ? p->dport : p->sport);
+	__u16 dport = (__u16)(mode == QOS_ISO_SADDR ? p->sport : p->dport);
+	__u32 len;
+
+	if (!p->l4 || (p->proto != 6 && p->proto != 17))
+		return 0;
+	__builtin_memset(&t, 0, sizeof(t));
+	o.l4proto = (__u8)p->proto;
+	if (p->family == 4) {
+		__builtin_memcpy(&t.ipv4.saddr, src, 4);
+		__builtin_memcpy(&t.ipv4.daddr, dst, 4);
+		t.ipv4.sport = bpf_htons(sport);
+		t.ipv4.dport = bpf_htons(dport);
+		len = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, src, 16);
+		__builtin_memcpy(t.ipv6.daddr, dst, 16);
+		t.ipv6.sport = bpf_htons(sport);
+		t.ipv6.dport = bpf_htons(dport);
+		len = sizeof(t.ipv6);
+	}
+	ct = bpf_skb_ct_lookup(ctx, &t, len, &o, 12);
+	if (!ct)
+		return 0;
+	__u32 *a = (__u32 *)key->saddr;
+	a[0] = ct->tuplehash[0].tuple.src.u3.all[0];
+	if (p->family == 6) {
+		a[1] = ct->tuplehash[0].tuple.src.u3.all[1];
+		a[2] = ct->tuplehash[0].tuple.src.u3.all[2];
+		a[3] = ct->tuplehash[0].tuple.src.u3.all[3];
+	}
+	bpf_ct_release(ct);
+	return 1;
+}
+#endif
+
 /* Chooses the queue of a packet of isolated class `cls`: returns the root
  * HTB minor (the class's leaf, or its sparse leaf) and stores the nested
  * HTB's classid in skb->cb[QOS_CB_SUBQ]. */
-static __always_inline __u32 qos_iso_choose(struct __sk_buff *ctx, const struct qos_pkt *p, __u32 cls, int mode,
+static __always_inline __u32 qos_iso_choose(struct __sk_buff *ctx, const struct qos_pkt *p, __u32 cls, int mode, int nat,
 					    __u32 base, __u32 slots, __u32 per_host, __u32 host_major, __u32 ibase, __u32 imask,
 					    __u64 sparse_rate_bps, __u64 sparse_tau_ns, __u64 now)
 {
@@ -213,6 +292,10 @@ static __always_inline __u32 qos_iso_choose(struct __sk_buff *ctx, const struct 
 	} else {
 		key.kind = 2;
 		__builtin_memcpy(key.saddr, mode == QOS_ISO_SADDR ? p->saddr : p->daddr, 16);
+#ifdef QOS_ISO_NAT
+		if (nat && qos_iso_nat_host(ctx, p, mode, &key) && cnt)
+			cnt->nat_found++;
+#endif
 		h = qos_iso_hash(&key, 0x51c0 + cls);
 		host = qos_iso_slot_of(&key, h, base, slots, ibase, imask, now, cnt, &hs);
 		s = hs;

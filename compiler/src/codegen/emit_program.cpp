@@ -194,8 +194,9 @@ void emit_program(EmitContext& cx, const Target& t) {
         long double tau = 2.0L * 1514 * 8e9L / (long double)i->sparse_bps;
         out.line(fmt::format("case {}: /* {}: isolate {}{}, {} slots x {} */", c.id, c.name, i->mode,
                              i->nat ? " nat" : "", i->slots, i->per_host));
-        out.line(fmt::format("\tminor = qos_iso_choose(ctx, p, cls, QOS_ISO_{}, {}, {}, {}, {:#x}, {}, {}, {}ULL, {}ULL, now);",
-                             i->mode == "flows" ? "FLOWS" : i->mode == "saddr" ? "SADDR" : "DADDR", i->slot_base,
+        out.line(fmt::format("\tminor = qos_iso_choose(ctx, p, cls, QOS_ISO_{}, {}, {}, {}, {}, {:#x}, {}, {}, {}ULL, {}ULL, now);",
+                             i->mode == "flows" ? "FLOWS" : i->mode == "saddr" ? "SADDR" : "DADDR", i->nat ? 1 : 0,
+                             i->slot_base,
                              i->slots, i->per_host, i->host_major, i->index_base, i->index_size - 1, i->sparse_bps,
                              (uint64_t)tau));
         out.line("\tbreak;");
@@ -257,8 +258,10 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
   else head.line("#define QOS_NO_FLOWS 1");
   head.line(fmt::format("#define QOS_PIFO_BANDS {}", policy.scheduler.pifo_bands ? policy.scheduler.pifo_bands : 1));
   uint32_t iso_slots = 0, iso_index = 0;
+  bool iso_nat = false;
   for (const auto& i : isolation_layout(policy))
-    if (i) iso_slots = i->slot_base + i->pool(), iso_index = i->index_base + i->index_size;
+    if (i) iso_slots = i->slot_base + i->pool(), iso_index = i->index_base + i->index_size, iso_nat |= i->nat;
+  if (iso_nat) head.line("#define QOS_ISO_NAT 1  /* conntrack's kfuncs (isolate ... nat) */");
   if (iso_slots) {
     head.line(fmt::format("#define QOS_ISO_SLOTS {}", iso_slots));
     head.line(fmt::format("#define QOS_ISO_INDEX {}", iso_index));
