@@ -817,7 +817,17 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   // Reuse the old state maps where the layout is the same: counters, flows,
   // policer buckets and SP-PIFO bounds continue. Rule tables (maps strategy)
   // always come from the new object.
-  const std::set<std::string> stateful = {m.stats_map, m.flows_map, "qos_buckets", "qos_pifo"};
+  std::set<std::string> stateful = {m.stats_map, m.flows_map, "qos_buckets", "qos_pifo"};
+  // Isolation's slot assignments continue when every class isolates exactly
+  // as before (same slots at the same places): no flow or host changes queue.
+  auto isolation = [](const qosc::Manifest& x) {
+    std::vector<std::optional<qosc::ManifestIsolation>> v;
+    for (const auto& c : x.classes) v.push_back(c.isolate);
+    return v;
+  };
+  if (isolation(old.manifest) == isolation(m)) stateful.insert({"qos_iso_slots", "qos_iso_index", "qos_iso_stats"});
+  else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
+    out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
   std::vector<Fd> keep;
   bpf_map* mp = nullptr;
   bpf_object__for_each_map(mp, policy->object()) {

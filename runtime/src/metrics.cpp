@@ -1,5 +1,6 @@
 // Prometheus text exposition of the statistics view and the tiny HTTP
 // server that serves it. See qosrun/stats.hpp.
+#include <algorithm>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -88,6 +89,26 @@ std::string prometheus_text(const View& v) {
     for (const auto& c : v.classes)
       for (int h = 0; h < 2; ++h)
         e.value("qosc_class_rate_bits_per_second", cls(c) + "," + lbl("hook", hooks[h]), h == 0 ? c.xdp.bps : c.tc.bps);
+  }
+
+  // Isolation: per class, and per active flow/host (its sub-queue's bytes).
+  if (std::any_of(v.classes.begin(), v.classes.end(), [](const ClassView& c) { return c.iso.has_value(); })) {
+    e.family("qosc_isolate_active", "gauge", "Flows or hosts of an isolated class that sent within the last second.");
+    for (const auto& c : v.classes)
+      if (c.iso) e.value("qosc_isolate_active", cls(c), static_cast<double>(c.iso->active.size()));
+    e.family("qosc_isolate_overflows_total", "counter",
+             "Packets of a flow or host that found every slot of its class busy and shared one.");
+    for (const auto& c : v.classes)
+      if (c.iso) e.value("qosc_isolate_overflows_total", cls(c), static_cast<double>(c.iso->counters.overflows));
+    e.family("qosc_isolate_sparse_packets_total", "counter", "Packets sent ahead as a sparse flow's.");
+    for (const auto& c : v.classes)
+      if (c.iso) e.value("qosc_isolate_sparse_packets_total", cls(c), static_cast<double>(c.iso->counters.sparse));
+    e.family("qosc_isolate_sent_bytes_total", "counter", "Bytes sent from an active flow's or host's sub-queue.");
+    for (const auto& c : v.classes)
+      if (c.iso)
+        for (const auto& a : c.iso->active)
+          e.value("qosc_isolate_sent_bytes_total", cls(c) + "," + lbl("member", a.who) + "," + lbl("queue", a.queue),
+                  static_cast<double>(a.bytes));
   }
 
   // Queues: per class, or per SP-PIFO band.

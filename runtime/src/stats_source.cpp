@@ -179,9 +179,19 @@ Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
     auto* cls = reinterpret_cast<rtnl_class*>(o);
     rtnl_tc* tc = TC_CAST(cls);
     uint32_t handle = rtnl_tc_get_handle(tc);
-    if ((handle >> 16) != major) continue;
     const char* kind = rtnl_tc_get_kind(tc);
     if (!kind || std::strcmp(kind, "htb") != 0) continue;
+    if ((handle >> 16) != major) {
+      QueueCounters q;
+      q.handle = handle;
+      q.parent = rtnl_tc_get_parent(tc);
+      q.bytes = rtnl_tc_get_stat(tc, RTNL_TC_BYTES);
+      q.packets = rtnl_tc_get_stat(tc, RTNL_TC_PACKETS);
+      q.drops = rtnl_tc_get_stat(tc, RTNL_TC_DROPS);
+      q.backlog_bytes = rtnl_tc_get_stat(tc, RTNL_TC_BACKLOG);
+      snap.nested.push_back(q);
+      continue;
+    }
     QueueCounters q;
     q.handle = handle;
     q.parent = rtnl_tc_get_parent(tc);
@@ -433,6 +443,10 @@ Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const st
     fd = open_map(s.pin_dir_ + "/" + s.manifest_.flows_map, s.manifest_.flows_map, ids);
     if (fd >= 0) s.flows_.reset(fd);
   }
+  if (std::any_of(s.manifest_.classes.begin(), s.manifest_.classes.end(), [](const auto& c) { return c.isolate; })) {
+    if ((fd = open_map(s.pin_dir_ + "/qos_iso_slots", "qos_iso_slots", ids)) >= 0) s.iso_slots_.reset(fd);
+    if ((fd = open_map(s.pin_dir_ + "/qos_iso_stats", "qos_iso_stats", ids)) >= 0) s.iso_stats_.reset(fd);
+  }
   return s;
 }
 
@@ -460,6 +474,62 @@ Result<StatsSource> StatsSource::from_fds(const qosc::Manifest& manifest, int st
   }
   return s;
 }
+
+namespace {
+// The slots of every isolated class in use and the per-class counters
+// (summed over CPUs). A slot is in use when its owner is set; the view keeps
+// the active ones.
+void read_isolation(const qosc::Manifest& m, int slots_fd, int stats_fd, Sample& s) {
+  s.coarse_ns = clock_ns(CLOCK_MONOTONIC_COARSE);
+  for (const auto& c : m.classes) {
+    if (!c.isolate) continue;
+    const auto& iso = *c.isolate;
+    for (uint32_t i = 0; i < iso.pool(); ++i) {
+      uint32_t key = iso.slot_base + i;
+      qos_iso_slot v{};
+      if (bpf_map_lookup_elem(slots_fd, &key, &v) != 0 || v.owner == 0) continue;
+      IsoSlotEntry e;
+      e.class_id = c.id;
+      e.last_ns = v.last_ns;
+      e.packets = v.packets;
+      const uint32_t cls_major = QOS_HTB_MINOR_BASE + c.id;
+      if (v.key.kind == 2) {
+        e.host = true;
+        e.index = i;
+        e.who = addr_string(v.key.family, v.key.saddr);
+      } else {
+        e.who = fmt::format("{} {} > {}", proto_name(v.key.proto),
+                            v.key.sport || v.key.dport ? fmt::format("{}:{}", addr_string(v.key.family, v.key.saddr), v.key.sport)
+                                                       : addr_string(v.key.family, v.key.saddr),
+                            v.key.sport || v.key.dport ? fmt::format("{}:{}", addr_string(v.key.family, v.key.daddr), v.key.dport)
+                                                       : addr_string(v.key.family, v.key.daddr));
+        e.index = iso.per_host > 1 ? (i - iso.slots) % iso.per_host : i;
+      }
+      if (e.host || iso.per_host == 1) {
+        e.subqueue = (cls_major << 16) | (QOS_ISO_MINOR_BASE + e.index);
+      } else {
+        const uint32_t h = (i - iso.slots) / iso.per_host;
+        e.subqueue = ((iso.host_major + h) << 16) | (QOS_ISO_MINOR_BASE + e.index);
+      }
+      s.iso_slots.push_back(std::move(e));
+    }
+  }
+  s.iso_counters.assign(m.classes.size(), {});
+  if (stats_fd < 0) return;
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return;
+  std::vector<qos_iso_counters> per(static_cast<size_t>(ncpu));
+  for (uint32_t k = 0; k < m.classes.size(); ++k) {
+    if (bpf_map_lookup_elem(stats_fd, &k, per.data()) != 0) continue;
+    for (const auto& x : per) {
+      s.iso_counters[k].claims += x.claims;
+      s.iso_counters[k].overflows += x.overflows;
+      s.iso_counters[k].sparse += x.sparse;
+      s.iso_counters[k].nat_found += x.nat_found;
+    }
+  }
+}
+}  // namespace
 
 Result<Sample> StatsSource::sample(const SampleOptions& opts) const {
   Sample s;
@@ -495,6 +565,7 @@ Result<Sample> StatsSource::sample(const SampleOptions& opts) const {
     if (!f) return f.error();
     s.flows = std::move(*f);
   }
+  if (iso_slots_.valid()) read_isolation(manifest_, iso_slots_.get(), iso_stats_.get(), s);
   return s;
 }
 

@@ -124,6 +124,48 @@ std::string human_bytes(double b) {
   return fmt::format("{:.0f} B", b);
 }
 
+namespace {
+const QueueCounters* find_nested(const std::optional<QdiscSnapshot>& q, uint32_t classid) {
+  if (!q) return nullptr;
+  for (const auto& c : q->nested)
+    if (c.handle == classid) return &c;
+  return nullptr;
+}
+
+// The flows or hosts of an isolated class that sent within the last second
+// (QOS_ISO_IDLE_NS: after that their slot may go to someone else), with the
+// bytes their sub-queue sent and its rate since the previous sample.
+IsolationView isolation_view(const qosc::ManifestIsolation& iso, uint32_t class_id, const Sample& cur,
+                             const Sample* prev, double dt) {
+  IsolationView v;
+  v.mode = iso.mode;
+  v.nat = iso.nat;
+  v.slots = iso.slots;
+  v.per_host = iso.per_host;
+  if (class_id < cur.iso_counters.size()) v.counters = cur.iso_counters[class_id];
+  const bool hosts = iso.mode != "flows";
+  for (const auto& e : cur.iso_slots) {
+    if (e.class_id != class_id || e.host != hosts) continue;
+    const double idle = cur.coarse_ns > e.last_ns ? static_cast<double>(cur.coarse_ns - e.last_ns) / 1e9 : 0;
+    if (idle * 1e9 > static_cast<double>(QOS_ISO_IDLE_NS)) continue;
+    IsoMemberView m;
+    m.who = e.who;
+    m.queue = fmt::format("{:x}:{:x}", e.subqueue >> 16, e.subqueue & 0xffffu);
+    m.idle_s = idle;
+    if (const QueueCounters* q = find_nested(cur.qdisc, e.subqueue)) {
+      m.bytes = q->bytes;
+      if (const QueueCounters* p = prev ? find_nested(prev->qdisc, e.subqueue) : nullptr)
+        m.bps = 8 * per_s(q->bytes, p->bytes, dt);
+    }
+    v.active.push_back(std::move(m));
+  }
+  std::sort(v.active.begin(), v.active.end(), [](const auto& a, const auto& b) {
+    return a.bps != b.bps ? a.bps > b.bps : a.bytes > b.bytes;
+  });
+  return v;
+}
+}  // namespace
+
 View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample& cur, const Sample* prev,
                size_t top_flows) {
   View v;
@@ -154,6 +196,7 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
       c.queue = queue_view(cur.qdisc, prev ? &prev->qdisc : nullptr, minor, dt);
       c.ingress_queue = queue_view(cur.ifb_qdisc, prev ? &prev->ifb_qdisc : nullptr, minor, dt);
     }
+    if (mc.isolate) c.iso = isolation_view(*mc.isolate, mc.id, cur, prev, dt);
     v.classes.push_back(std::move(c));
   }
   if (cur.map.size() == m.classes.size() + 1) {
@@ -180,6 +223,7 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
   }
   v.qdisc_error = cur.qdisc_error;
 
+  v.show_members = top_flows > 0;
   v.flow_count = cur.flows.size();
   v.has_flow_table = !m.flows_map.empty();
   if (top_flows > 0 && !cur.flows.empty()) {
@@ -243,6 +287,20 @@ nlohmann::json to_json(const View& v) {
     if (!v.ifb.empty()) {
       cj["ingress_queue"] = queue_json(c.ingress_queue);
       cj["drops"]["ingress_queue"] = c.ingress_queue.present ? c.ingress_queue.drops : 0;
+    }
+    if (c.iso) {
+      auto active = nlohmann::json::array();
+      for (const auto& a : c.iso->active)
+        active.push_back({{"who", a.who}, {"queue", a.queue}, {"bytes", a.bytes}, {"bps", a.bps}, {"idle_s", a.idle_s}});
+      cj["isolate"] = {{"mode", c.iso->mode},
+                       {"nat", c.iso->nat},
+                       {"slots", c.iso->slots},
+                       {"per_host", c.iso->per_host},
+                       {"claims", c.iso->counters.claims},
+                       {"overflows", c.iso->counters.overflows},
+                       {"sparse_packets", c.iso->counters.sparse},
+                       {"nat_found", c.iso->counters.nat_found},
+                       {"active", std::move(active)}};
     }
     classes.push_back(std::move(cj));
   }
@@ -341,6 +399,19 @@ std::string render_text(const View& v, bool color) {
                      c.queue.present ? drop_cell(c.queue.drops, c.queue.drops_ps > 0) : fmt::format("{:>8}", "-"));
   }
   o += fmt::format("{}drop rules: {} packets at XDP, {} at TC{}\n", D, v.rule_xdp.drop_rule, v.rule_tc.drop_rule, N);
+  for (const auto& c : v.classes) {
+    if (!c.iso) continue;
+    const auto& iso = *c.iso;
+    const char* what = iso.mode == "flows" ? "flows" : "hosts";
+    o += fmt::format("{}{}: isolate {}{}: {} active {} of {}, {} sparse packets, {} packets found every slot busy{}{}\n", B, c.name,
+                     iso.mode, iso.nat ? " nat" : "", iso.active.size(), what, iso.slots, iso.counters.sparse,
+                     iso.counters.overflows,
+                     iso.nat ? fmt::format(", {} hosts from conntrack", iso.counters.nat_found) : std::string(), N);
+    if (!v.show_members) continue;
+    for (const auto& a : iso.active)
+      o += fmt::format("  {:<48} {:<9} {:>10} {:>12} idle {:>4.1f}s\n", fit(a.who, 48), a.queue,
+                       human_bytes(static_cast<double>(a.bytes)), human_bps(a.bps), a.idle_s);
+  }
   if (!v.bands.empty()) {
     o += fmt::format("{}pifo bands (SP-PIFO, band 0 served first){}\n", B, N);
     for (size_t b = 0; b < v.bands.size(); ++b) {

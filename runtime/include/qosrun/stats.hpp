@@ -85,6 +85,7 @@ struct LinkCounters {
 struct QdiscSnapshot {
   LinkCounters root;
   std::vector<QueueCounters> classes;   // every class of the root qdisc's major, by handle
+  std::vector<QueueCounters> nested;    // HTB classes of other majors: isolation's sub-queues
   const QueueCounters* find(uint32_t minor) const;
 };
 // Reads the root qdisc and the classes of `major` on `ifname` (in the
@@ -107,6 +108,20 @@ struct FlowEntry {
 Result<std::vector<FlowEntry>> read_flows(int fd);
 std::string proto_name(uint8_t proto);
 
+// One slot of an isolated class (qos_abi.h "isolation"), as read from qos_iso_slots.
+struct IsoSlotEntry {
+  uint32_t class_id = 0;
+  uint32_t index = 0;           // in its pool: flow s, or host h
+  bool host = false;            // a host slot of saddr/daddr (else a flow)
+  std::string who;              // "10.0.0.7", or "tcp 10.0.0.7:40000 > 10.0.0.2:443"
+  uint64_t last_ns = 0;         // CLOCK_MONOTONIC_COARSE of its last packet
+  uint64_t packets = 0;         // steered to it (approximate)
+  uint32_t subqueue = 0;        // the classid of its queue in the class's nested HTB
+};
+struct IsoCounters {
+  uint64_t claims = 0, overflows = 0, sparse = 0, nat_found = 0;
+};
+
 // ---- sampling -------------------------------------------------------------------
 
 struct Sample {
@@ -120,6 +135,11 @@ struct Sample {
   std::string ifb;
   std::optional<QdiscSnapshot> ifb_qdisc;
   std::optional<uint64_t> pifo_inversions;   // SP-PIFO push-down events (qos_pifo), pifo only
+  // Isolation: the slots in use (idle ones too, the view decides) and the
+  // counters per class id; coarse_ns is the slots' clock now.
+  std::vector<IsoSlotEntry> iso_slots;
+  std::vector<IsoCounters> iso_counters;
+  uint64_t coarse_ns = 0;
 };
 
 struct SampleOptions {
@@ -152,7 +172,7 @@ class StatsSource {
   qosc::Manifest manifest_;
   std::string ifname_, pin_dir_;
   std::string ifb_;     // the IFB of --ingress-shape ("" = none)
-  Fd stats_, flows_, pifo_;
+  Fd stats_, flows_, pifo_, iso_slots_, iso_stats_;
 };
 
 // Where `qosrun attach` pins an interface's maps ($QOSRUN_PIN_ROOT/<ifname>,
@@ -179,6 +199,21 @@ struct QueueView {
   double bps = 0, pps = 0, drops_ps = 0;
   double delay_ms = 0;          // backlog * 8 / (measured rate, or ceil when idle)
 };
+// An isolated class's active flows or hosts (idle for less than a second).
+struct IsoMemberView {
+  std::string who;
+  std::string queue;            // its sub-queue, "11:14"
+  uint64_t bytes = 0;           // sent from its sub-queue
+  double bps = 0;
+  double idle_s = 0;
+};
+struct IsolationView {
+  std::string mode;             // flows, saddr, daddr
+  bool nat = false;
+  uint32_t slots = 0, per_host = 1;
+  IsoCounters counters;
+  std::vector<IsoMemberView> active;   // by rate, highest first
+};
 struct ClassView {
   uint32_t id = 0;
   std::string name;
@@ -188,6 +223,7 @@ struct ClassView {
   HookView xdp, tc;
   QueueView queue;              // the class's HTB leaf (not for pifo: see View::bands)
   QueueView ingress_queue;      // its leaf on the IFB of --ingress-shape
+  std::optional<IsolationView> iso;
 };
 struct FlowView {
   FlowEntry flow;
@@ -208,6 +244,7 @@ struct View {
   double link_bps_now = 0;      // root qdisc send rate
   std::string qdisc_error;
   std::vector<FlowView> flows;  // top N
+  bool show_members = false;    // the terminal view lists isolated classes' active flows/hosts (--flows)
   size_t flow_count = 0;        // entries in the flow table
   bool has_flow_table = true;   // false: compiled with qosc --flow-table 0
   // --ingress-shape: downloads queued on an IFB device with its own HTB tree
