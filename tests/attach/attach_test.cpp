@@ -281,6 +281,42 @@ TEST(AttachFailure, InjectedFailureAtEveryStepUndoesEverything) {
   EXPECT_EQ(p.snapshot(), before);
 }
 
+// The same with an isolated class: its nested HTB, sub-queues and filter
+// (step htb-isolate) are undone like the rest; with --ingress-shape the IFB
+// gets them too, and detach restores the interface exactly.
+TEST(AttachFailure, InjectedFailureWithIsolationUndoesEverything) {
+  REQUIRE_ROOT();
+  MAKE_PAIR(p, "iso");
+  const std::string obj = compile("iso_inj", R"(policy iso_inj {
+    link 100mbit;
+    class game { priority 0; }
+    class bulk { priority 4; isolate saddr 8 flows 2; default; }
+    class web { priority 2; isolate flows 8; }
+    rule udp dport 27015 -> game;
+    rule tcp dport 443 -> web;
+})");
+  ASSERT_FALSE(obj.empty());
+  const std::string before = p.snapshot();
+  for (const char* step : {"htb-class", "htb-leaf", "htb-isolate", "tc-filter", "xdp", "ifb-htb", "ifb-redirect"}) {
+    SCOPED_TRACE(step);
+    Cmd a = p.qosrun("attach " + obj + " " + p.if_a + " --ingress-shape", std::string("QOSRUN_FAIL_AT=") + step);
+    EXPECT_EQ(a.rc, 1) << a.all();
+    EXPECT_NE(a.err.find(std::string("injected failure at step '") + step + "'"), std::string::npos) << a.all();
+    EXPECT_EQ(p.snapshot(), before);
+    EXPECT_EQ(p.leftovers(), "");
+  }
+  Cmd a = p.qosrun("attach " + obj + " " + p.if_a + " --ingress-shape");
+  ASSERT_EQ(a.rc, 0) << a.all();
+  const std::string classes = p.in_a("tc class show dev " + p.if_a).out;
+  EXPECT_NE(classes.find("class htb 11:10 "), std::string::npos) << "bulk's host sub-queue\n" << classes;
+  EXPECT_NE(classes.find("class htb 1000:11 "), std::string::npos) << "host 0's second flow queue\n" << classes;
+  EXPECT_NE(classes.find("class htb 1:101 "), std::string::npos) << "bulk's sparse leaf\n" << classes;
+  EXPECT_NE(p.in_a("tc filter show dev " + p.if_a + " parent 12:").out.find("qos_subq"), std::string::npos);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
 // A real refusal by the kernel after the queues and the TC program are in
 // place: IFB devices have no native XDP.
 TEST(AttachFailure, KernelRefusesNativeXdpMidway) {
