@@ -173,6 +173,61 @@ std::string machine() {
   return fmt::format("{}, {} CPUs, Linux {}", cpu, sysconf(_SC_NPROCESSORS_ONLN), u.release);
 }
 
+// Isolation (issue 10): what choosing a sub-queue adds to the TC program, for
+// a packet of the isolated class (after its first packet claimed a slot:
+// the steady state of a flow). Same policy without `isolate` as the baseline.
+void isolation_cost(uint32_t repeat, const Cost& floor, const std::vector<uint8_t>& frame) {
+  struct Variant {
+    const char* label;
+    const char* attr;
+  };
+  const Variant variants[] = {{"no isolation", ""},
+                              {"isolate flows", "isolate flows;"},
+                              {"isolate saddr (4 flows each)", "isolate saddr;"},
+                              {"isolate saddr flows 1", "isolate saddr flows 1;"},
+                              {"isolate saddr nat (conntrack lookup)", "isolate saddr nat;"}};
+  std::vector<Cost> costs;
+  for (const auto& v : variants) {
+    std::string text = fmt::format(
+        "policy iso_bench {{\n  link 100mbit;\n  class game {{ priority 0; }}\n"
+        "  class bulk {{ priority 4; {} default; }}\n  rule udp dport 27015 -> game;\n}}\n",
+        v.attr);
+    std::string error;
+    auto compiled = qosc::difftest::compile_text("iso_bench.qos", text, &error, {});
+    if (!compiled) {
+      costs.push_back({std::nullopt, "does not compile"});
+      std::cerr << error;
+      continue;
+    }
+    auto loaded = qosrun::LoadedPolicy::load_memory(compiled->object, "iso_bench.bpf.o", {});
+    if (!loaded) {
+      costs.push_back({std::nullopt, "fails verifier"});
+      std::cerr << loaded.error().message << "\n";
+      continue;
+    }
+    std::vector<double> runs;
+    std::string note;
+    for (int i = 0; i < 3 && note.empty(); ++i) {
+      auto r = qosrun::test_run(loaded->prog_fd(Hook::Tc), Hook::Tc, frame, repeat, false);
+      if (!r) note = r.error().message;
+      else runs.push_back(r->duration_ns);
+    }
+    if (!note.empty()) {
+      costs.push_back({std::nullopt, note});
+      continue;
+    }
+    std::sort(runs.begin(), runs.end());
+    costs.push_back({runs[1], ""});
+  }
+  std::cout << "\nIsolation inside a class (TC program as attached, flow table on, 64-byte IPv4/UDP frame of the "
+               "isolated class, its slot already claimed; median of 3 runs):\n\n";
+  std::cout << "| policy | TC ns | vs no isolation |\n|:--|---:|---:|\n";
+  for (size_t i = 0; i < costs.size(); ++i)
+    std::cout << fmt::format("| {} | {} | {} |\n", variants[i].label, cell(costs[i]),
+                             costs[i].ns && costs[0].ns ? fmt::format("{:+.0f} ns", *costs[i].ns - *costs[0].ns) : "-");
+  if (floor.ns) std::cout << fmt::format("\n(The empty XDP program of this run: {} ns.)\n", cell(floor));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -323,6 +378,8 @@ int main(int argc, char** argv) {
         "  (no XDP program can be more than loop / empty = {:.1f}x faster than the loop on this machine)\n",
         *r.l_none.ns / *floor.ns);
   }
+  isolation_cost(repeat, floor, match_none);
+
   for (const auto& r : rows) {
     if (r.full.load_s < 0) continue;
     const double t = r.full.compile_s + r.full.load_s;
