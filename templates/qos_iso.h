@@ -259,6 +259,19 @@ static __always_inline int qos_iso_nat_host(struct __sk_buff *ctx, const struct 
 }
 #endif
 
+/* A flow: the 5-tuple, or the address pair and protocol without ports. */
+static __always_inline void qos_iso_flow_key(struct qos_iso_key *key, const struct qos_pkt *p)
+{
+	key->kind = 1;
+	key->proto = p->proto < 0 ? 0xff : (__u8)p->proto;
+	if (p->l4) {
+		key->sport = (__u16)p->sport;
+		key->dport = (__u16)p->dport;
+	}
+	__builtin_memcpy(key->saddr, p->saddr, 16);
+	__builtin_memcpy(key->daddr, p->daddr, 16);
+}
+
 /* Chooses the queue of a packet of isolated class `cls`: returns the root
  * HTB minor (the class's leaf, or its sparse leaf) and stores the nested
  * HTB's classid in skb->cb[QOS_CB_SUBQ]. */
@@ -278,14 +291,7 @@ static __always_inline __u32 qos_iso_choose(struct __sk_buff *ctx, const struct 
 	__builtin_memset(&key, 0, sizeof(key));
 	key.family = (__u8)p->family;
 	if (mode == QOS_ISO_FLOWS) {
-		key.kind = 1;
-		key.proto = p->proto < 0 ? 0xff : (__u8)p->proto;
-		if (p->l4) {
-			key.sport = (__u16)p->sport;
-			key.dport = (__u16)p->dport;
-		}
-		__builtin_memcpy(key.saddr, p->saddr, 16);
-		__builtin_memcpy(key.daddr, p->daddr, 16);
+		qos_iso_flow_key(&key, p);
 		h = qos_iso_hash(&key, 0x51c0 + cls);
 		flow = qos_iso_slot_of(&key, h, base, slots, ibase, imask, now, cnt, &s);
 		minor = QOS_ISO_MINOR_BASE + flow;
@@ -301,14 +307,7 @@ static __always_inline __u32 qos_iso_choose(struct __sk_buff *ctx, const struct 
 		s = hs;
 		minor = QOS_ISO_MINOR_BASE + host;
 		if (per_host > 1) {
-			key.kind = 1;
-			key.proto = p->proto < 0 ? 0xff : (__u8)p->proto;
-			if (p->l4) {
-				key.sport = (__u16)p->sport;
-				key.dport = (__u16)p->dport;
-			}
-			__builtin_memcpy(key.saddr, p->saddr, 16);
-			__builtin_memcpy(key.daddr, p->daddr, 16);
+			qos_iso_flow_key(&key, p);
 			h = qos_iso_hash(&key, 0x51c0 + cls + ((__u64)(host + 1) << 16));
 			flow = qos_iso_slot_of(&key, h, base + slots + host * per_host, per_host, ibase, imask, now, cnt, &s);
 			ctx->cb[QOS_CB_SUBQ + 1] = ((host_major + host) << 16) | (QOS_ISO_MINOR_BASE + flow);

@@ -181,17 +181,6 @@ Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
     uint32_t handle = rtnl_tc_get_handle(tc);
     const char* kind = rtnl_tc_get_kind(tc);
     if (!kind || std::strcmp(kind, "htb") != 0) continue;
-    if ((handle >> 16) != major) {
-      QueueCounters q;
-      q.handle = handle;
-      q.parent = rtnl_tc_get_parent(tc);
-      q.bytes = rtnl_tc_get_stat(tc, RTNL_TC_BYTES);
-      q.packets = rtnl_tc_get_stat(tc, RTNL_TC_PACKETS);
-      q.drops = rtnl_tc_get_stat(tc, RTNL_TC_DROPS);
-      q.backlog_bytes = rtnl_tc_get_stat(tc, RTNL_TC_BACKLOG);
-      snap.nested.push_back(q);
-      continue;
-    }
     QueueCounters q;
     q.handle = handle;
     q.parent = rtnl_tc_get_parent(tc);
@@ -206,6 +195,11 @@ Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
     if (rtnl_htb_get_ceil64(cls, &r) == 0) q.ceil_bps = r * 8;
     q.prio = rtnl_htb_get_prio(cls);
     q.quantum = rtnl_htb_get_quantum(cls);
+    // Classes of other HTB qdiscs on the device: isolation's sub-queues.
+    if ((handle >> 16) != major) {
+      snap.nested.push_back(q);
+      continue;
+    }
     snap.classes.push_back(q);
   }
   for (auto& c : snap.classes) {

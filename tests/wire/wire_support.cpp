@@ -228,7 +228,7 @@ UdpSink::UdpSink(const std::string& ns, const std::string& addr, const std::vect
     pk_[i] = 0;
     by_[i] = 0;
   }
-  if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return;
+  if (!wake_.ok()) return;
   for (uint16_t p : ports) {
     int fd = socket_in_netns(ns, AF_INET, SOCK_DGRAM | SOCK_NONBLOCK);
     if (fd < 0) return;
@@ -249,7 +249,7 @@ UdpSink::UdpSink(const std::string& ns, const std::string& addr, const std::vect
 void UdpSink::loop() {
   std::vector<pollfd> pf;
   for (int fd : fds_) pf.push_back({fd, POLLIN, 0});
-  pf.push_back({wake_[0], POLLIN, 0});
+  pf.push_back({wake_.poll_fd(), POLLIN, 0});
   char buf[65536];
   while (!stop_.load()) {
     if (poll(pf.data(), pf.size(), 200) <= 0) continue;
@@ -272,6 +272,23 @@ UdpSink::Count UdpSink::count(uint16_t port) const {
   return {};
 }
 
+WakePipe::WakePipe() {
+  if (pipe2(fd_, O_CLOEXEC | O_NONBLOCK) != 0) fd_[0] = fd_[1] = -1;
+}
+
+WakePipe::~WakePipe() {
+  for (int fd : fd_)
+    if (fd >= 0) close(fd);
+}
+
+void WakePipe::wake() {
+  char c = 1;
+  if (fd_[1] >= 0) {
+    ssize_t n = write(fd_[1], &c, 1);
+    (void)n;
+  }
+}
+
 std::map<uint16_t, UdpSink::Count> UdpSink::snapshot() const {
   std::map<uint16_t, Count> m;
   for (size_t i = 0; i < ports_.size(); ++i) m[ports_[i]] = {pk_[i].load(), by_[i].load()};
@@ -280,19 +297,13 @@ std::map<uint16_t, UdpSink::Count> UdpSink::snapshot() const {
 
 void UdpSink::stop() {
   if (stop_.exchange(true)) return;
-  if (wake_[1] >= 0) {
-    char c = 1;
-    ssize_t n = write(wake_[1], &c, 1);
-    (void)n;
-  }
+  wake_.wake();
   if (th_.joinable()) th_.join();
 }
 
 UdpSink::~UdpSink() {
   stop();
   for (int fd : fds_) close(fd);
-  if (wake_[0] >= 0) close(wake_[0]);
-  if (wake_[1] >= 0) close(wake_[1]);
 }
 
 UdpFlood::UdpFlood(const std::string& ns, const std::string& dst, uint16_t port, double bps, size_t payload) {
@@ -345,7 +356,7 @@ UdpFlood::~UdpFlood() {
 TcpSink::TcpSink(const std::string& ns, const std::string& addr, const std::vector<uint16_t>& ports)
     : ports_(ports), by_(new std::atomic<uint64_t>[ports.size()]) {
   for (size_t i = 0; i < ports.size(); ++i) by_[i] = 0;
-  if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return;
+  if (!wake_.ok()) return;
   for (uint16_t p : ports) {
     int fd = socket_in_netns(ns, AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
     if (fd < 0) return;
@@ -374,7 +385,7 @@ void TcpSink::loop() {
     std::vector<pollfd> pf;
     for (int fd : listeners_) pf.push_back({fd, POLLIN, 0});
     for (const auto& c : conns) pf.push_back({c.fd, POLLIN, 0});
-    pf.push_back({wake_[0], POLLIN, 0});
+    pf.push_back({wake_.poll_fd(), POLLIN, 0});
     if (poll(pf.data(), pf.size(), 200) <= 0) continue;
     if (pf.back().revents) break;
     for (size_t i = 0; i < listeners_.size(); ++i) {
@@ -410,19 +421,13 @@ std::map<uint16_t, uint64_t> TcpSink::snapshot() const {
 
 void TcpSink::stop() {
   if (stop_.exchange(true)) return;
-  if (wake_[1] >= 0) {
-    char c = 1;
-    ssize_t n = write(wake_[1], &c, 1);
-    (void)n;
-  }
+  wake_.wake();
   if (th_.joinable()) th_.join();
 }
 
 TcpSink::~TcpSink() {
   stop();
   for (int fd : listeners_) close(fd);
-  if (wake_[0] >= 0) close(wake_[0]);
-  if (wake_[1] >= 0) close(wake_[1]);
 }
 
 TcpBulk::TcpBulk(const std::string& ns, const std::string& dst, uint16_t port, const std::string& cc,

@@ -77,6 +77,21 @@ long send_udp(const std::string& ns, const std::string& dst, uint16_t port, size
 
 // A UDP receiver bound in `ns` on several ports; counts datagrams and bytes
 // per port on its own thread until stopped.
+// A pipe that wakes a receiver thread's poll() when it is asked to stop.
+class WakePipe {
+ public:
+  WakePipe();
+  ~WakePipe();
+  WakePipe(const WakePipe&) = delete;
+  WakePipe& operator=(const WakePipe&) = delete;
+  bool ok() const { return fd_[0] >= 0; }
+  int poll_fd() const { return fd_[0]; }
+  void wake();
+
+ private:
+  int fd_[2] = {-1, -1};
+};
+
 class UdpSink {
  public:
   UdpSink(const std::string& ns, const std::string& addr, const std::vector<uint16_t>& ports);
@@ -97,7 +112,7 @@ class UdpSink {
   std::atomic<bool> stop_{false};
   std::thread th_;
   bool ok_ = false;
-  int wake_[2] = {-1, -1};
+  WakePipe wake_;
 };
 
 // A paced UDP sender on its own thread (a backlogged class).
@@ -133,7 +148,7 @@ class TcpSink {
   std::atomic<bool> stop_{false};
   std::thread th_;
   bool ok_ = false;
-  int wake_[2] = {-1, -1};
+  WakePipe wake_;
 };
 
 // A bulk TCP sender on its own thread (a backlogged class): connects from `ns`
