@@ -94,10 +94,10 @@ struct Cost {
 };
 
 // Median of three runs of `repeat` repetitions.
-Cost measure(int fd, const std::vector<uint8_t>& frame, uint32_t repeat, uint32_t want_retval) {
+Cost measure(int fd, const std::vector<uint8_t>& frame, uint32_t repeat, uint32_t want_retval, Hook hook = Hook::Xdp) {
   std::vector<double> v;
   for (int i = 0; i < 3; ++i) {
-    auto r = qosrun::test_run(fd, Hook::Xdp, frame, repeat, false);
+    auto r = qosrun::test_run(fd, hook, frame, repeat, false);
     if (!r) return {std::nullopt, r.error().message};
     if (r->retval != want_retval) return {std::nullopt, fmt::format("returned {}, expected {}", r->retval, want_retval)};
     v.push_back(r->duration_ns);
@@ -158,6 +158,34 @@ QoscRun run_qosc(size_t n, const std::string& text, const qosc::difftest::Pipeli
   return r;
 }
 
+// Median of `runs` single test runs (repeat 1): every run starts from the
+// frame as given, so a `set dscp` class rewrites it every time (with repeat
+// > 1 the kernel runs the program on the same skb again, which after the
+// first run already carries the new DSCP). Includes the test run's own timer
+// overhead, the same with and without.
+Cost measure_single(int fd, const std::vector<uint8_t>& frame, int runs, Hook hook) {
+  std::vector<double> v;
+  for (int i = 0; i < runs; ++i) {
+    auto r = qosrun::test_run(fd, hook, frame, 1, false);
+    if (!r) return {std::nullopt, r.error().message};
+    v.push_back(r->duration_ns);
+  }
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], ""};
+}
+
+// The policy of policy_text(n) with `set dscp ef;` on class c0 (rule 0's class).
+std::string with_set_dscp(std::string text) {
+  const std::string c0 = "class c0 { priority 0; }";
+  text.replace(text.find(c0), c0.size(), "class c0 { priority 0; set dscp ef; }");
+  return text;
+}
+
+std::string ratio2(const Cost& a, const Cost& b) {
+  if (!a.ns || !b.ns || *b.ns <= 0) return "-";
+  return fmt::format("{:.2f}x", *a.ns / *b.ns);
+}
+
 std::string seconds(double s) { return s >= 0 ? fmt::format("{:.2f}", s) : "-"; }
 
 std::string machine() {
@@ -180,10 +208,14 @@ int main(int argc, char** argv) {
   std::vector<size_t> sizes = {8, 64, 256, 1024, 4096, 16384};
   uint32_t repeat = 1000000;
   size_t tree_max = 16384;
+  std::vector<size_t> dscp_sizes = {8, 256};
+  int single_runs = 20001;
   int verbosity = 0;
   app.add_option("--sizes", sizes, "rule counts to measure")->delimiter(',');
   app.add_option("--repeat", repeat, "repetitions per measurement (in the kernel)")->check(CLI::Range(1000u, 100000000u));
   app.add_option("--tree-max", tree_max, "largest size compiled with the tree strategy forced (slow to compile)");
+  app.add_option("--dscp-sizes", dscp_sizes, "rule counts for the `set dscp` comparison (TC hook)")->delimiter(',');
+  app.add_option("--single-runs", single_runs, "single test runs per `set dscp` measurement (median)");
   app.add_flag("-v", verbosity, "more output");
   CLI11_PARSE(app, argc, argv);
   qosrun::set_libbpf_verbosity(verbosity);
@@ -294,6 +326,45 @@ int main(int argc, char** argv) {
     if (r.meta.none.ns && r.lean.none.ns)
       std::cout << fmt::format(" {} rules {} ns (+{:.0f});", r.n, cell(r.meta.none), *r.meta.none.ns - *r.lean.none.ns);
   std::cout << "\n";
+
+  // `set dscp`: the TC program of the same policy with and without it on
+  // class c0 (rule 0's class), as `qosrun attach` loads it.
+  std::cout << fmt::format(
+      "\n`set dscp ef;` on the matched class, TC program as shipped (flow table on), ns per packet; the same "
+      "policy without it measured in the same run. *first* = the frame matches rule 0 (class c0, DSCP 0 -> 46, IPv4 "
+      "header checksum updated), *none* = default class (no rewrite). Steady: repeat {} on one skb (after the first "
+      "run the frame already carries DSCP 46, so this is the cost for a packet that needs no change). Single: median "
+      "of {} runs of repeat 1 (every run rewrites; includes the test run's timer overhead, equal in both).\n\n",
+      repeat, single_runs);
+  std::cout << "| rules | measurement | frame | without | with set dscp | with / without |\n|---:|:--|:--|---:|---:|---:|\n";
+  for (size_t n : dscp_sizes) {
+    const std::string base_text = policy_text(n);
+    qosc::difftest::PipelineOptions po;
+    std::string error;
+    auto base = qosc::difftest::compile_text(fmt::format("bench{}.qos", n), base_text, &error, po);
+    auto dscp = qosc::difftest::compile_text(fmt::format("bench{}_dscp.qos", n), with_set_dscp(base_text), &error, po);
+    if (!base || !dscp) {
+      std::cerr << fmt::format("set dscp, {} rules: {}\n", n, error);
+      continue;
+    }
+    auto lb = qosrun::LoadedPolicy::load_memory(base->object, "base.bpf.o");
+    auto ld = qosrun::LoadedPolicy::load_memory(dscp->object, "dscp.bpf.o");
+    if (!lb || !ld) {
+      std::cerr << fmt::format("set dscp, {} rules: {}\n", n, !lb ? lb.error().message : ld.error().message);
+      continue;
+    }
+    const int fb = lb->prog_fd(Hook::Tc), fd = ld->prog_fd(Hook::Tc);
+    constexpr uint32_t kTcOk = 0;
+    for (const auto& [label, frame] : {std::pair<const char*, const std::vector<uint8_t>*>{"first", &match_first},
+                                       {"none", &match_none}}) {
+      const Cost sb = measure(fb, *frame, repeat, kTcOk, Hook::Tc), sd = measure(fd, *frame, repeat, kTcOk, Hook::Tc);
+      const Cost ob = measure_single(fb, *frame, single_runs, Hook::Tc), od = measure_single(fd, *frame, single_runs, Hook::Tc);
+      std::cout << fmt::format("| {} | steady | {} | {} | {} | {} |\n", n, label, cell(sb), cell(sd), ratio2(sd, sb));
+      std::cout << fmt::format("| {} | single | {} | {} | {} | {} |\n", n, label, cell(ob), cell(od), ratio2(od, ob));
+      std::cerr << fmt::format("set dscp, {} rules, {}: steady {} -> {} ns, single {} -> {} ns\n", n, label, cell(sb),
+                               cell(sd), cell(ob), cell(od));
+    }
+  }
 
   // Issue 3's targets, judged from this run.
   std::cout << "\nTargets (issue 3), from this run:\n";

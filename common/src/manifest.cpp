@@ -19,10 +19,12 @@ const ManifestClass* Manifest::find_class(std::string_view name) const {
 
 nlohmann::json to_json(const Manifest& m) {
   nlohmann::json classes = nlohmann::json::array();
-  for (const auto& c : m.classes)
+  for (const auto& c : m.classes) {
     classes.push_back({{"id", c.id}, {"name", c.name}, {"priority", c.priority}, {"weight", c.weight},
                        {"quantum", c.quantum}, {"rate_bps", c.rate_bps}, {"burst_bytes", c.burst_bytes},
                        {"is_default", c.is_default}, {"htb_minor", c.htb_minor}});
+    if (c.set_dscp) classes.back()["set_dscp"] = *c.set_dscp;   // absent: no rewrite (older manifests too)
+  }
   return {{"format", m.format},
           {"policy", m.policy},
           {"source", m.source},
@@ -99,6 +101,11 @@ Manifest manifest_from_json(const nlohmann::json& j) {
     get(cj, "burst_bytes", c.burst_bytes, false);
     get(cj, "is_default", c.is_default, false);
     get(cj, "htb_minor", c.htb_minor, false);
+    if (auto d = cj.find("set_dscp"); d != cj.end()) {
+      if (!d->is_number_unsigned() || d->get<uint64_t>() > 63)
+        throw std::runtime_error(fmt::format("manifest: class \"{}\" has set_dscp {}, expected 0-63", c.name, d->dump()));
+      c.set_dscp = d->get<uint8_t>();
+    }
     if (c.id != m.classes.size())
       throw std::runtime_error(fmt::format("manifest: class \"{}\" has id {}, expected {}", c.name, c.id,
                                            m.classes.size()));

@@ -60,17 +60,24 @@ Result<std::vector<PacketAnswer>> classify_capture(const LoadedPolicy& policy, H
     a.pass = v->pass;
     a.policed = v->policed;
     a.cls = runner.class_name(*v);
+    if (hook == Hook::Tc && v->pass) {
+      a.dscp_in = frame_dscp(frame);
+      a.dscp_out = frame_dscp(v->frame_out);
+    }
     answers.push_back(std::move(a));
   }
   return answers;
 }
 
-std::string json_line(const PacketAnswer& a) {
+std::string json_line(const PacketAnswer& a, bool with_dscp) {
   if (!a.error.empty())
     return fmt::format(R"({{"packet": {}, "class": null, "verdict": "error", "error": {}}})", a.index,
                        nlohmann::json(a.error).dump());
-  return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}"}})", a.index, nlohmann::json(a.cls).dump(),
-                     a.pass ? "pass" : "drop");
+  std::string dscp;
+  if (with_dscp && a.dscp_in >= 0 && a.dscp_out >= 0)
+    dscp = fmt::format(R"(, "dscp": {{"in": {}, "out": {}}})", a.dscp_in, a.dscp_out);
+  return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}"{}}})", a.index, nlohmann::json(a.cls).dump(),
+                     a.pass ? "pass" : "drop", dscp);
 }
 
 int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& err) {
@@ -110,15 +117,29 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
     return cli::kExitInternal;
   }
   size_t errors = 0;
+  // `set dscp` is the TC program's: show the DSCP column for TC runs of such policies.
+  bool rewrites = false;
+  for (const auto& c : policy->manifest().classes) rewrites |= c.set_dscp.has_value();
+  const bool with_dscp = rewrites && opts.hook == Hook::Tc;
+  if (rewrites && opts.hook == Hook::Xdp)
+    err << "qosrun: note: this policy has `set dscp`, which the TC program applies: --hook tc shows the rewritten DSCP\n";
+  auto dscp_text = [](const PacketAnswer& a) -> std::string {
+    if (a.dscp_in < 0 || a.dscp_out < 0) return "-";
+    if (a.dscp_in == a.dscp_out) return fmt::format("{}", a.dscp_in);
+    return fmt::format("{} -> {}", a.dscp_in, a.dscp_out);
+  };
   if (opts.json) {
     for (const auto& a : *answers) {
-      out << json_line(a) << '\n';
+      out << json_line(a, with_dscp) << '\n';
       errors += !a.error.empty();
     }
   } else {
     size_t width = 5;
     for (const auto& c : policy->manifest().classes) width = std::max(width, c.name.size());
-    out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", "packet", "bytes", "class", width, "verdict");
+    if (with_dscp)
+      out << fmt::format("{:>7}  {:>5}  {:<{}}  {:<8}  {}\n", "packet", "bytes", "class", width, "dscp", "verdict");
+    else
+      out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", "packet", "bytes", "class", width, "verdict");
     std::map<std::string, size_t> per_class;
     size_t dropped = 0;
     for (const auto& a : *answers) {
@@ -128,7 +149,10 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
         continue;
       }
       std::string verdict = a.pass ? "pass" : a.policed ? "drop (over the class's rate)" : "drop (rule)";
-      out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", a.index, a.bytes, a.cls, width, verdict);
+      if (with_dscp)
+        out << fmt::format("{:>7}  {:>5}  {:<{}}  {:<8}  {}\n", a.index, a.bytes, a.cls, width, dscp_text(a), verdict);
+      else
+        out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", a.index, a.bytes, a.cls, width, verdict);
       ++per_class[a.cls];
       dropped += !a.pass;
     }

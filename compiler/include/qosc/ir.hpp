@@ -33,6 +33,9 @@ struct Class {
   uint64_t rate_bps = 0;      // cap in bits/s; 0 = no cap of its own (up to link)
   uint64_t burst_bytes = 0;   // bucket depth for the cap; set (defaulted) whenever rate_bps != 0
   bool is_default = false;
+  // `set dscp N;`: the TC program rewrites the DSCP of the class's IPv4/IPv6
+  // packets to N (ECN bits kept); nullopt = left as it is.
+  std::optional<uint8_t> set_dscp;
   Loc loc;
 };
 

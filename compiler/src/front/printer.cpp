@@ -40,6 +40,7 @@ const char* to_string(ClassAttrKind k) {
     case ClassAttrKind::Rate: return "rate";
     case ClassAttrKind::Burst: return "burst";
     case ClassAttrKind::Default: return "default";
+    case ClassAttrKind::SetDscp: return "set dscp";
   }
   return "?";
 }
@@ -126,6 +127,7 @@ std::string attr_text(const ast::ClassAttr& a) {
     case ast::ClassAttrKind::Rate:
       return fmt::format("rate {};", a.rate.text.empty() ? fmt::format("{}bit", a.rate.bps) : a.rate.text);
     case ast::ClassAttrKind::Default: return "default;";
+    case ast::ClassAttrKind::SetDscp: return a.word.empty() ? fmt::format("set dscp {};", a.number) : fmt::format("set dscp {};", a.word);
   }
   return "";
 }

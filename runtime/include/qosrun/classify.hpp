@@ -27,13 +27,18 @@ struct PacketAnswer {
   bool pass = false;
   bool policed = false;    // dropped by the class's rate/burst policer
   std::string error;       // non-empty: this packet could not be run
+  // TC hook: the DSCP before and after the program (`set dscp` rewrites it);
+  // -1 for a non-IP packet and on the XDP hook, which never rewrites.
+  int dscp_in = -1, dscp_out = -1;
 };
 
 // Runs every packet of `capture` through `policy`'s program for `hook`.
 Result<std::vector<PacketAnswer>> classify_capture(const LoadedPolicy& policy, Hook hook, const Capture& capture);
 
 // The contract's line: {"packet": 0, "class": "gaming", "verdict": "pass"}.
-std::string json_line(const PacketAnswer& a);
+// With `with_dscp` (a TC run of a policy with `set dscp`), IP packets also
+// get "dscp": {"in": 0, "out": 46}.
+std::string json_line(const PacketAnswer& a, bool with_dscp = false);
 
 // The whole command; returns the exit code (0 ok, 1 input/environment error,
 // 2 internal error such as a verifier rejection of qosc's output).
