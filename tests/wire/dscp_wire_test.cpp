@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -267,6 +268,94 @@ TEST_F(DscpWire, ReceiverSeesTheSetDscpWithEcnKeptAndValidChecksums) {
     std::cerr << " IPv" << std::get<0>(k) << "/" << std::get<1>(k) << (std::get<2>(k) ? "+opt" : "") << "=" << v.size()
               << "(dscp " << (v.empty() ? -1 : v[0].dscp) << ")";
   std::cerr << "\n";
+}
+
+// --ingress-shape: the TC program also runs on the IFB's egress, so received
+// packets of a `set dscp` class reach the local stack rewritten (documented in
+// docs/language.md). A's UDP socket reads the TOS it got with IP_RECVTOS.
+TEST_F(DscpWire, DownloadsThroughTheIfbAreRewrittenToo) {
+  std::string err;
+  const std::string obj = qt::compile_policy(kPolicy, "wire_dscp_ifb", "", &err);
+  ASSERT_FALSE(obj.empty()) << err;
+  auto r = qt::attach_policy(*ns_, kA, obj, "qd-a", "--ingress-shape");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  attached_ = true;
+  int rx = qt::socket_in_netns(kA, AF_INET, SOCK_DGRAM);
+  ASSERT_GE(rx, 0);
+  int on = 1;
+  setsockopt(rx, IPPROTO_IP, IP_RECVTOS, &on, sizeof on);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(5004);
+  inet_pton(AF_INET, kIpA, &a.sin_addr);
+  ASSERT_EQ(bind(rx, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+  int tx = qt::socket_in_netns(kB, AF_INET, SOCK_DGRAM);
+  ASSERT_GE(tx, 0);
+  int tos = 10 << 2 | 1;
+  setsockopt(tx, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+  for (int i = 0; i < 10; ++i) sendto(tx, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  close(tx);
+  int got = 0;
+  for (;;) {
+    pollfd p{rx, POLLIN, 0};
+    if (poll(&p, 1, 500) <= 0) break;
+    char buf[64], ctl[64];
+    iovec iov{buf, sizeof buf};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    if (recvmsg(rx, &m, 0) <= 0) break;
+    int seen = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+      if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) seen = *reinterpret_cast<uint8_t*>(CMSG_DATA(c));
+    EXPECT_EQ(seen, 46 << 2 | 1) << "the received TOS: DSCP ef, ECN kept";
+    ++got;
+  }
+  close(rx);
+  EXPECT_EQ(got, 10);
+}
+
+// `qosrun classify --hook tc` shows the DSCP each packet leaves with, as the
+// kernel's program wrote it (BPF_PROG_TEST_RUN's output frame).
+TEST(DscpClassify, TcHookShowsTheRewrittenDscp) {
+  if (!qt::is_root()) GTEST_SKIP() << "needs root: loads BPF programs into the kernel";
+  std::string err;
+  const std::string obj = qt::compile_policy(kPolicy, "classify_dscp", "", &err);
+  ASSERT_FALSE(obj.empty()) << err;
+  // Three IPv4/UDP frames: port 5004 (voice, DSCP 10 ECN 1), 5005 (wash, DSCP 46), 5006 (other, DSCP 26).
+  auto frame = [](uint16_t port, uint8_t tos) {
+    std::vector<uint8_t> f = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00,
+                              0x45, tos, 0, 36, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+                              0x9c, 0x40, uint8_t(port >> 8), uint8_t(port), 0, 16, 0, 0};
+    f.resize(50, 'x');
+    return f;
+  };
+  const std::string pcap = qt::scratch_dir("classify_dscp") + "/marks.pcap";
+  {
+    std::ofstream out(pcap, std::ios::binary);
+    const uint32_t head[6] = {0xa1b2c3d4, 2 | 4u << 16, 0, 0, 65535, 1};
+    out.write(reinterpret_cast<const char*>(head), sizeof head);
+    for (auto [port, tos] : {std::pair{5004, 10 << 2 | 1}, {5005, 46 << 2}, {5006, 26 << 2}}) {
+      const auto f = frame(uint16_t(port), uint8_t(tos));
+      const uint32_t rec[4] = {0, 0, uint32_t(f.size()), uint32_t(f.size())};
+      out.write(reinterpret_cast<const char*>(rec), sizeof rec);
+      out.write(reinterpret_cast<const char*>(f.data()), std::streamsize(f.size()));
+    }
+  }
+  auto r = qt::sh(qt::qosrun_bin() + " classify " + obj + " --pcap " + pcap + " --hook tc --json 2>&1");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(r.out,
+            "{\"packet\": 0, \"class\": \"voice\", \"verdict\": \"pass\", \"dscp\": {\"in\": 10, \"out\": 46}}\n"
+            "{\"packet\": 1, \"class\": \"wash\", \"verdict\": \"pass\", \"dscp\": {\"in\": 46, \"out\": 0}}\n"
+            "{\"packet\": 2, \"class\": \"other\", \"verdict\": \"pass\", \"dscp\": {\"in\": 26, \"out\": 26}}\n");
+  r = qt::sh(qt::qosrun_bin() + " classify " + obj + " --pcap " + pcap + " --hook tc 2>&1");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("voice  10 -> 46  "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("wash   46 -> 0   "), std::string::npos) << r.out;
+  r = qt::sh(qt::qosrun_bin() + " classify " + obj + " --pcap " + pcap + " 2>&1");   // XDP: says where to look
+  EXPECT_NE(r.out.find("--hook tc shows the rewritten DSCP"), std::string::npos) << r.out;
 }
 
 }  // namespace

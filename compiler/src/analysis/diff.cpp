@@ -129,6 +129,7 @@ std::string size_text(uint64_t bytes) {
 // `set dscp` as a policy writes it ("ef", "13"); "none" when the class has none.
 std::string dscp_rewrite_text(const std::optional<uint8_t>& d) {
   if (!d) return "none";
+  if (*d == 0) return "0";   // a wash reads as the policy writes it, not as cs0
   std::string n = literals::dscp_name(*d);
   return n.empty() ? std::to_string(*d) : n;
 }
