@@ -12,6 +12,7 @@
 #include "frames.hpp"
 #include "qosrun/classify.hpp"
 #include "qosrun/pcap.hpp"
+#include "qosrun/testrun.hpp"
 
 namespace fs = std::filesystem;
 using namespace qosrun;
