@@ -158,26 +158,28 @@ QoscRun run_qosc(size_t n, const std::string& text, const qosc::difftest::Pipeli
   return r;
 }
 
-// Median of `runs` single test runs (repeat 1): every run starts from the
-// frame as given, so a `set dscp` class rewrites it every time (with repeat
-// > 1 the kernel runs the program on the same skb again, which after the
-// first run already carries the new DSCP). Includes the test run's own timer
-// overhead, the same with and without.
-Cost measure_single(int fd, const std::vector<uint8_t>& frame, int runs, Hook hook) {
-  std::vector<double> v;
-  for (int i = 0; i < runs; ++i) {
-    auto r = qosrun::test_run(fd, hook, frame, 1, false);
-    if (!r) return {std::nullopt, r.error().message};
-    v.push_back(r->duration_ns);
-  }
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], ""};
-}
-
 // The policy of policy_text(n) with `set dscp ef;` on class c0 (rule 0's class).
 std::string with_set_dscp(std::string text) {
   const std::string c0 = "class c0 { priority 0; }";
   text.replace(text.find(c0), c0.size(), "class c0 { priority 0; set dscp ef; }");
+  return text;
+}
+
+// policy_text(n) with `rule dscp 46 -> c1;` first; with `marks`, class c0
+// sets ef and c1 sets 0. A test run with repeat runs the program on the same
+// skb again and again: the match_first frame (DSCP 0) goes to c0 and leaves
+// with 46, the next run sees 46, takes the new first rule to c1 and leaves
+// with 0, and so on: every run rewrites (and updates the IPv4 checksum).
+// Without marks the frame keeps DSCP 0 and always takes rule 0 (one more
+// rule checked than in the plain policy, in both).
+std::string alternating(std::string text, bool marks) {
+  const size_t r = text.find("  rule ");
+  text.insert(r, "  rule dscp 46 -> c1;\n");
+  if (marks) {
+    text = with_set_dscp(std::move(text));
+    const std::string c1 = "class c1 { priority 1; }";
+    text.replace(text.find(c1), c1.size(), "class c1 { priority 1; set dscp 0; }");
+  }
   return text;
 }
 
@@ -209,13 +211,11 @@ int main(int argc, char** argv) {
   uint32_t repeat = 1000000;
   size_t tree_max = 16384;
   std::vector<size_t> dscp_sizes = {8, 256};
-  int single_runs = 20001;
   int verbosity = 0;
   app.add_option("--sizes", sizes, "rule counts to measure")->delimiter(',');
   app.add_option("--repeat", repeat, "repetitions per measurement (in the kernel)")->check(CLI::Range(1000u, 100000000u));
   app.add_option("--tree-max", tree_max, "largest size compiled with the tree strategy forced (slow to compile)");
   app.add_option("--dscp-sizes", dscp_sizes, "rule counts for the `set dscp` comparison (TC hook)")->delimiter(',');
-  app.add_option("--single-runs", single_runs, "single test runs per `set dscp` measurement (median)");
   app.add_flag("-v", verbosity, "more output");
   CLI11_PARSE(app, argc, argv);
   qosrun::set_libbpf_verbosity(verbosity);
@@ -327,42 +327,50 @@ int main(int argc, char** argv) {
       std::cout << fmt::format(" {} rules {} ns (+{:.0f});", r.n, cell(r.meta.none), *r.meta.none.ns - *r.lean.none.ns);
   std::cout << "\n";
 
-  // `set dscp`: the TC program of the same policy with and without it on
-  // class c0 (rule 0's class), as `qosrun attach` loads it.
+  // `set dscp`: the TC program of the same policy with and without it, as
+  // `qosrun attach` loads it (flow table on).
   std::cout << fmt::format(
-      "\n`set dscp ef;` on the matched class, TC program as shipped (flow table on), ns per packet; the same "
-      "policy without it measured in the same run. *first* = the frame matches rule 0 (class c0, DSCP 0 -> 46, IPv4 "
-      "header checksum updated), *none* = default class (no rewrite). Steady: repeat {} on one skb (after the first "
-      "run the frame already carries DSCP 46, so this is the cost for a packet that needs no change). Single: median "
-      "of {} runs of repeat 1 (every run rewrites; includes the test run's timer overhead, equal in both).\n\n",
-      repeat, single_runs);
-  std::cout << "| rules | measurement | frame | without | with set dscp | with / without |\n|---:|:--|:--|---:|---:|---:|\n";
+      "\n`set dscp` on the TC hook (program as shipped, flow table on), ns per packet, repeat {}, median of 3; "
+      "the same policy without `set dscp` measured in the same run.\n"
+      "*steady*: `set dscp ef;` on class c0; *first* = the frame matches rule 0 (class c0): the first run rewrites "
+      "DSCP 0 -> 46, every later run on the same skb finds 46 already (the cost for a packet that needs no change); "
+      "*none* = the default class (no `set dscp`). *every run rewrites*: `rule dscp 46 -> c1;` first, c0 sets ef "
+      "and c1 sets 0, so the frame alternates between the two classes and every run rewrites the DSCP and updates "
+      "the IPv4 checksum; without: the same rules, no `set dscp`.\n\n",
+      repeat);
+  std::cout << "| rules | case | frame | without | with set dscp | with / without |\n|---:|:--|:--|---:|---:|---:|\n";
   for (size_t n : dscp_sizes) {
-    const std::string base_text = policy_text(n);
-    qosc::difftest::PipelineOptions po;
-    std::string error;
-    auto base = qosc::difftest::compile_text(fmt::format("bench{}.qos", n), base_text, &error, po);
-    auto dscp = qosc::difftest::compile_text(fmt::format("bench{}_dscp.qos", n), with_set_dscp(base_text), &error, po);
-    if (!base || !dscp) {
-      std::cerr << fmt::format("set dscp, {} rules: {}\n", n, error);
-      continue;
-    }
-    auto lb = qosrun::LoadedPolicy::load_memory(base->object, "base.bpf.o");
-    auto ld = qosrun::LoadedPolicy::load_memory(dscp->object, "dscp.bpf.o");
-    if (!lb || !ld) {
-      std::cerr << fmt::format("set dscp, {} rules: {}\n", n, !lb ? lb.error().message : ld.error().message);
-      continue;
-    }
-    const int fb = lb->prog_fd(Hook::Tc), fd = ld->prog_fd(Hook::Tc);
-    constexpr uint32_t kTcOk = 0;
-    for (const auto& [label, frame] : {std::pair<const char*, const std::vector<uint8_t>*>{"first", &match_first},
-                                       {"none", &match_none}}) {
-      const Cost sb = measure(fb, *frame, repeat, kTcOk, Hook::Tc), sd = measure(fd, *frame, repeat, kTcOk, Hook::Tc);
-      const Cost ob = measure_single(fb, *frame, single_runs, Hook::Tc), od = measure_single(fd, *frame, single_runs, Hook::Tc);
-      std::cout << fmt::format("| {} | steady | {} | {} | {} | {} |\n", n, label, cell(sb), cell(sd), ratio2(sd, sb));
-      std::cout << fmt::format("| {} | single | {} | {} | {} | {} |\n", n, label, cell(ob), cell(od), ratio2(od, ob));
-      std::cerr << fmt::format("set dscp, {} rules, {}: steady {} -> {} ns, single {} -> {} ns\n", n, label, cell(sb),
-                               cell(sd), cell(ob), cell(od));
+    const std::string plain = policy_text(n);
+    struct Pair {
+      const char* name;
+      std::string without, with;
+    };
+    const Pair pairs[] = {{"steady", plain, with_set_dscp(plain)},
+                          {"every run rewrites", alternating(plain, false), alternating(plain, true)}};
+    for (const auto& pr : pairs) {
+      qosc::difftest::PipelineOptions po;
+      std::string error;
+      auto cb = qosc::difftest::compile_text(fmt::format("bench{}.qos", n), pr.without, &error, po);
+      auto cd = cb ? qosc::difftest::compile_text(fmt::format("bench{}_dscp.qos", n), pr.with, &error, po) : cb;
+      if (!cb || !cd) {
+        std::cerr << fmt::format("set dscp, {} rules: {}\n", n, error);
+        continue;
+      }
+      auto lb = qosrun::LoadedPolicy::load_memory(cb->object, "base.bpf.o");
+      auto ld = qosrun::LoadedPolicy::load_memory(cd->object, "dscp.bpf.o");
+      if (!lb || !ld) {
+        std::cerr << fmt::format("set dscp, {} rules: {}\n", n, !lb ? lb.error().message : ld.error().message);
+        continue;
+      }
+      constexpr uint32_t kTcOk = 0;
+      for (const auto& [label, frame] : {std::pair<const char*, const std::vector<uint8_t>*>{"first", &match_first},
+                                         {"none", &match_none}}) {
+        if (std::string(pr.name) != "steady" && std::string(label) == "none") continue;
+        const Cost b = measure(lb->prog_fd(Hook::Tc), *frame, repeat, kTcOk, Hook::Tc);
+        const Cost d = measure(ld->prog_fd(Hook::Tc), *frame, repeat, kTcOk, Hook::Tc);
+        std::cout << fmt::format("| {} | {} | {} | {} | {} | {} |\n", n, pr.name, label, cell(b), cell(d), ratio2(d, b));
+        std::cerr << fmt::format("set dscp, {} rules, {}, {}: {} -> {} ns\n", n, pr.name, label, cell(b), cell(d));
+      }
     }
   }
 
