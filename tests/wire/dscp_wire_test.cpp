@@ -272,7 +272,9 @@ TEST_F(DscpWire, ReceiverSeesTheSetDscpWithEcnKeptAndValidChecksums) {
 
 // --ingress-shape: the TC program also runs on the IFB's egress, so received
 // packets of a `set dscp` class reach the local stack rewritten (documented in
-// docs/language.md). A's UDP socket reads the TOS it got with IP_RECVTOS.
+// docs/language.md). A's UDP sockets read the TOS / traffic class they got
+// (IP_RECVTOS, IPV6_RECVTCLASS); the stack accepting the IPv4 ones means their
+// header checksum verified.
 TEST_F(DscpWire, DownloadsThroughTheIfbAreRewrittenToo) {
   std::string err;
   const std::string obj = qt::compile_policy(kPolicy, "wire_dscp_ifb", "", &err);
@@ -315,6 +317,43 @@ TEST_F(DscpWire, DownloadsThroughTheIfbAreRewrittenToo) {
   }
   close(rx);
   EXPECT_EQ(got, 10);
+
+  // IPv6: the traffic class a socket receives (IPV6_RECVTCLASS); the program
+  // also takes its bpf_csum_update path here (a received packet).
+  int rx6 = qt::socket_in_netns(kA, AF_INET6, SOCK_DGRAM);
+  ASSERT_GE(rx6, 0);
+  setsockopt(rx6, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof on);
+  sockaddr_in6 a6{};
+  a6.sin6_family = AF_INET6;
+  a6.sin6_port = htons(5005);
+  inet_pton(AF_INET6, kIp6A, &a6.sin6_addr);
+  ASSERT_EQ(bind(rx6, reinterpret_cast<sockaddr*>(&a6), sizeof a6), 0) << strerror(errno);
+  int tx6 = qt::socket_in_netns(kB, AF_INET6, SOCK_DGRAM);
+  ASSERT_GE(tx6, 0);
+  int tclass = 46 << 2 | 3;
+  setsockopt(tx6, IPPROTO_IPV6, IPV6_TCLASS, &tclass, sizeof tclass);
+  for (int i = 0; i < 10; ++i) sendto(tx6, "x", 1, 0, reinterpret_cast<sockaddr*>(&a6), sizeof a6);
+  close(tx6);
+  int got6 = 0;
+  for (;;) {
+    pollfd p{rx6, POLLIN, 0};
+    if (poll(&p, 1, 500) <= 0) break;
+    char buf[64], ctl[128];
+    iovec iov{buf, sizeof buf};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    if (recvmsg(rx6, &m, 0) <= 0) break;
+    int seen = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+      if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) seen = *reinterpret_cast<int*>(CMSG_DATA(c));
+    EXPECT_EQ(seen, 0 << 2 | 3) << "the received traffic class: washed to DSCP 0, CE kept";
+    ++got6;
+  }
+  close(rx6);
+  EXPECT_EQ(got6, 10);
 }
 
 // `qosrun classify --hook tc` shows the DSCP each packet leaves with, as the
