@@ -709,7 +709,7 @@ template <> struct action<g::attr_quantum> : push_attr<ast::ClassAttrKind::Quant
 template <> struct action<g::attr_rate> : push_attr<ast::ClassAttrKind::Rate> {};
 template <> struct action<g::attr_burst> : push_attr<ast::ClassAttrKind::Burst> {};
 template <> struct action<g::attr_default> : push_attr<ast::ClassAttrKind::Default> {};
-// `set dscp NAME|N;`: the value is a number (int_value fills st.number) or a
+// `set dscp NAME|N;`: the value is a number (set_dscp_number) or a
 // name, checked by sema.
 template <>
 struct action<g::set_dscp_value> {
