@@ -94,10 +94,10 @@ struct Cost {
 };
 
 // Median of three runs of `repeat` repetitions.
-Cost measure(int fd, const std::vector<uint8_t>& frame, uint32_t repeat, uint32_t want_retval) {
+Cost measure(int fd, const std::vector<uint8_t>& frame, uint32_t repeat, uint32_t want_retval, Hook hook = Hook::Xdp) {
   std::vector<double> v;
   for (int i = 0; i < 3; ++i) {
-    auto r = qosrun::test_run(fd, Hook::Xdp, frame, repeat, false);
+    auto r = qosrun::test_run(fd, hook, frame, repeat, false);
     if (!r) return {std::nullopt, r.error().message};
     if (r->retval != want_retval) return {std::nullopt, fmt::format("returned {}, expected {}", r->retval, want_retval)};
     v.push_back(r->duration_ns);
@@ -156,6 +156,36 @@ QoscRun run_qosc(size_t n, const std::string& text, const qosc::difftest::Pipeli
   }
   if (!r.note.empty()) r.first = r.none = {std::nullopt, r.note};
   return r;
+}
+
+// The policy of policy_text(n) with `set dscp ef;` on class c0 (rule 0's class).
+std::string with_set_dscp(std::string text) {
+  const std::string c0 = "class c0 { priority 0; }";
+  text.replace(text.find(c0), c0.size(), "class c0 { priority 0; set dscp ef; }");
+  return text;
+}
+
+// policy_text(n) with `rule dscp 46 -> c1;` first; with `marks`, class c0
+// sets ef and c1 sets 0. A test run with repeat runs the program on the same
+// skb again and again: the match_first frame (DSCP 0) goes to c0 and leaves
+// with 46, the next run sees 46, takes the new first rule to c1 and leaves
+// with 0, and so on: every run rewrites (and updates the IPv4 checksum).
+// Without marks the frame keeps DSCP 0 and always takes rule 0 (one more
+// rule checked than in the plain policy, in both).
+std::string alternating(std::string text, bool marks) {
+  const size_t r = text.find("  rule ");
+  text.insert(r, "  rule dscp 46 -> c1;\n");
+  if (marks) {
+    text = with_set_dscp(std::move(text));
+    const std::string c1 = "class c1 { priority 1; }";
+    text.replace(text.find(c1), c1.size(), "class c1 { priority 1; set dscp 0; }");
+  }
+  return text;
+}
+
+std::string ratio2(const Cost& a, const Cost& b) {
+  if (!a.ns || !b.ns || *b.ns <= 0) return "-";
+  return fmt::format("{:.2f}x", *a.ns / *b.ns);
 }
 
 std::string seconds(double s) { return s >= 0 ? fmt::format("{:.2f}", s) : "-"; }
@@ -235,10 +265,12 @@ int main(int argc, char** argv) {
   std::vector<size_t> sizes = {8, 64, 256, 1024, 4096, 16384};
   uint32_t repeat = 1000000;
   size_t tree_max = 16384;
+  std::vector<size_t> dscp_sizes = {8, 256};
   int verbosity = 0;
   app.add_option("--sizes", sizes, "rule counts to measure")->delimiter(',');
   app.add_option("--repeat", repeat, "repetitions per measurement (in the kernel)")->check(CLI::Range(1000u, 100000000u));
   app.add_option("--tree-max", tree_max, "largest size compiled with the tree strategy forced (slow to compile)");
+  app.add_option("--dscp-sizes", dscp_sizes, "rule counts for the `set dscp` comparison (TC hook)")->delimiter(',');
   app.add_flag("-v", verbosity, "more output");
   CLI11_PARSE(app, argc, argv);
   qosrun::set_libbpf_verbosity(verbosity);
@@ -349,6 +381,53 @@ int main(int argc, char** argv) {
     if (r.meta.none.ns && r.lean.none.ns)
       std::cout << fmt::format(" {} rules {} ns (+{:.0f});", r.n, cell(r.meta.none), *r.meta.none.ns - *r.lean.none.ns);
   std::cout << "\n";
+
+  // `set dscp`: the TC program of the same policy with and without it, as
+  // `qosrun attach` loads it (flow table on).
+  std::cout << fmt::format(
+      "\n`set dscp` on the TC hook (program as shipped, flow table on), ns per packet, repeat {}, median of 3; "
+      "the same policy without `set dscp` measured in the same run.\n"
+      "*steady*: `set dscp ef;` on class c0; *first* = the frame matches rule 0 (class c0): the first run rewrites "
+      "DSCP 0 -> 46, every later run on the same skb finds 46 already (the cost for a packet that needs no change); "
+      "*none* = the default class (no `set dscp`). *every run rewrites*: `rule dscp 46 -> c1;` first, c0 sets ef "
+      "and c1 sets 0, so the frame alternates between the two classes and every run rewrites the DSCP and updates "
+      "the IPv4 checksum; without: the same rules, no `set dscp`.\n\n",
+      repeat);
+  std::cout << "| rules | case | frame | without | with set dscp | with / without |\n|---:|:--|:--|---:|---:|---:|\n";
+  for (size_t n : dscp_sizes) {
+    const std::string plain = policy_text(n);
+    struct Pair {
+      const char* name;
+      std::string without, with;
+    };
+    const Pair pairs[] = {{"steady", plain, with_set_dscp(plain)},
+                          {"every run rewrites", alternating(plain, false), alternating(plain, true)}};
+    for (const auto& pr : pairs) {
+      qosc::difftest::PipelineOptions po;
+      std::string error;
+      auto cb = qosc::difftest::compile_text(fmt::format("bench{}.qos", n), pr.without, &error, po);
+      auto cd = cb ? qosc::difftest::compile_text(fmt::format("bench{}_dscp.qos", n), pr.with, &error, po) : cb;
+      if (!cb || !cd) {
+        std::cerr << fmt::format("set dscp, {} rules: {}\n", n, error);
+        continue;
+      }
+      auto lb = qosrun::LoadedPolicy::load_memory(cb->object, "base.bpf.o");
+      auto ld = qosrun::LoadedPolicy::load_memory(cd->object, "dscp.bpf.o");
+      if (!lb || !ld) {
+        std::cerr << fmt::format("set dscp, {} rules: {}\n", n, !lb ? lb.error().message : ld.error().message);
+        continue;
+      }
+      constexpr uint32_t kTcOk = 0;
+      for (const auto& [label, frame] : {std::pair<const char*, const std::vector<uint8_t>*>{"first", &match_first},
+                                         {"none", &match_none}}) {
+        if (std::string(pr.name) != "steady" && std::string(label) == "none") continue;
+        const Cost b = measure(lb->prog_fd(Hook::Tc), *frame, repeat, kTcOk, Hook::Tc);
+        const Cost d = measure(ld->prog_fd(Hook::Tc), *frame, repeat, kTcOk, Hook::Tc);
+        std::cout << fmt::format("| {} | {} | {} | {} | {} | {} |\n", n, pr.name, label, cell(b), cell(d), ratio2(d, b));
+        std::cerr << fmt::format("set dscp, {} rules, {}, {}: {} -> {} ns\n", n, pr.name, label, cell(b), cell(d));
+      }
+    }
+  }
 
   // Issue 3's targets, judged from this run.
   std::cout << "\nTargets (issue 3), from this run:\n";

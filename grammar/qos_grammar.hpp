@@ -272,7 +272,14 @@ struct isolate_size : seq<int_value> {};
 struct isolate_per_host : seq<kw_flows, ws, must<int_value>> {};
 struct attr_isolate : seq<kw_isolate, ws, must<isolate_mode>, ws, opt<isolate_nat, ws>, opt<isolate_size, ws>,
                           opt<isolate_per_host, ws>, must<semi>> {};
-struct class_attr : sor<attr_priority, attr_weight, attr_quantum, attr_rate, attr_burst, attr_default, attr_isolate> {};
+// `set dscp NAME|N;`: rewrite the DSCP of the class's packets on egress.
+struct set_dscp_kw : kw_dscp {};
+// A number (not the start of an address: `10.0.0.1` is reported whole) or a name.
+struct set_dscp_number : seq<integer, not_at<name_char>, not_at<one<'.'>>> {};
+struct set_dscp_value : sor<set_dscp_number, name> {};
+struct attr_set_dscp : seq<kw_set, ws, must<set_dscp_kw>, ws, must<set_dscp_value>, ws, must<semi>> {};
+struct class_attr : sor<attr_priority, attr_weight, attr_quantum, attr_rate, attr_burst, attr_default, attr_isolate,
+                        attr_set_dscp> {};
 struct class_attr_any : sor<try_catch<attr_begin, must<class_attr>>, recover_stmt> {};
 struct class_name : name {};
 struct class_item : seq<kw_class, ws, must<class_name>, ws, must<lbrace>, ws,

@@ -40,6 +40,9 @@ struct qos_pkt {
 	__s32 best;      /* index of the first matching rule so far, QOS_NO_RULE if none */
 	__s32 target;    /* its target: class id or -1 (drop) */
 	__u32 leaf;
+#ifdef QOS_SET_DSCP
+	__u32 l3;        /* offset of the IPv4/IPv6 header in the frame (set dscp rewrites it) */
+#endif
 };
 
 #define QOS_NO_RULE 0x7fffffff
@@ -92,6 +95,9 @@ static __always_inline void qos_parse(const void *data, const void *data_end, __
 	if (type == 0x8100 || type == 0x88a8)
 		return; /* a third tag: non-IP */
 	off += 2;
+#ifdef QOS_SET_DSCP
+	p->l3 = off;
+#endif
 
 	if (type == 0x0800) {
 		const __u8 *ip = d + off;

@@ -31,6 +31,7 @@ nlohmann::json to_json(const Manifest& m) {
                        {"index_size", i.index_size}, {"sparse_bps", i.sparse_bps},
                        {"host_major", i.host_major}};
     }
+    if (c.set_dscp) cj["set_dscp"] = *c.set_dscp;   // absent: no rewrite (older manifests too)
     classes.push_back(std::move(cj));
   }
   return {{"format", m.format},
@@ -129,6 +130,11 @@ Manifest manifest_from_json(const nlohmann::json& j) {
           (i.per_host > 1 && (i.host_major == 0 || i.host_major + i.slots > 0xffff)))
         throw std::runtime_error(fmt::format("manifest: class \"{}\" has a malformed isolation", c.name));
       c.isolate = i;
+    }
+    if (auto d = cj.find("set_dscp"); d != cj.end()) {
+      if (!d->is_number_unsigned() || d->get<uint64_t>() > 63)
+        throw std::runtime_error(fmt::format("manifest: class \"{}\" has set_dscp {}, expected 0-63", c.name, d->dump()));
+      c.set_dscp = d->get<uint8_t>();
     }
     if (c.id != m.classes.size())
       throw std::runtime_error(fmt::format("manifest: class \"{}\" has id {}, expected {}", c.name, c.id,

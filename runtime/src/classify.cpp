@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -72,21 +73,26 @@ Result<std::vector<PacketAnswer>> classify_capture(const LoadedPolicy& policy, H
     a.pass = v->pass;
     a.policed = v->policed;
     a.cls = runner.class_name(*v);
-    if (hook == Hook::Tc && v->pass) a.queue = queue_text(*v);
+    if (hook == Hook::Tc && v->pass) {
+      a.queue = queue_text(*v);
+      a.dscp_in = frame_dscp(frame);
+      a.dscp_out = frame_dscp(v->frame_out);
+    }
     answers.push_back(std::move(a));
   }
   return answers;
 }
 
-std::string json_line(const PacketAnswer& a) {
+std::string json_line(const PacketAnswer& a, bool with_dscp, bool with_queue) {
   if (!a.error.empty())
     return fmt::format(R"({{"packet": {}, "class": null, "verdict": "error", "error": {}}})", a.index,
                        nlohmann::json(a.error).dump());
-  if (!a.queue.empty())
-    return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}", "queue": {}}})", a.index,
-                       nlohmann::json(a.cls).dump(), a.pass ? "pass" : "drop", nlohmann::json(a.queue).dump());
-  return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}"}})", a.index, nlohmann::json(a.cls).dump(),
-                     a.pass ? "pass" : "drop");
+  std::string dscp;
+  if (with_dscp && a.dscp_in >= 0 && a.dscp_out >= 0)
+    dscp = fmt::format(R"(, "dscp": {{"in": {}, "out": {}}})", a.dscp_in, a.dscp_out);
+  if (with_queue && !a.queue.empty()) dscp += fmt::format(R"(, "queue": {})", nlohmann::json(a.queue).dump());
+  return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}"{}}})", a.index, nlohmann::json(a.cls).dump(),
+                     a.pass ? "pass" : "drop", dscp);
 }
 
 int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& err) {
@@ -126,15 +132,33 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
     return cli::kExitInternal;
   }
   size_t errors = 0;
+  // `set dscp` is the TC program's: show the DSCP column for TC runs of such policies.
+  bool rewrites = false;
+  for (const auto& c : policy->manifest().classes) rewrites |= c.set_dscp.has_value();
+  const bool with_dscp = rewrites && opts.hook == Hook::Tc;
+  // `isolate` picks a sub-queue in the TC program: show where each packet is queued.
+  const bool with_queue = opts.hook == Hook::Tc &&
+                          std::any_of(policy->manifest().classes.begin(), policy->manifest().classes.end(),
+                                      [](const auto& c) { return c.isolate.has_value(); });
+  if (rewrites && opts.hook == Hook::Xdp)
+    err << "qosrun: note: this policy has `set dscp`, which the TC program applies: --hook tc shows the rewritten DSCP\n";
+  auto dscp_text = [](const PacketAnswer& a) -> std::string {
+    if (a.dscp_in < 0 || a.dscp_out < 0) return "-";
+    if (a.dscp_in == a.dscp_out) return fmt::format("{}", a.dscp_in);
+    return fmt::format("{} -> {}", a.dscp_in, a.dscp_out);
+  };
   if (opts.json) {
     for (const auto& a : *answers) {
-      out << json_line(a) << '\n';
+      out << json_line(a, with_dscp, with_queue) << '\n';
       errors += !a.error.empty();
     }
   } else {
     size_t width = 5;
     for (const auto& c : policy->manifest().classes) width = std::max(width, c.name.size());
-    out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", "packet", "bytes", "class", width, "verdict");
+    if (with_dscp)
+      out << fmt::format("{:>7}  {:>5}  {:<{}}  {:<8}  {}\n", "packet", "bytes", "class", width, "dscp", "verdict");
+    else
+      out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", "packet", "bytes", "class", width, "verdict");
     std::map<std::string, size_t> per_class;
     size_t dropped = 0;
     for (const auto& a : *answers) {
@@ -144,8 +168,11 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
         continue;
       }
       std::string verdict = a.pass ? "pass" : a.policed ? "drop (over the class's rate)" : "drop (rule)";
-      if (!a.queue.empty()) verdict += "  queue " + a.queue;
-      out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", a.index, a.bytes, a.cls, width, verdict);
+      if (with_queue && !a.queue.empty()) verdict += "  queue " + a.queue;
+      if (with_dscp)
+        out << fmt::format("{:>7}  {:>5}  {:<{}}  {:<8}  {}\n", a.index, a.bytes, a.cls, width, dscp_text(a), verdict);
+      else
+        out << fmt::format("{:>7}  {:>5}  {:<{}}  {}\n", a.index, a.bytes, a.cls, width, verdict);
       ++per_class[a.cls];
       dropped += !a.pass;
     }

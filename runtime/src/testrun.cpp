@@ -180,6 +180,7 @@ Result<Verdict> TestRunner::run(Hook hook, std::span<const uint8_t> frame) {
   if (rv != TC_ACT_OK && rv != TC_ACT_UNSPEC && rv != TC_ACT_PIPE)
     return Error{fmt::format("the TC program returned {} (expected TC_ACT_OK or TC_ACT_SHOT)", rv)};
   v.pass = true;
+  v.frame_out = std::move(raw->data_out);
   __sk_buff ctx{};
   std::memcpy(&ctx, raw->ctx_out.data(), std::min(raw->ctx_out.size(), sizeof ctx));
   v.priority = ctx.priority;
@@ -210,6 +211,21 @@ Result<Verdict> TestRunner::run(Hook hook, std::span<const uint8_t> frame) {
                              ctx.priority >> 16, ctx.priority & 0xffffu, id, from_cb)};
   v.class_id = id;
   return v;
+}
+
+int frame_dscp(std::span<const uint8_t> f) {
+  auto be16 = [&](size_t o) { return unsigned(f[o]) << 8 | f[o + 1]; };
+  if (f.size() < 14) return -1;
+  size_t off = 12;
+  for (int tags = 0; tags < 2 && (be16(off) == 0x8100 || be16(off) == 0x88a8); ++tags) {
+    if (off + 6 > f.size()) return -1;
+    off += 4;
+  }
+  const unsigned type = be16(off);
+  off += 2;
+  if (type == 0x0800 && off + 20 <= f.size()) return f[off + 1] >> 2;
+  if (type == 0x86dd && off + 40 <= f.size()) return ((f[off] & 0x0f) << 4 | f[off + 1] >> 4) >> 2;
+  return -1;
 }
 
 }  // namespace qosrun

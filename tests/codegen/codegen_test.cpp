@@ -344,6 +344,38 @@ TEST(Compile, SmallClassifiersAreInlinedLargeTreesAreNot) {
   EXPECT_NE(text(small, Strategy::Tree, false).find(global), std::string::npos);
 }
 
+// `set dscp`: a case per class that has it in the TC program only; a policy
+// without it generates the same C as if the attribute did not exist (same
+// text with the field set and cleared on a copy).
+TEST(Compile, SetDscpCodeOnlyForClassesThatHaveIt) {
+  std::mt19937_64 rng(21);
+  auto p = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});
+  auto text = [](const ir::Policy& pol) {
+    CodegenOptions o;
+    o.source_text = "x";
+    Diagnostics d;
+    auto g = generate_c(pol, o, d);
+    EXPECT_TRUE(g) << d.str();
+    return g ? g->text : std::string();
+  };
+  const std::string plain = text(p);
+  EXPECT_EQ(plain.find("qos_set_dscp"), std::string::npos);
+  EXPECT_EQ(plain.find("QOS_SET_DSCP"), std::string::npos);
+  EXPECT_EQ(plain.find("qos_dscp.h"), std::string::npos);
+  ir::Policy q = p;
+  q.classes[1].set_dscp = 46;
+  const std::string marked = text(q);
+  EXPECT_NE(marked.find("#define QOS_SET_DSCP 1"), std::string::npos);
+  EXPECT_NE(marked.find("#include \"qos_dscp.h\""), std::string::npos);
+  EXPECT_NE(marked.find("case 1: qos_set_dscp(ctx, p, 46);"), std::string::npos) << marked;
+  // Once, in the TC program (XDP never rewrites).
+  const size_t at = marked.find("qos_set_dscp(ctx");
+  EXPECT_EQ(marked.find("qos_set_dscp(ctx", at + 1), std::string::npos);
+  EXPECT_GT(at, marked.find("int qos_tc("));
+  q.classes[1].set_dscp.reset();
+  EXPECT_EQ(text(q), plain);
+}
+
 TEST(Compile, ClangErrorsMapToThePolicyLine) {
   if (!have_clang()) GTEST_SKIP() << "needs clang-19";
   std::mt19937_64 rng(8);

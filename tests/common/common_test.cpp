@@ -163,3 +163,27 @@ TEST(Manifest, LeafMinorDefaultsToTheAbiNumbering) {
   c.htb_minor = 0x42;
   EXPECT_EQ(c.leaf_minor(), 0x42u);
 }
+
+// `set_dscp` is optional in the JSON: manifests written before it (no key)
+// read as "no rewrite"; present, it round-trips; out of range is refused.
+TEST(Manifest, SetDscpIsOptionalAndChecked) {
+  qosc::Manifest m;
+  m.policy = "p";
+  m.scheduler = "strict_priority";
+  m.classes.resize(2);
+  m.classes[0].name = "voip";
+  m.classes[0].set_dscp = 46;
+  m.classes[1].id = 1;
+  m.classes[1].name = "bulk";
+  nlohmann::json j = qosc::to_json(m);
+  EXPECT_EQ(j["classes"][0]["set_dscp"], 46);
+  EXPECT_FALSE(j["classes"][1].contains("set_dscp"));
+  auto back = qosc::manifest_from_json(j);
+  ASSERT_EQ(back.classes.size(), 2u);
+  EXPECT_EQ(back.classes[0].set_dscp, std::optional<uint8_t>(46));
+  EXPECT_FALSE(back.classes[1].set_dscp);
+  j["classes"][0].erase("set_dscp");   // an older manifest
+  EXPECT_FALSE(qosc::manifest_from_json(j).classes[0].set_dscp);
+  j["classes"][0]["set_dscp"] = 64;
+  EXPECT_THROW(qosc::manifest_from_json(j), std::runtime_error);
+}

@@ -80,6 +80,18 @@ class Checker {
         ok = v->class_id == want;
         got = class_label(ir_, v->class_id);
         if (v->policed) got += ", dropped by its policer";
+        // TC: the bytes the program sent must be the reference's egress frame
+        // (`set dscp` rewritten, everything else as it came).
+        if (ok && hook == Hook::Tc && v->pass) {
+          const std::vector<uint8_t> expect = qosc::egress_frame(ir_, frame);
+          if (v->frame_out != expect) {
+            ok = false;
+            got += fmt::format(", but the frame it sent differs from the reference's:\n  sent:\n{}\n  expected:\n{}",
+                               hex(v->frame_out), hex(expect));
+          } else if (expect != frame) {
+            ++rewritten_;
+          }
+        }
       }
       if (ok) continue;
       ++mismatches_;
@@ -99,6 +111,7 @@ class Checker {
     }
   }
   size_t runs() const { return runs_; }
+  size_t rewritten() const { return rewritten_; }
   size_t tc_skipped() const { return tc_skipped_; }
 
   // This kernel (6.18) refuses skb test runs whose EtherType is IPv4 / IPv6
@@ -119,7 +132,7 @@ class Checker {
   const qosc::ir::Policy& ir_;
   qosrun::TestRunner runner_;
   std::string text_, tag_;
-  size_t runs_ = 0, mismatches_ = 0, tc_skipped_ = 0;
+  size_t runs_ = 0, mismatches_ = 0, tc_skipped_ = 0, rewritten_ = 0;
   bool printed_policy_ = false;
 };
 
@@ -138,7 +151,7 @@ TEST(Difftest, RandomPoliciesAgreeWithTheReference) {
   const uint64_t seed = env_u64("QOSC_DIFFTEST_SEED", 20261124);
   const uint64_t only = env_u64("QOSC_DIFFTEST_ONLY", UINT64_MAX);
   const auto t0 = std::chrono::steady_clock::now();
-  size_t runs = 0, mismatches = 0, bad_policies = 0, checked = 0, tc_skipped = 0;
+  size_t runs = 0, mismatches = 0, bad_policies = 0, checked = 0, tc_skipped = 0, rewritten = 0;
   for (uint64_t i = 0; i < policies; ++i) {
     if (only != UINT64_MAX && i != only) continue;
     const uint64_t pseed = seed * 1000003u + i;
@@ -198,6 +211,7 @@ TEST(Difftest, RandomPoliciesAgreeWithTheReference) {
       }
       runs += checker.runs();
       tc_skipped += checker.tc_skipped();
+      rewritten += checker.rewritten();
       mismatches += checker.mismatches();
       if (checker.mismatches())
         std::cerr << fmt::format("{}: {} mismatches in {} runs\n", stag, checker.mismatches(), checker.runs());
@@ -206,10 +220,95 @@ TEST(Difftest, RandomPoliciesAgreeWithTheReference) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << fmt::format(
       "difftest: {} objects (policies x strategies) compiled and loaded ({} failed), {} packet runs (XDP + TC), "
-      "{} mismatches, {} short frames XDP only, seed {}, {:.1f} s\n",
-      checked, bad_policies, runs, mismatches, tc_skipped, seed, secs);
+      "{} mismatches, {} short frames XDP only, {} frames rewritten by set dscp (TC output = reference), seed {}, {:.1f} s\n",
+      checked, bad_policies, runs, mismatches, tc_skipped, rewritten, seed, secs);
   EXPECT_EQ(mismatches, 0u);
   EXPECT_EQ(bad_policies, 0u);
+}
+
+// `set dscp`: on random frames whose IPv4 header checksums are made valid
+// first, the TC program's output is the reference's egress frame, has the set
+// DSCP, keeps the ECN bits, and its IPv4 header checksum (options included)
+// still verifies. IPv4 with and without options, IPv6, VLAN tags all seen.
+TEST(Difftest, SetDscpRewritesDscpKeepsEcnAndChecksums) {
+  NEED_BPF();
+  const std::string text = R"(policy d {
+    link 1gbit;
+    class voice { set dscp ef; }
+    class wash  { set dscp 0; }
+    class video { set dscp af41; }
+    class keep  { default; }
+    rule udp dport 1-2000 -> voice;
+    rule tcp -> wash;
+    rule ip6 -> video;
+    rule ip saddr 10.0.0.0/8 -> video;
+}
+)";
+  for (qosc::Strategy strat : {qosc::Strategy::Tree, qosc::Strategy::Maps}) {
+    std::string error;
+    PipelineOptions popts;
+    popts.strategy = strat;
+    auto compiled = compile_text("dscp.qos", text, &error, popts);
+    ASSERT_TRUE(compiled) << error;
+    auto loaded = qosrun::LoadedPolicy::load_memory(compiled->object, "dscp.bpf.o");
+    ASSERT_TRUE(loaded) << loaded.error().message << "\n" << tail(loaded.error().detail, 4000);
+    qosrun::TestRunner runner(*loaded);
+    PacketGen gen(compiled->ir, 77);
+    size_t v4 = 0, v4_options = 0, v6 = 0, vlan = 0, washed = 0, ecn_set = 0, unchanged = 0;
+    for (int k = 0; k < 6000; ++k) {
+      std::vector<uint8_t> f = gen.next();
+      if (!Checker::tc_testable(f)) continue;
+      // Make the IPv4 header checksum valid (the generator's is random).
+      const qosc::PacketFields pf = qosc::parse_packet(f);
+      size_t l3 = 14;
+      while (pf.ip && (f[l3 - 2] << 8 | f[l3 - 1]) != 0x0800 && (f[l3 - 2] << 8 | f[l3 - 1]) != 0x86dd) l3 += 4;
+      if (pf.ip && pf.family == qosc::ir::Family::V4) {
+        f[l3 + 10] = f[l3 + 11] = 0;
+        uint32_t sum = 0;
+        for (size_t i = 0; i < size_t(f[l3] & 0x0f) * 4; i += 2) sum += uint32_t(f[l3 + i] << 8 | f[l3 + i + 1]);
+        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+        f[l3 + 10] = uint8_t(~sum >> 8);
+        f[l3 + 11] = uint8_t(~sum);
+        ASSERT_TRUE(qosc::ipv4_checksum_ok(f));
+      }
+      auto v = runner.run(Hook::Tc, f);
+      ASSERT_TRUE(v) << v.error().message;
+      ASSERT_TRUE(v->pass);
+      const int32_t cls = qosc::classify(compiled->ir, pf);
+      ASSERT_EQ(v->class_id, cls) << hex(f);
+      ASSERT_EQ(v->frame_out, qosc::egress_frame(compiled->ir, f)) << gen.description() << "\n" << hex(f);
+      const auto& c = compiled->ir.classes[size_t(cls)];
+      if (!pf.ip || !c.set_dscp) {
+        EXPECT_EQ(v->frame_out, f);
+        ++unchanged;
+        continue;
+      }
+      EXPECT_EQ(qosrun::frame_dscp(v->frame_out), *c.set_dscp) << hex(f);
+      const auto ecn = [&](const std::vector<uint8_t>& b) {
+        return pf.family == qosc::ir::Family::V4 ? b[l3 + 1] & 3 : (b[l3 + 1] >> 4) & 3;
+      };
+      EXPECT_EQ(ecn(v->frame_out), ecn(f)) << hex(f);
+      ecn_set += ecn(f) != 0;
+      EXPECT_TRUE(qosc::ipv4_checksum_ok(v->frame_out)) << hex(f) << "\n" << hex(v->frame_out);
+      if (pf.family == qosc::ir::Family::V4) {
+        ++v4;
+        v4_options += (f[l3] & 0x0f) > 5;
+      } else {
+        ++v6;
+      }
+      vlan += l3 > 14;
+      washed += *c.set_dscp == 0 && pf.dscp != 0;
+    }
+    std::cerr << fmt::format("set dscp [{}]: rewritten IPv4 {} ({} with options), IPv6 {}, VLAN-tagged {}, washed {}, "
+                             "ECN set {}; left unchanged {}\n",
+                             qosc::to_string(strat), v4, v4_options, v6, vlan, washed, ecn_set, unchanged);
+    EXPECT_GT(v4_options, 20u);
+    EXPECT_GT(v4 - v4_options, 20u);
+    EXPECT_GT(v6, 20u);
+    EXPECT_GT(vlan, 20u);
+    EXPECT_GT(washed, 20u);
+    EXPECT_GT(ecn_set, 20u);
+  }
 }
 
 // Every example policy compiles, passes the verifier on both hooks, and

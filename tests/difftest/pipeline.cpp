@@ -54,6 +54,7 @@ std::string random_policy_text(std::mt19937_64& rng, size_t rules, bool narrow) 
   o.narrow_values = narrow;
   o.min_rules = rules;
   o.max_rules = rules;
+  o.set_dscp_percent = 30;   // the TC program's output frames are compared too (egress_frame)
   return testsupport::random_policy(rng, o);
 }
 

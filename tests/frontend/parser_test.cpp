@@ -22,6 +22,27 @@ Parsed parse(const std::string& text) {
   return p;
 }
 
+TEST(Parser, SetDscpIsAClassAttribute) {
+  auto p = parse("policy p {\n  link 1mbit;\n  class a { set dscp ef; default; }\n  class b { set   dscp 46; }\n}\n");
+  ASSERT_TRUE(p.ast) << p.diags;
+  const auto& a = p.ast->classes[0].attrs;
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].kind, ast::ClassAttrKind::SetDscp);
+  EXPECT_EQ(a[0].word, "ef");
+  EXPECT_EQ(a[0].loc, (Loc{3, 13, 3}));
+  EXPECT_EQ(a[0].value_loc, (Loc{3, 22, 2}));
+  const auto& b = p.ast->classes[1].attrs;
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].kind, ast::ClassAttrKind::SetDscp);
+  EXPECT_EQ(b[0].word, "");
+  EXPECT_EQ(b[0].number, 46u);
+  // A broken `set` is skipped to its ';': the class's other attributes still count.
+  auto q = parse("policy p {\n  link 1mbit;\n  class a { set dsp ef; default; }\n}\n");
+  EXPECT_EQ(q.errors, 1u) << q.diags;
+  EXPECT_NE(q.diags.find("expected 'dscp' after 'set' in a class"), std::string::npos) << q.diags;
+  EXPECT_NE(q.diags.find("did you mean 'dscp'?"), std::string::npos) << q.diags;
+}
+
 TEST(Parser, ItemsAndLocations) {
   auto p = parse("policy web {\n  link 2.5mbit;\n  class a { priority 3; rate 1kbit; burst 2kb; default; }\n"
                  "  rule ip saddr 10.0.0.0/8 tcp sport 1-2 dport != { 80, 443 } -> a;\n}\n");

@@ -441,6 +441,28 @@ TEST(Diff, OneRuleEditReadsAsOneLine) {
   EXPECT_EQ(ir::format_packet_example(*d.traffic[0].example), "tcp 10.0.0.1:50000 > 198.51.100.1:80");
 }
 
+// `set dscp` changes no class of any packet, but is a change of the class.
+TEST(Diff, SetDscpChangesAreClassChanges) {
+  const std::string a = R"(policy p { link 100mbit;
+  class voip { priority 1; set dscp ef; } class bulk { set dscp 0; default; } class web { }
+  rule udp dport 5060 -> voip; rule tcp dport 443 -> web;
+})";
+  const std::string b = R"(policy p { link 100mbit;
+  class voip { priority 1; set dscp 34; } class bulk { default; } class web { set dscp cs2; }
+  rule udp dport 5060 -> voip; rule tcp dport 443 -> web;
+})";
+  auto la = lower(a), lb = lower(b);
+  ASSERT_TRUE(la.live && lb.live);
+  auto d = analysis::diff_policies(*la.live, *lb.live);
+  EXPECT_TRUE(d.traffic.empty()) << analysis::to_text(d);
+  EXPECT_FALSE(d.same());
+  const std::string text = analysis::to_text(d);
+  EXPECT_NE(text.find("class 'voip': set dscp ef -> af41"), std::string::npos) << text;
+  EXPECT_NE(text.find("class 'bulk': set dscp 0 -> none"), std::string::npos) << text;
+  EXPECT_NE(text.find("class 'web': set dscp none -> cs2"), std::string::npos) << text;
+  EXPECT_TRUE(analysis::diff_policies(*la.live, *la.live).same());
+}
+
 TEST(PacketExample, Notation) {
   PacketFields f;
   f.ip = true;

@@ -12,6 +12,7 @@
 #include "frames.hpp"
 #include "qosrun/classify.hpp"
 #include "qosrun/pcap.hpp"
+#include "qosrun/testrun.hpp"
 
 namespace fs = std::filesystem;
 using namespace qosrun;
@@ -76,6 +77,36 @@ TEST(ClassifyJson, LineFormatIsTheContracts) {
   a.cls = "drop";
   a.pass = false;
   EXPECT_EQ(json_line(a), R"({"packet": 12, "class": "drop", "verdict": "drop"})");
+}
+
+// With `set dscp` in the policy, TC runs add the DSCP before and after.
+TEST(ClassifyJson, DscpOnlyWhenAsked) {
+  PacketAnswer a;
+  a.cls = "voip";
+  a.pass = true;
+  a.dscp_in = 0;
+  a.dscp_out = 46;
+  EXPECT_EQ(json_line(a), R"({"packet": 0, "class": "voip", "verdict": "pass"})");
+  EXPECT_EQ(json_line(a, true), R"({"packet": 0, "class": "voip", "verdict": "pass", "dscp": {"in": 0, "out": 46}})");
+  a.dscp_in = a.dscp_out = -1;   // not IP
+  EXPECT_EQ(json_line(a, true), R"({"packet": 0, "class": "voip", "verdict": "pass"})");
+}
+
+TEST(FrameDscp, ReadsIpv4Ipv6AndVlanTagged) {
+  std::vector<uint8_t> f = udp4(53);
+  f[15] = 46 << 2 | 1;
+  EXPECT_EQ(frame_dscp(f), 46);
+  std::vector<uint8_t> tagged(f.begin(), f.begin() + 12);
+  for (uint8_t b : {0x81, 0x00, 0x00, 0x05}) tagged.push_back(b);
+  tagged.insert(tagged.end(), f.begin() + 12, f.end());
+  EXPECT_EQ(frame_dscp(tagged), 46);
+  std::vector<uint8_t> v6(14 + 40, 0);
+  v6[12] = 0x86, v6[13] = 0xdd;
+  v6[14] = 0x60 | (10 << 2) >> 4;
+  v6[15] = uint8_t(((10 << 2) & 0x0f) << 4);
+  EXPECT_EQ(frame_dscp(v6), 10);
+  v6.resize(40);
+  EXPECT_EQ(frame_dscp(v6), -1);   // IPv6 header cut
 }
 
 TEST_F(Classify, JsonLinesForEveryPacketOnBothHooks) {

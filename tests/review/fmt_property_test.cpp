@@ -107,8 +107,10 @@ TEST(Fmt, ExamplesAreFormatted) {
 TEST(Fmt, RandomPoliciesWithComments) {
   std::mt19937_64 rng(3);
   int checked = 0;
+  testsupport::RandomPolicyOptions opts;
+  opts.set_dscp_percent = 30;
   for (int i = 0; i < 300; ++i) {
-    std::string text = testsupport::random_policy(rng), noisy;
+    std::string text = testsupport::random_policy(rng, opts), noisy;
     int n = 0;
     for (size_t k = 0; k < text.size(); ++k) {
       noisy += text[k];

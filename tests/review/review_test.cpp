@@ -226,6 +226,21 @@ TEST(Explain, NamesTheDecidingRuleAndTheFirstFailedMatchOfEachEarlierOne) {
 // deciding rule matches with every match, and each earlier rule has a failed
 // match that really fails (its rule without that match would still not
 // decide differently is not claimed; the match alone fails).
+TEST(Explain, SaysWhatSetDscpDoesOnEgress) {
+  auto r = review("m.qos", "policy m {\n  link 1mbit;\n  class voip { set dscp ef; }\n  class bulk { default; }\n"
+                           "  rule udp dport 5060 -> voip;\n}\n");
+  ASSERT_TRUE(r.policy);
+  auto p = packet("udp 10.0.0.1:5000 > 10.0.0.2:5060 dscp af11");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(render_explanation(*r.policy, *p, explain(*r.policy, p->fields), false),
+            "udp 10.0.0.1:5000 > 10.0.0.2:5060 dscp af11 -> voip\n"
+            "  decided by m.qos:5: rule udp dport 5060 -> voip;\n"
+            "  on egress: DSCP af11 (10) -> ef (46) (set dscp of class 'voip', m.qos:3)\n");
+  auto q = packet("udp 10.0.0.1:5000 > 10.0.0.2:53");   // the default class has no set dscp
+  ASSERT_TRUE(q);
+  EXPECT_EQ(render_explanation(*r.policy, *q, explain(*r.policy, q->fields), false).find("on egress"), std::string::npos);
+}
+
 TEST(Explain, AgreesWithTheInterpreterOnRandomPolicies) {
   std::mt19937_64 rng(5);
   for (int i = 0; i < 60; ++i) {

@@ -187,6 +187,10 @@ struct Gen {
         if (coin(60)) attrs += fmt::format(" burst {}kb;", u(2, 1024));
       }
       if (i == def) attrs += " default;";
+      if (o.set_dscp_percent > 0 && coin(o.set_dscp_percent)) {
+        static const std::vector<std::string> names = {"ef", "af41", "cs1", "le", "cs0", "af13"};
+        attrs += coin(50) ? fmt::format(" set dscp {};", u(0, 63)) : fmt::format(" set dscp {};", pick(names));
+      }
       out += fmt::format("    class {} {{{} }}\n", name, attrs);
     }
     size_t nrules = size_t(u(o.min_rules, std::max(o.min_rules, o.max_rules)));

@@ -18,6 +18,9 @@ struct RandomPolicyOptions {
   // Draw values from small pools so that rules overlap and shadow each other
   // often (interesting for first-match semantics).
   bool narrow_values = true;
+  // Percent of classes with `set dscp` (a name or a number); 0 draws nothing,
+  // so policies of a seed are the same as before the attribute existed.
+  int set_dscp_percent = 0;
 };
 
 std::string random_policy(std::mt19937_64& rng, const RandomPolicyOptions& opts = {});

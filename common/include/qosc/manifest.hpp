@@ -42,6 +42,9 @@ struct ManifestClass {
   bool is_default = false;
   uint32_t htb_minor = 0;     // HTB class 1:<htb_minor> (hex in tc's notation): QOS_HTB_MINOR_BASE + id
   std::optional<ManifestIsolation> isolate;
+  // `set dscp`: the TC program rewrites the DSCP of the class's packets to this
+  // value; absent (JSON: no "set_dscp" key, as in manifests before it) = no rewrite.
+  std::optional<uint8_t> set_dscp;
   // The HTB leaf minor, also for manifests that do not record it.
   uint32_t leaf_minor() const { return htb_minor ? htb_minor : QOS_HTB_MINOR_BASE + id; }
 };

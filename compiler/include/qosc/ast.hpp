@@ -72,7 +72,7 @@ struct SetDecl {
   std::vector<Element> elements;
 };
 
-enum class ClassAttrKind { Priority, Weight, Quantum, Rate, Burst, Default, Isolate };
+enum class ClassAttrKind { Priority, Weight, Quantum, Rate, Burst, Default, Isolate, SetDscp };
 const char* to_string(ClassAttrKind k);
 struct ClassAttr {
   ClassAttrKind kind;
@@ -81,6 +81,7 @@ struct ClassAttr {
   uint64_t number = 0;  // Priority, Weight
   Size size;            // Quantum, Burst
   Rate rate;            // Rate
+  std::string word;     // SetDscp: the DSCP name as written ("" when a number was written, in `number`)
   // Isolate: `isolate MODE [nat] [N] [flows M];` as written (sema checks it).
   struct Isolation {
     std::string mode;

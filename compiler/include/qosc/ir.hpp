@@ -50,6 +50,9 @@ struct Class {
   uint64_t burst_bytes = 0;   // bucket depth for the cap; set (defaulted) whenever rate_bps != 0
   bool is_default = false;
   Isolation isolate;
+  // `set dscp N;`: the TC program rewrites the DSCP of the class's IPv4/IPv6
+  // packets to N (ECN bits kept); nullopt = left as it is.
+  std::optional<uint8_t> set_dscp;
   Loc loc;
 };
 

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "qosc/ir.hpp"
 
@@ -49,5 +50,16 @@ int32_t classify(const ir::Policy& policy, const PacketFields& pkt);
 // Index of the first matching rule, or -1 (default class).
 int first_match(const ir::Policy& policy, const PacketFields& pkt);
 bool rule_matches(const ir::Rule& rule, const PacketFields& pkt);
+
+// `set dscp`: the frame with the DSCP of its IPv4/IPv6 header (as parse_packet
+// finds it) set to `dscp`, the two ECN bits kept, the IPv4 header checksum
+// adjusted by the change (RFC 1624: a valid checksum stays valid, a wrong one
+// stays wrong by as much); a non-IP frame is returned unchanged.
+std::vector<uint8_t> rewrite_dscp(std::span<const uint8_t> frame, uint8_t dscp);
+// The frame as the TC program sends it: rewritten when the class the policy
+// picks has `set dscp`, else unchanged (also for drops).
+std::vector<uint8_t> egress_frame(const ir::Policy& policy, std::span<const uint8_t> frame);
+// The IPv4 header checksum of an IP frame verifies (true for non-IPv4 frames).
+bool ipv4_checksum_ok(std::span<const uint8_t> frame);
 
 }  // namespace qosc

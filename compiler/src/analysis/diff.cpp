@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "qosc/literals.hpp"
 #include "qosc/match_text.hpp"
 #include "qosc/reach.hpp"
 #include "qosc/units.hpp"
@@ -125,6 +126,14 @@ std::string size_text(uint64_t bytes) {
   return fmt::format("{}b", bytes);
 }
 
+// `set dscp` as a policy writes it ("ef", "13"); "none" when the class has none.
+std::string dscp_rewrite_text(const std::optional<uint8_t>& d) {
+  if (!d) return "none";
+  if (*d == 0) return "0";   // a wash reads as the policy writes it, not as cs0
+  std::string n = literals::dscp_name(*d);
+  return n.empty() ? std::to_string(*d) : n;
+}
+
 std::string scheduler_text(const ir::Scheduler& s) {
   if (s.kind != ir::SchedKind::Pifo) return ir::to_string(s.kind);
   return fmt::format("pifo rank {} bands {}", ir::to_string(s.rank), s.pifo_bands);
@@ -161,6 +170,7 @@ void compare_settings(const ir::Policy& a, const ir::Policy& b, std::vector<Sett
     changed(subject, "weight", std::to_string(o->weight), std::to_string(c.weight));
     changed(subject, "quantum", std::to_string(o->quantum), std::to_string(c.quantum));
     changed(subject, "isolate", isolation_text(o->isolate), isolation_text(c.isolate));
+    changed(subject, "set dscp", dscp_rewrite_text(o->set_dscp), dscp_rewrite_text(c.set_dscp));
   }
 }
 

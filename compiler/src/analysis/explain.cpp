@@ -166,6 +166,17 @@ std::string render_explanation(const ReviewedPolicy& p, const NotatedPacket& pac
     const auto& c = p.ir.classes[p.ir.default_class];
     s += fmt::format("  no rule matched: '{}' is the default class ({})\n", c.name, loc_text(p, c.loc));
   }
+  if (e.outcome >= 0 && size_t(e.outcome) < p.ir.classes.size() && packet.fields.ip) {
+    const auto& c = p.ir.classes[size_t(e.outcome)];
+    if (c.set_dscp) {
+      auto text = [](int v) {
+        std::string n = literals::dscp_name(v);
+        return n.empty() ? std::to_string(v) : fmt::format("{} ({})", n, v);
+      };
+      s += fmt::format("  on egress: DSCP {} -> {} (set dscp of class '{}', {})\n", text(packet.fields.dscp),
+                       text(*c.set_dscp), c.name, loc_text(p, c.loc));
+    }
+  }
   if (e.earlier.empty()) return s;
   s += e.deciding_rule >= 0 ? "  earlier rules:\n" : "  rules:\n";
   for (const auto& m : e.earlier) {

@@ -5,6 +5,8 @@
 #include <bit>
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "emitter.hpp"
@@ -208,6 +210,15 @@ void emit_program(EmitContext& cx, const Target& t) {
       out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + cls);");
     }
     out.line("ctx->cb[QOS_CB_CLASS] = (QOS_META_MAGIC << 16) | cls;  /* the class, also when priority is a band */");
+    // `set dscp`: a case per class that has it, nothing for the others.
+    bool any = false;
+    for (const auto& c : policy.classes) {
+      if (!c.set_dscp) continue;
+      if (!any) out.open("switch (cls)");
+      any = true;
+      out.line(fmt::format("case {}: qos_set_dscp(ctx, p, {}); break;  /* {}: set dscp */", c.id, *c.set_dscp, c.name));
+    }
+    if (any) out.close();
   }
   out.line(fmt::format("return {};", t.pass));
   out.close().line("");
@@ -239,6 +250,7 @@ Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, con
     mc.burst_bytes = c.burst_bytes;
     mc.is_default = c.is_default;
     mc.htb_minor = QOS_HTB_MINOR_BASE + c.id;
+    mc.set_dscp = c.set_dscp;
     m.classes.push_back(std::move(mc));
   }
   m.default_class = policy.default_class;
@@ -267,11 +279,15 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
     head.line(fmt::format("#define QOS_ISO_INDEX {}", iso_index));
   }
   head.line("#define QOS_PULL_LEN 256");
+  // `set dscp`: only policies that use it get the parser's l3 offset and qos_dscp.h.
+  const bool set_dscp = std::any_of(policy.classes.begin(), policy.classes.end(), [](const ir::Class& c) { return c.set_dscp.has_value(); });
+  if (set_dscp) head.line("#define QOS_SET_DSCP 1");
   head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
   head.line("#include <bpf/bpf_helpers.h>").line("#include <bpf/bpf_endian.h>");
   head.line("#include \"qos_abi.h\"").line("#include \"qos_parse.h\"").line("#include \"qos_maps.h\"");
   head.line("#include \"qos_bucket.h\"").line("#include \"qos_pifo.h\"").line("#include \"qos_match.h\"");
   head.line("#include \"qos_iso.h\"");
+  if (set_dscp) head.line("#include \"qos_dscp.h\"");
   head.line("").line("char _license[] SEC(\"license\") = \"Dual BSD/GPL\";");
   head.line("/* Set by the loader before load (qos_abi.h); on unless it says otherwise. */");
   head.line("const volatile struct qos_cfg qos_cfg SEC(QOS_CFG_SECTION) = { .xdp_meta = 1 };");

@@ -21,7 +21,8 @@ namespace {
 
 bool same_classes(const ir::Class& a, const ir::Class& b) {
   return a.id == b.id && a.name == b.name && a.priority == b.priority && a.weight == b.weight && a.quantum == b.quantum &&
-         a.rate_bps == b.rate_bps && a.burst_bytes == b.burst_bytes && a.is_default == b.is_default;
+         a.rate_bps == b.rate_bps && a.burst_bytes == b.burst_bytes && a.is_default == b.is_default &&
+         a.set_dscp == b.set_dscp;
 }
 
 // Equal up to source locations.

@@ -112,6 +112,7 @@ std::string dump_ir(const ir::Policy& p) {
     if (c.rate_bps) s += fmt::format(" rate={} burst={}b", units::format_rate(c.rate_bps), c.burst_bytes);
     else s += " rate=link";
     if (c.is_default) s += " default";
+    if (c.set_dscp) s += fmt::format(" set_dscp={}", *c.set_dscp);
     s += "\n";
   }
   s += fmt::format("  rules (first match wins; otherwise -> {}):\n",

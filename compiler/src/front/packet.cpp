@@ -111,4 +111,62 @@ std::string to_string(const PacketFields& f) {
   return r;
 }
 
+// ---- set dscp ----------------------------------------------------------------------
+namespace {
+// Offset of the network header of an IP frame (parse_packet's walk over at
+// most two VLAN tags); only called for frames parse_packet calls IP.
+size_t l3_offset(std::span<const uint8_t> f) {
+  size_t off = 12;
+  while (be16(f, off) == 0x8100 || be16(f, off) == 0x88a8) off += 4;
+  return off + 2;
+}
+uint32_t fold(uint32_t s) {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return s;
+}
+}  // namespace
+
+std::vector<uint8_t> rewrite_dscp(std::span<const uint8_t> frame, uint8_t dscp) {
+  std::vector<uint8_t> out(frame.begin(), frame.end());
+  const PacketFields p = parse_packet(frame);
+  if (!p.ip) return out;
+  const size_t ip = l3_offset(frame);
+  if (p.family == ir::Family::V4) {
+    const uint16_t old_word = be16(frame, ip);
+    out[ip + 1] = uint8_t(dscp << 2 | (frame[ip + 1] & 3));
+    const uint16_t new_word = be16(out, ip);
+    // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')
+    const uint16_t hc = be16(frame, ip + 10);
+    const uint16_t sum = uint16_t(~fold(uint32_t(uint16_t(~hc)) + uint16_t(~old_word) + new_word));
+    if (old_word != new_word) {
+      out[ip + 10] = uint8_t(sum >> 8);
+      out[ip + 11] = uint8_t(sum);
+    }
+  } else {
+    // Traffic class: the low 4 bits of byte 0 and the high 4 bits of byte 1.
+    const uint8_t tc = uint8_t((frame[ip] & 0x0f) << 4 | frame[ip + 1] >> 4);
+    const uint8_t ntc = uint8_t(dscp << 2 | (tc & 3));
+    out[ip] = uint8_t((frame[ip] & 0xf0) | ntc >> 4);
+    out[ip + 1] = uint8_t((ntc & 0x0f) << 4 | (frame[ip + 1] & 0x0f));
+  }
+  return out;
+}
+
+std::vector<uint8_t> egress_frame(const ir::Policy& policy, std::span<const uint8_t> frame) {
+  const int32_t cls = classify(policy, parse_packet(frame));
+  if (cls < 0 || size_t(cls) >= policy.classes.size() || !policy.classes[size_t(cls)].set_dscp)
+    return {frame.begin(), frame.end()};
+  return rewrite_dscp(frame, *policy.classes[size_t(cls)].set_dscp);
+}
+
+bool ipv4_checksum_ok(std::span<const uint8_t> frame) {
+  const PacketFields p = parse_packet(frame);
+  if (!p.ip || p.family != ir::Family::V4) return true;
+  const size_t ip = l3_offset(frame);
+  const size_t ihl = size_t(frame[ip] & 0x0f) * 4;
+  uint32_t s = 0;
+  for (size_t i = 0; i < ihl; i += 2) s += be16(frame, ip + i);
+  return fold(s) == 0xffff;
+}
+
 }  // namespace qosc

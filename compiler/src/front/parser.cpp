@@ -39,7 +39,7 @@ const std::vector<std::string>& match_keywords() {
   return k;
 }
 const std::vector<std::string>& attr_keywords() {
-  static const std::vector<std::string> k = {"priority", "weight", "quantum", "rate", "burst", "default"};
+  static const std::vector<std::string> k = {"priority", "weight", "quantum", "rate", "burst", "default", "set"};
   return k;
 }
 bool is_reserved(std::string_view w) {
@@ -736,6 +736,38 @@ struct action<g::isolate_per_host> {
   template <typename In>
   static void apply(const In&, State& st) { st.attr.isolate.per_host = {st.number.value, st.number.loc}; }
 };
+// `set dscp NAME|N;`: the value is a number (set_dscp_number) or a
+// name, checked by sema.
+template <>
+struct action<g::set_dscp_value> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    st.attr.value_loc = loc_of(in);
+    st.attr.word.clear();
+    st.attr.number = 0;
+    if (!in.empty() && !std::isdigit(static_cast<unsigned char>(*in.begin()))) {
+      st.attr.word = in.string();
+    } else if (auto v = parse_u64(in.string())) {
+      st.attr.number = *v;
+    } else {
+      st.diags.error(st.attr.value_loc, fmt::format("number {} is too large", in.string()));
+    }
+  }
+};
+template <>
+struct action<g::attr_set_dscp> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    ast::ClassAttr a;
+    a.kind = ast::ClassAttrKind::SetDscp;
+    a.loc = loc_of(in);
+    a.loc.len = 3;
+    a.value_loc = st.attr.value_loc;
+    a.word = st.attr.word;
+    a.number = st.attr.number;
+    st.cls.attrs.push_back(std::move(a));
+  }
+};
 template <>
 struct action<g::class_item> {
   template <typename In>
@@ -777,8 +809,10 @@ QOSC_EXPECTED(set_element, "expected a set element (a number, range, address, pr
 QOSC_EXPECTED(element, "expected a set element (a number, range, address, prefix or name)")
 QOSC_EXPECTED(set_close, "expected ',' or '}' in the set")
 QOSC_EXPECTED(class_name, "expected the class's name after 'class'")
-QOSC_EXPECTED(class_attr, "expected a class attribute (priority, weight, quantum, rate, burst, default or isolate)")
+QOSC_EXPECTED(class_attr, "expected a class attribute (priority, weight, quantum, rate, burst, default, isolate or set dscp)")
 QOSC_EXPECTED(isolate_mode, "expected what to isolate after 'isolate': flows, saddr or daddr")
+QOSC_EXPECTED(set_dscp_kw, "expected 'dscp' after 'set' in a class (`set dscp ef;`)")
+QOSC_EXPECTED(set_dscp_value, "expected a DSCP value after 'set dscp' (0-63 or a name such as ef, af41, cs1)")
 QOSC_EXPECTED(first_match, "expected a match after 'rule' (ip, ip6, tcp, udp, icmp, icmpv6, proto or dscp)")
 QOSC_EXPECTED(arrow, "expected another match, or '->' and the rule's target")
 QOSC_EXPECTED(target, "expected a class name or 'drop' after '->'")
@@ -835,6 +869,9 @@ struct control : pegtl::normal<Rule> {
     } else if constexpr (std::is_same_v<Rule, g::class_attr>) {
       std::string c = closest_match(word, attr_keywords());
       if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));
+    } else if constexpr (std::is_same_v<Rule, g::set_dscp_kw>) {
+      if (!closest_match(word, {"dscp"}).empty()) d.hints.push_back("did you mean 'dscp'?");
+      else d.hints.push_back("a class can set the DSCP of its packets: `set dscp ef;` (named sets are items of the policy)");
     } else if constexpr (std::is_same_v<Rule, g::kw_policy>) {
       d.hints.push_back("a policy file is `policy NAME { ... }` with every item inside the braces");
     } else if constexpr (std::is_same_v<Rule, g::policy_close>) {

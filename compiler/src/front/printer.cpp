@@ -41,6 +41,7 @@ const char* to_string(ClassAttrKind k) {
     case ClassAttrKind::Burst: return "burst";
     case ClassAttrKind::Default: return "default";
     case ClassAttrKind::Isolate: return "isolate";
+    case ClassAttrKind::SetDscp: return "set dscp";
   }
   return "?";
 }
@@ -135,6 +136,7 @@ std::string attr_text(const ast::ClassAttr& a) {
       if (i.per_host) s += fmt::format(" flows {}", i.per_host->first);
       return s + ";";
     }
+    case ast::ClassAttrKind::SetDscp: return a.word.empty() ? fmt::format("set dscp {};", a.number) : fmt::format("set dscp {};", a.word);
   }
   return "";
 }

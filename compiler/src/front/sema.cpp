@@ -416,7 +416,10 @@ class Checker {
       bool burst_given = false;
       for (const auto& a : c.attrs) {
         if (auto [pos, fresh] = seen.emplace(a.kind, a.loc); !fresh) {
-          auto& d = diags_.error(a.loc, fmt::format("class '{}' sets '{}' twice", c.name, attr_name(a.kind)));
+          auto& d = diags_.error(a.loc, a.kind == ast::ClassAttrKind::SetDscp
+                                            ? fmt::format("class '{}' sets its DSCP twice", c.name)
+                                            : fmt::format("class '{}' sets '{}' twice", c.name, attr_name(a.kind)));
+          if (a.kind == ast::ClassAttrKind::SetDscp) d.hints.push_back("a class's packets leave with one DSCP: keep one `set dscp`");
           d.notes.push_back({pos->second, "first set here"});
           continue;
         }
@@ -469,6 +472,23 @@ class Checker {
             } else {
               first_default = &c;
               out_.default_class = k.id;
+            }
+            break;
+          case ast::ClassAttrKind::SetDscp:
+            if (a.word.empty()) {
+              if (a.number > 63) {
+                auto& d = diags_.error(a.value_loc, fmt::format("DSCP value {} is above 63", a.number));
+                d.hints.push_back("the DSCP is the top 6 bits of the IPv4 TOS / IPv6 traffic class: 0-63, or a name such as ef, af41, cs1");
+              } else {
+                k.set_dscp = uint8_t(a.number);
+              }
+            } else if (auto it = dscp_names().find(a.word); it != dscp_names().end()) {
+              k.set_dscp = uint8_t(it->second);
+            } else {
+              auto& d = diags_.error(a.value_loc, fmt::format("unknown DSCP name '{}'", a.word));
+              std::string near = closest_match(a.word, keys(dscp_names()));
+              if (!near.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", near));
+              else d.hints.push_back("DSCP names are cs0-cs7, af11-af43, ef, le; or write a number 0-63");
             }
             break;
         }

@@ -36,7 +36,12 @@ struct Verdict {
   uint32_t priority = 0;        // TC: skb->priority as returned
   uint32_t subqueue = 0;        // TC, isolated class: the nested HTB's classid (skb->cb[QOS_CB_SUBQ]), else 0
   uint32_t duration_ns = 0;
+  std::vector<uint8_t> frame_out;   // TC: the packet as the program left it (`set dscp` rewrites it)
 };
+
+// The DSCP of a frame's IPv4/IPv6 header (after up to two VLAN tags), or -1
+// for a frame without a whole IP header.
+int frame_dscp(std::span<const uint8_t> frame);
 
 // Runs packets through one loaded policy. Keeps a copy of the drop counters
 // so that each drop can be attributed to a rule or a policer. Not thread safe:
