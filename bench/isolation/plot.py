@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Plots the isolation wire tests' measurements (docs/isolation.md).
 
-    build/tests/wire/wire_test --gtest_filter='Rates/IsolationWire.*:IsolationNat.*' 2>&1 | tee iso.log
+    build/tests/wire/wire_test --gtest_filter='Rates/IsolationWire*:IsolationNat.*' 2>&1 | tee iso.log
     bench/isolation/plot.py iso.log docs/img/isolation.png
 
 Reads the tests' "[ measured ]" lines; draws host A's share against host B

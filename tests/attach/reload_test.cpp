@@ -15,7 +15,11 @@
 #include <cstring>
 #include <regex>
 #include <thread>
+#include <map>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "attach_support.hpp"
 
@@ -210,6 +214,72 @@ TEST(Reload, ChangesHtbClassesInPlace) {
             std::string::npos);
   ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
+// The active flows of class `cls` with their sub-queues, from `qosrun stats
+// --json`; *claims: the slots the class's flows have claimed so far.
+std::map<std::string, std::string> isolated_flows(const Pair& p, const std::string& cls, uint64_t* claims = nullptr) {
+  std::map<std::string, std::string> m;
+  Cmd st = p.qosrun("stats " + p.if_a + " --json --no-rates");
+  auto j = nlohmann::json::parse(st.out, nullptr, false);
+  if (j.is_discarded()) return m;
+  for (const auto& c : j["classes"])
+    if (c["name"] == cls && c.contains("isolate")) {
+      for (const auto& a : c["isolate"]["active"]) m[a["who"].get<std::string>()] = a["queue"].get<std::string>();
+      if (claims) *claims = c["isolate"]["claims"].get<uint64_t>();
+    }
+  return m;
+}
+
+// Isolation's slot assignments survive a reload that keeps the isolation
+// (the flows stay in their sub-queues), and start afresh, said so, when the
+// isolation changes.
+TEST(Reload, KeepsIsolationSlotsWhenTheIsolationIsTheSame) {
+  REQUIRE_ROOT();
+  Pair p("rli");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  auto policy = [](const std::string& extra, const std::string& isolate) {
+    return "policy rli {\n  link 100mbit;\n  class game { priority 0; }\n  class bulk { priority 4; " + isolate +
+           " default; }\n  rule udp dport 27015 -> game;\n" + extra + "}\n";
+  };
+  const std::string a = compile("rli_a", policy("", "isolate flows 8;"));
+  const std::string b = compile("rli_b", policy("  rule tcp dport 22 -> game;\n", "isolate flows 8;"));
+  const std::string c = compile("rli_c", policy("", "isolate flows 16;"));
+  ASSERT_FALSE(a.empty() || b.empty() || c.empty());
+  ASSERT_EQ(p.in_a("ip addr add 10.77.0.11/24 dev " + p.if_a + " && ip addr add 10.77.0.12/24 dev " + p.if_a).rc, 0);
+  ASSERT_EQ(p.qosrun("attach " + a + " " + p.if_a).rc, 0);
+  auto pings = [&] {
+    for (const char* src : {"10.77.0.1", "10.77.0.11", "10.77.0.12"})
+      EXPECT_EQ(p.in_a(std::string("ping -c 2 -i 0.05 -W 1 -q -I ") + src + " " + p.ip_b).rc, 0);
+  };
+  pings();
+  uint64_t claims_before = 0, claims_after = 0;
+  const auto before = isolated_flows(p, "bulk", &claims_before);
+  ASSERT_GE(before.size(), 3u) << "three ICMP flows (and the neighbour lookups) are active";
+
+  Cmd r = p.qosrun("-v reload " + b + " " + p.if_a);
+  ASSERT_EQ(r.rc, 0) << r.all();
+  EXPECT_NE(r.err.find("qos_iso_slots"), std::string::npos) << "kept the slots\n" << r.all();
+  pings();
+  const auto after = isolated_flows(p, "bulk", &claims_after);
+  // Fresh maps would have the same flows claim their slots again.
+  EXPECT_EQ(claims_after, claims_before) << "the flows claimed new slots after the reload";
+  for (const auto& [who, queue] : before)
+    if (who.rfind("icmp", 0) == 0) {
+      ASSERT_TRUE(after.count(who)) << who;
+      EXPECT_EQ(after.at(who), queue) << who << " changed sub-queue across the reload";
+    }
+
+  Cmd r2 = p.qosrun("-v reload " + c + " " + p.if_a);
+  ASSERT_EQ(r2.rc, 0) << r2.all();
+  EXPECT_NE(r2.err.find("isolation changed: flows and hosts are assigned to sub-queues afresh"), std::string::npos)
+      << r2.all();
+  EXPECT_NE(p.in_a("tc class show dev " + p.if_a).out.find("class htb 11:1f "), std::string::npos)
+      << "the new isolation's sixteenth sub-queue";
+  pings();
+  EXPECT_GE(isolated_flows(p, "bulk").size(), 3u);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.leftovers(), "");
 }
 
