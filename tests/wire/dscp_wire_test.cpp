@@ -108,6 +108,30 @@ std::optional<Seen> parse(const uint8_t* f, size_t n) {
   return std::nullopt;
 }
 
+// The IPv4 TOS (IP_TOS) or IPv6 traffic class (IPV6_TCLASS) of each datagram
+// `fd` receives until it has been quiet for 500 ms (-1: no such cmsg).
+std::vector<int> received_marks(int fd, int level, int type) {
+  std::vector<int> marks;
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 500) <= 0) break;
+    char buf[64], ctl[128];
+    iovec iov{buf, sizeof buf};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    if (recvmsg(fd, &m, 0) <= 0) break;
+    int seen = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+      if (c->cmsg_level == level && c->cmsg_type == type)
+        seen = type == IP_TOS ? *reinterpret_cast<uint8_t*>(CMSG_DATA(c)) : *reinterpret_cast<int*>(CMSG_DATA(c));
+    marks.push_back(seen);
+  }
+  return marks;
+}
+
 class DscpWire : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -297,26 +321,11 @@ TEST_F(DscpWire, DownloadsThroughTheIfbAreRewrittenToo) {
   setsockopt(tx, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
   for (int i = 0; i < 10; ++i) sendto(tx, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
   close(tx);
-  int got = 0;
-  for (;;) {
-    pollfd p{rx, POLLIN, 0};
-    if (poll(&p, 1, 500) <= 0) break;
-    char buf[64], ctl[64];
-    iovec iov{buf, sizeof buf};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl;
-    m.msg_controllen = sizeof ctl;
-    if (recvmsg(rx, &m, 0) <= 0) break;
-    int seen = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-      if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) seen = *reinterpret_cast<uint8_t*>(CMSG_DATA(c));
-    EXPECT_EQ(seen, 46 << 2 | 1) << "the received TOS: DSCP ef, ECN kept";
-    ++got;
-  }
+  const std::vector<int> marks = received_marks(rx, IPPROTO_IP, IP_TOS);
+  for (int seen : marks) EXPECT_EQ(seen, 46 << 2 | 1) << "the received TOS: DSCP ef, ECN kept";
+  const size_t got = marks.size();
   close(rx);
-  EXPECT_EQ(got, 10);
+  EXPECT_EQ(got, 10u);
 
   // IPv6: the traffic class a socket receives (IPV6_RECVTCLASS); the program
   // also takes its bpf_csum_update path here (a received packet).
@@ -334,26 +343,11 @@ TEST_F(DscpWire, DownloadsThroughTheIfbAreRewrittenToo) {
   setsockopt(tx6, IPPROTO_IPV6, IPV6_TCLASS, &tclass, sizeof tclass);
   for (int i = 0; i < 10; ++i) sendto(tx6, "x", 1, 0, reinterpret_cast<sockaddr*>(&a6), sizeof a6);
   close(tx6);
-  int got6 = 0;
-  for (;;) {
-    pollfd p{rx6, POLLIN, 0};
-    if (poll(&p, 1, 500) <= 0) break;
-    char buf[64], ctl[128];
-    iovec iov{buf, sizeof buf};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl;
-    m.msg_controllen = sizeof ctl;
-    if (recvmsg(rx6, &m, 0) <= 0) break;
-    int seen = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-      if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) seen = *reinterpret_cast<int*>(CMSG_DATA(c));
-    EXPECT_EQ(seen, 0 << 2 | 3) << "the received traffic class: washed to DSCP 0, CE kept";
-    ++got6;
-  }
+  const std::vector<int> marks6 = received_marks(rx6, IPPROTO_IPV6, IPV6_TCLASS);
+  for (int seen : marks6) EXPECT_EQ(seen, 0 << 2 | 3) << "the received traffic class: washed to DSCP 0, CE kept";
+  const size_t got6 = marks6.size();
   close(rx6);
-  EXPECT_EQ(got6, 10);
+  EXPECT_EQ(got6, 10u);
 }
 
 // `qosrun classify --hook tc` shows the DSCP each packet leaves with, as the
