@@ -8,7 +8,9 @@
 //   1:1          rate = ceil = link
 //   1:<minor>    one leaf per class (minor 0x10 + class id) or, for pifo, one
 //                per SP-PIFO band (0x10 + band); each with a bfifo queue
-//                holding kLeafQueueMs of traffic at the leaf's ceil.
+//                holding kLeafQueueMs of traffic at the leaf's ceil, or, for
+//                a class with `isolate`, an HTB qdisc of sub-queues (Nested)
+//   1:<0x100+id> an isolated class's sparse flows (docs/isolation.md)
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -37,7 +39,6 @@ inline constexpr uint32_t kLeafQueueMinFrames = 4;
 // The kernel clamps quanta it derives from rate / r2q to 1000..200000 and
 // warns; explicit quanta (all of ours) are taken as given (sch_htb.c
 // htb_change_class), as a u32 stored in an int.
-inline constexpr uint32_t kMaxQuantum = 200000;
 // Quanta: HTB's round robin is only byte-exact when every quantum is at least
 // the largest packet HTB is charged for (docs/qosrun.md, "The HTB mapping").
 // The largest skb: the interface's gso_max_size / gro_max_size (and their IPv4
@@ -60,8 +61,6 @@ inline constexpr uint32_t kQuantumSpread = 64;
 // flows' first packets, ARP and TCP handshakes go there too).
 inline constexpr uint64_t kSparseFlowsAssured = 8;
 inline constexpr uint64_t kSparseShareOfCeil = 10;
-// Major of the first per-host qdisc (hosts with their own flows).
-inline constexpr uint32_t kHostQdiscMajorBase = QOS_HOST_QDISC_MAJOR_BASE;
 
 // Isolation (docs/isolation.md): an HTB qdisc below a leaf that divides the
 // leaf's traffic into equal sub-queues. Its only filter is a two-instruction
