@@ -184,23 +184,15 @@ static __always_inline __u32 qos_iso_slot_of(const struct qos_iso_key *key, __u6
 /* `isolate saddr|daddr nat`: the host is the connection's original source in
  * conntrack, i.e. the address before SNAT (on a WAN egress after masquerade)
  * or after DNAT's reverse (downloads shaped on the WAN's IFB, before
- * conntrack ran). Only the fields read are declared; libbpf relocates them
- * against the kernel's BTF (CO-RE). */
-union nf_inet_addr___qos {
-	__u32 all[4];
-} __attribute__((preserve_access_index));
-struct nf_conntrack_man___qos {
-	union nf_inet_addr___qos u3;
-} __attribute__((preserve_access_index));
-struct nf_conntrack_tuple___qos {
-	struct nf_conntrack_man___qos src;
-} __attribute__((preserve_access_index));
-struct nf_conntrack_tuple_hash___qos {
-	struct nf_conntrack_tuple___qos tuple;
-} __attribute__((preserve_access_index));
+ * conntrack ran). The source address is read at qos_cfg.ct_src_off, which
+ * the loader takes from the kernel's BTF; the frozen value is a constant to
+ * the verifier, which checks the read against struct nf_conn. */
+/* Only passed to and from the kfuncs (libbpf checks that their prototypes
+ * match the kernel's: a struct, not a forward declaration). */
 struct nf_conn___qos {
-	struct nf_conntrack_tuple_hash___qos tuplehash[2];
-} __attribute__((preserve_access_index));
+	char opaque;
+};
+extern const volatile struct qos_cfg qos_cfg;   /* defined in the generated C */
 struct bpf_ct_opts___qos {
 	__s32 netns_id;
 	__s32 error;
@@ -247,12 +239,13 @@ static __always_inline int qos_iso_nat_host(struct __sk_buff *ctx, const struct 
 	ct = bpf_skb_ct_lookup(ctx, &t, len, &o, 12);
 	if (!ct)
 		return 0;
+	const __u32 *src_u3 = (const __u32 *)((const char *)ct + qos_cfg.ct_src_off);
 	__u32 *a = (__u32 *)key->saddr;
-	a[0] = ct->tuplehash[0].tuple.src.u3.all[0];
+	a[0] = src_u3[0];
 	if (p->family == 6) {
-		a[1] = ct->tuplehash[0].tuple.src.u3.all[1];
-		a[2] = ct->tuplehash[0].tuple.src.u3.all[2];
-		a[3] = ct->tuplehash[0].tuple.src.u3.all[3];
+		a[1] = src_u3[1];
+		a[2] = src_u3[2];
+		a[3] = src_u3[3];
 	}
 	bpf_ct_release(ct);
 	return 1;

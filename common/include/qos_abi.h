@@ -62,7 +62,12 @@ struct qos_flow_val {
 #define QOS_CFG_SECTION ".rodata.qos_cfg"
 struct qos_cfg {
 	__u32 xdp_meta;   /* write struct qos_meta (bpf_xdp_adjust_meta, ~9 ns) */
-	__u32 reserved;
+	/* `isolate ... nat`: offsetof(struct nf_conn,
+	 * tuplehash[IP_CT_DIR_ORIGINAL].tuple.src.u3) in the running kernel,
+	 * from its BTF (0 when the policy has no `nat`). The loader sets it
+	 * instead of CO-RE relocations: clang 19 crashes when one process
+	 * compiles a program with several CO-RE field reads twice. */
+	__u32 ct_src_off;
 };
 struct qos_meta {
 	__u16 magic;      /* QOS_META_MAGIC */

@@ -4,6 +4,7 @@
 #include "qos_abi.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -255,6 +256,50 @@ Result<LoadedPolicy> LoadedPolicy::open_memory(std::span<const unsigned char> by
   return p;
 }
 
+namespace {
+// The member `name` of struct/union `id` in `b`: its byte offset and type
+// (typedefs and modifiers skipped); nullopt when there is none.
+std::optional<std::pair<uint32_t, int32_t>> member_of(const btf* b, int32_t id, const char* name) {
+  const btf_type* t = btf__type_by_id(b, static_cast<uint32_t>(id));
+  if (!t || !(btf_is_struct(t) || btf_is_union(t))) return std::nullopt;
+  const btf_member* m = btf_members(t);
+  for (uint16_t i = 0; i < btf_vlen(t); ++i, ++m) {
+    const char* n = btf__name_by_offset(b, m->name_off);
+    if (n && std::strcmp(n, name) == 0)
+      return std::make_pair(btf_member_bit_offset(t, i) / 8, btf__resolve_type(b, m->type));
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+Result<uint32_t> conntrack_source_offset() {
+  // Conntrack built in (vmlinux) or a module (split BTF on top of vmlinux's).
+  std::unique_ptr<btf, void (*)(btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
+  if (!vmlinux) return Error{"`isolate ... nat` needs the kernel's BTF (/sys/kernel/btf/vmlinux), which cannot be read"};
+  std::unique_ptr<btf, void (*)(btf*)> module(nullptr, btf__free);
+  const btf* b = vmlinux.get();
+  int32_t conn = btf__find_by_name_kind(b, "nf_conn", BTF_KIND_STRUCT);
+  if (conn < 0) {
+    module.reset(btf__parse_split("/sys/kernel/btf/nf_conntrack", vmlinux.get()));
+    if (module) {
+      b = module.get();
+      conn = btf__find_by_name_kind(b, "nf_conn", BTF_KIND_STRUCT);
+    }
+  }
+  if (conn < 0)
+    return Error{"`isolate ... nat` reads conntrack, but this kernel's BTF has no struct nf_conn: load the "
+                 "nf_conntrack module (modprobe nf_conntrack) or drop `nat` from the policy"};
+  auto hash = member_of(b, conn, "tuplehash");
+  const btf_type* arr = hash ? btf__type_by_id(b, static_cast<uint32_t>(hash->second)) : nullptr;
+  if (!arr || !btf_is_array(arr)) return Error{"struct nf_conn in this kernel's BTF has no tuplehash[] array"};
+  auto tuple = member_of(b, btf__resolve_type(b, btf_array(arr)->type), "tuple");
+  auto src = tuple ? member_of(b, tuple->second, "src") : std::nullopt;
+  auto u3 = src ? member_of(b, src->second, "u3") : std::nullopt;
+  if (!u3) return Error{"struct nf_conn in this kernel's BTF has no tuplehash[0].tuple.src.u3"};
+  // tuplehash[IP_CT_DIR_ORIGINAL] is element 0.
+  return hash->first + tuple->first + src->first + u3->first;
+}
+
 Status LoadedPolicy::load() {
   if (loaded_) return {};
   clear_warnings();
@@ -268,6 +313,12 @@ Status LoadedPolicy::load() {
     qos_cfg c;
     std::memcpy(&c, init, sizeof c);
     c.xdp_meta = opts_.xdp_meta ? 1 : 0;
+    if (std::any_of(manifest_.classes.begin(), manifest_.classes.end(),
+                    [](const auto& k) { return k.isolate && k.isolate->nat; })) {
+      auto off = conntrack_source_offset();
+      if (!off) return off.error();
+      c.ct_src_off = *off;
+    }
     if (int err = bpf_map__set_initial_value(cfg, &c, sizeof c))
       return errno_error(-err, fmt::format("cannot set the load-time switches of {}", name_));
   }

@@ -186,3 +186,31 @@ TEST_F(Isolation, HostsAndTheirFlowsGetTheirOwnSubQueues) {
 }
 
 }  // namespace
+
+namespace {
+
+// clang 19 crashed (in the BPF backend) when one process compiled a policy
+// with `isolate ... nat` twice while the template read nf_conn's fields with
+// CO-RE; the read now goes through qos_cfg.ct_src_off (qos_abi.h). qosc test
+// and the differential test compile many policies in one process.
+TEST(IsolationCompile, NatPolicyCompilesTwiceInOneProcess) {
+  const std::string text =
+      "policy t { link 40mbit; class a { priority 0; } class b { isolate saddr nat; default; } "
+      "rule udp dport 5 -> a; }";
+  for (int k = 0; k < 3; ++k) {
+    std::string err;
+    EXPECT_TRUE(qosc::difftest::compile_text("t.qos", text, &err)) << err;
+  }
+}
+
+// The loader finds where nf_conn keeps a connection's original source.
+TEST(IsolationCompile, ConntrackSourceOffsetFromTheKernelsBtf) {
+  auto off = qosrun::conntrack_source_offset();
+  if (!off && off.error().message.find("no struct nf_conn") != std::string::npos)
+    GTEST_SKIP() << off.error().message;
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_GT(*off, 0u);
+  EXPECT_LT(*off, 4096u);
+}
+
+}  // namespace

@@ -136,6 +136,11 @@ struct LoadOptions {
   size_t log_size = 16u << 20;
 };
 
+// offsetof(struct nf_conn, tuplehash[0].tuple.src.u3) in the running kernel,
+// from its BTF: where `isolate ... nat` reads a connection's original source
+// (qos_abi.h, qos_cfg.ct_src_off).
+Result<uint32_t> conntrack_source_offset();
+
 struct BpfObjectDeleter { void operator()(bpf_object* obj) const; };
 using BpfObjectPtr = std::unique_ptr<bpf_object, BpfObjectDeleter>;
 
