@@ -589,6 +589,21 @@ std::vector<std::string> list() {
   return out;
 }
 
+namespace {
+// Whether a map the record names still exists in the kernel (something, e.g.
+// its pins, holds it).
+bool any_map_alive(const Record& r) {
+  for (const auto& [name, id] : r.maps) {
+    int fd = bpf_map_get_fd_by_id(id);
+    if (fd >= 0) {
+      ::close(fd);
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
 std::vector<std::string> remove_orphans() {
   std::vector<std::string> removed;
   const std::string run = state_root();
@@ -613,9 +628,15 @@ std::vector<std::string> remove_orphans() {
     // A format-1 record names its namespace by inode only: it cannot be told
     // from a new namespace that got the same inode, so it is left alone.
     if (r.format < 2 || netns_exists(r.netns, r.netns_inode)) continue;
+    // Pins this process cannot see (it runs under `ip netns exec`, which
+    // mounts a /sys of its own) while the recorded maps still live: the pins
+    // hold them in a bpffs elsewhere. Dropping the record would leak them for
+    // good; a qosrun that sees them removes both.
+    const std::string pins = r.pin_dir.empty() ? p.pin_dir : r.pin_dir;
+    if (::access(pins.c_str(), F_OK) != 0 && any_map_alive(r)) continue;
     auto lock = Lock::acquire_file(p.lock_file, key, 0);
     if (!lock) continue;   // someone is at it right now
-    (void)remove_pins(r.pin_dir.empty() ? p.pin_dir : r.pin_dir);
+    (void)remove_pins(pins);
     (void)remove_state(p);
     lock->remove_file();
     removed.push_back(fmt::format("removed the record of policy '{}' on {} (attached {}) in a network namespace "

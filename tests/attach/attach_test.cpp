@@ -452,6 +452,44 @@ TEST(AttachNamespaces, RecordsAreKeptPerNamespace) {
 // the next namespace it creates, so records are keyed by the netns cookie,
 // which is never reused; the dead namespace's record and pins are removed by
 // the next attach.
+// A qosrun under `ip netns exec` (its own /sys, so none of the pins) that
+// finds the record of a deleted namespace leaves it: dropping the record
+// would leak the pins, which still hold the policy's maps. The next qosrun
+// that sees the pins removes both.
+TEST(AttachNamespaces, OrphanWhosePinsAreNotVisibleIsLeftForOneThatSeesThem) {
+  REQUIRE_ROOT();
+  MAKE_PAIR(p, "nsvis");
+  ASSERT_EQ(p.qosrun("attach " + gaming() + " " + p.if_a).rc, 0);
+  const std::string old_key = p.key();
+  ASSERT_TRUE(fs::exists(p.pin_root + "/" + old_key));
+  ASSERT_EQ(sh("ip netns del " + p.ns_a).rc, 0);   // takes the veth pair with it
+  const std::string dev = p.if_b + "x";
+  ASSERT_EQ(sh("ip -n " + p.ns_b + " link add " + dev + " type veth peer name " + p.if_b + "y && ip -n " + p.ns_b +
+               " link set " + dev + " up && ip -n " + p.ns_b + " link set " + p.if_b + "y up").rc, 0);
+  // An interface of b, attached from under `ip netns exec`.
+  const std::string under_exec = "ip netns exec " + p.ns_b + " env QOSRUN_STATE_ROOT=" + p.state_root +
+                                 " QOSRUN_PIN_ROOT=" + p.pin_root + " " + QOSRUN_BIN + " ";
+  bool gone = false;
+  for (int i = 0; i < 40 && !gone; ++i) {   // the kernel frees a namespace lazily
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Cmd a = sh(under_exec + "attach " + gaming() + " " + dev);
+    ASSERT_EQ(a.rc, 0) << a.all();
+    EXPECT_TRUE(fs::exists(p.state_root + "/" + old_key + "/state.json")) << "dropped a record whose pins it cannot see";
+    EXPECT_TRUE(fs::exists(p.pin_root + "/" + old_key));
+    ASSERT_EQ(sh(under_exec + "detach " + dev).rc, 0);
+    // A qosrun that sees the pins (nsenter keeps the host's /sys) cleans up.
+    Cmd c = sh("env QOSRUN_STATE_ROOT=" + p.state_root + " QOSRUN_PIN_ROOT=" + p.pin_root + " nsenter --net=/run/netns/" +
+               p.ns_b + " " + QOSRUN_BIN + " attach " + gaming() + " " + dev);
+    ASSERT_EQ(c.rc, 0) << c.all();
+    gone = c.err.find("in a network namespace that no longer exists") != std::string::npos;
+    ASSERT_EQ(sh("env QOSRUN_STATE_ROOT=" + p.state_root + " QOSRUN_PIN_ROOT=" + p.pin_root + " nsenter --net=/run/netns/" +
+                 p.ns_b + " " + QOSRUN_BIN + " detach " + dev).rc, 0);
+  }
+  EXPECT_TRUE(gone) << "the namespace never went away";
+  EXPECT_FALSE(fs::exists(p.state_root + "/" + old_key));
+  EXPECT_FALSE(fs::exists(p.pin_root + "/" + old_key)) << "the dead namespace's pins";
+}
+
 TEST(AttachNamespaces, DeletedNamespaceLeavesNothingToInherit) {
   REQUIRE_ROOT();
   MAKE_PAIR(p, "nsdel");

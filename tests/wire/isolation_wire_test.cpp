@@ -51,7 +51,10 @@ class IsolationWire : public ::testing::TestWithParam<double> {
     for (int i = 0; i < 70; ++i) cmd += "ip addr add " + host(i) + "/24 dev is0; ";
     ASSERT_EQ(ns_->exec(kS, cmd).rc, 0);
   }
-  void TearDown() override { ns_.reset(); }
+  void TearDown() override {
+    if (ns_) (void)qt::detach_policy(*ns_, kS, "is0");   // leaves no record behind (none attached: a no-op)
+    ns_.reset();
+  }
 
   double link() const { return GetParam(); }
   std::string link_text() const { return std::to_string(static_cast<int>(link() / 1e6)) + "mbit"; }
