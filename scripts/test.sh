@@ -12,5 +12,5 @@ cd "$BUILD_DIR"
 # Two tests at a time: kernel tests use namespaces of their own names (tests
 # that share names hold a RESOURCE_LOCK), and the tests that measure (wire,
 # demo, eval, stats counters) are RUN_SERIAL, so they still run alone.
-# QOSC_TEST_JOBS=1 runs everything in turn (about 28 min here).
+# QOSC_TEST_JOBS=1 runs everything in turn (slower).
 ctest --output-on-failure --timeout 900 -j "${QOSC_TEST_JOBS:-2}" "$@"
