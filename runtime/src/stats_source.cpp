@@ -487,16 +487,16 @@ void read_isolation(const qosc::Manifest& m, int slots_fd, int stats_fd, Sample&
       e.last_ns = v.last_ns;
       e.packets = v.packets;
       const uint32_t cls_major = QOS_HTB_MINOR_BASE + c.id;
-      if (v.key.kind == 2) {
-        e.host = true;
+      e.family = v.key.family;
+      e.proto = v.key.proto;
+      e.src = addr_string(v.key.family, v.key.saddr);
+      e.host = v.key.kind == 2;
+      if (e.host) {
         e.index = i;
-        e.who = addr_string(v.key.family, v.key.saddr);
       } else {
-        e.who = fmt::format("{} {} > {}", proto_name(v.key.proto),
-                            v.key.sport || v.key.dport ? fmt::format("{}:{}", addr_string(v.key.family, v.key.saddr), v.key.sport)
-                                                       : addr_string(v.key.family, v.key.saddr),
-                            v.key.sport || v.key.dport ? fmt::format("{}:{}", addr_string(v.key.family, v.key.daddr), v.key.dport)
-                                                       : addr_string(v.key.family, v.key.daddr));
+        e.dst = addr_string(v.key.family, v.key.daddr);
+        e.sport = v.key.sport;
+        e.dport = v.key.dport;
         e.index = iso.per_host > 1 ? (i - iso.slots) % iso.per_host : i;
       }
       if (e.host || iso.per_host == 1) {

@@ -125,11 +125,12 @@ std::string human_bytes(double b) {
 }
 
 namespace {
-const QueueCounters* find_nested(const std::optional<QdiscSnapshot>& q, uint32_t classid) {
-  if (!q) return nullptr;
-  for (const auto& c : q->nested)
-    if (c.handle == classid) return &c;
-  return nullptr;
+// The nested HTB classes of a sample by classid (isolation's sub-queues).
+std::unordered_map<uint32_t, const QueueCounters*> nested_by_classid(const std::optional<QdiscSnapshot>& q) {
+  std::unordered_map<uint32_t, const QueueCounters*> m;
+  if (q)
+    for (const auto& c : q->nested) m.emplace(c.handle, &c);
+  return m;
 }
 
 // The flows or hosts of an isolated class that sent within the last second
@@ -144,18 +145,22 @@ IsolationView isolation_view(const qosc::ManifestIsolation& iso, uint32_t class_
   v.per_host = iso.per_host;
   if (class_id < cur.iso_counters.size()) v.counters = cur.iso_counters[class_id];
   const bool hosts = iso.mode != "flows";
+  const auto now_q = nested_by_classid(cur.qdisc);
+  const auto before_q = prev ? nested_by_classid(prev->qdisc) : decltype(now_q){};
   for (const auto& e : cur.iso_slots) {
     if (e.class_id != class_id || e.host != hosts) continue;
     const double idle = cur.coarse_ns > e.last_ns ? static_cast<double>(cur.coarse_ns - e.last_ns) / 1e9 : 0;
     if (idle * 1e9 > static_cast<double>(QOS_ISO_IDLE_NS)) continue;
     IsoMemberView m;
-    m.who = e.who;
+    m.who = e.host ? e.src
+                   : fmt::format("{} {} > {}", proto_name(e.proto), endpoint(e.src, e.family, e.sport, e.proto),
+                                 endpoint(e.dst, e.family, e.dport, e.proto));
     m.queue = fmt::format("{:x}:{:x}", e.subqueue >> 16, e.subqueue & 0xffffu);
     m.idle_s = idle;
-    if (const QueueCounters* q = find_nested(cur.qdisc, e.subqueue)) {
-      m.bytes = q->bytes;
-      if (const QueueCounters* p = prev ? find_nested(prev->qdisc, e.subqueue) : nullptr)
-        m.bps = 8 * per_s(q->bytes, p->bytes, dt);
+    if (auto q = now_q.find(e.subqueue); q != now_q.end()) {
+      m.bytes = q->second->bytes;
+      if (auto p = before_q.find(e.subqueue); p != before_q.end())
+        m.bps = 8 * per_s(q->second->bytes, p->second->bytes, dt);
     }
     v.active.push_back(std::move(m));
   }

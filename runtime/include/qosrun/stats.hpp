@@ -113,7 +113,9 @@ struct IsoSlotEntry {
   uint32_t class_id = 0;
   uint32_t index = 0;           // in its pool: flow s, or host h
   bool host = false;            // a host slot of saddr/daddr (else a flow)
-  std::string who;              // "10.0.0.7", or "tcp 10.0.0.7:40000 > 10.0.0.2:443"
+  uint8_t family = 0, proto = 0;   // qos_iso_key: a host is `src` alone
+  std::string src, dst;            // printable addresses
+  uint16_t sport = 0, dport = 0;
   uint64_t last_ns = 0;         // CLOCK_MONOTONIC_COARSE of its last packet
   uint64_t packets = 0;         // steered to it (approximate)
   uint32_t subqueue = 0;        // the classid of its queue in the class's nested HTB
