@@ -80,6 +80,14 @@ struct qos_meta {
 #define QOS_HTB_MAJOR 1u
 #define QOS_HTB_MINOR_BASE 0x10u
 
+/* The adaptive rate's probes (qosrun, docs/adaptive.md): ICMP / ICMPv6 echo
+ * requests and their replies carry this identifier. In a policy with an
+ * adaptive link the TC program sends them through HTB's direct queue
+ * (skb->priority = QOS_HTB_MAJOR << 16, the qdisc's own handle), unshaped and
+ * ahead of every class, so a probe's RTT shows the queue beyond the shaper
+ * (the modem's) and never the shaper's own. */
+#define QOS_PROBE_ICMP_ID 0x51c0
+
 /* ---- additive since ABI 1 (codegen) ---- */
 
 /* Map "qos_buckets": BPF_MAP_TYPE_ARRAY, key __u32 class id, max_entries

@@ -34,7 +34,7 @@ nlohmann::json to_json(const Manifest& m) {
     if (c.set_dscp) cj["set_dscp"] = *c.set_dscp;   // absent: no rewrite (older manifests too)
     classes.push_back(std::move(cj));
   }
-  return {{"format", m.format},
+  nlohmann::json j{{"format", m.format},
           {"policy", m.policy},
           {"source", m.source},
           {"source_sha256", m.source_sha256},
@@ -53,6 +53,15 @@ nlohmann::json to_json(const Manifest& m) {
           {"stats_map", m.stats_map},
           {"flows_map", m.flows_map},
           {"tables_section", m.tables_section}};
+  // Absent when unused, so objects of a fixed link read exactly as before.
+  auto adaptive_json = [](const ManifestAdaptive& a) {
+    return nlohmann::json{{"min_bps", a.min_bps}, {"max_bps", a.max_bps}, {"start_bps", a.start_bps},
+                          {"delay_us", a.delay_us}};
+  };
+  if (m.link_adaptive) j["link_adaptive"] = adaptive_json(*m.link_adaptive);
+  if (m.download_bps) j["download_bps"] = m.download_bps;
+  if (m.download_adaptive) j["download_adaptive"] = adaptive_json(*m.download_adaptive);
+  return j;
 }
 
 namespace {
@@ -96,6 +105,22 @@ Manifest manifest_from_json(const nlohmann::json& j) {
   get(j, "stats_map", m.stats_map, false);
   get(j, "flows_map", m.flows_map, false);
   get(j, "tables_section", m.tables_section, false);
+  get(j, "download_bps", m.download_bps, false);
+  auto read_adaptive = [&](const char* key) -> std::optional<ManifestAdaptive> {
+    auto a = j.find(key);
+    if (a == j.end()) return std::nullopt;
+    if (!a->is_object()) throw std::runtime_error(fmt::format("manifest: \"{}\" is not an object", key));
+    ManifestAdaptive r;
+    get(*a, "min_bps", r.min_bps, true);
+    get(*a, "max_bps", r.max_bps, true);
+    get(*a, "start_bps", r.start_bps, true);
+    get(*a, "delay_us", r.delay_us, true);
+    if (r.min_bps == 0 || r.min_bps > r.max_bps || r.start_bps < r.min_bps || r.start_bps > r.max_bps)
+      throw std::runtime_error(fmt::format("manifest: \"{}\" has an empty or inconsistent range", key));
+    return r;
+  };
+  m.link_adaptive = read_adaptive("link_adaptive");
+  m.download_adaptive = read_adaptive("download_adaptive");
   auto it = j.find("classes");
   if (it == j.end() || !it->is_array()) throw std::runtime_error("manifest: missing array \"classes\"");
   for (const auto& cj : *it) {

@@ -1,5 +1,6 @@
 // Attach, detach, reload and status: see qosrun/attach.hpp.
 #include "qosrun/attach.hpp"
+#include "qosrun/adaptive.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -250,6 +251,12 @@ void detach_xdp(state::Record& r, Teardown& t, std::ostream& log, int v) {
 
 // Removes everything `r` says exists. Idempotent: what is already gone is fine.
 void teardown(state::Record& r, nl::RtnlSocket& s, Teardown& t, std::ostream& log, int v) {
+  // The adaptive rate's supervisor first: it changes the classes removed below.
+  if (r.adaptive && r.adaptive->supervisor_pid) {
+    adaptive::stop_supervisor(r.adaptive->supervisor_pid, r.adaptive->supervisor_start);
+    say(log, v, 1, fmt::format("stopped the adaptive rate's supervisor (pid {})", r.adaptive->supervisor_pid));
+    r.adaptive->supervisor_pid = 0;
+  }
   // The interface may have been renamed or removed since.
   bool main_exists = !ifname_of(r.ifindex).empty();
   if (r.ingress) {
@@ -550,6 +557,37 @@ Status handle_existing(state::Record& old, const std::string& ifname, bool force
   return state::remove(ifname);
 }
 
+// The reflectors of the adaptive rate's controller: --reflector, or the
+// interface's default gateway; none for a policy with a fixed rate (where
+// --reflector is a mistake worth saying).
+Result<std::vector<std::string>> adaptive_reflectors(const qosc::Manifest& m, const AttachOptions& o,
+                                                     std::vector<std::string>& notes) {
+  const bool up = m.link_adaptive && o.queues;
+  const bool down = m.download_adaptive && o.ingress_shape && o.queues;
+  if (m.download_adaptive && !o.ingress_shape)
+    notes.push_back(fmt::format("the policy's download rate is adaptive, but downloads are not shaped: add "
+                                "--ingress-shape to shape them"));
+  if (m.link_adaptive && !o.queues) notes.push_back("--queues none: no tree to adapt, the link rate stays unshaped");
+  if (!up && !down) {
+    if (!o.reflectors.empty() && !m.adaptive())
+      return Error{fmt::format("--reflector is for a policy with an adaptive rate, and '{}' has a fixed link: write "
+                               "`link adaptive MIN-MAX;` in the policy (docs/adaptive.md)",
+                               m.policy)};
+    return std::vector<std::string>{};
+  }
+  if (!o.reflectors.empty()) {
+    if (Status st = adaptive::check_reflectors(o.reflectors); !st) return st.error();
+    return o.reflectors;
+  }
+  std::string gw = adaptive::default_gateway(o.ifname);
+  if (gw.empty())
+    return Error{fmt::format("policy '{}' adapts its rate from the delay to a reflector, and {} has no default "
+                             "gateway to use as one: give --reflector ADDR (a host beyond the link that answers ping)",
+                             m.policy, o.ifname)};
+  notes.push_back(fmt::format("no --reflector given: probing {}'s gateway {}", o.ifname, gw));
+  return std::vector<std::string>{gw};
+}
+
 }  // namespace
 
 // ---- attach ------------------------------------------------------------------------------------------
@@ -581,7 +619,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   uint32_t max_skb = nl::link_max_skb(o.ifname);   // 0: unknown, the planner assumes 64 KB
   std::vector<std::string> notes;
   if (o.queues) {
-    auto plan = htb::plan(m, mtu, max_skb);
+    auto plan = htb::plan_for(m, htb::Where::Interface, mtu, max_skb);
     if (!plan) return plan.error();
     rec.main.queues.plan = std::move(*plan);
     notes.insert(notes.end(), rec.main.queues.plan.notes.begin(), rec.main.queues.plan.notes.end());
@@ -589,11 +627,13 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   if (o.ingress_shape) {
     state::Ingress in;
     in.ifb.has_queues = true;
-    auto plan = htb::plan(m, mtu, max_skb);   // what GRO on the interface builds reaches the IFB
+    auto plan = htb::plan_for(m, htb::Where::Ifb, mtu, max_skb);   // what GRO on the interface builds reaches the IFB
     if (!plan) return plan.error();
     in.ifb.queues.plan = std::move(*plan);
     rec.ingress = std::move(in);
   }
+  auto reflectors = adaptive_reflectors(m, o, notes);
+  if (!reflectors) return reflectors.error();
 
   if (Status st = require_admin("qosrun attach"); !st) return st.error();
   auto lock = state::Lock::acquire(o.ifname);
@@ -653,6 +693,17 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   if (rec.ingress)
     if (Status st = attach_ingress(c, policy->prog_fd(Hook::Tc), o.force); !st) return fail(st.error());
 
+  if (!reflectors->empty()) {
+    // The foreground form runs the controller itself (run_foreground).
+    rec.adaptive = state::Adaptive{*reflectors, 0, 0};
+    if (!o.foreground) {
+      if (Status f = state::fail_point("supervisor"); !f) return fail(f.error());
+      auto sup = adaptive::start_supervisor(o.ifname);
+      if (!sup) return fail(sup.error());
+      rec.adaptive->supervisor_pid = sup->first;
+      rec.adaptive->supervisor_start = sup->second;
+    }
+  }
   rec.phase = "attached";
   if (!o.foreground) {
     rec.owner_pid = 0;
@@ -869,10 +920,16 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     std::vector<uint32_t> added;
   };
   std::vector<SidePlan> sides;
-  auto add_side = [&](state::Side& s) -> Status {
+  // An adaptive rate continues where its controller has it now (the new
+  // range permitting); the controller sees the new generation and goes on
+  // from this tree.
+  const bool controlled = old.adaptive && (old.adaptive->supervisor_pid || old.foreground);
+  auto add_side = [&](state::Side& s, htb::Where where) -> Status {
     SidePlan sp{&s, s.queues.plan, {}, {}};
     if (s.has_queues) {
-      auto p = htb::plan(m, mtu, max_skb);
+      size_t dir = where == htb::Where::Ifb ? adaptive::RateController::kDown : adaptive::RateController::kUp;
+      uint64_t now = controlled ? adaptive::current_rate(o.ifname, dir) : 0;
+      auto p = htb::plan_for(m, where, mtu, max_skb, now);
       if (!p) return p.error();
       sp.to = std::move(*p);
       sp.to.default_minor = sp.from.default_minor;   // HTB cannot change it in place
@@ -881,9 +938,15 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     sides.push_back(std::move(sp));
     return {};
   };
-  if (Status st = add_side(rec.main); !st) return st.error();
+  if (Status st = add_side(rec.main, htb::Where::Interface); !st) return st.error();
   if (rec.ingress)
-    if (Status st = add_side(rec.ingress->ifb); !st) return st.error();
+    if (Status st = add_side(rec.ingress->ifb, htb::Where::Ifb); !st) return st.error();
+  if (old.adaptive && !m.adaptive())
+    out.notes.push_back("the new policy's rates are fixed: the adaptive rate's controller stops");
+  if (!old.adaptive && m.adaptive())
+    out.notes.push_back(fmt::format("the new policy's rate is adaptive, but the policy on {} was attached without a "
+                                    "controller: detach and attach it to adapt",
+                                    o.ifname));
 
   // Undo in reverse order of what succeeded.
   std::vector<std::function<void()>> undo;
@@ -930,6 +993,11 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     if (sp.side->has_queues) sp.side->queues.plan = sp.to;
   }
   rec.generation = old.generation + 1;
+  if (rec.adaptive && !m.adaptive()) {
+    if (rec.adaptive->supervisor_pid)
+      adaptive::stop_supervisor(rec.adaptive->supervisor_pid, rec.adaptive->supervisor_start);
+    rec.adaptive.reset();
+  }
   std::map<std::string, uint32_t> old_maps = rec.maps;
   rec.progs.clear();
   rec.maps.clear();
@@ -1007,6 +1075,11 @@ Result<StatusReport> status_of(const std::string& ifname) {
   } else {
     s.ingress_ok = true;
   }
+  if (r.adaptive && r.adaptive->supervisor_pid &&
+      !state::process_alive(r.adaptive->supervisor_pid, r.adaptive->supervisor_start))
+    s.problems.push_back(fmt::format("the adaptive rate's supervisor (pid {}) is gone: the rate stays where it was; "
+                                     "detach and attach again (its log: {}/supervisor.log)",
+                                     r.adaptive->supervisor_pid, state::paths_for(ifname).state_dir));
   if (s.stale) s.problems.push_back(fmt::format("stale: {}; `qosrun detach {}` cleans up", stale_why, ifname));
   return s;
 }

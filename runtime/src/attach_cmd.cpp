@@ -17,6 +17,7 @@
 
 #include "qos_abi.h"
 #include "qosc/units.hpp"
+#include "qosrun/adaptive.hpp"
 #include "qosrun/attach.hpp"
 #include "qosrun/cli.hpp"
 
@@ -86,6 +87,17 @@ nlohmann::json status_json(const StatusReport& s) {
   j["ingress"] = r.ingress ? nlohmann::json{{"ifb", r.ingress->ifb_name}, {"ok", s.ingress_ok}} : nlohmann::json(nullptr);
   j["pin_dir"] = r.pin_dir;
   j["state_file"] = state::state_file(r.ifname);
+  if (r.adaptive) {
+    nlohmann::json a{{"reflectors", r.adaptive->reflectors},
+                     {"supervisor_pid", r.adaptive->supervisor_pid},
+                     {"state_file", adaptive::state_file(r.ifname)}};
+    if (auto live = adaptive::read_state(r.ifname)) {
+      for (const char* dir : {"upload", "download"})
+        if (live->contains(dir)) a[std::string(dir) + "_bps"] = (*live)[dir].value("rate_bps", uint64_t{0});
+      a["holding"] = live->value("holding", std::string());
+    }
+    j["adaptive"] = a;
+  }
   j["problems"] = s.problems;
   return j;
 }
@@ -119,6 +131,19 @@ std::string status_text(const StatusReport& s, int verbosity) {
     out += "  queues  none (--queues none)\n";
   }
   if (r.ingress) out += fmt::format("  ingress shaped on {} {}\n", r.ingress->ifb_name, ok(s.ingress_ok));
+  if (r.adaptive) {
+    std::string rates;
+    if (auto live = adaptive::read_state(r.ifname))
+      for (const char* dir : {"upload", "download"})
+        if (live->contains(dir))
+          rates += fmt::format(", {} now {}", dir,
+                               qosc::units::format_rate((*live)[dir].value("rate_bps", uint64_t{0})));
+    std::string refl;
+    for (const auto& x : r.adaptive->reflectors) refl += (refl.empty() ? "" : " ") + x;
+    out += fmt::format("  adaptive reflectors {}{}{}\n", refl,
+                       r.adaptive->supervisor_pid ? fmt::format(", supervisor pid {}", r.adaptive->supervisor_pid) : "",
+                       rates);
+  }
   out += fmt::format("  pins    {}\n", r.pin_dir);
   for (const auto& p : s.problems) out += "  problem: " + p + "\n";
   return out;
@@ -191,6 +216,16 @@ int run_foreground(const AttachOptions& opts_in, std::ostream& out, std::ostream
   print_notes(err, a->notes);
   out << "qosrun: " << summary(a->record) << "\nqosrun: Ctrl-C detaches and restores " << opts.ifname << std::endl;
   int rc = cli::kExitOk;
+  // The adaptive rate's controller runs beside the view until the signal.
+  std::thread controller;
+  if (a->record.adaptive) {
+    adaptive::RunOptions ro;
+    ro.ifname = opts.ifname;
+    ro.reflectors = a->record.adaptive->reflectors;
+    ro.stop = &g_stop;
+    ro.verbosity = opts.verbosity;
+    controller = std::thread([ro, &err] { (void)adaptive::run_adaptive(ro, err); });
+  }
   if (!g_stop.load()) {
     ForegroundContext ctx{a->policy.manifest(),
                           opts.ifname,
@@ -206,6 +241,8 @@ int run_foreground(const AttachOptions& opts_in, std::ostream& out, std::ostream
     }
     rc = view ? view(ctx) : basic_foreground_view(ctx);
   }
+  g_stop.store(true);   // the view may have ended on its own (an error): stop the controller too
+  if (controller.joinable()) controller.join();
   DetachOptions d;
   d.ifname = opts.ifname;
   d.as_owner = ::getpid();
@@ -251,6 +288,10 @@ void add_attach_options(CLI::App* app, AttachArgs& a, bool positionals_required)
                 "reader of your own (costs ~9 ns per packet; qosc's own programs do not need it)");
   app->add_flag("--force", a.o.force,
                 "replace a qosc policy already attached, and a root qdisc qosrun could not restore exactly");
+  app->add_option("--reflector", a.o.reflectors,
+                  "adaptive rate (`link adaptive MIN-MAX;`): a host beyond the link that answers ping, IPv4 or IPv6; "
+                  "repeatable; default: the interface's gateway")
+      ->allow_extra_args(false);
 }
 
 AttachOptions finish(const AttachArgs& a, int verbosity) {

@@ -122,9 +122,10 @@ const Leaf* Plan::find(uint32_t minor) const {
   return nullptr;
 }
 
-Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb) {
+Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb, uint64_t link_now) {
   Plan p;
-  const uint64_t L = m.link_bps;
+  const uint64_t nominal = m.link_bps;
+  const uint64_t L = link_now ? link_now : nominal;
   if (L == 0)
     return Error{fmt::format("policy {} has no link rate: qosrun shapes to the policy's `link`; add `link RATE;` "
                              "or compile with qosc --link RATE",
@@ -138,7 +139,7 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb) {
   const uint32_t minq = min_quantum(mtu, max_skb);
   // r2q only matters for classes without an explicit quantum (none of ours):
   // pick it so the link's rate/r2q is about 20 frames.
-  p.r2q = static_cast<uint32_t>(std::clamp<uint64_t>(L / 8 / (20ull * frame), 1, 1000000));
+  p.r2q = static_cast<uint32_t>(std::clamp<uint64_t>(nominal / 8 / (20ull * frame), 1, 1000000));
 
   p.link.classid = classid(kMajor, kRootMinor);
   p.link.parent = kMajor << 16;
@@ -246,13 +247,16 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb) {
         cburst = frame;
       }
     }
-    if (c.rate_bps > L)
+    if (c.rate_bps > L && !link_now)
       p.notes.push_back(fmt::format("class {}: rate {} is above the link; capped at {}", c.name,
                                     format_rate(c.rate_bps), format_rate(L)));
     uint32_t minor = c.leaf_minor();
     make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, cburst, quanta[i], prio[i]);
     if (c.isolate) {
-      p.leaves.back().nested = nested_plan(*c.isolate, minor, L, ceil, frame, minq);
+      // At the nominal link whatever the rate now: an adaptive rate changes
+      // the leaf in place and never replaces its sub-queues.
+      uint64_t nominal_ceil = c.rate_bps ? std::min(c.rate_bps, nominal) : nominal;
+      p.leaves.back().nested = nested_plan(*c.isolate, minor, nominal, nominal_ceil, frame, minq);
       // Its sparse flows: a leaf of their own, sent within its assured rate.
       uint64_t sparse = std::min(ceil, std::max(c.isolate->sparse_bps * kSparseFlowsAssured, ceil / kSparseShareOfCeil));
       make_leaf(QOS_HTB_SPARSE_BASE + c.id, c.name + "~sparse", static_cast<int32_t>(c.id), sparse, ceil, cburst,
@@ -263,6 +267,16 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb) {
   if (p.default_minor == 0) p.default_minor = p.leaves.back().minor;
   std::sort(p.leaves.begin(), p.leaves.end(), [](const Leaf& a, const Leaf& b) { return a.minor < b.minor; });
   return p;
+}
+
+Result<Plan> plan_for(const qosc::Manifest& m, Where where, uint32_t mtu, uint32_t max_skb, uint64_t rate_now) {
+  const auto& adaptive = where == Where::Ifb ? m.download_adaptive : m.link_adaptive;
+  uint64_t now = 0;
+  if (adaptive) now = rate_now ? std::clamp(rate_now, adaptive->min_bps, adaptive->max_bps) : adaptive->start_bps;
+  if (where == Where::Interface) return plan(m, mtu, max_skb, now);
+  qosc::Manifest ifb = m;
+  ifb.link_bps = m.ifb_link_bps();
+  return plan(ifb, mtu, max_skb, now);
 }
 
 // ---- JSON -------------------------------------------------------------------------------------
@@ -472,6 +486,28 @@ Status change_persisting(nl::RtnlSocket& s, int ifindex, const Plan& from, const
         return st;
     }
   }
+  return {};
+}
+
+Status change_rate(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to) {
+  if (from.leaves.size() != to.leaves.size())
+    return Error{"internal: an adaptive rate change between two different trees"};
+  // Growing: the link first, so a leaf never asks more than its parent has;
+  // shrinking: the leaves first.
+  const bool growing = to.link.ceil_bps >= from.link.ceil_bps;
+  if (growing && !(from.link == to.link))
+    if (Status st = nl::change_htb_class(s, ifindex, to.link); !st) return st;
+  for (size_t i = 0; i < to.leaves.size(); ++i) {
+    const Leaf& a = from.leaves[i];
+    const Leaf& b = to.leaves[i];
+    if (!(a.params == b.params))
+      if (Status st = nl::change_htb_class(s, ifindex, b.params); !st) return st;
+    if (!b.nested && a.queue_limit != b.queue_limit)
+      if (Status st = nl::change_bfifo(s, ifindex, b.params.classid, leaf_qdisc_handle(b.minor), b.queue_limit); !st)
+        return st;
+  }
+  if (!growing && !(from.link == to.link))
+    if (Status st = nl::change_htb_class(s, ifindex, to.link); !st) return st;
   return {};
 }
 

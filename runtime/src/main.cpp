@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   CommandTable table(app, globals);
   register_classify(table);
   register_attach(table);
+  register_supervise(table);
   register_stats(table);
   // More commands register here (one function per command, see qosrun/cli.hpp).
 

@@ -322,26 +322,43 @@ Result<size_t> count_filters(RtnlSocket& s, int ifindex, uint32_t parent) {
   return n;
 }
 
-Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid) {
+Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid) {
   NlMessage m(RTM_GETTCLASS, 0);
-  m.header(tc_header(ifindex, 0, 0));
-  uint64_t backlog = 0;
+  // The kernel dumps only the classes of the qdisc named by tcm_parent's major.
+  m.header(tc_header(ifindex, TC_H_MAJ(classid), 0));
+  TcCounters c;
   Status st = s.dump(m, "cannot read class statistics", [&](const nlmsghdr* h) {
     if (h->nlmsg_type != RTM_NEWTCLASS) return;
     const auto* t = reinterpret_cast<const tcmsg*>(NLMSG_DATA(h));
     if (t->tcm_ifindex != ifindex || t->tcm_handle != classid) return;
+    c.found = true;
     Attrs a = parse_attrs(tc_payload(h));
     if (auto st2 = a.get(TCA_STATS2)) {
       Attrs b = parse_attrs(*st2);
       if (auto q = b.get(TCA_STATS_QUEUE); q && q->size() >= sizeof(gnet_stats_queue)) {
         gnet_stats_queue gq;
         std::memcpy(&gq, q->data(), sizeof gq);
-        backlog = gq.backlog;
+        c.backlog_bytes = gq.backlog;
+        c.qlen = gq.qlen;
+        c.drops = gq.drops;
+        c.overlimits = gq.overlimits;
+      }
+      if (auto b64 = b.get(TCA_STATS_BASIC); b64 && b64->size() >= sizeof(gnet_stats_basic)) {
+        gnet_stats_basic gb;
+        std::memcpy(&gb, b64->data(), sizeof gb);
+        c.bytes = gb.bytes;
+        c.packets = gb.packets;
       }
     }
   });
   if (!st) return st.error();
-  return backlog;
+  return c;
+}
+
+Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid) {
+  auto c = class_counters(s, ifindex, classid);
+  if (!c) return c.error();
+  return c->backlog_bytes;
 }
 
 std::string handle_string(uint32_t h) {

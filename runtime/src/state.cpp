@@ -88,6 +88,7 @@ Paths paths_for_key(const std::string& key) {
   p.pin_dir = p.pin_root + "/" + key;
   p.state_dir = run + "/" + key;
   p.state_file = p.state_dir + "/state.json";
+  p.adaptive_file = p.state_dir + "/adaptive.json";
   p.lock_file = run + "/" + key + ".lock";
   return p;
 }
@@ -478,6 +479,10 @@ nlohmann::json to_json(const Record& r) {
   } else {
     j["ingress"] = nullptr;
   }
+  if (r.adaptive)
+    j["adaptive"] = {{"reflectors", r.adaptive->reflectors},
+                     {"supervisor_pid", r.adaptive->supervisor_pid},
+                     {"supervisor_start", r.adaptive->supervisor_start}};
   return j;
 }
 
@@ -518,6 +523,13 @@ Record record_from_json(const nlohmann::json& j) {
     g.redirect_handle = i.at("redirect_handle").get<uint32_t>();
     g.ifb = side_from(i.at("ifb"));
     r.ingress = std::move(g);
+  }
+  if (auto a = j.find("adaptive"); a != j.end() && !a->is_null()) {   // absent: a fixed link
+    Adaptive ad;
+    ad.reflectors = a->at("reflectors").get<std::vector<std::string>>();
+    ad.supervisor_pid = a->at("supervisor_pid").get<pid_t>();
+    ad.supervisor_start = a->at("supervisor_start").get<uint64_t>();
+    r.adaptive = std::move(ad);
   }
   return r;
 }
@@ -562,6 +574,9 @@ Status remove_state(const Paths& p) {
   if (::unlink(p.state_file.c_str()) != 0 && errno != ENOENT)
     return errno_error(errno, fmt::format("cannot remove {}", p.state_file));
   (void)::unlink((p.state_file + ".tmp").c_str());
+  (void)::unlink(p.adaptive_file.c_str());   // the adaptive controller's live state, stopped before
+  (void)::unlink((p.adaptive_file + ".tmp").c_str());
+  (void)::unlink((p.state_dir + "/supervisor.log").c_str());
   if (::rmdir(p.state_dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
     return errno_error(errno, fmt::format("cannot remove {}", p.state_dir));
   return {};

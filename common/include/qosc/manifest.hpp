@@ -33,6 +33,15 @@ struct ManifestIsolation {
   friend bool operator==(const ManifestIsolation&, const ManifestIsolation&) = default;
 };
 
+// `link adaptive MIN-MAX` / `download adaptive MIN-MAX`: the range the
+// shaping rate moves in, where it starts, and the rise of a reflector's
+// round-trip time over its baseline that counts as "the delay rose".
+struct ManifestAdaptive {
+  uint64_t min_bps = 0, max_bps = 0, start_bps = 0;
+  uint32_t delay_us = 5000;
+  friend bool operator==(const ManifestAdaptive&, const ManifestAdaptive&) = default;
+};
+
 struct ManifestClass {
   uint32_t id = 0;
   std::string name;
@@ -55,7 +64,12 @@ struct Manifest {
   std::string source;             // file name as given to qosc
   std::string source_sha256;
   std::string compiler_version;
-  uint64_t link_bps = 0;
+  uint64_t link_bps = 0;          // the link's rate; with `link adaptive`, its maximum
+  std::optional<ManifestAdaptive> link_adaptive;       // JSON "link_adaptive", absent when fixed
+  // `download RATE;`: the IFB tree's rate (--ingress-shape); 0 = none given,
+  // the IFB is shaped to link_bps. With `download adaptive`, its maximum.
+  uint64_t download_bps = 0;
+  std::optional<ManifestAdaptive> download_adaptive;   // JSON "download_adaptive"
   std::string scheduler;          // canonical kind, e.g. "strict_priority"
   std::string rank;               // pifo rank expression (canonical text), "" otherwise
   uint32_t pifo_bands = 0;
@@ -76,6 +90,8 @@ struct Manifest {
   std::string tables_section;     // "" when none
 
   const ManifestClass* find_class(std::string_view name) const;
+  uint64_t ifb_link_bps() const { return download_bps ? download_bps : link_bps; }
+  bool adaptive() const { return link_adaptive || download_adaptive; }
 };
 
 nlohmann::json to_json(const Manifest& m);

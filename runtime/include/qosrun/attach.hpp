@@ -44,6 +44,9 @@ struct AttachOptions {
   bool force = false;           // replace a policy already attached / a root qdisc we cannot restore
   bool xdp_meta = false;        // XDP writes the class into the packet metadata (LoadOptions::xdp_meta)
   bool foreground = false;      // the caller stays and detaches (records its pid as the owner)
+  // --reflector: hosts the adaptive rate's controller probes (docs/adaptive.md);
+  // empty: the interface's default gateway. Only for a policy with an adaptive rate.
+  std::vector<std::string> reflectors;
   int verbosity = 0;
 };
 

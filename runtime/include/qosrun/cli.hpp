@@ -73,5 +73,6 @@ class CommandTable {
 // One registration function per command (each in its own runtime/src file).
 void register_classify(CommandTable& t);   // classify.cpp
 void register_attach(CommandTable& t);     // attach_cmd.cpp: attach, detach, status, reload, `qosrun OBJ IFACE`
+void register_supervise(CommandTable& t);  // adaptive_run.cpp: the adaptive rate's supervisor (started by attach)
 
 }  // namespace qosrun::cli

@@ -104,7 +104,19 @@ struct Plan {
 
 // Plans the tree for a manifest on an interface with this MTU, whose largest
 // skb is `max_skb` bytes (its gso/gro max size; see kDefaultMaxSkb).
-Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb = kDefaultMaxSkb);
+// `link_now`: the rate an adaptive link is shaped to now (0: the manifest's
+// link). It moves the link class, the leaves and their bfifo limits; isolated
+// classes' nested sub-queues stay planned at the manifest's link, so a rate
+// change never has to replace them.
+Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb = kDefaultMaxSkb, uint64_t link_now = 0);
+
+// Which tree of a policy: the interface's, shaped to `link`, or the IFB's of
+// --ingress-shape, shaped to `download` (to `link` without one).
+enum class Where : uint8_t { Interface, Ifb };
+// That tree, with an adaptive rate (`link adaptive` for the interface,
+// `download adaptive` for the IFB) at `rate_now` clamped to its range, or at
+// its start rate when `rate_now` is 0.
+Result<Plan> plan_for(const qosc::Manifest& m, Where where, uint32_t mtu, uint32_t max_skb, uint64_t rate_now = 0);
 
 // The smallest quantum that keeps HTB's round robin byte-exact: the largest
 // length HTB charges one packet on an interface with this MTU and largest skb.
@@ -137,6 +149,10 @@ Status build(nl::RtnlSocket& s, int ifindex, const Plan& p);
 // the TC program classifies every packet, so the default is only a fallback.
 Status add_new_leaves(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to, std::vector<uint32_t>* added);
 Status change_persisting(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to);
+// An adaptive link's rate change: the same tree (plan() of one manifest at
+// two rates), its classes and bfifo limits changed in place. Nothing queued
+// is dropped.
+Status change_rate(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to);
 Status delete_obsolete(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan& to, int drain_ms,
                        std::vector<std::string>* warnings);
 

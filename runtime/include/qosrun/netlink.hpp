@@ -150,7 +150,16 @@ Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid);
 Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
 Status change_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
 
-// Backlog of one class (bytes queued now), from an RTM_GETTCLASS dump.
+// One class's counters as the kernel keeps them (TCA_STATS2).
+struct TcCounters {
+  bool found = false;          // the class exists
+  uint64_t bytes = 0, packets = 0;   // sent
+  uint32_t drops = 0, overlimits = 0;
+  uint32_t backlog_bytes = 0, qlen = 0;   // queued now
+};
+// From an RTM_GETTCLASS dump of the classes of classid's qdisc.
+Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid);
+// Backlog of one class (bytes queued now).
 Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid);
 
 // ---- links -------------------------------------------------------------------------------

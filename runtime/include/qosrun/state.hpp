@@ -34,6 +34,7 @@ struct Paths {
   std::string pin_dir;      // /sys/fs/bpf/qosc/<ifname>
   std::string state_dir;    // /run/qosc/<ifname>
   std::string state_file;   // /run/qosc/<ifname>/state.json
+  std::string adaptive_file;   // /run/qosc/<ifname>/adaptive.json: the adaptive rate's live state
   std::string lock_file;    // /run/qosc/<ifname>.lock
 };
 Paths paths_for(const std::string& ifname);
@@ -142,6 +143,16 @@ struct Ingress {
   Side ifb;                          // HTB + TC program on the IFB
 };
 
+// The adaptive rate's controller (docs/adaptive.md): the reflectors it
+// probes and, in the persistent form, the supervisor process that runs it
+// (`qosrun supervise IFACE`, started by attach, stopped by detach). In the
+// foreground form the controller is a thread of the owner: pid 0.
+struct Adaptive {
+  std::vector<std::string> reflectors;
+  pid_t supervisor_pid = 0;
+  uint64_t supervisor_start = 0;   // process_start_time: a reused pid is not ours
+};
+
 struct Record {
   // 2: `netns` is the namespace's cookie (1: its inode, which the kernel reuses).
   int format = 2;
@@ -166,6 +177,7 @@ struct Record {
   std::map<std::string, uint32_t> progs, maps;
   std::string pin_dir;
   bool xdp_meta = false;      // attached with --xdp-meta (reload keeps it)
+  std::optional<Adaptive> adaptive;   // the policy has an adaptive rate
 
   // Made in the calling thread's network namespace?
   bool in_this_netns() const;
