@@ -99,32 +99,6 @@ void sides_of(const state::Record& r, Side (&sides)[2]) {
   }
 }
 
-nlohmann::json direction_json(const DirectionView& d) {
-  return {{"rate_bps", d.rate_bps},         {"min_bps", d.config.min_bps},   {"max_bps", d.config.max_bps},
-          {"start_bps", d.config.start_bps}, {"delay_threshold_ms", d.config.delay_ms},
-          {"achieved_bps", d.achieved_bps}, {"load", std::round(d.load * 1000) / 1000},
-          {"cuts", d.cuts},                 {"last_decision", d.last_decision}};
-}
-
-nlohmann::json state_json(const RateController& c, const std::string& ifname, uint32_t generation) {
-  nlohmann::json j{{"time", unix_s()}, {"interface", ifname}, {"pid", ::getpid()}, {"generation", generation}};
-  if (c.has(RateController::kUp)) j["upload"] = direction_json(c.view(RateController::kUp));
-  if (c.has(RateController::kDown)) j["download"] = direction_json(c.view(RateController::kDown));
-  nlohmann::json refl = nlohmann::json::array();
-  for (const auto& r : c.reflectors())
-    refl.push_back({{"addr", r.addr},
-                    {"alive", r.alive},
-                    {"baseline_ms", std::round(r.baseline_ms * 1000) / 1000},
-                    {"delay_ms", std::round(r.delay_ms * 1000) / 1000},
-                    {"sent", r.sent},
-                    {"received", r.received},
-                    {"note", r.note}});
-  j["reflectors"] = refl;
-  j["holding"] = c.holding();
-  j["decisions"] = c.decisions();
-  return j;
-}
-
 void write_atomically(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";
   {
@@ -137,26 +111,107 @@ void write_atomically(const std::string& path, const std::string& text) {
 
 }  // namespace
 
+nlohmann::json to_json(const Snapshot& s) {
+  auto dir = [](const DirectionView& d) {
+    return nlohmann::json{{"rate_bps", d.rate_bps},
+                          {"min_bps", d.config.min_bps},
+                          {"max_bps", d.config.max_bps},
+                          {"start_bps", d.config.start_bps},
+                          {"delay_threshold_ms", d.config.delay_ms},
+                          {"achieved_bps", d.achieved_bps},
+                          {"load", std::round(d.load * 1000) / 1000},
+                          {"cuts", d.cuts},
+                          {"rises", d.rises},
+                          {"last_decision", d.last_decision}};
+  };
+  nlohmann::json j{{"time", s.unix_time}, {"pid", s.pid}, {"generation", s.generation}};
+  if (s.upload) j["upload"] = dir(*s.upload);
+  if (s.download) j["download"] = dir(*s.download);
+  nlohmann::json refl = nlohmann::json::array();
+  for (const auto& r : s.reflectors)
+    refl.push_back({{"addr", r.addr},
+                    {"alive", r.alive},
+                    {"baseline_ms", std::round(r.baseline_ms * 1000) / 1000},
+                    {"delay_ms", std::round(r.delay_ms * 1000) / 1000},
+                    {"last_rtt_ms", std::round(r.last_rtt_ms * 1000) / 1000},
+                    {"sent", r.sent},
+                    {"received", r.received},
+                    {"note", r.note}});
+  j["reflectors"] = refl;
+  j["holding"] = s.holding;
+  j["decisions"] = s.decisions;
+  return j;
+}
+
+Snapshot snapshot_from_json(const nlohmann::json& j) {
+  auto dir = [](const nlohmann::json& d, const char* name) {
+    DirectionView v;
+    v.config.name = name;
+    v.rate_bps = d.at("rate_bps").get<uint64_t>();
+    v.config.min_bps = d.at("min_bps").get<uint64_t>();
+    v.config.max_bps = d.at("max_bps").get<uint64_t>();
+    v.config.start_bps = d.at("start_bps").get<uint64_t>();
+    v.config.delay_ms = d.at("delay_threshold_ms").get<double>();
+    v.achieved_bps = d.at("achieved_bps").get<uint64_t>();
+    v.load = d.at("load").get<double>();
+    v.cuts = d.at("cuts").get<uint64_t>();
+    v.rises = d.at("rises").get<uint64_t>();
+    v.last_decision = d.at("last_decision").get<std::string>();
+    return v;
+  };
+  Snapshot s;
+  s.unix_time = j.at("time").get<double>();
+  s.pid = j.at("pid").get<pid_t>();
+  s.generation = j.at("generation").get<uint32_t>();
+  if (j.contains("upload")) s.upload = dir(j.at("upload"), "upload");
+  if (j.contains("download")) s.download = dir(j.at("download"), "download");
+  for (const auto& r : j.at("reflectors")) {
+    ReflectorView v;
+    v.addr = r.at("addr").get<std::string>();
+    v.alive = r.at("alive").get<bool>();
+    v.baseline_ms = r.at("baseline_ms").get<double>();
+    v.delay_ms = r.at("delay_ms").get<double>();
+    v.last_rtt_ms = r.at("last_rtt_ms").get<double>();
+    v.sent = r.at("sent").get<uint64_t>();
+    v.received = r.at("received").get<uint64_t>();
+    v.note = r.at("note").get<std::string>();
+    s.reflectors.push_back(std::move(v));
+  }
+  s.holding = j.at("holding").get<std::string>();
+  s.decisions = j.at("decisions").get<std::vector<std::string>>();
+  return s;
+}
+
+Snapshot snapshot_of(const RateController& c) {
+  Snapshot s;
+  s.unix_time = unix_s();
+  s.pid = ::getpid();
+  if (c.has(RateController::kUp)) s.upload = c.view(RateController::kUp);
+  if (c.has(RateController::kDown)) s.download = c.view(RateController::kDown);
+  s.reflectors = c.reflectors();
+  s.holding = c.holding();
+  s.decisions.assign(c.decisions().begin(), c.decisions().end());
+  return s;
+}
+
 std::string state_file(const std::string& ifname) { return state::paths_for(ifname).adaptive_file; }
 
-std::optional<nlohmann::json> read_state(const std::string& ifname) {
+std::optional<Snapshot> read_snapshot(const std::string& ifname) {
   std::ifstream f(state_file(ifname));
   if (!f) return std::nullopt;
   try {
-    nlohmann::json j = nlohmann::json::parse(f);
-    // A controller that stopped writing (killed) is not running.
-    if (j.value("time", 0.0) < unix_s() - 5) return std::nullopt;
-    return j;
+    Snapshot s = snapshot_from_json(nlohmann::json::parse(f));
+    if (s.unix_time < unix_s() - 5) return std::nullopt;   // not rewritten: the controller was killed
+    return s;
   } catch (const nlohmann::json::exception&) {
-    return std::nullopt;
+    return std::nullopt;   // being replaced (rename is atomic, but be safe) or damaged
   }
 }
 
 uint64_t current_rate(const std::string& ifname, size_t dir) {
-  auto j = read_state(ifname);
-  const char* key = dir == RateController::kUp ? "upload" : "download";
-  if (!j || !j->contains(key)) return 0;
-  return (*j)[key].value("rate_bps", uint64_t{0});
+  auto s = read_snapshot(ifname);
+  if (!s || !s->direction(dir)) return 0;
+  return s->direction(dir)->rate_bps;
 }
 
 int run_adaptive(const RunOptions& o, std::ostream& err) {
@@ -258,7 +313,9 @@ int run_adaptive(const RunOptions& o, std::ostream& err) {
       }
     }
     if (t >= next_write) {
-      write_atomically(file, state_json(ctl, o.ifname, generation).dump() + "\n");
+      Snapshot snap = snapshot_of(ctl);
+      snap.generation = generation;
+      write_atomically(file, to_json(snap).dump() + "\n");
       next_write = t + 0.5;
     }
     if (t >= next_check) {

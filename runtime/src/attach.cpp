@@ -872,9 +872,9 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   // Isolation's slot assignments continue when every class isolates exactly
   // as before (same slots at the same places): no flow or host changes queue.
   auto isolation = [](const qosc::Manifest& x) {
-    std::vector<std::optional<qosc::ManifestIsolation>> v;
-    for (const auto& c : x.classes) v.push_back(c.isolate);
-    return v;
+    std::vector<std::optional<qosc::ManifestIsolation>> per_class;
+    for (const auto& c : x.classes) per_class.push_back(c.isolate);
+    return per_class;
   };
   if (isolation(old.manifest) == isolation(m)) stateful.insert({"qos_iso_slots", "qos_iso_index", "qos_iso_stats"});
   else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))

@@ -91,10 +91,10 @@ nlohmann::json status_json(const StatusReport& s) {
     nlohmann::json a{{"reflectors", r.adaptive->reflectors},
                      {"supervisor_pid", r.adaptive->supervisor_pid},
                      {"state_file", adaptive::state_file(r.ifname)}};
-    if (auto live = adaptive::read_state(r.ifname)) {
-      for (const char* dir : {"upload", "download"})
-        if (live->contains(dir)) a[std::string(dir) + "_bps"] = (*live)[dir].value("rate_bps", uint64_t{0});
-      a["holding"] = live->value("holding", std::string());
+    if (auto live = adaptive::read_snapshot(r.ifname)) {
+      if (live->upload) a["upload_bps"] = live->upload->rate_bps;
+      if (live->download) a["download_bps"] = live->download->rate_bps;
+      a["holding"] = live->holding;
     }
     j["adaptive"] = a;
   }
@@ -133,11 +133,9 @@ std::string status_text(const StatusReport& s, int verbosity) {
   if (r.ingress) out += fmt::format("  ingress shaped on {} {}\n", r.ingress->ifb_name, ok(s.ingress_ok));
   if (r.adaptive) {
     std::string rates;
-    if (auto live = adaptive::read_state(r.ifname))
-      for (const char* dir : {"upload", "download"})
-        if (live->contains(dir))
-          rates += fmt::format(", {} now {}", dir,
-                               qosc::units::format_rate((*live)[dir].value("rate_bps", uint64_t{0})));
+    if (auto live = adaptive::read_snapshot(r.ifname))
+      for (const auto* d : {&live->upload, &live->download})
+        if (*d) rates += fmt::format(", {} now {}", (*d)->config.name, qosc::units::format_rate((*d)->rate_bps));
     std::string refl;
     for (const auto& x : r.adaptive->reflectors) refl += (refl.empty() ? "" : " ") + x;
     out += fmt::format("  adaptive reflectors {}{}{}\n", refl,

@@ -91,6 +91,32 @@ std::string prometheus_text(const View& v) {
         e.value("qosc_class_rate_bits_per_second", cls(c) + "," + lbl("hook", hooks[h]), h == 0 ? c.xdp.bps : c.tc.bps);
   }
 
+  // The adaptive rate: rates in bytes per second and delays in seconds, as
+  // Prometheus' conventions ask.
+  if (v.adaptive) {
+    const adaptive::Snapshot& a = *v.adaptive;
+    auto dir = [](const adaptive::DirectionView& d) { return lbl("direction", d.config.name); };
+    e.family("qosc_adaptive_rate_bytes_per_second", "gauge", "The shaper's rate the adaptive controller set.");
+    for (const auto* d : {&a.upload, &a.download})
+      if (*d) e.value("qosc_adaptive_rate_bytes_per_second", dir(**d), static_cast<double>((*d)->rate_bps) / 8);
+    e.family("qosc_adaptive_achieved_bytes_per_second", "gauge", "What the shaper sent, over the controller's window.");
+    for (const auto* d : {&a.upload, &a.download})
+      if (*d) e.value("qosc_adaptive_achieved_bytes_per_second", dir(**d), static_cast<double>((*d)->achieved_bps) / 8);
+    e.family("qosc_adaptive_cuts_total", "counter", "Times the rate was cut because the delay rose.");
+    for (const auto* d : {&a.upload, &a.download})
+      if (*d) e.value("qosc_adaptive_cuts_total", dir(**d), static_cast<double>((*d)->cuts));
+    e.family("qosc_adaptive_reflector_up", "gauge", "1 when the reflector answers and counts, 0 when it is left out.");
+    for (const auto& r : a.reflectors) e.value("qosc_adaptive_reflector_up", lbl("reflector", r.addr), r.alive ? 1 : 0);
+    e.family("qosc_adaptive_reflector_baseline_seconds", "gauge", "The reflector's round-trip time with empty queues.");
+    for (const auto& r : a.reflectors)
+      e.value("qosc_adaptive_reflector_baseline_seconds", lbl("reflector", r.addr), r.baseline_ms / 1e3);
+    e.family("qosc_adaptive_reflector_delay_seconds", "gauge", "The last round-trip time minus the baseline.");
+    for (const auto& r : a.reflectors)
+      e.value("qosc_adaptive_reflector_delay_seconds", lbl("reflector", r.addr), r.delay_ms / 1e3);
+    e.family("qosc_adaptive_holding", "gauge", "1 while every reflector is silent and the rate is held.");
+    e.value("qosc_adaptive_holding", "", a.holding.empty() ? 0 : 1);
+  }
+
   // Isolation: per class, and per active flow/host (its sub-queue's bytes).
   if (std::any_of(v.classes.begin(), v.classes.end(), [](const ClassView& c) { return c.iso.has_value(); })) {
     e.family("qosc_isolate_active", "gauge", "Flows or hosts of an isolated class that sent within the last second.");

@@ -560,6 +560,7 @@ Result<Sample> StatsSource::sample(const SampleOptions& opts) const {
     s.flows = std::move(*f);
   }
   if (iso_slots_.valid()) read_isolation(manifest_, iso_slots_.get(), iso_stats_.get(), s);
+  if (manifest_.adaptive() && !ifname_.empty()) s.adaptive = adaptive::read_snapshot(ifname_);
   return s;
 }
 

@@ -178,6 +178,7 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
   v.policy = m.policy;
   v.scheduler = m.scheduler;
   v.link_bps = m.link_bps;
+  v.adaptive_expected = m.adaptive();
   v.unix_time = cur.unix_time;
   const double dt = prev && cur.mono_ns > prev->mono_ns ? static_cast<double>(cur.mono_ns - prev->mono_ns) / 1e9 : 0;
   if (prev && (dt <= 0 || prev->map.size() != cur.map.size())) prev = nullptr;   // not comparable
@@ -227,6 +228,7 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
     if (prev && prev->qdisc) v.link_bps_now = 8 * per_s(cur.qdisc->root.bytes, prev->qdisc->root.bytes, dt);
   }
   v.qdisc_error = cur.qdisc_error;
+  v.adaptive = cur.adaptive;
 
   v.show_members = top_flows > 0;
   v.flow_count = cur.flows.size();
@@ -353,6 +355,7 @@ nlohmann::json to_json(const View& v) {
     j["ingress"] = std::move(in);
   }
   if (v.pifo_inversions) j["pifo_inversions"] = *v.pifo_inversions;
+  if (v.adaptive) j["adaptive"] = adaptive::to_json(*v.adaptive);
   j["flow_count"] = v.flow_count;
   j["flow_table"] = v.has_flow_table;
   auto flows = nlohmann::json::array();
@@ -456,6 +459,25 @@ std::string render_text(const View& v, bool color) {
       for (const auto& c : v.classes) row(c.name, c.ingress_queue);
       for (size_t b = 0; b < v.ifb_bands.size(); ++b) row("band " + std::to_string(b), v.ifb_bands[b]);
     }
+  }
+  if (v.adaptive) {
+    const adaptive::Snapshot& a = *v.adaptive;
+    for (const auto* d : {&a.upload, &a.download}) {
+      if (!*d) continue;
+      const adaptive::DirectionView& x = **d;
+      o += fmt::format("{}adaptive {}{}: rate {} (range {} - {}), achieved {} ({:.0f} % loaded), {} cuts\n", B,
+                       x.config.name, N, human_bps(static_cast<double>(x.rate_bps)),
+                       human_bps(static_cast<double>(x.config.min_bps)), human_bps(static_cast<double>(x.config.max_bps)),
+                       human_bps(static_cast<double>(x.achieved_bps)), x.load * 100, x.cuts);
+      if (!x.last_decision.empty()) o += fmt::format("  {}last: {}{}\n", D, x.last_decision, N);
+    }
+    for (const auto& r : a.reflectors)
+      o += fmt::format("  reflector {:<24} {}  baseline {:.2f} ms  delay {:+.2f} ms  answered {}/{}{}\n", r.addr,
+                       r.alive ? "up  " : "DOWN", r.baseline_ms, r.delay_ms, r.received, r.sent,
+                       r.note.empty() ? "" : "  (" + r.note + ")");
+    if (!a.holding.empty()) o += fmt::format("  {}{}{}\n", B, a.holding, N);
+  } else if (v.adaptive_expected) {
+    o += fmt::format("{}adaptive rate: no controller runs (qosrun status {} says why){}\n", D, v.ifname, N);
   }
   if (!v.has_flow_table)
     o += "no flow table: the policy was compiled with qosc --flow-table 0\n";

@@ -203,12 +203,29 @@ Result<std::pair<pid_t, uint64_t>> start_supervisor(const std::string& ifname);
 // SIGTERM, then SIGKILL after 2 s; nothing when it is gone (or the pid is another process now).
 void stop_supervisor(pid_t pid, uint64_t start);
 
-// The live state file of an interface's controller (<state dir>/adaptive.json).
+// What a running controller shows: written by it every 0.5 s to its live
+// state file (<state dir>/adaptive.json), read back by `qosrun status` and
+// `qosrun stats` (terminal, JSON, Prometheus) and by reload.
+struct Snapshot {
+  double unix_time = 0;
+  pid_t pid = 0;
+  uint32_t generation = 0;            // of the record it works on
+  std::optional<DirectionView> upload, download;
+  std::vector<ReflectorView> reflectors;
+  std::string holding;                // RateController::holding()
+  std::vector<std::string> decisions; // newest last
+  const std::optional<DirectionView>& direction(size_t dir) const { return dir == 0 ? upload : download; }
+};
+Snapshot snapshot_of(const RateController& c);
+nlohmann::json to_json(const Snapshot& s);
+Snapshot snapshot_from_json(const nlohmann::json& j);   // throws nlohmann::json::exception
+
 std::string state_file(const std::string& ifname);
-// What it holds now, nullopt when no controller runs (or it stopped writing).
-std::optional<nlohmann::json> read_state(const std::string& ifname);
-// The rates the running controller applied, for a reload that must keep them
-// (0 when there is none for that direction).
+// The running controller's snapshot; nullopt when none runs (no file, or not
+// rewritten for 5 s: the controller was killed).
+std::optional<Snapshot> read_snapshot(const std::string& ifname);
+// The rate the running controller applied, for a reload that must keep it (0
+// when none runs or it has no such direction).
 uint64_t current_rate(const std::string& ifname, size_t dir);
 
 }  // namespace qosrun::adaptive

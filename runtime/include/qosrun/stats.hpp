@@ -46,6 +46,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "qosc/manifest.hpp"
+#include "qosrun/adaptive.hpp"
 #include "qosrun/loader.hpp"
 #include "qosrun/testrun.hpp"   // ClassCounters
 
@@ -142,6 +143,8 @@ struct Sample {
   std::vector<IsoSlotEntry> iso_slots;
   std::vector<IsoCounters> iso_counters;
   uint64_t coarse_ns = 0;
+  // The adaptive rate's controller, when one runs (its live state file).
+  std::optional<adaptive::Snapshot> adaptive;
 };
 
 struct SampleOptions {
@@ -256,6 +259,8 @@ struct View {
   double ifb_link_bps_now = 0;
   std::vector<QueueView> ifb_bands;   // pifo
   std::optional<uint64_t> pifo_inversions;
+  std::optional<adaptive::Snapshot> adaptive;   // the adaptive rate, when its controller runs
+  bool adaptive_expected = false;               // the policy has an adaptive rate
 };
 
 View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample& cur, const Sample* prev,
