@@ -247,6 +247,9 @@ void register_stats(CommandTable& t) {
       return basic_foreground_view(ctx);
     }
     LiveViewOptions o;
+    // Not a terminal (a service's journal, a pipe): one view a minute, not
+    // forty lines a second.
+    if (!isatty(STDOUT_FILENO)) o.interval_s = 60;
     return run_live_view(*src, o, ctx.stop);
   });
   auto opts = std::make_shared<StatsOptions>();
