@@ -244,6 +244,22 @@ int run_adaptive(const RunOptions& o, std::ostream& err) {
   for (size_t d = 0; d < 2; ++d)
     if (sides[d].present) ctl.set_rate(d, sides[d].applied.link.rate_bps);   // what attach or reload applied
 
+  // A reload planned its tree at our rate: continue from its tree and its
+  // range. False when the policy is gone or no longer adaptive.
+  auto follow = [&](std::optional<state::Record>&& now_rec) -> bool {
+    if (!now_rec) return false;
+    if (now_rec->generation == generation) return true;
+    generation = now_rec->generation;
+    *rec = std::move(now_rec);
+    sides_of(**rec, sides);
+    m = &(*rec)->manifest;
+    for (size_t d = 0; d < 2; ++d) {
+      auto c = config_of(d == 0 ? "upload" : "download", d == 0 ? m->link_adaptive : m->download_adaptive);
+      if (c && sides[d].present) ctl.reconfigure(d, *c);
+    }
+    return sides[0].present || sides[1].present;
+  };
+
   const std::string file = state_file(o.ifname);
   const double interval = o.tuning.probe_interval_s;
   const size_t n = o.reflectors.size();
@@ -286,19 +302,7 @@ int run_adaptive(const RunOptions& o, std::ostream& err) {
       auto lock = state::Lock::acquire_file(state::paths_for(o.ifname).lock_file, o.ifname, 0);
       if (lock) {
         auto now_rec = state::read(o.ifname);
-        if (!now_rec || !*now_rec) break;   // detached
-        if ((*now_rec)->generation != generation) {
-          // A reload planned its tree at our rate: continue from its tree and its range.
-          generation = (*now_rec)->generation;
-          *rec = std::move(*now_rec);
-          sides_of(**rec, sides);
-          m = &(*rec)->manifest;
-          for (size_t d = 0; d < 2; ++d) {
-            auto c = config_of(d == 0 ? "upload" : "download", d == 0 ? m->link_adaptive : m->download_adaptive);
-            if (c && sides[d].present) ctl.reconfigure(d, *c);
-          }
-          if (!sides[0].present && !sides[1].present) break;   // no longer adaptive
-        }
+        if (!now_rec || !follow(std::move(*now_rec))) break;   // detached, or no longer adaptive
         for (size_t d = 0; d < 2; ++d) {
           Side& s = sides[d];
           if (!s.present || ctl.rate_bps(d) == s.applied.link.rate_bps) continue;
@@ -321,7 +325,7 @@ int run_adaptive(const RunOptions& o, std::ostream& err) {
     if (t >= next_check) {
       next_check = t + 1;
       auto r = state::read(o.ifname);
-      if (r && !*r) break;   // detached
+      if (r && !follow(std::move(*r))) break;   // detached, or no longer adaptive
     }
   }
   (void)::unlink(file.c_str());

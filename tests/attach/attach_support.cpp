@@ -99,7 +99,9 @@ std::string compile(const std::string& name, const std::string& text, const std:
     std::ofstream o(src);
     o << text;
   }
-  Cmd c = sh(std::string(QOSC_BIN) + " " + src.string() + " --link " + link + " -o " + obj.string(), 120);
+  Cmd c = sh(std::string(QOSC_BIN) + " " + src.string() + (link.empty() ? "" : " --link " + link) + " -o " +
+                 obj.string(),
+             120);
   if (c.rc != 0 || !fs::exists(obj)) return {};
   cache[key] = obj.string();
   return obj.string();

@@ -23,7 +23,7 @@ std::string shell_quote(const std::string& s);
 bool is_root();
 
 // Compiles `text` (a .qos policy) with the qosc binary once per process;
-// returns the object's path. `link` overrides the policy's link.
+// returns the object's path. `link` overrides the policy's link ("": the policy's own).
 std::string compile(const std::string& name, const std::string& text, const std::string& link = "100mbit");
 // examples/<name>.qos compiled with --link.
 std::string compile_example(const std::string& name, const std::string& link = "100mbit");
