@@ -11,6 +11,7 @@ PKGS=(
   libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libcli11-dev
   iproute2 iperf3 irtt iputils-ping ethtool procps nftables
   python3 python3-scapy python3-matplotlib
+  prometheus   # for promtool only (the metrics lint test); its server is not wanted, see below
 )
 
 missing=()
@@ -30,4 +31,8 @@ echo "setup: installing ${#missing[@]} package(s): ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Installed for promtool: where systemd started Prometheus' server, stop it again.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
 echo "setup: done"

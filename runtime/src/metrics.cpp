@@ -85,10 +85,11 @@ std::string prometheus_text(const View& v) {
   e.value("qosc_rule_drops_total", "hook=\"xdp\"", static_cast<double>(v.rule_xdp.drop_rule));
   e.value("qosc_rule_drops_total", "hook=\"tc\"", static_cast<double>(v.rule_tc.drop_rule));
   if (v.interval_s > 0) {
-    e.family("qosc_class_rate_bits_per_second", "gauge", "Classified bit rate over the last sampling interval.");
+    e.family("qosc_class_rate_bytes_per_second", "gauge", "Classified bytes per second over the last sampling interval.");
     for (const auto& c : v.classes)
       for (int h = 0; h < 2; ++h)
-        e.value("qosc_class_rate_bits_per_second", cls(c) + "," + lbl("hook", hooks[h]), h == 0 ? c.xdp.bps : c.tc.bps);
+        e.value("qosc_class_rate_bytes_per_second", cls(c) + "," + lbl("hook", hooks[h]),
+                (h == 0 ? c.xdp.bps : c.tc.bps) / 8);
   }
 
   // The adaptive rate: rates in bytes per second and delays in seconds, as
@@ -167,8 +168,8 @@ std::string prometheus_text(const View& v) {
     e.family("qosc_queue_delay_seconds", "gauge",
              "Estimated queueing delay: backlog / (measured send rate, or ceil when idle).");
     for (const auto& q : qs) e.value("qosc_queue_delay_seconds", q.label, q.q->delay_ms / 1000.0);
-    e.family("qosc_queue_ceil_bits_per_second", "gauge", "Configured HTB ceil of the class.");
-    for (const auto& q : qs) e.value("qosc_queue_ceil_bits_per_second", q.label, static_cast<double>(q.q->ceil_bps));
+    e.family("qosc_queue_ceil_bytes_per_second", "gauge", "Configured HTB ceil of the class.");
+    for (const auto& q : qs) e.value("qosc_queue_ceil_bytes_per_second", q.label, static_cast<double>(q.q->ceil_bps) / 8);
   }
   if (v.link.present) {
     e.family("qosc_link_sent_bytes_total", "counter", "Bytes the root qdisc sent.");
@@ -182,8 +183,8 @@ std::string prometheus_text(const View& v) {
     e.family("qosc_pifo_pushdowns_total", "counter", "SP-PIFO push-down events (a rank below every band's bound).");
     e.value("qosc_pifo_pushdowns_total", "", static_cast<double>(*v.pifo_inversions));
   }
-  e.family("qosc_link_bits_per_second", "gauge", "The policy's link rate.");
-  e.value("qosc_link_bits_per_second", "", static_cast<double>(v.link_bps));
+  e.family("qosc_link_bytes_per_second", "gauge", "The policy's link rate (with `link adaptive`, its maximum).");
+  e.value("qosc_link_bytes_per_second", "", static_cast<double>(v.link_bps) / 8);
   e.family("qosc_flow_table_entries", "gauge", "Flows in the LRU flow table (only when flows are read).");
   e.value("qosc_flow_table_entries", "", static_cast<double>(v.flow_count));
   return e.take();

@@ -221,6 +221,46 @@ TEST(Prometheus, TextFormat) {
   EXPECT_GT(samples, 20);
 }
 
+// Prometheus' own linter on everything the exposition can hold: rates in
+// bytes per second, delays in seconds, counters ending in _total.
+TEST(Prometheus, PromtoolFindsNothing) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "promtool is not installed (Debian's prometheus package; scripts/setup.sh installs it)";
+  auto m = manifest();
+  Sample a = sample(1000000000ull, 1), b = sample(2000000000ull, 2);
+  adaptive::Snapshot snap;
+  adaptive::DirectionView up;
+  up.config = {"upload", 10000000, 100000000, 100000000, 5};
+  up.rate_bps = 27000000;
+  up.achieved_bps = 26000000;
+  snap.upload = up;
+  adaptive::ReflectorView r;
+  r.addr = "192.0.2.1";
+  r.alive = true;
+  r.baseline_ms = 12.5;
+  snap.reflectors.push_back(r);
+  b.adaptive = snap;
+  std::string text = prometheus_text(make_view(m, "eth0", b, &a, 0));
+  ASSERT_NE(text.find("qosc_adaptive_rate_bytes_per_second{iface=\"eth0\",policy=\"home\",direction=\"upload\"} 3375000\n"),
+            std::string::npos)
+      << text;
+  char path[] = "/tmp/qosc-metrics-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fd);
+  std::string cmd = std::string("promtool check metrics < ") + path + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string said;
+  char buf[512];
+  while (fgets(buf, sizeof buf, pipe)) said += buf;
+  int rc = pclose(pipe);
+  unlink(path);
+  EXPECT_EQ(rc, 0) << said;
+  EXPECT_EQ(said, "") << text;
+}
+
 TEST(Metrics, Addresses) {
   auto a = parse_host_port("127.0.0.1:9464");
   ASSERT_TRUE(a);
