@@ -638,6 +638,14 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   if (Status st = require_admin("qosrun attach"); !st) return st.error();
   auto lock = state::Lock::acquire(o.ifname);
   if (!lock) return lock.error();
+  // The lock file goes with the record: an attach that fails leaves neither.
+  struct LockFileGoesWithTheRecord {
+    state::Lock& lock;
+    std::string state_file;
+    ~LockFileGoesWithTheRecord() {
+      if (::access(state_file.c_str(), F_OK) != 0) lock.remove_file();
+    }
+  } lock_file_guard{*lock, state::state_file(o.ifname)};
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
 

@@ -624,12 +624,22 @@ std::vector<std::string> remove_orphans() {
   const std::string run = state_root();
   DIR* d = ::opendir(run.c_str());
   if (!d) return removed;
-  std::vector<std::string> keys;
+  std::vector<std::string> keys, locks;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
     if (n.find("@ns") != std::string::npos && n.find('.') == std::string::npos) keys.push_back(n);
+    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".lock") == 0) locks.push_back(n.substr(0, n.size() - 5));
   }
   ::closedir(d);
+  // A lock file without a record guards nothing (an attach that failed, a
+  // namespace deleted meanwhile): removed when nobody holds it, so /run/qosc
+  // holds only what is attached.
+  for (const std::string& key : locks) {
+    const Paths p = paths_for_key(key);
+    if (::access(p.state_file.c_str(), F_OK) == 0) continue;
+    auto lock = Lock::acquire_file(p.lock_file, key, 0);
+    if (lock && ::access(p.state_file.c_str(), F_OK) != 0) lock->remove_file();
+  }
   for (const std::string& key : keys) {
     const Paths p = paths_for_key(key);
     std::ifstream in(p.state_file);

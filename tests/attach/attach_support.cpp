@@ -204,10 +204,11 @@ std::string Pair::snapshot(const std::string& ifname) const {
 std::string Pair::leftovers() const {
   std::string s;
   std::error_code ec;
-  // Any record or pin under this pair's roots, whatever key it was kept under.
+  // Any file under this pair's roots, whatever key it was kept under: a
+  // record, a lock file, the adaptive controller's live state or log, a pin.
   if (fs::exists(state_root, ec))
     for (const auto& e : fs::recursive_directory_iterator(state_root, ec))
-      if (e.path().filename() == "state.json") s += "state file " + e.path().string() + "\n";
+      if (!e.is_directory(ec)) s += "state file " + e.path().string() + "\n";
   if (fs::exists(pin_root, ec))
     for (const auto& e : fs::recursive_directory_iterator(pin_root, ec))
       if (!e.is_directory(ec)) s += "pin " + e.path().string() + "\n";

@@ -61,7 +61,8 @@ class Pair {
   // clsact hooks, `ip -d link show` (XDP state) and the namespace's links
   // (an IFB left behind shows there).
   std::string snapshot(const std::string& ifname = "") const;
-  // Nothing of qosrun's left: no state file, no pins.
+  // Nothing of qosrun's left: no file in the state root (records, lock
+  // files, the adaptive controller's files), no pins.
   std::string leftovers() const;
   // The name qosrun keeps an interface of namespace a under ("<if>@ns<cookie>",
   // see state::state_key), for paths in the state and pin roots.

@@ -236,6 +236,7 @@ TEST(AttachFailure, LockHeldByAnotherQosrun) {
   ASSERT_EQ(::flock(fd, LOCK_EX), 0);
   Cmd a = p.qosrun("attach " + gaming() + " " + p.if_a, "QOSRUN_LOCK_WAIT_MS=300");
   ::close(fd);
+  fs::remove(lock);   // the other qosrun's lock file, which this test made
   EXPECT_EQ(a.rc, 1);
   EXPECT_NE(a.err.find("is busy: another qosrun"), std::string::npos) << a.all();
   EXPECT_EQ(p.snapshot(), before);
