@@ -198,4 +198,17 @@ struct qos_iso_counters {
 	__u64 nat_found;      /* hosts read from conntrack (`nat`) */
 };
 
+/* ---- adaptive link rate (additive since ABI 1; docs/language.md) ----
+ * The identifier of the ICMP / ICMPv6 echo requests that qosrun's
+ * adaptive-rate controller sends to its reflectors (their replies carry it
+ * too). The controller measures the delay of the queue beyond the shaper (the
+ * modem's), so the programs of an adaptive policy let these packets bypass
+ * the classes: the TC program sets skb->priority = QOS_HTB_MAJOR << 16, the
+ * HTB qdisc's own handle, which sch_htb sends from its direct queue, unshaped
+ * and ahead of the classes; XDP passes them unpoliced (templates/qos_probe.h).
+ * Any host's echo with this identifier bypasses the same way (a LAN host
+ * could ping past the shaper): only ICMP echo, and the direct queue is
+ * bounded (the interface's txqueuelen). Equal to QOS_META_MAGIC. */
+#define QOS_PROBE_ICMP_ID 0x51c0
+
 #endif /* QOS_ABI_H */
