@@ -76,6 +76,10 @@ struct kw_rank : QOSC_KW("rank") {};
 struct kw_isolate : QOSC_KW("isolate") {};
 struct kw_nat : QOSC_KW("nat") {};
 struct kw_flows : QOSC_KW("flows") {};
+struct kw_download : QOSC_KW("download") {};
+struct kw_adaptive : QOSC_KW("adaptive") {};
+struct kw_start : QOSC_KW("start") {};
+struct kw_delay : QOSC_KW("delay") {};
 #undef QOSC_KW
 
 struct semi : one<';'> {};
@@ -92,6 +96,8 @@ struct integer : plus<digit> {};
 struct quantity : seq<plus<digit>, opt<one<'.'>, plus<digit>>, star<alpha>, not_at<name_char>> {};
 struct rate_value : quantity {};
 struct size_value : quantity {};
+// `5ms`, `1s`, `500us`: the same shape; the parser checks the unit.
+struct duration_value : quantity {};
 struct int_value : seq<integer, not_at<name_char>> {};
 
 // ---- set elements -----------------------------------------------------------
@@ -148,7 +154,24 @@ struct target : sor<target_drop, target_class> {};
 
 // ---- items -------------------------------------------------------------------
 struct policy_name : name {};
-struct link_item : seq<kw_link, ws, must<rate_value>, ws, must<semi>> {};
+// `link` and `download` take a fixed rate or an adaptive range:
+//   RATE ';'  |  'adaptive' MIN '-' MAX ( 'start' RATE | 'delay' DURATION )* ';'
+// The range's lower end is a quantity that a '-' follows directly, which
+// `quantity` would refuse (a '-' continues a name), hence its own rule.
+struct adaptive_kw : kw_adaptive {};
+struct adaptive_min : seq<plus<digit>, opt<one<'.'>, plus<digit>>, star<alpha>> {};
+struct adaptive_dash : one<'-'> {};
+struct adaptive_max : quantity {};
+struct adaptive_range : seq<adaptive_min, ws, must<adaptive_dash>, ws, must<adaptive_max>> {};
+struct adaptive_start : seq<kw_start, ws, must<rate_value>> {};
+struct adaptive_delay : seq<kw_delay, ws, must<duration_value>> {};
+struct adaptive_knob : sor<adaptive_start, adaptive_delay> {};
+struct adaptive_end : semi {};
+struct adaptive_spec : seq<adaptive_kw, ws, must<adaptive_range>, star<ws, adaptive_knob>, ws, must<adaptive_end>> {};
+struct fixed_rate : seq<rate_value, ws, must<semi>> {};
+struct link_body : sor<adaptive_spec, fixed_rate> {};
+struct link_item : seq<kw_link, ws, must<link_body>> {};
+struct download_item : seq<kw_download, ws, must<link_body>> {};
 
 // pifo rank expressions: integer arithmetic.
 struct expr;
@@ -202,7 +225,7 @@ struct recover_stmt {
 // True when [p, end) starts (after blanks) with an item keyword.
 inline bool item_starts_at(const char* p, const char* end) {
   while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) ++p;
-  for (const char* k : {"link", "scheduler", "set", "class", "rule"}) {
+  for (const char* k : {"link", "download", "scheduler", "set", "class", "rule"}) {
     const char* q = p;
     const char* w = k;
     while (*w && q < end && *q == *w) ++q, ++w;
@@ -290,7 +313,7 @@ struct rule_item : seq<kw_rule, rule_begin, ws, must<first_match>, ws, star<matc
                        must<semi>> {};
 
 struct item_begin : success {};
-struct item : sor<link_item, sched_item, set_item, class_item, rule_item> {};
+struct item : sor<link_item, download_item, sched_item, set_item, class_item, rule_item> {};
 struct item_any : sor<try_catch<item_begin, must<item>>, recover_item> {};
 
 struct policy_close : rbrace {};

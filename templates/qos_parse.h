@@ -43,6 +43,9 @@ struct qos_pkt {
 #ifdef QOS_SET_DSCP
 	__u32 l3;        /* offset of the IPv4/IPv6 header in the frame (set dscp rewrites it) */
 #endif
+#ifdef QOS_PROBES
+	__u32 l4off;     /* offset of the L4 header (0: none, e.g. a later fragment); qos_probe.h reads ICMP there */
+#endif
 };
 
 #define QOS_NO_RULE 0x7fffffff
@@ -117,6 +120,9 @@ static __always_inline void qos_parse(const void *data, const void *data_end, __
 		__builtin_memcpy(p->daddr, ip + 16, 4);
 		if (qos_be16(ip + 6) & 0x1fff)
 			return; /* non-first fragment: no L4 */
+#ifdef QOS_PROBES
+		p->l4off = off + ihl;
+#endif
 		qos_parse_l4(ip + ihl, data_end, p);
 		return;
 	}
@@ -165,6 +171,9 @@ static __always_inline void qos_parse(const void *data, const void *data_end, __
 			return; /* chain longer than QOS_MAX_IPV6_EXT: proto unknown */
 		p->proto = nh;
 		pos &= QOS_OFF_MAX;
+#ifdef QOS_PROBES
+		p->l4off = pos;
+#endif
 		qos_parse_l4(d + pos, data_end, p);
 		return;
 	}

@@ -80,14 +80,6 @@ struct qos_meta {
 #define QOS_HTB_MAJOR 1u
 #define QOS_HTB_MINOR_BASE 0x10u
 
-/* The adaptive rate's probes (qosrun, docs/adaptive.md): ICMP / ICMPv6 echo
- * requests and their replies carry this identifier. In a policy with an
- * adaptive link the TC program sends them through HTB's direct queue
- * (skb->priority = QOS_HTB_MAJOR << 16, the qdisc's own handle), unshaped and
- * ahead of every class, so a probe's RTT shows the queue beyond the shaper
- * (the modem's) and never the shaper's own. */
-#define QOS_PROBE_ICMP_ID 0x51c0
-
 /* ---- additive since ABI 1 (codegen) ---- */
 
 /* Map "qos_buckets": BPF_MAP_TYPE_ARRAY, key __u32 class id, max_entries
@@ -205,5 +197,18 @@ struct qos_iso_counters {
 	__u64 sparse;         /* packets sent to the class's sparse leaf */
 	__u64 nat_found;      /* hosts read from conntrack (`nat`) */
 };
+
+/* ---- adaptive link rate (additive since ABI 1; docs/language.md, docs/adaptive.md) ----
+ * The identifier of the ICMP / ICMPv6 echo requests that qosrun's
+ * adaptive-rate controller sends to its reflectors (their replies carry it
+ * too). The controller measures the delay of the queue beyond the shaper (the
+ * modem's), so the programs of an adaptive policy let these packets bypass
+ * the classes: the TC program sets skb->priority = QOS_HTB_MAJOR << 16, the
+ * HTB qdisc's own handle, which sch_htb sends from its direct queue, unshaped
+ * and ahead of the classes; XDP passes them unpoliced (templates/qos_probe.h).
+ * Any host's echo with this identifier bypasses the same way (a LAN host
+ * could ping past the shaper): only ICMP echo, and the direct queue is
+ * bounded (the interface's txqueuelen). Equal to QOS_META_MAGIC. */
+#define QOS_PROBE_ICMP_ID 0x51c0
 
 #endif /* QOS_ABI_H */

@@ -17,6 +17,12 @@ const ManifestClass* Manifest::find_class(std::string_view name) const {
   return nullptr;
 }
 
+namespace {
+nlohmann::json adaptive_json(const ManifestAdaptive& a) {
+  return {{"min_bps", a.min_bps}, {"max_bps", a.max_bps}, {"start_bps", a.start_bps}, {"delay_us", a.delay_us}};
+}
+}  // namespace
+
 nlohmann::json to_json(const Manifest& m) {
   nlohmann::json classes = nlohmann::json::array();
   for (const auto& c : m.classes) {
@@ -34,7 +40,7 @@ nlohmann::json to_json(const Manifest& m) {
     if (c.set_dscp) cj["set_dscp"] = *c.set_dscp;   // absent: no rewrite (older manifests too)
     classes.push_back(std::move(cj));
   }
-  nlohmann::json j{{"format", m.format},
+  nlohmann::json j = {{"format", m.format},
           {"policy", m.policy},
           {"source", m.source},
           {"source_sha256", m.source_sha256},
@@ -53,11 +59,7 @@ nlohmann::json to_json(const Manifest& m) {
           {"stats_map", m.stats_map},
           {"flows_map", m.flows_map},
           {"tables_section", m.tables_section}};
-  // Absent when unused, so objects of a fixed link read exactly as before.
-  auto adaptive_json = [](const ManifestAdaptive& a) {
-    return nlohmann::json{{"min_bps", a.min_bps}, {"max_bps", a.max_bps}, {"start_bps", a.start_bps},
-                          {"delay_us", a.delay_us}};
-  };
+  // Only when used: a policy without them has the manifest it had before they existed.
   if (m.link_adaptive) j["link_adaptive"] = adaptive_json(*m.link_adaptive);
   if (m.download_bps) j["download_bps"] = m.download_bps;
   if (m.download_adaptive) j["download_adaptive"] = adaptive_json(*m.download_adaptive);
@@ -78,6 +80,26 @@ void get(const nlohmann::json& j, const char* key, T& out, bool required) {
     throw std::runtime_error(fmt::format("manifest: field \"{}\" has the wrong type", key));
   }
 }
+
+// "link_adaptive" / "download_adaptive": absent = fixed; present, it must be a
+// range qosc could have written for a nominal rate of `max` (the link's or the
+// download's rate).
+std::optional<ManifestAdaptive> adaptive_from_json(const nlohmann::json& j, const char* key, uint64_t max) {
+  auto it = j.find(key);
+  if (it == j.end()) return std::nullopt;
+  if (!it->is_object()) throw std::runtime_error(fmt::format("manifest: \"{}\" is not an object", key));
+  ManifestAdaptive a;
+  get(*it, "min_bps", a.min_bps, true);
+  get(*it, "max_bps", a.max_bps, true);
+  get(*it, "start_bps", a.start_bps, true);
+  get(*it, "delay_us", a.delay_us, true);
+  if (a.min_bps == 0 || a.min_bps >= a.max_bps || a.start_bps < a.min_bps || a.start_bps > a.max_bps ||
+      a.delay_us == 0 || a.max_bps != max)
+    throw std::runtime_error(fmt::format("manifest: \"{}\" is malformed: range {}-{} bit/s, start {}, delay {} us, "
+                                         "for a nominal rate of {} bit/s",
+                                         key, a.min_bps, a.max_bps, a.start_bps, a.delay_us, max));
+  return a;
+}
 }  // namespace
 
 Manifest manifest_from_json(const nlohmann::json& j) {
@@ -93,6 +115,9 @@ Manifest manifest_from_json(const nlohmann::json& j) {
   get(j, "source_sha256", m.source_sha256, false);
   get(j, "compiler_version", m.compiler_version, false);
   get(j, "link_bps", m.link_bps, false);
+  m.link_adaptive = adaptive_from_json(j, "link_adaptive", m.link_bps);
+  get(j, "download_bps", m.download_bps, false);
+  m.download_adaptive = adaptive_from_json(j, "download_adaptive", m.download_bps);
   get(j, "scheduler", m.scheduler, true);
   get(j, "rank", m.rank, false);
   get(j, "pifo_bands", m.pifo_bands, false);
@@ -105,22 +130,6 @@ Manifest manifest_from_json(const nlohmann::json& j) {
   get(j, "stats_map", m.stats_map, false);
   get(j, "flows_map", m.flows_map, false);
   get(j, "tables_section", m.tables_section, false);
-  get(j, "download_bps", m.download_bps, false);
-  auto read_adaptive = [&](const char* key) -> std::optional<ManifestAdaptive> {
-    auto a = j.find(key);
-    if (a == j.end()) return std::nullopt;
-    if (!a->is_object()) throw std::runtime_error(fmt::format("manifest: \"{}\" is not an object", key));
-    ManifestAdaptive r;
-    get(*a, "min_bps", r.min_bps, true);
-    get(*a, "max_bps", r.max_bps, true);
-    get(*a, "start_bps", r.start_bps, true);
-    get(*a, "delay_us", r.delay_us, true);
-    if (r.min_bps == 0 || r.min_bps > r.max_bps || r.start_bps < r.min_bps || r.start_bps > r.max_bps)
-      throw std::runtime_error(fmt::format("manifest: \"{}\" has an empty or inconsistent range", key));
-    return r;
-  };
-  m.link_adaptive = read_adaptive("link_adaptive");
-  m.download_adaptive = read_adaptive("download_adaptive");
   auto it = j.find("classes");
   if (it == j.end() || !it->is_array()) throw std::runtime_error("manifest: missing array \"classes\"");
   for (const auto& cj : *it) {

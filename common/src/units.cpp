@@ -59,4 +59,10 @@ std::string format_rate(uint64_t bps) {
   return fmt::format("{}{}", bps, kRateUnits[u].name);
 }
 
+std::string format_duration(uint64_t us) {
+  size_t u = 0;
+  while (u + 1 < std::size(kDurationUnits) && us >= 1000 && us % 1000 == 0) us /= 1000, ++u;
+  return fmt::format("{}{}", us, kDurationUnits[u].name);
+}
+
 }  // namespace qosc::units

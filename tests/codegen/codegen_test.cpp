@@ -279,6 +279,44 @@ TEST(Manifest, JsonRoundTrip) {
   EXPECT_THROW(manifest_from_json(nlohmann::json::parse(R"({"format":1})")), std::runtime_error);
 }
 
+// An adaptive link or download: the IR's range in the manifest (link_bps the
+// MAX), through JSON and back; a policy without one has none of the keys.
+TEST(Manifest, AdaptiveRatesFromTheIr) {
+  std::mt19937_64 rng(8);
+  auto p = cgtest::random_ir(rng);
+  p.link_bps = 100'000'000;
+  p.link_adaptive = ir::Adaptive{10'000'000, 100'000'000, 60'000'000, 8000};
+  p.download_bps = 200'000'000;
+  p.download_adaptive = ir::Adaptive{20'000'000, 200'000'000, 200'000'000, 5000};
+  Diagnostics d;
+  CodegenOptions o;
+  o.source_text = "x";
+  auto g = generate_c(p, o, d);
+  ASSERT_TRUE(g) << d.str();
+  const Manifest& m = g->manifest;
+  EXPECT_EQ(m.link_bps, 100'000'000u);
+  EXPECT_EQ(m.link_adaptive, (ManifestAdaptive{10'000'000, 100'000'000, 60'000'000, 8000}));
+  EXPECT_EQ(m.download_bps, 200'000'000u);
+  EXPECT_EQ(m.ifb_link_bps(), 200'000'000u);
+  EXPECT_EQ(m.download_adaptive, (ManifestAdaptive{20'000'000, 200'000'000, 200'000'000, 5000}));
+  const nlohmann::json j = to_json(m);
+  EXPECT_EQ(j["link_adaptive"], nlohmann::json::parse(
+      R"({"min_bps":10000000,"max_bps":100000000,"start_bps":60000000,"delay_us":8000})"));
+  auto back = manifest_from_json(j);
+  EXPECT_EQ(back.link_adaptive, m.link_adaptive);
+  EXPECT_EQ(back.download_adaptive, m.download_adaptive);
+  EXPECT_EQ(back.download_bps, m.download_bps);
+
+  p.link_adaptive.reset();
+  p.download_adaptive.reset();
+  p.download_bps = 0;
+  auto plain = generate_c(p, o, d);
+  ASSERT_TRUE(plain) << d.str();
+  const nlohmann::json pj = to_json(plain->manifest);
+  for (const char* key : {"link_adaptive", "download_bps", "download_adaptive"}) EXPECT_FALSE(pj.contains(key)) << key;
+  EXPECT_EQ(plain->manifest.ifb_link_bps(), 100'000'000u);
+}
+
 // ---------------------------------------------------------------- compile + load
 
 bool have_clang() { return std::system("command -v clang-19 >/dev/null 2>&1") == 0; }
@@ -374,6 +412,42 @@ TEST(Compile, SetDscpCodeOnlyForClassesThatHaveIt) {
   EXPECT_GT(at, marked.find("int qos_tc("));
   q.classes[1].set_dscp.reset();
   EXPECT_EQ(text(q), plain);
+}
+
+// The probe bypass is generated only for an adaptive policy (link or
+// download), in both programs, before classification; without one the C is
+// exactly what it was (same text with the fields set and cleared on a copy).
+TEST(Compile, ProbeBypassOnlyForAdaptivePolicies) {
+  std::mt19937_64 rng(22);
+  auto p = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});
+  auto text = [](const ir::Policy& pol) {
+    CodegenOptions o;
+    o.source_text = "x";
+    Diagnostics d;
+    auto g = generate_c(pol, o, d);
+    EXPECT_TRUE(g) << d.str();
+    return g ? g->text : std::string();
+  };
+  const std::string plain = text(p);
+  for (const char* s : {"QOS_PROBES", "qos_probe.h", "qos_is_probe"}) EXPECT_EQ(plain.find(s), std::string::npos) << s;
+  for (bool download : {false, true}) {
+    ir::Policy q = p;
+    (download ? q.download_adaptive : q.link_adaptive) = ir::Adaptive{1000, q.link_bps, q.link_bps, 5000};
+    if (download) q.download_bps = q.link_bps;
+    const std::string c = text(q);
+    EXPECT_NE(c.find("#define QOS_PROBES 1"), std::string::npos);
+    EXPECT_NE(c.find("#include \"qos_probe.h\""), std::string::npos);
+    const size_t xdp = c.find("int qos_xdp("), tc = c.find("int qos_tc(");
+    ASSERT_NE(xdp, std::string::npos);
+    ASSERT_NE(tc, std::string::npos);
+    const size_t in_xdp = c.find("if (qos_is_probe(data, data_end, p))", xdp);
+    const size_t in_tc = c.find("if (qos_is_probe((void *)(long)ctx->data, (void *)(long)ctx->data_end, p))", tc);
+    ASSERT_NE(in_xdp, std::string::npos) << c.substr(xdp, 800);
+    ASSERT_NE(in_tc, std::string::npos) << c.substr(tc, 800);
+    EXPECT_LT(in_xdp, c.find("qos_classify(p);", xdp)) << "probes pass before classification";
+    EXPECT_LT(in_tc, c.find("qos_classify(p);", tc));
+    EXPECT_NE(c.find("ctx->priority = QOS_HTB_MAJOR << 16;  /* 1:0", tc), std::string::npos) << "the direct queue";
+  }
 }
 
 TEST(Compile, ClangErrorsMapToThePolicyLine) {

@@ -187,3 +187,53 @@ TEST(Manifest, SetDscpIsOptionalAndChecked) {
   j["classes"][0]["set_dscp"] = 64;
   EXPECT_THROW(qosc::manifest_from_json(j), std::runtime_error);
 }
+
+// "link_adaptive", "download_bps", "download_adaptive": absent in older
+// manifests (fixed link, IFB at the link's rate); present, a range qosc could
+// have written for its nominal rate, or the manifest is refused.
+TEST(Manifest, AdaptiveRatesAreOptionalAndChecked) {
+  qosc::Manifest m;
+  m.policy = "p";
+  m.scheduler = "strict_priority";
+  m.link_bps = 100'000'000;
+  m.classes.resize(1);
+  m.classes[0].name = "bulk";
+  nlohmann::json plain = qosc::to_json(m);
+  for (const char* key : {"link_adaptive", "download_bps", "download_adaptive"}) EXPECT_FALSE(plain.contains(key)) << key;
+  auto old = qosc::manifest_from_json(plain);
+  EXPECT_FALSE(old.link_adaptive);
+  EXPECT_FALSE(old.download_adaptive);
+  EXPECT_EQ(old.ifb_link_bps(), 100'000'000u);
+
+  m.link_adaptive = qosc::ManifestAdaptive{10'000'000, 100'000'000, 50'000'000, 5000};
+  m.download_bps = 200'000'000;
+  m.download_adaptive = qosc::ManifestAdaptive{20'000'000, 200'000'000, 200'000'000, 10000};
+  nlohmann::json j = qosc::to_json(m);
+  EXPECT_EQ(j["download_bps"], 200'000'000u);
+  auto back = qosc::manifest_from_json(j);
+  EXPECT_EQ(back.link_adaptive, m.link_adaptive);
+  EXPECT_EQ(back.download_adaptive, m.download_adaptive);
+  EXPECT_EQ(back.ifb_link_bps(), 200'000'000u);
+
+  auto refused = [&](const char* key, const char* field, uint64_t value) {
+    nlohmann::json bad = j;
+    bad[key][field] = value;
+    EXPECT_THROW(qosc::manifest_from_json(bad), std::runtime_error) << key << "." << field << " = " << value;
+  };
+  refused("link_adaptive", "min_bps", 0);
+  refused("link_adaptive", "min_bps", 100'000'000);          // empty range
+  refused("link_adaptive", "max_bps", 90'000'000);           // not the link's nominal rate
+  refused("link_adaptive", "start_bps", 5'000'000);          // below the range
+  refused("download_adaptive", "start_bps", 300'000'000);    // above it
+  refused("download_adaptive", "delay_us", 0);
+  nlohmann::json orphan = j;
+  orphan.erase("download_bps");                               // an adaptive download needs its rate
+  EXPECT_THROW(qosc::manifest_from_json(orphan), std::runtime_error);
+}
+
+TEST(Units, FormatDurationIsExact) {
+  EXPECT_EQ(qosc::units::format_duration(5000), "5ms");
+  EXPECT_EQ(qosc::units::format_duration(1500), "1500us");
+  EXPECT_EQ(qosc::units::format_duration(1000000), "1s");
+  EXPECT_EQ(qosc::units::format_duration(2500000), "2500ms");
+}

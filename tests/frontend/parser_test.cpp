@@ -49,8 +49,8 @@ TEST(Parser, ItemsAndLocations) {
   ASSERT_TRUE(p.ast) << p.diags;
   EXPECT_EQ(p.ast->name, "web");
   ASSERT_EQ(p.ast->links.size(), 1u);
-  EXPECT_EQ(p.ast->links[0].bps, 2'500'000u);
-  EXPECT_EQ(p.ast->links[0].loc, (Loc{2, 8, 7}));
+  EXPECT_EQ(p.ast->links[0].rate.bps, 2'500'000u);
+  EXPECT_EQ(p.ast->links[0].rate.loc, (Loc{2, 8, 7}));
   ASSERT_EQ(p.ast->classes.size(), 1u);
   const auto& c = p.ast->classes[0];
   ASSERT_EQ(c.attrs.size(), 4u);
@@ -77,6 +77,50 @@ TEST(Parser, ItemsAndLocations) {
   EXPECT_TRUE(r.matches[3].value->negated);
   EXPECT_TRUE(r.matches[3].value->inline_set);
   EXPECT_EQ(r.matches[3].value->elements.size(), 2u);
+}
+
+// `link adaptive MIN-MAX [start R] [delay D];` and `download ...`: the range,
+// the knobs in any order, each value with its own location; printed back
+// with the knobs in canonical order.
+TEST(Parser, AdaptiveLinkAndDownload) {
+  auto p = parse("policy p {\n  link adaptive 10mbit-100mbit delay 1.5ms start 50mbit;\n"
+                 "  download adaptive 20mbit - 200mbit;\n  class a { default; }\n}\n");
+  ASSERT_TRUE(p.ast) << p.diags;
+  ASSERT_EQ(p.ast->links.size(), 1u);
+  const auto& l = p.ast->links[0];
+  ASSERT_TRUE(l.adaptive);
+  EXPECT_EQ(l.loc, (Loc{2, 3, 4}));
+  EXPECT_EQ(l.adaptive->loc.col, 8u);
+  EXPECT_EQ(l.adaptive->min.bps, 10'000'000u);
+  EXPECT_EQ(l.adaptive->min.loc, (Loc{2, 17, 6}));
+  EXPECT_EQ(l.adaptive->max.bps, 100'000'000u);
+  EXPECT_EQ(l.adaptive->max.loc, (Loc{2, 24, 7}));
+  ASSERT_TRUE(l.adaptive->start && l.adaptive->delay);
+  EXPECT_EQ(l.adaptive->start->bps, 50'000'000u);
+  EXPECT_EQ(l.adaptive->delay->us, 1500u);
+  EXPECT_EQ(l.adaptive->delay->loc.col, 38u);
+  EXPECT_EQ(&l.nominal(), &l.adaptive->max);
+  ASSERT_EQ(p.ast->downloads.size(), 1u);
+  ASSERT_TRUE(p.ast->downloads[0].adaptive);
+  EXPECT_EQ(p.ast->downloads[0].adaptive->max.bps, 200'000'000u);
+  EXPECT_FALSE(p.ast->downloads[0].adaptive->start);
+  EXPECT_EQ(print_policy(*p.ast), "policy p {\n    link adaptive 10mbit-100mbit start 50mbit delay 1.5ms;\n"
+                                  "    download adaptive 20mbit-200mbit;\n    class a { default; }\n}\n");
+  auto fixed = parse("policy p { link 1gbit; download 300mbit; class a { default; } }");
+  ASSERT_TRUE(fixed.ast) << fixed.diags;
+  EXPECT_FALSE(fixed.ast->links[0].adaptive);
+  EXPECT_EQ(fixed.ast->downloads[0].rate.bps, 300'000'000u);
+  // `download` names no item elsewhere: a class may still be called that.
+  EXPECT_TRUE(parse("policy p { link 1gbit; class download { default; } }").ast);
+}
+
+TEST(Parser, AdaptiveSyntaxErrorsSayWhatToWrite) {
+  auto p = parse("policy p {\n  link adaptive 10mbit;\n  download adaptive 1mbit-2mbit delay 5;\n"
+                 "  link adaptive 1mbit-2mbit start 1mbit start 2mbit;\n  class a { default; }\n}\n");
+  EXPECT_EQ(p.errors, 3u) << p.diags;
+  EXPECT_NE(p.diags.find("t.qos:2:23: error: expected '-' and the highest rate after the lowest"), std::string::npos) << p.diags;
+  EXPECT_NE(p.diags.find("t.qos:3:39: error: duration 5 has no unit"), std::string::npos) << p.diags;
+  EXPECT_NE(p.diags.find("t.qos:4:41: error: 'start' is given twice"), std::string::npos) << p.diags;
 }
 
 TEST(Parser, UdpPortsBelongToUdp) {
@@ -120,7 +164,7 @@ TEST(Parser, RankExpressionTree) {
 TEST(Parser, CommentsAnywhere) {
   auto p = parse("# head\npolicy t # x\n{ link # y\n 1mbit; # z\n class a { # w\n default; } }\n# tail");
   ASSERT_TRUE(p.ast) << p.diags;
-  EXPECT_EQ(p.ast->links[0].bps, 1'000'000u);
+  EXPECT_EQ(p.ast->links[0].rate.bps, 1'000'000u);
 }
 
 TEST(Parser, ArrowWithoutSpaces) {

@@ -46,7 +46,8 @@ inline ir::Policy strip(ir::Policy p) {
 
 inline bool same_meaning(const ir::Policy& a0, const ir::Policy& b0, std::string* why) {
   auto a = strip(a0), b = strip(b0);
-  if (a.link_bps != b.link_bps) return *why = "link", false;
+  if (a.link_bps != b.link_bps || a.link_adaptive != b.link_adaptive) return *why = "link", false;
+  if (a.download_bps != b.download_bps || a.download_adaptive != b.download_adaptive) return *why = "download", false;
   if (a.scheduler.kind != b.scheduler.kind || !(a.scheduler.rank == b.scheduler.rank) ||
       a.scheduler.pifo_bands != b.scheduler.pifo_bands)
     return *why = "scheduler", false;

@@ -31,6 +31,61 @@ TEST(Lowering, ClassDefaultsAndBurstRule) {
   EXPECT_EQ(l.ir->link_bps, 1'000'000'000u);
 }
 
+// `link adaptive`: link_bps stays the nominal rate (MAX) so every check made
+// against the link still holds; the range, start and delay are resolved with
+// their defaults; `download` lowers the same way.
+TEST(Lowering, AdaptiveLinkAndDownload) {
+  auto l = lower_text("policy t { link adaptive 10mbit-100mbit; download adaptive 20mbit-200mbit start 150mbit delay 20ms;"
+                      " class a { rate 5mbit; default; } }");
+  ASSERT_TRUE(l.ir) << l.diags;
+  EXPECT_EQ(l.warnings, 0u) << l.diags;
+  EXPECT_EQ(l.ir->link_bps, 100'000'000u);
+  ASSERT_TRUE(l.ir->link_adaptive);
+  EXPECT_EQ(*l.ir->link_adaptive, (ir::Adaptive{10'000'000, 100'000'000, 100'000'000, ir::kDefaultAdaptiveDelayUs}));
+  EXPECT_EQ(l.ir->download_bps, 200'000'000u);
+  ASSERT_TRUE(l.ir->download_adaptive);
+  EXPECT_EQ(*l.ir->download_adaptive, (ir::Adaptive{20'000'000, 200'000'000, 150'000'000, 20'000}));
+  EXPECT_TRUE(l.ir->adaptive());
+  const std::string dump = dump_ir(*l.ir);
+  EXPECT_NE(dump.find("  link adaptive 10mbit-100mbit start=100mbit delay=5ms (10000000-100000000 bit/s)\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("  download adaptive 20mbit-200mbit start=150mbit delay=20ms"), std::string::npos) << dump;
+
+  auto fixed = lower_text("policy t { link 50mbit; download 80mbit; class a { default; } }");
+  ASSERT_TRUE(fixed.ir) << fixed.diags;
+  EXPECT_FALSE(fixed.ir->adaptive());
+  EXPECT_EQ(fixed.ir->download_bps, 80'000'000u);
+  EXPECT_NE(dump_ir(*fixed.ir).find("  download 80mbit (80000000 bit/s)\n"), std::string::npos);
+  auto none = lower_text("policy t { link 50mbit; class a { default; } }");
+  ASSERT_TRUE(none.ir) << none.diags;
+  EXPECT_EQ(none.ir->download_bps, 0u);
+  EXPECT_EQ(dump_ir(*none.ir).find("download"), std::string::npos);
+}
+
+TEST(Checks, AdaptiveRangesAndClassRates) {
+  // A class rate up to MAX is valid; above MIN it is a warning, above MAX the error it always was.
+  auto warn = lower_text("policy t { link adaptive 10mbit-100mbit; class a { rate 50mbit; default; } }");
+  ASSERT_TRUE(warn.ir) << warn.diags;
+  EXPECT_EQ(warn.warnings, 1u) << warn.diags;
+  EXPECT_NE(warn.diags.find("rate 50mbit of class 'a' is above the lowest rate 10mbit of the adaptive link"), std::string::npos)
+      << warn.diags;
+  auto above = lower_text("policy t { link adaptive 10mbit-100mbit; class a { rate 101mbit; default; } }");
+  EXPECT_FALSE(above.ir);
+  EXPECT_NE(above.diags.find("rate 101mbit of class 'a' is above the link rate 100mbit"), std::string::npos) << above.diags;
+  for (const char* bad : {"link adaptive 0bit-1mbit;", "link adaptive 2mbit-1mbit;", "link adaptive 1mbit-1mbit;",
+                          "link adaptive 1mbit-2mbit start 3mbit;", "link adaptive 1mbit-2mbit start 999kbit;",
+                          "link adaptive 1mbit-2mbit delay 999us;", "link adaptive 1mbit-2mbit delay 1001ms;",
+                          "link 1mbit; download adaptive 2mbit-1mbit;", "link 1mbit; download 1mbit; download 2mbit;",
+                          "link 1mbit; download 0mbit;"}) {
+    auto l = lower_text(fmt::format("policy t {{ {} class a {{ default; }} }}", bad));
+    EXPECT_FALSE(l.ir) << bad;
+    EXPECT_EQ(l.errors, 1u) << bad << "\n" << l.diags;
+  }
+  for (const char* good : {"link adaptive 1mbit-2mbit start 1mbit delay 1ms;", "link adaptive 1mbit-2mbit start 2mbit delay 1s;"}) {
+    auto l = lower_text(fmt::format("policy t {{ {} class a {{ default; }} }}", good));
+    EXPECT_TRUE(l.ir) << good << "\n" << l.diags;
+  }
+}
+
 TEST(Lowering, SchedulerAliasesAndPifo) {
   for (auto [alias, kind] : {std::pair{"sp", ir::SchedKind::StrictPriority}, {"rr", ir::SchedKind::RoundRobin},
                              {"drr", ir::SchedKind::DeficitRoundRobin}, {"wfq", ir::SchedKind::WeightedFairQueuing}}) {

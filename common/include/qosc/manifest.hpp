@@ -33,15 +33,6 @@ struct ManifestIsolation {
   friend bool operator==(const ManifestIsolation&, const ManifestIsolation&) = default;
 };
 
-// `link adaptive MIN-MAX` / `download adaptive MIN-MAX`: the range the
-// shaping rate moves in, where it starts, and the rise of a reflector's
-// round-trip time over its baseline that counts as "the delay rose".
-struct ManifestAdaptive {
-  uint64_t min_bps = 0, max_bps = 0, start_bps = 0;
-  uint32_t delay_us = 5000;
-  friend bool operator==(const ManifestAdaptive&, const ManifestAdaptive&) = default;
-};
-
 struct ManifestClass {
   uint32_t id = 0;
   std::string name;
@@ -58,18 +49,27 @@ struct ManifestClass {
   uint32_t leaf_minor() const { return htb_minor ? htb_minor : QOS_HTB_MINOR_BASE + id; }
 };
 
+// `adaptive MIN-MAX [start RATE] [delay DURATION]` of `link` or `download`:
+// qosrun's controller moves the shaper's rate between min and max, starting at
+// start, and counts a round-trip time delay_us above the reflectors' baseline
+// as a queue in the link (docs/language.md).
+struct ManifestAdaptive {
+  uint64_t min_bps = 0, max_bps = 0, start_bps = 0;
+  uint32_t delay_us = 5000;
+  friend bool operator==(const ManifestAdaptive&, const ManifestAdaptive&) = default;
+};
+
 struct Manifest {
   uint32_t format = kManifestFormat;
   std::string policy;             // policy name
   std::string source;             // file name as given to qosc
   std::string source_sha256;
   std::string compiler_version;
-  uint64_t link_bps = 0;          // the link's rate; with `link adaptive`, its maximum
-  std::optional<ManifestAdaptive> link_adaptive;       // JSON "link_adaptive", absent when fixed
-  // `download RATE;`: the IFB tree's rate (--ingress-shape); 0 = none given,
-  // the IFB is shaped to link_bps. With `download adaptive`, its maximum.
-  uint64_t download_bps = 0;
-  std::optional<ManifestAdaptive> download_adaptive;   // JSON "download_adaptive"
+  uint64_t link_bps = 0;           // the link's nominal rate: MAX when adaptive
+  // Absent in the JSON (and in manifests before them) when unused:
+  std::optional<ManifestAdaptive> link_adaptive;      // "link_adaptive": a fixed link without
+  uint64_t download_bps = 0;                          // "download_bps": 0 = no `download` item; adaptive: its MAX
+  std::optional<ManifestAdaptive> download_adaptive;  // "download_adaptive"
   std::string scheduler;          // canonical kind, e.g. "strict_priority"
   std::string rank;               // pifo rank expression (canonical text), "" otherwise
   uint32_t pifo_bands = 0;
@@ -90,8 +90,9 @@ struct Manifest {
   std::string tables_section;     // "" when none
 
   const ManifestClass* find_class(std::string_view name) const;
+  // The rate of the IFB's tree (--ingress-shape): the download's, else the link's.
   uint64_t ifb_link_bps() const { return download_bps ? download_bps : link_bps; }
-  bool adaptive() const { return link_adaptive || download_adaptive; }
+  bool adaptive() const { return link_adaptive.has_value() || download_adaptive.has_value(); }
 };
 
 nlohmann::json to_json(const Manifest& m);

@@ -19,6 +19,8 @@ struct Unit {
 inline constexpr Unit kRateUnits[] = {
     {"bit", 1}, {"kbit", 1000}, {"mbit", 1000000}, {"gbit", 1000000000}, {"tbit", 1000000000000}};
 inline constexpr Unit kSizeUnits[] = {{"b", 1}, {"kb", 1024}, {"mb", 1024 * 1024}, {"gb", 1024ull * 1024 * 1024}};
+// Durations (`delay 5ms` of an adaptive link) are microseconds.
+inline constexpr Unit kDurationUnits[] = {{"us", 1}, {"ms", 1000}, {"s", 1000000}};
 
 // "2.5mbit" -> {"2", "5", "mbit"}: digits, fraction digits, and the rest.
 struct Quantity {
@@ -36,5 +38,7 @@ const Unit* find_unit(std::span<const Unit> units, std::string_view name);
 // A rate in the language's own syntax, exact: the largest unit that divides
 // it ("100mbit", "1500kbit", "7bit"), so the text parses back to `bps`.
 std::string format_rate(uint64_t bps);
+// A duration in microseconds in the language's syntax, exact ("5ms", "1500us", "1s").
+std::string format_duration(uint64_t us);
 
 }  // namespace qosc::units

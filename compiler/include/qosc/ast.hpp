@@ -65,6 +65,27 @@ struct Match {
 // ---- items ------------------------------------------------------------------
 struct Rate { uint64_t bps = 0; std::string text; Loc loc; };   // bits per second
 struct Size { uint64_t bytes = 0; std::string text; Loc loc; };
+struct Duration { uint64_t us = 0; std::string text; Loc loc; };  // microseconds
+
+// `adaptive MIN-MAX [start RATE] [delay DURATION]` after `link` or `download`.
+struct Adaptive {
+  Loc loc;                          // of `adaptive`
+  Rate min, max;
+  std::optional<Rate> start;        // each knob at most once (the parser reports a second)
+  std::optional<Duration> delay;
+};
+
+// `link RATE;` / `download RATE;`, or either with an adaptive range.
+struct LinkRate {
+  Loc loc;                          // of the keyword
+  Rate rate;                        // the fixed rate; unset when adaptive
+  std::optional<Adaptive> adaptive;
+  // The rate the link is shaped to at most (the fixed rate or MAX), and where
+  // it is written: what notes about "the link rate" point at.
+  const Rate& nominal() const { return adaptive ? adaptive->max : rate; }
+  // Where the item's value starts (the rate, or `adaptive`).
+  Loc value_loc() const { return adaptive ? adaptive->loc : rate.loc; }
+};
 
 struct SetDecl {
   std::string name;
@@ -134,7 +155,8 @@ struct Scheduler {
 struct Policy {
   std::string name;
   Loc loc, name_loc;
-  std::vector<Rate> links;              // more than one is an error (sema)
+  std::vector<LinkRate> links;          // more than one is an error (sema)
+  std::vector<LinkRate> downloads;      // optional, at most one (sema)
   std::vector<Scheduler> schedulers;    // more than one is an error (sema)
   std::vector<SetDecl> sets;
   std::vector<ClassDecl> classes;

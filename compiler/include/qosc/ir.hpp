@@ -114,10 +114,32 @@ struct Scheduler {
   uint32_t pifo_bands = 8;  // number of strict-priority bands approximating the PIFO
 };
 
+// `adaptive MIN-MAX [start RATE] [delay DURATION]` of `link` or `download`:
+// qosrun's controller moves the shaper between min and max, starting at
+// start, and counts an RTT rise of `delay` over the reflectors' baseline as
+// congestion (docs/language.md).
+inline constexpr uint32_t kDefaultAdaptiveDelayUs = 5000;
+inline constexpr uint32_t kMinAdaptiveDelayUs = 1000;      // 1ms: below it, jitter alone would cut the rate
+inline constexpr uint32_t kMaxAdaptiveDelayUs = 1000000;   // 1s: above it, the queue the shaper is there to avoid
+struct Adaptive {
+  uint64_t min_bps = 0, max_bps = 0;
+  uint64_t start_bps = 0;     // default: max_bps
+  uint32_t delay_us = kDefaultAdaptiveDelayUs;
+  friend bool operator==(const Adaptive&, const Adaptive&) = default;
+};
+
 struct Policy {
   std::string name;
   std::string source_name;    // file the policy came from
+  // The link's nominal rate: the fixed rate, or MAX of an adaptive link (so
+  // caps, bursts and the HTB tree are checked and built against it).
   uint64_t link_bps = 0;
+  std::optional<Adaptive> link_adaptive;
+  // `download`: the rate of the IFB's tree (--ingress-shape), 0 without the
+  // item (the IFB is shaped to link_bps); MAX when adaptive.
+  uint64_t download_bps = 0;
+  std::optional<Adaptive> download_adaptive;
+  bool adaptive() const { return link_adaptive.has_value() || download_adaptive.has_value(); }
   Scheduler scheduler;
   std::vector<Class> classes; // index == id
   uint32_t default_class = 0;

@@ -147,12 +147,23 @@ std::string isolation_text(const ir::Isolation& i) {
   return s;
 }
 
+// A link or download rate as a policy writes it, every knob spelled out
+// ("100mbit", "adaptive 10mbit-100mbit start 100mbit delay 5ms"): a change of
+// the range, the start or the delay shows as a change of the rate.
+std::string rate_text(uint64_t bps, const std::optional<ir::Adaptive>& a) {
+  if (!a) return units::format_rate(bps);
+  return fmt::format("adaptive {}-{} start {} delay {}", units::format_rate(a->min_bps), units::format_rate(a->max_bps),
+                     units::format_rate(a->start_bps), units::format_duration(a->delay_us));
+}
+
 void compare_settings(const ir::Policy& a, const ir::Policy& b, std::vector<SettingChange>& out) {
   auto changed = [&](std::string subject, std::string field, std::string from, std::string to) {
     if (from != to) out.push_back({std::move(subject), std::move(field), std::move(from), std::move(to)});
   };
   changed("policy name", "name", a.name, b.name);
-  changed("link", "rate", units::format_rate(a.link_bps), units::format_rate(b.link_bps));
+  changed("link", "rate", rate_text(a.link_bps, a.link_adaptive), rate_text(b.link_bps, b.link_adaptive));
+  changed("download", "rate", a.download_bps ? rate_text(a.download_bps, a.download_adaptive) : "none (the link's)",
+          b.download_bps ? rate_text(b.download_bps, b.download_adaptive) : "none (the link's)");
   changed("scheduler", "kind", scheduler_text(a.scheduler), scheduler_text(b.scheduler));
   changed("default class", "class", a.classes[a.default_class].name, b.classes[b.default_class].name);
   for (const auto& c : a.classes)

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "qos_abi.h"
 #include "qosc/frontend.hpp"
 #include "qosc/literals.hpp"
 #include "qosc/review.hpp"
@@ -102,6 +103,7 @@ std::optional<ReviewedPolicy> review_policy(const SourceFile& file, Diagnostics&
   solo.loc = r.ast.loc;
   solo.name_loc = r.ast.name_loc;
   solo.links = r.ast.links;
+  solo.downloads = r.ast.downloads;
   solo.sets = r.ast.sets;
   solo.classes = r.ast.classes;
   solo.schedulers.swap(r.ast.schedulers);    // not copyable (rank expressions); given back below
@@ -177,6 +179,12 @@ std::string render_explanation(const ReviewedPolicy& p, const NotatedPacket& pac
                        text(*c.set_dscp), c.name, loc_text(p, c.loc));
     }
   }
+  // The controller's probes of an adaptive link bypass the classes (qos_probe.h);
+  // a packet written in the notation carries no ICMP identifier, so say when it would.
+  const auto& f = packet.fields;
+  if (p.ir.adaptive() && f.ip && ((f.family == ir::Family::V4 && f.proto == 1) || (f.family == ir::Family::V6 && f.proto == 58)))
+    s += fmt::format("  unless it is an echo request or reply with identifier {:#x}: qosrun's probes of the adaptive "
+                     "rate bypass the classes (HTB's direct queue, never policed)\n", QOS_PROBE_ICMP_ID);
   if (e.earlier.empty()) return s;
   s += e.deciding_rule >= 0 ? "  earlier rules:\n" : "  rules:\n";
   for (const auto& m : e.earlier) {

@@ -140,6 +140,20 @@ void emit_program(EmitContext& cx, const Target& t) {
     out.line("void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;");
     out.line("qos_parse(data, data_end, (__u32)(data_end - data), p);");
   }
+  if (policy.adaptive()) {
+    // qosrun's probes of the adaptive rate (qos_probe.h) pass before any
+    // classification: not counted in a class, never policed; on egress HTB
+    // sends them from its direct queue (1:0, the qdisc itself), unshaped and
+    // ahead of the classes, so that they measure only the queue beyond it.
+    if (t.sets_priority) {
+      out.open("if (qos_is_probe((void *)(long)ctx->data, (void *)(long)ctx->data_end, p))");
+      out.line("ctx->priority = QOS_HTB_MAJOR << 16;  /* 1:0, HTB's direct queue: unshaped */");
+    } else {
+      out.open("if (qos_is_probe(data, data_end, p))");
+    }
+    out.line(fmt::format("return {};", t.pass));
+    out.close();
+  }
   out.line("qos_classify(p);");
   // Time: the flow table needs only coarse time (jiffies); a PIFO rank on
   // now_us needs the precise clock; policers read it themselves.
@@ -231,6 +245,13 @@ Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, con
   m.source_sha256 = sha256_hex(opts.source_text);
   m.compiler_version = kVersion;
   m.link_bps = policy.link_bps;
+  auto adaptive = [](const std::optional<ir::Adaptive>& a) -> std::optional<ManifestAdaptive> {
+    if (!a) return std::nullopt;
+    return ManifestAdaptive{a->min_bps, a->max_bps, a->start_bps, a->delay_us};
+  };
+  m.link_adaptive = adaptive(policy.link_adaptive);
+  m.download_bps = policy.download_bps;
+  m.download_adaptive = adaptive(policy.download_adaptive);
   m.scheduler = ir::to_string(policy.scheduler.kind);
   if (policy.scheduler.kind == ir::SchedKind::Pifo) {
     m.rank = ir::to_string(policy.scheduler.rank);
@@ -282,12 +303,15 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
   // `set dscp`: only policies that use it get the parser's l3 offset and qos_dscp.h.
   const bool set_dscp = std::any_of(policy.classes.begin(), policy.classes.end(), [](const ir::Class& c) { return c.set_dscp.has_value(); });
   if (set_dscp) head.line("#define QOS_SET_DSCP 1");
+  // An adaptive link: only such policies get the parser's L4 offset and qos_probe.h.
+  if (policy.adaptive()) head.line("#define QOS_PROBES 1");
   head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
   head.line("#include <bpf/bpf_helpers.h>").line("#include <bpf/bpf_endian.h>");
   head.line("#include \"qos_abi.h\"").line("#include \"qos_parse.h\"").line("#include \"qos_maps.h\"");
   head.line("#include \"qos_bucket.h\"").line("#include \"qos_pifo.h\"").line("#include \"qos_match.h\"");
   head.line("#include \"qos_iso.h\"");
   if (set_dscp) head.line("#include \"qos_dscp.h\"");
+  if (policy.adaptive()) head.line("#include \"qos_probe.h\"");
   head.line("").line("char _license[] SEC(\"license\") = \"Dual BSD/GPL\";");
   head.line("/* Set by the loader before load (qos_abi.h); on unless it says otherwise. */");
   head.line("const volatile struct qos_cfg qos_cfg SEC(QOS_CFG_SECTION) = { .xdp_meta = 1 };");

@@ -27,7 +27,8 @@ bool same_classes(const ir::Class& a, const ir::Class& b) {
 
 // Equal up to source locations.
 bool same_ir(const ir::Policy& a, const ir::Policy& b) {
-  if (a.name != b.name || a.link_bps != b.link_bps || a.default_class != b.default_class ||
+  if (a.name != b.name || a.link_bps != b.link_bps || a.link_adaptive != b.link_adaptive ||
+      a.download_bps != b.download_bps || a.download_adaptive != b.download_adaptive || a.default_class != b.default_class ||
       a.scheduler.kind != b.scheduler.kind || !(a.scheduler.rank == b.scheduler.rank) ||
       a.scheduler.pifo_bands != b.scheduler.pifo_bands || a.classes.size() != b.classes.size() ||
       a.rules.size() != b.rules.size())

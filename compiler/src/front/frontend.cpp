@@ -102,7 +102,15 @@ const char* fam(ir::Family f) { return f == ir::Family::V4 ? "ipv4" : f == ir::F
 
 std::string dump_ir(const ir::Policy& p) {
   std::string s = fmt::format("policy {} (from {})\n", p.name, p.source_name);
-  s += fmt::format("  link {} ({} bit/s)\n", units::format_rate(p.link_bps), p.link_bps);
+  // An adaptive rate: its range, start and delay, every default filled in.
+  auto rate = [](const char* what, uint64_t bps, const std::optional<ir::Adaptive>& a) {
+    if (!a) return fmt::format("  {} {} ({} bit/s)\n", what, units::format_rate(bps), bps);
+    return fmt::format("  {} adaptive {}-{} start={} delay={} ({}-{} bit/s)\n", what, units::format_rate(a->min_bps),
+                       units::format_rate(a->max_bps), units::format_rate(a->start_bps), units::format_duration(a->delay_us),
+                       a->min_bps, a->max_bps);
+  };
+  s += rate("link", p.link_bps, p.link_adaptive);
+  if (p.download_bps) s += rate("download", p.download_bps, p.download_adaptive);
   s += fmt::format("  scheduler {}", ir::to_string(p.scheduler.kind));
   if (p.scheduler.kind == ir::SchedKind::Pifo)
     s += fmt::format(" rank={} bands={}", ir::to_string(p.scheduler.rank), p.scheduler.pifo_bands);

@@ -31,7 +31,7 @@ namespace g = grammar;
 namespace {
 
 const std::vector<std::string>& item_keywords() {
-  static const std::vector<std::string> k = {"link", "scheduler", "set", "class", "rule"};
+  static const std::vector<std::string> k = {"link", "download", "scheduler", "set", "class", "rule"};
   return k;
 }
 const std::vector<std::string>& match_keywords() {
@@ -68,6 +68,8 @@ struct State {
   ast::MatchKind l4 = ast::MatchKind::Tcp;
   ast::Rate rate;
   ast::Size size;
+  ast::Duration duration;
+  ast::LinkRate link;       // `link ...;` / `download ...;` being parsed
   ast::Number number;
   bool item_failed = false;
 
@@ -200,6 +202,34 @@ std::optional<uint64_t> size_from_text(std::string_view text, Diagnostic* d) {
   return std::nullopt;
 }
 
+// Returns the duration in microseconds, or nullopt with *d filled.
+std::optional<uint64_t> duration_from_text(std::string_view text, Diagnostic* d) {
+  Quantity q = split_quantity(text);
+  std::string u = lower(q.unit);
+  std::string num = q.frac.empty() ? q.digits : q.digits + "." + q.frac;
+  d->severity = Severity::Error;
+  if (u.empty()) {
+    d->message = fmt::format("duration {} has no unit", text);
+    d->hints.push_back(fmt::format("write {}ms for milliseconds (units: us, ms, s)", num));
+    return std::nullopt;
+  }
+  if (std::optional<uint64_t> v; apply_unit(q, u, units::kDurationUnits, text, "duration", "microseconds", d, &v)) return v;
+  d->message = fmt::format("unknown duration unit '{}'", q.unit);
+  std::vector<std::string> names;
+  for (const auto& unit : units::kDurationUnits) names.emplace_back(unit.name);
+  std::string c = closest_match(u, names);
+  // Spellings of other tools (`5sec`, `5msec`, `5usec`): one letter apart is too far for closest_match.
+  for (const char* prefix : {"sec", "second"})
+    if (u.rfind(prefix, 0) == 0) c = "s";
+  for (const char* prefix : {"msec", "milli"})
+    if (u.rfind(prefix, 0) == 0) c = "ms";
+  for (const char* prefix : {"usec", "micro"})
+    if (u.rfind(prefix, 0) == 0) c = "us";
+  d->hints.push_back(c.empty() ? "durations: us, ms, s (microseconds, milliseconds, seconds)"
+                               : fmt::format("did you mean '{}{}'?", num, c));
+  return std::nullopt;
+}
+
 std::optional<uint64_t> parse_u64(std::string_view s) {
   uint64_t v = 0;
   for (char c : s) {
@@ -255,6 +285,7 @@ struct action<g::item_begin> {
     st.set = {};
     st.rule = {};
     st.sched = {};
+    st.link = {};
     st.elems.clear();
     st.exprs.clear();
   }
@@ -304,14 +335,83 @@ struct action<g::int_value> {
 };
 
 template <>
+struct action<g::duration_value> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    read_quantity(in, st, st.duration, &ast::Duration::us, duration_from_text);
+  }
+};
+
+// ---- link and download ---------------------------------------------------------------
+template <>
+struct action<g::fixed_rate> {
+  template <typename In>
+  static void apply(const In&, State& st) { st.link.rate = st.rate; }
+};
+template <>
+struct action<g::adaptive_kw> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    st.link.adaptive.emplace();
+    st.link.adaptive->loc = loc_of(in);
+  }
+};
+template <>
+struct action<g::adaptive_min> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    read_quantity(in, st, st.link.adaptive->min, &ast::Rate::bps, rate_from_text);
+  }
+};
+template <>
+struct action<g::adaptive_max> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    read_quantity(in, st, st.link.adaptive->max, &ast::Rate::bps, rate_from_text);
+  }
+};
+// A knob given twice is reported here: the AST holds one of each.
+template <typename In, typename T>
+void set_knob(const In& in, State& st, std::optional<T>& slot, const T& value, const char* name) {
+  Loc at = loc_of(in);
+  at.len = uint32_t(std::strlen(name));
+  if (slot) {
+    auto& d = st.diags.error(at, fmt::format("'{}' is given twice", name));
+    d.notes.push_back({slot->loc, "first given here"});
+    d.hints.push_back(fmt::format("keep one `{}`", name));
+    return;
+  }
+  slot = value;
+}
+template <>
+struct action<g::adaptive_start> {
+  template <typename In>
+  static void apply(const In& in, State& st) { set_knob(in, st, st.link.adaptive->start, st.rate, "start"); }
+};
+template <>
+struct action<g::adaptive_delay> {
+  template <typename In>
+  static void apply(const In& in, State& st) { set_knob(in, st, st.link.adaptive->delay, st.duration, "delay"); }
+};
+template <>
 struct action<g::link_item> {
   template <typename In>
   static void apply(const In& in, State& st) {
-    ast::Rate r = st.rate;
-    r.loc.len = std::max<uint32_t>(r.loc.len, 1);
-    // The item's location is the keyword; the rate keeps its own.
-    (void)in;
-    st.policy.links.push_back(std::move(r));
+    // The item's location is the keyword; the values keep their own.
+    st.link.loc = loc_of(in);
+    st.link.loc.len = 4;
+    st.policy.links.push_back(std::move(st.link));
+    st.link = {};
+  }
+};
+template <>
+struct action<g::download_item> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    st.link.loc = loc_of(in);
+    st.link.loc.len = 8;
+    st.policy.downloads.push_back(std::move(st.link));
+    st.link = {};
   }
 };
 
@@ -790,9 +890,15 @@ QOSC_EXPECTED(lbrace, "expected '{'")
 QOSC_EXPECTED(rbrace, "expected '}'")
 QOSC_EXPECTED(policy_close, "expected '}' to close the policy")
 QOSC_EXPECTED(trailing, "unexpected text after the end of the policy")
-QOSC_EXPECTED(item, "expected 'link', 'scheduler', 'set', 'class' or 'rule'")
+QOSC_EXPECTED(item, "expected 'link', 'download', 'scheduler', 'set', 'class' or 'rule'")
 QOSC_EXPECTED(rate_value, "expected a rate such as 100mbit")
 QOSC_EXPECTED(size_value, "expected a size such as 64kb")
+QOSC_EXPECTED(duration_value, "expected a duration such as 5ms")
+QOSC_EXPECTED(link_body, "expected a rate such as 100mbit, or `adaptive MIN-MAX` such as `adaptive 10mbit-100mbit`")
+QOSC_EXPECTED(adaptive_range, "expected the range MIN-MAX after 'adaptive', such as 10mbit-100mbit")
+QOSC_EXPECTED(adaptive_dash, "expected '-' and the highest rate after the lowest (`adaptive MIN-MAX`)")
+QOSC_EXPECTED(adaptive_max, "expected the highest rate after '-', such as 100mbit")
+QOSC_EXPECTED(adaptive_end, "expected 'start RATE', 'delay DURATION' or ';' after the adaptive range")
 QOSC_EXPECTED(int_value, "expected a whole number")
 QOSC_EXPECTED(semi, "expected ';'")
 QOSC_EXPECTED(equals, "expected '='")
@@ -843,11 +949,13 @@ struct control : pegtl::normal<Rule> {
     }
 
     // A missing ';' (or '->') belongs right after the previous token, as in clang.
-    if constexpr (std::is_same_v<Rule, g::semi> || std::is_same_v<Rule, g::arrow>) {
+    if constexpr (std::is_same_v<Rule, g::semi> || std::is_same_v<Rule, g::arrow> || std::is_same_v<Rule, g::adaptive_end>) {
       const char* q = p;
       while (q > base && std::isspace(static_cast<unsigned char>(q[-1]))) --q;
       if (q < p && std::memchr(q, '\n', size_t(p - q))) {
         d.loc = st.loc_at(size_t(q - base), 1);
+        // After an adaptive range, as after anything else, a new line means the ';' is missing.
+        if constexpr (std::is_same_v<Rule, g::adaptive_end>) d.message = "expected ';'";
         d.message += fmt::format(" at the end of the line (the next line starts with {})", found);
         found.clear();
       }
@@ -866,6 +974,11 @@ struct control : pegtl::normal<Rule> {
       if (!c.empty() && c != word) d.hints.push_back(fmt::format("did you mean '{}'?", c));
       if constexpr (std::is_same_v<Rule, g::arrow>)
         if (p < end && *p == ';') d.hints.push_back("a rule ends with `-> CLASS;` (or `-> drop;`)");
+    } else if constexpr (std::is_same_v<Rule, g::adaptive_end>) {
+      if (!found.empty()) {
+        std::string c = closest_match(word, {"start", "delay"});
+        if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));
+      }
     } else if constexpr (std::is_same_v<Rule, g::class_attr>) {
       std::string c = closest_match(word, attr_keywords());
       if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));

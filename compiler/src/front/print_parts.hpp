@@ -15,6 +15,9 @@ std::string value_text(const ast::Value& v);                      // != { 80, 44
 std::string expr_text(const ast::Expr* e);                        // fewest parentheses that re-parse the same
 std::string attr_text(const ast::ClassAttr& a);                   // rate 10mbit;
 std::string rate_text(const ast::Rate& r);                        // 1gbit
+std::string duration_text(const ast::Duration& d);                // 5ms
+// `link 1gbit;`, `download adaptive 20mbit-200mbit start 100mbit delay 5ms;` (knobs in this order)
+std::string link_text(const char* keyword, const ast::LinkRate& l);
 std::string match_text(const ast::Match& m);                      // tcp dport 80
 std::string scheduler_text(const ast::Scheduler& sc);             // scheduler pifo { rank = ...; }
 std::string rule_text(const ast::RuleDecl& r);                    // rule ... -> target;

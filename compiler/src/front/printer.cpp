@@ -142,6 +142,16 @@ std::string attr_text(const ast::ClassAttr& a) {
 }
 
 std::string rate_text(const ast::Rate& r) { return r.text.empty() ? fmt::format("{}bit", r.bps) : r.text; }
+std::string duration_text(const ast::Duration& d) { return d.text.empty() ? fmt::format("{}us", d.us) : d.text; }
+
+std::string link_text(const char* keyword, const ast::LinkRate& l) {
+  if (!l.adaptive) return fmt::format("{} {};", keyword, rate_text(l.rate));
+  const auto& a = *l.adaptive;
+  std::string s = fmt::format("{} adaptive {}-{}", keyword, rate_text(a.min), rate_text(a.max));
+  if (a.start) s += " start " + rate_text(*a.start);
+  if (a.delay) s += " delay " + duration_text(*a.delay);
+  return s + ";";
+}
 
 std::string match_text(const ast::Match& m) {
   std::string s = ast::to_string(m.kind);
@@ -179,7 +189,8 @@ std::string print_match(const ast::Match& match) { return match_text(match); }
 
 std::string print_policy(const ast::Policy& p) {
   std::string s = fmt::format("policy {} {{\n", p.name);
-  for (const auto& l : p.links) s += fmt::format("    link {};\n", rate_text(l));
+  for (const auto& l : p.links) s += "    " + link_text("link", l) + "\n";
+  for (const auto& l : p.downloads) s += "    " + link_text("download", l) + "\n";
   for (const auto& sc : p.schedulers) s += "    " + scheduler_text(sc) + "\n";
   for (const auto& st : p.sets) s += fmt::format("    set {} = {};\n", st.name, elements_text(st.elements));
   for (const auto& c : p.classes) {
@@ -194,7 +205,18 @@ std::string print_policy(const ast::Policy& p) {
 
 std::string dump_ast(const ast::Policy& p) {
   std::string s = fmt::format("policy '{}' {}\n", p.name, loc_text(p.loc));
-  for (const auto& l : p.links) s += fmt::format("  link {} = {} bit/s {}\n", l.text, l.bps, loc_text(l.loc));
+  auto link = [&](const char* keyword, const ast::LinkRate& l) {
+    if (!l.adaptive) return fmt::format("  {} {} = {} bit/s {}\n", keyword, l.rate.text, l.rate.bps, loc_text(l.rate.loc));
+    const auto& a = *l.adaptive;
+    std::string r = fmt::format("  {} adaptive {}\n    min {} = {} bit/s {}\n    max {} = {} bit/s {}\n", keyword,
+                                loc_text(a.loc), a.min.text, a.min.bps, loc_text(a.min.loc), a.max.text,
+                                a.max.bps, loc_text(a.max.loc));
+    if (a.start) r += fmt::format("    start {} = {} bit/s {}\n", a.start->text, a.start->bps, loc_text(a.start->loc));
+    if (a.delay) r += fmt::format("    delay {} = {} us {}\n", a.delay->text, a.delay->us, loc_text(a.delay->loc));
+    return r;
+  };
+  for (const auto& l : p.links) s += link("link", l);
+  for (const auto& l : p.downloads) s += link("download", l);
   for (const auto& sc : p.schedulers) {
     s += fmt::format("  scheduler '{}' {}\n", sc.kind, loc_text(sc.kind_loc));
     for (const auto& prm : sc.params)

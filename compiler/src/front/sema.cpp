@@ -186,20 +186,101 @@ class Checker {
   std::vector<Loc> rule_locs_;  // per IR rule
   ir::FirstMatchIndex reach_;   // the live rules so far, for "can this rule still match?"
 
-  // -- link ---------------------------------------------------------------------
+  // -- link and download -----------------------------------------------------------
   void check_link() {
     if (ast_.links.empty()) {
       auto& d = diags_.error(ast_.name_loc, fmt::format("policy '{}' has no link rate", ast_.name));
       d.hints.push_back("add the egress rate this host shapes to, e.g. `link 100mbit;`");
-      return;
+    } else {
+      out_.link_bps = check_rate_item(ast_.links[0], "link", &out_.link_adaptive);
+      for (size_t i = 1; i < ast_.links.size(); ++i) {
+        auto& d = diags_.error(ast_.links[i].value_loc(), "a policy has exactly one link rate");
+        d.notes.push_back({ast_.links[0].value_loc(), "first link rate given here"});
+      }
     }
-    for (size_t i = 1; i < ast_.links.size(); ++i) {
-      auto& d = diags_.error(ast_.links[i].loc, "a policy has exactly one link rate");
-      d.notes.push_back({ast_.links[0].loc, "first link rate given here"});
+    if (ast_.downloads.empty()) return;
+    out_.download_bps = check_rate_item(ast_.downloads[0], "download", &out_.download_adaptive);
+    for (size_t i = 1; i < ast_.downloads.size(); ++i) {
+      auto& d = diags_.error(ast_.downloads[i].value_loc(), "a policy has at most one download rate");
+      d.notes.push_back({ast_.downloads[0].value_loc(), "first download rate given here"});
     }
-    const auto& l = ast_.links[0];
-    if (l.bps == 0) diags_.error(l.loc, "link rate must be greater than zero");
-    out_.link_bps = l.bps;
+  }
+
+  // A `link` or `download` item: its nominal rate (fixed, or MAX), and *adaptive
+  // with every knob resolved. `what` is the keyword.
+  uint64_t check_rate_item(const ast::LinkRate& l, const char* what, std::optional<ir::Adaptive>* adaptive) {
+    if (!l.adaptive) {
+      if (l.rate.bps == 0) diags_.error(l.rate.loc, fmt::format("{} rate must be greater than zero", what));
+      return l.rate.bps;
+    }
+    const ast::Adaptive& a = *l.adaptive;
+    bool ok = true;
+    if (a.min.bps == 0) {
+      auto& d = diags_.error(a.min.loc, fmt::format("the lowest rate of an adaptive {} must be greater than zero", what));
+      d.hints.push_back(fmt::format("write the slowest rate the link is expected to fall to, e.g. `{} adaptive 10mbit-{};`",
+                                    what, a.max.text));
+      ok = false;
+    } else if (a.min.bps > a.max.bps) {
+      auto& d = diags_.error(a.min.loc, fmt::format("adaptive range {}-{} is out of order: the lowest rate comes first",
+                                                    a.min.text, a.max.text));
+      d.hints.push_back(fmt::format("did you mean `adaptive {}-{}`?", a.max.text, a.min.text));
+      ok = false;
+    } else if (a.min.bps == a.max.bps) {
+      auto& d = diags_.error(a.min.loc, fmt::format("adaptive range {}-{} leaves the rate nowhere to move: the lowest "
+                                                    "rate must be below the highest", a.min.text, a.max.text));
+      d.hints.push_back(fmt::format("for a link that does not change, write `{} {};`", what, a.max.text));
+      ok = false;
+    }
+    ir::Adaptive out;
+    out.min_bps = a.min.bps;
+    out.max_bps = a.max.bps;
+    out.start_bps = a.max.bps;
+    if (a.start) {
+      if (ok && (a.start->bps < a.min.bps || a.start->bps > a.max.bps)) {
+        auto& d = diags_.error(a.start->loc, fmt::format("start rate {} is outside the adaptive range {}-{}",
+                                                         a.start->text, a.min.text, a.max.text));
+        d.hints.push_back("the shaper starts there and moves between the two; without `start` it starts at the highest");
+        ok = false;
+      }
+      out.start_bps = a.start->bps;
+    }
+    if (a.delay) {
+      if (a.delay->us < ir::kMinAdaptiveDelayUs || a.delay->us > ir::kMaxAdaptiveDelayUs) {
+        auto& d = diags_.error(a.delay->loc, fmt::format("delay {} is outside 1ms-1s", a.delay->text));
+        d.hints.push_back("the rise of the round-trip time over its baseline that counts as a queue in the link; "
+                          "the default 5ms suits most links");
+        ok = false;
+      } else {
+        out.delay_us = uint32_t(a.delay->us);
+      }
+    }
+    if (ok) *adaptive = out;
+    return a.max.bps;
+  }
+
+  // A class cap above the lowest rate of an adaptive link (or above the
+  // download's rate) is valid: it is a cap, and the link may still reach it;
+  // but while the shaper runs below it the cap does nothing, which the author
+  // of the rate may not expect.
+  void warn_rate_above_adaptive(const ast::ClassDecl& c, const ast::ClassAttr& a) {
+    auto warn = [&](const ast::LinkRate& l, const char* what) {
+      if (a.rate.bps > l.nominal().bps) {   // `download` only: above the link's MAX is an error
+        auto& d = diags_.warning(a.value_loc, fmt::format("rate {} of class '{}' is above the {} rate {}: on that side "
+                                                          "the cap is never reached", a.rate.text, c.name, what,
+                                                          l.nominal().text));
+        d.notes.push_back({l.nominal().loc, fmt::format("{} rate given here", what)});
+        return;
+      }
+      if (!l.adaptive || a.rate.bps <= l.adaptive->min.bps) return;
+      auto& d = diags_.warning(a.value_loc, fmt::format("rate {} of class '{}' is above the lowest rate {} of the "
+                                                        "adaptive {}: the {} may shrink below it", a.rate.text, c.name,
+                                                        l.adaptive->min.text, what, what));
+      d.notes.push_back({l.adaptive->min.loc, "lowest rate given here"});
+      d.hints.push_back(fmt::format("while the {} runs slower than {} the class is limited by the {} alone; a rate of at "
+                                    "most {} caps it at every rate", what, a.rate.text, what, l.adaptive->min.text));
+    };
+    if (out_.link_adaptive && !ast_.links.empty()) warn(ast_.links[0], "link");
+    if (out_.download_bps && !ast_.downloads.empty()) warn(ast_.downloads[0], "download");
   }
 
   // -- scheduler ------------------------------------------------------------------
@@ -449,9 +530,10 @@ class Checker {
             } else if (out_.link_bps != 0 && a.rate.bps > out_.link_bps) {
               auto& d = diags_.error(a.value_loc, fmt::format("rate {} of class '{}' is above the link rate {}", a.rate.text,
                                                               c.name, units::format_rate(out_.link_bps)));
-              d.notes.push_back({ast_.links[0].loc, "link rate given here"});
+              d.notes.push_back({ast_.links[0].nominal().loc, "link rate given here"});
             } else {
               k.rate_bps = a.rate.bps;
+              warn_rate_above_adaptive(c, a);
             }
             break;
           case ast::ClassAttrKind::Burst:
@@ -975,7 +1057,7 @@ class Checker {
     for (const auto& c : out_.classes) sum += c.rate_bps;
     bool all_capped = std::all_of(out_.classes.begin(), out_.classes.end(), [](const auto& c) { return c.rate_bps != 0; });
     if (sum <= out_.link_bps || !all_capped) return;
-    auto& d = diags_.warning(ast_.links[0].loc, fmt::format("the class rates add up to {}, above the link rate {}",
+    auto& d = diags_.warning(ast_.links[0].value_loc(), fmt::format("the class rates add up to {}, above the link rate {}",
                                                             units::format_rate(sum), units::format_rate(out_.link_bps)));
     d.notes.push_back({Loc{}, fmt::format("rates are caps, not guarantees: with {} the shares come from {}",
                                           ir::to_string(k), k == ir::SchedKind::WeightedFairQueuing ? "`weight`"

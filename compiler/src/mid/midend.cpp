@@ -13,6 +13,15 @@ namespace qosc {
 // and a cap above that link could never be reached, so it becomes the link.
 void override_link(ir::Policy& policy, uint64_t link_bps, Diagnostics& diags) {
   policy.link_bps = link_bps;
+  // --link names the one rate to shape to: an adaptive range would contradict
+  // it (the controller would move the rate away), so the link becomes fixed.
+  if (policy.link_adaptive) {
+    auto& d = diags.warning(Loc{}, fmt::format("--link {} replaces the adaptive link {}-{}: the link is shaped to a fixed {}",
+                                               units::format_rate(link_bps), units::format_rate(policy.link_adaptive->min_bps),
+                                               units::format_rate(policy.link_adaptive->max_bps), units::format_rate(link_bps)));
+    d.hints.push_back("leave out --link to keep the adaptive rate");
+    policy.link_adaptive.reset();
+  }
   for (auto& c : policy.classes) {
     if (c.rate_bps <= link_bps) continue;
     auto& d = diags.warning(c.loc, fmt::format("class '{}' has rate {}, above the link of {} given by --link; "
