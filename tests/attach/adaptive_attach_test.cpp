@@ -33,15 +33,19 @@ std::string adaptive_policy(const std::string& link, const std::string& extra = 
          "}\n";
 }
 
-// The rate of HTB class `classid` on `ifname` in namespace a, bits/s (0 when absent).
+// The rate of HTB class `classid` on `ifname` in namespace a, bits/s (0 when
+// absent). tc has no JSON for HTB classes; its text prints the rate exactly
+// (a unit only when the rate divides by it).
 uint64_t class_rate(const Pair& p, const std::string& ifname, const std::string& classid) {
-  Cmd c = p.in_a("tc -j class show dev " + ifname + " classid " + classid);
-  try {
-    for (const auto& k : nlohmann::json::parse(c.out))
-      if (k.value("handle", "") == classid) return k.at("rate").get<uint64_t>() * 8;
-  } catch (const std::exception&) {
+  Cmd c = p.in_a("tc class show dev " + ifname + " classid " + classid);
+  std::smatch m;
+  if (!std::regex_search(c.out, m, std::regex(" rate ([0-9]+)([KMGT]?)bit"))) return 0;
+  uint64_t v = std::stoull(m[1].str());
+  for (const char u : std::string("KMGT")) {
+    v *= 1000;
+    if (m[2].str() == std::string(1, u)) return v;
   }
-  return 0;
+  return std::stoull(m[1].str());
 }
 
 nlohmann::json status_json(const Pair& p, const std::string& ifname) {
@@ -73,7 +77,15 @@ nlohmann::json wait_live(const Pair& p, int ms = 5000) {
   return {};
 }
 
-bool process_alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+// Alive and not a zombie: the supervisor is reparented to pid 1 when attach
+// exits, and a container's pid 1 may reap it late.
+bool process_alive(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto rp = s.rfind(')');
+  return rp != std::string::npos && rp + 2 < s.size() && s[rp + 2] != 'Z' && s[rp + 2] != 'X';
+}
 
 TEST(AttachAdaptive, SupervisorProbesAndDetachStopsIt) {
   REQUIRE_ROOT();
