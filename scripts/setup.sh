@@ -12,6 +12,7 @@ PKGS=(
   iproute2 iperf3 irtt iputils-ping ethtool procps nftables
   python3 python3-scapy python3-matplotlib
   prometheus   # for promtool only (the metrics lint test); its server is not wanted, see below
+  dpkg-dev systemd   # the package: dpkg-shlibdeps computes Depends; systemd-analyze verifies the unit
 )
 
 missing=()
