@@ -544,6 +544,7 @@ OneWay one_way_delays(const std::string& from_ns, const std::string& from_addr, 
       int64_t sent_ns = 0;
       std::memcpy(&sent_ns, buf, sizeof sent_ns);
       r.ms.push_back(static_cast<double>(int64_t(at.tv_sec) * 1000000000ll + at.tv_nsec - sent_ns) / 1e6);
+      r.sent_at.push_back(static_cast<double>(sent_ns) / 1e9);
     }
   }
   sender.join();

@@ -182,6 +182,7 @@ class TcpBulk {
 // machine). Blocks for `seconds` (+0.5 s for the last datagrams).
 struct OneWay {
   std::vector<double> ms;   // one-way delay of each datagram received
+  std::vector<double> sent_at;   // when each of them was sent (CLOCK_REALTIME, unix seconds): ms[i]'s datagram
   long sent = 0;
   long lost() const { return sent - static_cast<long>(ms.size()); }
   double p50() const;
