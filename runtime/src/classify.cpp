@@ -72,6 +72,7 @@ Result<std::vector<PacketAnswer>> classify_capture(const LoadedPolicy& policy, H
     }
     a.pass = v->pass;
     a.policed = v->policed;
+    a.probe = v->probe;
     a.cls = runner.class_name(*v);
     if (hook == Hook::Tc && v->pass) {
       a.queue = queue_text(*v);
@@ -91,6 +92,8 @@ std::string json_line(const PacketAnswer& a, bool with_dscp, bool with_queue) {
   if (with_dscp && a.dscp_in >= 0 && a.dscp_out >= 0)
     dscp = fmt::format(R"(, "dscp": {{"in": {}, "out": {}}})", a.dscp_in, a.dscp_out);
   if (with_queue && !a.queue.empty()) dscp += fmt::format(R"(, "queue": {})", nlohmann::json(a.queue).dump());
+  if (a.probe)
+    return fmt::format(R"({{"packet": {}, "class": null, "verdict": "probe"{}}})", a.index, dscp);
   return fmt::format(R"({{"packet": {}, "class": {}, "verdict": "{}"{}}})", a.index, nlohmann::json(a.cls).dump(),
                      a.pass ? "pass" : "drop", dscp);
 }
@@ -155,6 +158,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   } else {
     size_t width = 5;
     for (const auto& c : policy->manifest().classes) width = std::max(width, c.name.size());
+    if (policy->manifest().adaptive()) width = std::max(width, std::string_view("(probe)").size());
     if (with_dscp)
       out << fmt::format("{:>7}  {:>5}  {:<{}}  {:<8}  {}\n", "packet", "bytes", "class", width, "dscp", "verdict");
     else
@@ -167,7 +171,10 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
         out << fmt::format("{:>7}  {:>5}  {:<{}}  not run: {}\n", a.index, a.bytes, "-", width, a.error);
         continue;
       }
-      std::string verdict = a.pass ? "pass" : a.policed ? "drop (over the class's rate)" : "drop (rule)";
+      std::string verdict = a.probe     ? "pass (a probe of the adaptive rate: no class, unshaped)"
+                            : a.pass    ? "pass"
+                            : a.policed ? "drop (over the class's rate)"
+                                        : "drop (rule)";
       if (with_queue && !a.queue.empty()) verdict += "  queue " + a.queue;
       if (with_dscp)
         out << fmt::format("{:>7}  {:>5}  {:<{}}  {:<8}  {}\n", a.index, a.bytes, a.cls, width, dscp_text(a), verdict);

@@ -159,6 +159,10 @@ Result<Verdict> TestRunner::run(Hook hook, std::span<const uint8_t> frame) {
     std::memcpy(&ctx, raw->ctx_out.data(), std::min(raw->ctx_out.size(), sizeof ctx));
     // ctx_out.data is the metadata length: data_out starts at data_meta.
     uint32_t metalen = ctx.data;
+    if (metalen == 0 && policy_.manifest().adaptive()) {
+      v.probe = true;   // templates/qos_probe.h: passed before it is classified
+      return v;
+    }
     if (metalen < sizeof(qos_meta) || raw->data_out.size() < metalen)
       return Error{fmt::format("the XDP program passed the packet without its class in the metadata "
                                "({} bytes of metadata, struct qos_meta needs {})",
@@ -190,6 +194,10 @@ Result<Verdict> TestRunner::run(Hook hook, std::span<const uint8_t> frame) {
                              ctx.priority, QOS_HTB_MAJOR)};
   // The class from skb->cb[QOS_CB_CLASS] (qos_abi.h) when the program stored
   // it; with a pifo scheduler skb->priority names a band, not the class.
+  if (ctx.priority == QOS_HTB_MAJOR << 16 && policy_.manifest().adaptive()) {
+    v.probe = true;   // HTB's direct queue: past the classes (templates/qos_probe.h)
+    return v;
+  }
   const uint32_t cb = ctx.cb[QOS_CB_CLASS];
   const bool bands = !policy_.manifest().pifo_mapping.empty();
   int32_t from_cb = (cb >> 16) == QOS_META_MAGIC ? static_cast<int32_t>(cb & 0xffffu) : -1;

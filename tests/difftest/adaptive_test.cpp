@@ -166,6 +166,27 @@ TEST_F(AdaptiveProbes, XdpPassesProbesTheirClassWouldPolice) {
   EXPECT_TRUE(v->policed) << "the probes must not have refilled or drained the bucket";
 }
 
+// What `qosrun classify` and `qosc test` read back: a probe is a pass without
+// a class on both hooks, named "(probe)"; any other ping has its class.
+TEST_F(AdaptiveProbes, TestRunnerNamesProbesWithoutAClass) {
+  std::string error;
+  auto p = load("link adaptive 10mbit-100mbit;", &error);
+  ASSERT_TRUE(p) << error;
+  qosrun::TestRunner run(*p);
+  for (Hook hook : {Hook::Xdp, Hook::Tc}) {
+    for (const auto& probe : {ipv4_frame(1, 8, QOS_PROBE_ICMP_ID), icmpv6_frame(129, QOS_PROBE_ICMP_ID)}) {
+      auto v = run.run(hook, probe);
+      ASSERT_TRUE(v) << qosrun::to_string(hook) << ": " << v.error().message;
+      EXPECT_TRUE(v->pass && v->probe) << qosrun::to_string(hook);
+      EXPECT_EQ(run.class_name(*v), "(probe)");
+    }
+    auto v = run.run(hook, ipv4_frame(1, 8, 0x1234));
+    ASSERT_TRUE(v) << v.error().message;
+    EXPECT_FALSE(v->probe);
+    EXPECT_EQ(run.class_name(*v), "ping") << qosrun::to_string(hook);
+  }
+}
+
 // Without an adaptive item nothing changes: a probe is an ICMP packet like
 // any other (the programs do not even look for it).
 TEST_F(AdaptiveProbes, FixedLinkClassifiesProbesLikeAnyPing) {

@@ -26,6 +26,7 @@ struct PacketAnswer {
   std::string cls;         // class name, or "drop" for a `drop` rule
   bool pass = false;
   bool policed = false;    // dropped by the class's rate/burst policer
+  bool probe = false;      // the adaptive rate's probe: no class (cls "(probe)"), JSON verdict "probe"
   std::string error;       // non-empty: this packet could not be run
   std::string queue;       // TC: the HTB class it was steered to, e.g. "1:11" or "1:11 > 11:14" (isolated class)
   // TC hook: the DSCP before and after the program (`set dscp` rewrites it);

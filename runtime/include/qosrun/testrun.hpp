@@ -9,6 +9,7 @@
 // - TC: skb->priority = (QOS_HTB_MAJOR << 16) | minor, returned in ctx_out
 //   (a struct __sk_buff); TC_ACT_SHOT for drops. (tc_classid is not returned
 //   by test runs.)
+// - The adaptive rate's probes pass without a class (Verdict::probe).
 // - A drop is attributed with the qos_stats map: a `drop` rule counts in the
 //   drop slot's drop_rule, a class's policer in that class's drop_policer.
 #include <cstdint>
@@ -33,6 +34,10 @@ struct Verdict {
   int32_t class_id = QOS_TARGET_DROP;   // the class chosen; QOS_TARGET_DROP for a `drop` rule
   bool policed = false;         // dropped by class_id's rate/burst policer
   bool attributed = true;       // false: a drop the stats could not explain
+  // A probe of the adaptive rate's controller (QOS_PROBE_ICMP_ID, policies with
+  // `link adaptive` / `download adaptive`): passed past the classes, XDP
+  // without a class in the metadata, TC into HTB's direct queue (1:0).
+  bool probe = false;
   uint32_t priority = 0;        // TC: skb->priority as returned
   uint32_t subqueue = 0;        // TC, isolated class: the nested HTB's classid (skb->cb[QOS_CB_SUBQ]), else 0
   uint32_t duration_ns = 0;
@@ -50,8 +55,9 @@ class TestRunner {
  public:
   explicit TestRunner(const LoadedPolicy& policy);
   Result<Verdict> run(Hook hook, std::span<const uint8_t> frame);
-  // "gaming" / "drop" for a verdict; a policed packet is named by its class.
-  std::string class_name(const Verdict& v) const { return policy_.class_name(v.class_id); }
+  // "gaming" / "drop" for a verdict; a policed packet is named by its class;
+  // a probe of the adaptive rate "(probe)", which no class can be called.
+  std::string class_name(const Verdict& v) const { return v.probe ? "(probe)" : policy_.class_name(v.class_id); }
 
  private:
   struct DropCounters {
