@@ -2,8 +2,7 @@
 # The step scenario of issue 12 (modem 100 -> 30 -> 60 Mbit/s, 15 s each,
 # cubic upload and a game flow at 10 ms) for the static policy and the
 # adaptive one, the idle link for 60 s and the reflector faults, then the
-# plot. Needs root (network namespaces); takes ~4 min when the adaptive
-# tests run (they skip while qosc rejects `link adaptive`).
+# plot. Needs root (network namespaces); takes about 4 minutes.
 #
 #   bench/adaptive/run.sh [BUILD_DIR [OUT_DIR]]     # defaults: build, bench/adaptive/results
 #

@@ -382,27 +382,29 @@ TEST(Compile, SmallClassifiersAreInlinedLargeTreesAreNot) {
   EXPECT_NE(text(small, Strategy::Tree, false).find(global), std::string::npos);
 }
 
+// The C generated for `pol` with default options ("" and a test failure when it fails).
+std::string generated_c(const ir::Policy& pol) {
+  CodegenOptions o;
+  o.source_text = "x";
+  Diagnostics d;
+  auto g = generate_c(pol, o, d);
+  EXPECT_TRUE(g) << d.str();
+  return g ? g->text : std::string();
+}
+
 // `set dscp`: a case per class that has it in the TC program only; a policy
 // without it generates the same C as if the attribute did not exist (same
 // text with the field set and cleared on a copy).
 TEST(Compile, SetDscpCodeOnlyForClassesThatHaveIt) {
   std::mt19937_64 rng(21);
   auto p = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});
-  auto text = [](const ir::Policy& pol) {
-    CodegenOptions o;
-    o.source_text = "x";
-    Diagnostics d;
-    auto g = generate_c(pol, o, d);
-    EXPECT_TRUE(g) << d.str();
-    return g ? g->text : std::string();
-  };
-  const std::string plain = text(p);
+  const std::string plain = generated_c(p);
   EXPECT_EQ(plain.find("qos_set_dscp"), std::string::npos);
   EXPECT_EQ(plain.find("QOS_SET_DSCP"), std::string::npos);
   EXPECT_EQ(plain.find("qos_dscp.h"), std::string::npos);
   ir::Policy q = p;
   q.classes[1].set_dscp = 46;
-  const std::string marked = text(q);
+  const std::string marked = generated_c(q);
   EXPECT_NE(marked.find("#define QOS_SET_DSCP 1"), std::string::npos);
   EXPECT_NE(marked.find("#include \"qos_dscp.h\""), std::string::npos);
   EXPECT_NE(marked.find("case 1: qos_set_dscp(ctx, p, 46);"), std::string::npos) << marked;
@@ -411,7 +413,7 @@ TEST(Compile, SetDscpCodeOnlyForClassesThatHaveIt) {
   EXPECT_EQ(marked.find("qos_set_dscp(ctx", at + 1), std::string::npos);
   EXPECT_GT(at, marked.find("int qos_tc("));
   q.classes[1].set_dscp.reset();
-  EXPECT_EQ(text(q), plain);
+  EXPECT_EQ(generated_c(q), plain);
 }
 
 // The probe bypass is generated only for an adaptive policy (link or
@@ -420,21 +422,13 @@ TEST(Compile, SetDscpCodeOnlyForClassesThatHaveIt) {
 TEST(Compile, ProbeBypassOnlyForAdaptivePolicies) {
   std::mt19937_64 rng(22);
   auto p = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});
-  auto text = [](const ir::Policy& pol) {
-    CodegenOptions o;
-    o.source_text = "x";
-    Diagnostics d;
-    auto g = generate_c(pol, o, d);
-    EXPECT_TRUE(g) << d.str();
-    return g ? g->text : std::string();
-  };
-  const std::string plain = text(p);
+  const std::string plain = generated_c(p);
   for (const char* s : {"QOS_PROBES", "qos_probe.h", "qos_is_probe"}) EXPECT_EQ(plain.find(s), std::string::npos) << s;
   for (bool download : {false, true}) {
     ir::Policy q = p;
     (download ? q.download_adaptive : q.link_adaptive) = ir::Adaptive{1000, q.link_bps, q.link_bps, 5000};
     if (download) q.download_bps = q.link_bps;
-    const std::string c = text(q);
+    const std::string c = generated_c(q);
     EXPECT_NE(c.find("#define QOS_PROBES 1"), std::string::npos);
     EXPECT_NE(c.find("#include \"qos_probe.h\""), std::string::npos);
     const size_t xdp = c.find("int qos_xdp("), tc = c.find("int qos_tc(");

@@ -136,46 +136,27 @@ uint64_t netns_cookie(const std::string& ns) {
 
 ShaperProbe::ShaperProbe(const Netns& ns, std::string nsname, std::string ifname)
     : ns_(ns), nsname_(std::move(nsname)), ifname_(std::move(ifname)) {
+  // An adaptive policy's record names the controller's live state.
   CmdResult r = ns_.exec(nsname_, qosrun_bin() + " status " + ifname_ + " --json 2>/dev/null", 30);
   try {
     json j = json::parse(r.out);
     if (j.is_array() && !j.empty()) j = j[0];
-    if (j.contains("adaptive_file") && j["adaptive_file"].is_string()) file_ = j["adaptive_file"].get<std::string>();
-    else if (j.contains("state_file") && j["state_file"].is_string())
-      file_ = std::filesystem::path(j["state_file"].get<std::string>()).parent_path().string() + "/adaptive.json";
+    if (j.contains("adaptive")) file_ = j["adaptive"].at("state_file").get<std::string>();
   } catch (const std::exception&) {
-  }
-  if (file_.empty()) {
-    const char* root = std::getenv("QOSRUN_STATE_ROOT");
-    file_ = std::string(root && *root ? root : "/run/qosc") + "/" + ifname_ + "@ns" +
-            std::to_string(netns_cookie(nsname_)) + "/adaptive.json";
   }
 }
 
 std::optional<json> ShaperProbe::adaptive_state() {
-  {
-    std::ifstream in(file_);
-    if (in) {
-      try {
-        json j = json::parse(in);
-        source_ = "adaptive.json";
-        return j;
-      } catch (const std::exception&) {
-        // Rewritten atomically (rename), so a parse error means something else: fall through.
-      }
-    }
+  if (file_.empty()) return std::nullopt;
+  std::ifstream in(file_);
+  if (!in) return std::nullopt;
+  try {
+    json j = json::parse(in);   // rewritten atomically (rename): never half a file
+    source_ = "adaptive.json";
+    return j;
+  } catch (const std::exception&) {
+    return std::nullopt;
   }
-  // Without the file: does `qosrun stats --json` carry it? Asked once, then on every call only if it did.
-  if (stats_tried_ && !stats_has_adaptive_) return std::nullopt;
-  stats_tried_ = true;
-  std::string err;
-  auto s = stats_json(ns_, nsname_, ifname_, &err, "--no-rates");
-  if (s && s->contains("adaptive") && (*s)["adaptive"].is_object()) {
-    stats_has_adaptive_ = true;
-    source_ = "qosrun stats";
-    return (*s)["adaptive"];
-  }
-  return std::nullopt;
 }
 
 double ShaperProbe::tc_rate_bps() const {

@@ -65,11 +65,10 @@ class Topology {
 // The cookie of namespace `ns` (SO_NETNS_COOKIE), 0 when it cannot be read.
 uint64_t netns_cookie(const std::string& ns);
 
-// Where the controller's live state is and the shaper's current rate. Tolerant:
-// `<state_dir>/adaptive.json` (state_dir from `qosrun status IFACE --json`'s
-// "state_file", else /run/qosc/IFACE@ns<cookie>), else `qosrun stats IFACE
-// --json` key "adaptive", else (no controller) the HTB root class 1:1's rate
-// as tc shows it. The upload rate is "upload"."rate_bps" in both JSON forms.
+// The shaper's current rate: the controller's, from its live state (the file
+// `qosrun status IFACE --json` names as "adaptive"."state_file", with the
+// rate in "upload"."rate_bps"), or, for a fixed policy, the HTB root class
+// 1:1's rate as tc shows it.
 class ShaperProbe {
  public:
   ShaperProbe(const Netns& ns, std::string nsname, std::string ifname);
@@ -83,7 +82,6 @@ class ShaperProbe {
   const Netns& ns_;
   std::string nsname_, ifname_, file_;
   std::string source_ = "none";
-  bool stats_has_adaptive_ = false, stats_tried_ = false;
 };
 
 struct Step {

@@ -11,8 +11,8 @@
 //   the modem at its own pace: this phase varies most); bulk 94-97 % of the
 //   modem's rate in every phase.
 // - StepsKeepTheGameFast, IdleLinkKeepsItsRate, ReflectorKilled: `link
-//   adaptive 10mbit-100mbit;` with `qosrun attach ... --reflector ADDR`; they
-//   skip (saying so) while qosc rejects `link adaptive` or qosrun `--reflector`.
+//   adaptive 10mbit-100mbit;` with `qosrun attach ... --reflector ADDR`
+//   (docs/adaptive.md has the figures).
 //
 // Knobs: QT_ADAPTIVE_PHASE_S (seconds per step, default 15),
 // QT_ADAPTIVE_IDLE_S (IdleLinkKeepsItsRate, default 20; the issue's 60 in
@@ -93,32 +93,14 @@ class AdaptiveWire : public ::testing::Test {
     }
   }
 
-  // Compiles the policy; *skip says why the adaptive form cannot run here yet.
-  std::string compile(const std::string& name, const std::string& text, bool adaptive, std::string* skip) {
+  // Compiles `text` and attaches it on the router's interface towards the
+  // modem with `extra` options (the reflectors); false with a test failure.
+  bool attach(const std::string& name, const std::string& text, const std::string& extra) {
     std::string err;
     std::string obj = qt::compile_policy(text, name, "", &err);
-    if (obj.empty() && adaptive) {
-      // The compiler's message without the scratch file's path.
-      const size_t e = err.find("error:");
-      const std::string msg = e == std::string::npos ? err.substr(0, 300) : err.substr(e, err.find('\n', e) - e);
-      *skip = "qosc rejects `link adaptive` (issue 12's language item is not here yet), so there is nothing to "
-              "measure: " + msg;
-      return "";
-    }
     EXPECT_FALSE(obj.empty()) << err;
-    return obj;
-  }
-
-  // Attaches on the router's interface towards the modem; *skip when qosrun
-  // does not know --reflector yet.
-  bool attach(const std::string& obj, const std::string& extra, std::string* skip) {
+    if (obj.empty()) return false;
     qt::CmdResult r = qt::attach_policy(topo_->ns(), ad::kRtr, obj, ad::kRtrWan, extra);
-    if (r.rc != 0 && extra.find("--reflector") != std::string::npos && r.out.find("--reflector") != std::string::npos &&
-        (r.out.find("not expected") != std::string::npos || r.out.find("nrecognized") != std::string::npos ||
-         r.out.find("nknown") != std::string::npos)) {
-      *skip = "qosrun does not take --reflector (issue 12's controller is not here yet): " + r.out.substr(0, 300);
-      return false;
-    }
     EXPECT_EQ(r.rc, 0) << "qosrun attach failed:\n" << r.out;
     attached_ = r.rc == 0;
     return attached_;
@@ -156,10 +138,7 @@ class AdaptiveWire : public ::testing::Test {
 };
 
 TEST_F(AdaptiveWire, StaticPolicyLosesTheQueueToTheModem) {
-  std::string skip;
-  std::string obj = compile("adaptive_static", static_policy(), false, &skip);
-  ASSERT_FALSE(obj.empty());
-  ASSERT_TRUE(attach(obj, "", &skip));
+  ASSERT_TRUE(attach("adaptive_static", static_policy(), ""));
   ad::ShaperProbe shaper(topo_->ns(), ad::kRtr, ad::kRtrWan);
   ad::Options o = steps("static", "link 100mbit (examples/gaming.qos classes)");
   ad::Result r = ad::run_scenario(*topo_, shaper, o);
@@ -185,13 +164,7 @@ TEST_F(AdaptiveWire, StaticPolicyLosesTheQueueToTheModem) {
 }
 
 TEST_F(AdaptiveWire, StepsKeepTheGameFast) {
-  std::string skip;
-  std::string obj = compile("adaptive_steps", adaptive_policy(), true, &skip);
-  if (!skip.empty()) GTEST_SKIP() << skip;
-  ASSERT_FALSE(obj.empty());
-  bool ok = attach(obj, std::string("--reflector ") + ad::kIpSrv, &skip);
-  if (!skip.empty()) GTEST_SKIP() << skip;
-  ASSERT_TRUE(ok);
+  ASSERT_TRUE(attach("adaptive_steps", adaptive_policy(), std::string("--reflector ") + ad::kIpSrv));
   ad::ShaperProbe shaper(topo_->ns(), ad::kRtr, ad::kRtrWan);
   ad::Options o = steps("adaptive", "link adaptive 10mbit-100mbit, --reflector server");
   ad::Result r = ad::run_scenario(*topo_, shaper, o);
@@ -217,13 +190,7 @@ TEST_F(AdaptiveWire, StepsKeepTheGameFast) {
 // No load for QT_ADAPTIVE_IDLE_S seconds (default 20; the issue's 60 s in the
 // bench): no delay rise, no load, so no cut.
 TEST_F(AdaptiveWire, IdleLinkKeepsItsRate) {
-  std::string skip;
-  std::string obj = compile("adaptive_idle", adaptive_policy(), true, &skip);
-  if (!skip.empty()) GTEST_SKIP() << skip;
-  ASSERT_FALSE(obj.empty());
-  bool ok = attach(obj, std::string("--reflector ") + ad::kIpSrv, &skip);
-  if (!skip.empty()) GTEST_SKIP() << skip;
-  ASSERT_TRUE(ok);
+  ASSERT_TRUE(attach("adaptive_idle", adaptive_policy(), std::string("--reflector ") + ad::kIpSrv));
   ad::ShaperProbe shaper(topo_->ns(), ad::kRtr, ad::kRtrWan);
   std::this_thread::sleep_for(std::chrono::seconds(2));   // the controller's first baselines
   ad::Options o;
@@ -256,13 +223,8 @@ TEST_F(AdaptiveWire, IdleLinkKeepsItsRate) {
 // the first through a step down. Then the first too: the rate holds and the
 // state says why ("holding").
 TEST_F(AdaptiveWire, ReflectorKilled) {
-  std::string skip;
-  std::string obj = compile("adaptive_refl", adaptive_policy(), true, &skip);
-  if (!skip.empty()) GTEST_SKIP() << skip;
-  ASSERT_FALSE(obj.empty());
-  bool ok = attach(obj, std::string("--reflector ") + ad::kIpSrv + " --reflector " + ad::kIpSrv2, &skip);
-  if (!skip.empty()) GTEST_SKIP() << skip;
-  ASSERT_TRUE(ok);
+  ASSERT_TRUE(attach("adaptive_refl", adaptive_policy(),
+                     std::string("--reflector ") + ad::kIpSrv + " --reflector " + ad::kIpSrv2));
   ad::ShaperProbe shaper(topo_->ns(), ad::kRtr, ad::kRtrWan);
   ad::ShaperProbe watcher(topo_->ns(), ad::kRtr, ad::kRtrWan);   // read from the main thread, not the sampler's
   std::optional<json> one_left;
