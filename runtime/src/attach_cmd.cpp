@@ -1,5 +1,5 @@
 // The commands `attach`, `detach`, `status`, `reload` and the foreground form
-// `qosrun OBJ IFACE`; the work is in attach.cpp (qosrun/attach.hpp).
+// `qosrun OBJ IFACE`; the work is in attach.cpp, detach.cpp, reload.cpp and status.cpp (qosrun/attach.hpp).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <signal.h>

@@ -1,0 +1,270 @@
+// reload: see qosrun/attach.hpp.
+#include "qosrun/attach.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+#include <cerrno>
+#include <ostream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "qosrun/adaptive.hpp"
+#include "qosrun/htb.hpp"
+#include "qosrun/netlink.hpp"
+#include "qosrun/state.hpp"
+
+#include "lifecycle.hpp"
+
+namespace qosrun {
+
+using namespace lifecycle;   // the steps the commands share (lifecycle.hpp)
+
+namespace {
+
+// An fd for the map `name` of the attached policy: its pin, else its id.
+int old_map_fd(const state::Record& r, const std::string& name) {
+  int fd = bpf_obj_get((r.pin_dir + "/" + name).c_str());
+  if (fd >= 0) return fd;
+  auto it = r.maps.find(name);
+  if (it == r.maps.end()) return -1;
+  return bpf_map_get_fd_by_id(it->second);
+}
+int old_prog_fd(const state::Record& r, const std::string& name) {
+  int fd = bpf_obj_get((r.pin_dir + "/" + name).c_str());
+  if (fd >= 0) return fd;
+  auto it = r.progs.find(name);
+  if (it == r.progs.end()) return -1;
+  return bpf_prog_get_fd_by_id(it->second);
+}
+
+bool map_compatible(bpf_map* m, int fd, std::string* why) {
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+    *why = "cannot read the old map";
+    return false;
+  }
+  if (info.type != static_cast<uint32_t>(bpf_map__type(m)) || info.key_size != bpf_map__key_size(m) ||
+      info.value_size != bpf_map__value_size(m) || info.max_entries != bpf_map__max_entries(m) ||
+      info.map_flags != bpf_map__map_flags(m)) {
+    *why = fmt::format("layout differs (entries {} -> {}, value {} -> {} bytes)", info.max_entries,
+                       bpf_map__max_entries(m), info.value_size, bpf_map__value_size(m));
+    return false;
+  }
+  return true;
+}
+
+Status swap_tc(int ifindex, const state::TcAttachment& tc, int new_fd, const std::string& ifname) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = new_fd, .flags = BPF_TC_F_REPLACE, .handle = tc.handle,
+              .priority = tc.priority);
+  int err = bpf_tc_attach(&hook, &o);
+  if (err) return errno_error(err, fmt::format("cannot replace the TC program on {}", ifname));
+  return {};
+}
+
+Status swap_xdp(const state::Record& r, int new_fd, int old_fd) {
+  LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = old_fd);
+  int err = bpf_xdp_attach(r.ifindex, new_fd, XDP_FLAGS_REPLACE | xdp_mode_flag(r.xdp.mode), &o);
+  if (err) return errno_error(err, fmt::format("cannot replace the XDP program on {}", r.ifname));
+  return {};
+}
+
+}  // namespace
+
+Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
+  const int v = o.verbosity;
+  auto ifindex = ifindex_of(o.ifname);
+  if (!ifindex) return ifindex.error();
+  LoadOptions lo;
+  lo.verbosity = v;
+  auto policy = LoadedPolicy::open_file(o.object, lo);
+  if (!policy) return policy.error();
+  const qosc::Manifest& m = policy->manifest();
+  if (Status st = require_admin("qosrun reload"); !st) return st.error();
+  auto lock = state::Lock::acquire(o.ifname);
+  if (!lock) return lock.error();
+  auto existing = state::read(o.ifname);
+  if (!existing) return existing.error();
+  if (!*existing)
+    return Error{fmt::format("{} has no qosc policy attached: use `qosrun attach {} {}`", o.ifname, o.object, o.ifname)};
+  state::Record old = **existing;
+  if (!old.in_this_netns())
+    return Error{fmt::format("the qosc state of {} was made in another network namespace: reload there", o.ifname)};
+  if (std::string why = old.stale_reason(); !why.empty() || old.phase != "attached")
+    return Error{fmt::format("the policy on {} was left behind ({}): run `qosrun detach {}` and attach again", o.ifname,
+                             why.empty() ? "an attach or detach did not finish" : why, o.ifname)};
+  if (old.ifindex != *ifindex)
+    return Error{fmt::format("{} is not the interface the policy was attached to (ifindex {} then, {} now): run "
+                             "`qosrun detach {}` and attach again",
+                             o.ifname, old.ifindex, *ifindex, o.ifname)};
+  auto sock = nl::RtnlSocket::open();
+  if (!sock) return sock.error();
+
+  // The programs attached now must be the ones the record names.
+  Fd old_xdp(old_prog_fd(old, old.manifest.xdp_prog)), old_tc(old_prog_fd(old, old.manifest.tc_prog));
+  uint32_t xdp_now = xdp_prog_now(old.ifindex, old.xdp.mode);
+  uint32_t tc_now = tc_prog_now(old.ifindex, BPF_TC_EGRESS, old.main.tc.handle, old.main.tc.priority);
+  if (!old_xdp || !old_tc || xdp_now != old.xdp.prog_id || tc_now != old.main.tc.prog_id)
+    return Error{fmt::format("the programs on {} are not the ones qosrun attached (xdp id {} expected {}, tc id {} "
+                             "expected {}): run `qosrun detach {}` and attach again",
+                             o.ifname, xdp_now, old.xdp.prog_id, tc_now, old.main.tc.prog_id, o.ifname)};
+
+  Reloaded out;
+  // Reuse the old state maps where the layout is the same: counters, flows,
+  // policer buckets and SP-PIFO bounds continue. Rule tables (maps strategy)
+  // always come from the new object.
+  std::set<std::string> stateful = {m.stats_map, m.flows_map, "qos_buckets", "qos_pifo"};
+  // Isolation's slot assignments continue when every class isolates exactly
+  // as before (same slots at the same places): no flow or host changes queue.
+  auto isolation = [](const qosc::Manifest& x) {
+    std::vector<std::optional<qosc::ManifestIsolation>> per_class;
+    for (const auto& c : x.classes) per_class.push_back(c.isolate);
+    return per_class;
+  };
+  if (isolation(old.manifest) == isolation(m)) stateful.insert({"qos_iso_slots", "qos_iso_index", "qos_iso_stats"});
+  else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
+    out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
+  std::vector<Fd> keep;
+  bpf_map* mp = nullptr;
+  bpf_object__for_each_map(mp, policy->object()) {
+    if (bpf_map__is_internal(mp)) continue;
+    std::string name = bpf_map__name(mp);
+    if (!stateful.count(name)) {
+      out.new_maps.push_back(name);
+      continue;
+    }
+    int fd = old_map_fd(old, name);
+    if (fd < 0) {
+      out.new_maps.push_back(name);
+      continue;
+    }
+    keep.emplace_back(fd);
+    std::string why;
+    if (!map_compatible(mp, fd, &why)) {
+      out.new_maps.push_back(name);
+      out.notes.push_back(fmt::format("map {} starts afresh: {}", name, why));
+      continue;
+    }
+    int err = bpf_map__reuse_fd(mp, fd);
+    if (err) return errno_error(err, fmt::format("cannot reuse map {} of the attached policy", name));
+    out.reused_maps.push_back(name);
+  }
+  if (Status f = state::fail_point("reload-load"); !f) return f.error();
+  policy->set_xdp_meta(old.xdp_meta);
+  if (Status st = policy->load(); !st) return st.error();
+  int new_xdp = policy->prog_fd(Hook::Xdp), new_tc = policy->prog_fd(Hook::Tc);
+
+  state::Record rec = old;
+  rec.manifest = m;
+  rec.object = absolute(o.object);
+  uint32_t mtu = nl::link_mtu(o.ifname);
+  uint32_t max_skb = nl::link_max_skb(o.ifname);
+  struct SidePlan {
+    state::Side* side;
+    htb::Plan from, to;
+    std::vector<uint32_t> added;
+  };
+  std::vector<SidePlan> sides;
+  // An adaptive rate continues where its controller has it now (the new
+  // range permitting); the controller sees the new generation and goes on
+  // from this tree.
+  const bool controlled = old.adaptive && (old.adaptive->supervisor_pid || old.foreground);
+  auto add_side = [&](state::Side& s, htb::Where where) -> Status {
+    SidePlan sp{&s, s.queues.plan, {}, {}};
+    if (s.has_queues) {
+      size_t dir = where == htb::Where::Ifb ? adaptive::RateController::kDown : adaptive::RateController::kUp;
+      uint64_t now = controlled ? adaptive::current_rate(o.ifname, dir) : 0;
+      auto p = htb::plan_for(m, where, mtu, max_skb, now);
+      if (!p) return p.error();
+      sp.to = std::move(*p);
+      sp.to.default_minor = sp.from.default_minor;   // HTB cannot change it in place
+      out.notes.insert(out.notes.end(), sp.to.notes.begin(), sp.to.notes.end());
+    }
+    sides.push_back(std::move(sp));
+    return {};
+  };
+  if (Status st = add_side(rec.main, htb::Where::Interface); !st) return st.error();
+  if (rec.ingress)
+    if (Status st = add_side(rec.ingress->ifb, htb::Where::Ifb); !st) return st.error();
+  if (old.adaptive && !m.adaptive())
+    out.notes.push_back("the new policy's rates are fixed: the adaptive rate's controller stops");
+  if (!old.adaptive && m.adaptive())
+    out.notes.push_back(fmt::format("the new policy's rate is adaptive, but the policy on {} was attached without a "
+                                    "controller: detach and attach it to adapt",
+                                    o.ifname));
+
+  // Undo in reverse order of what succeeded.
+  std::vector<std::function<void()>> undo;
+  auto rollback = [&](Error e) -> Error {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+    e.message += fmt::format("\n  the policy '{}' on {} was left as it was", old.manifest.policy, o.ifname);
+    return e;
+  };
+
+  // 1. New leaves first, so the new programs never steer to a missing class.
+  for (auto& sp : sides) {
+    if (!sp.side->has_queues) continue;
+    if (Status f = state::fail_point("reload-htb"); !f) return rollback(f.error());
+    Status st = htb::add_new_leaves(*sock, sp.side->ifindex, sp.from, sp.to, &sp.added);
+    undo.push_back([&s = *sock, &sp] {
+      for (uint32_t minor : sp.added) (void)nl::delete_class(s, sp.side->ifindex, htb::classid(sp.from.major, minor));
+    });
+    if (!st) return rollback(st.error());
+  }
+  // 2. Programs: TC (every side), then XDP; each an atomic replace.
+  for (auto& sp : sides) {
+    if (Status f = state::fail_point("reload-tc"); !f) return rollback(f.error());
+    if (Status st = swap_tc(sp.side->ifindex, sp.side->tc, new_tc, sp.side->ifname); !st) return rollback(st.error());
+    undo.push_back([&sp, fd = old_tc.get()] { (void)swap_tc(sp.side->ifindex, sp.side->tc, fd, sp.side->ifname); });
+  }
+  if (Status f = state::fail_point("reload-xdp"); !f) return rollback(f.error());
+  if (Status st = swap_xdp(old, new_xdp, old_xdp.get()); !st) return rollback(st.error());
+  undo.push_back([&old, new_xdp, fd = old_xdp.get()] { (void)swap_xdp(old, fd, new_xdp); });
+  // 3. Classes that persist: changed in place.
+  for (auto& sp : sides) {
+    if (!sp.side->has_queues) continue;
+    if (Status f = state::fail_point("reload-change"); !f) return rollback(f.error());
+    Status st = htb::change_persisting(*sock, sp.side->ifindex, sp.from, sp.to);
+    undo.push_back([&s = *sock, &sp] { (void)htb::change_persisting(s, sp.side->ifindex, sp.to, sp.from); });
+    if (!st) return rollback(st.error());
+  }
+  say(log, v, 1, fmt::format("{}: programs replaced (xdp id {} -> {}, tc id {} -> {})", o.ifname, old.xdp.prog_id,
+                             prog_id_of(new_xdp), old.main.tc.prog_id, prog_id_of(new_tc)));
+
+  // Committed. Record the new state, then tidy up.
+  rec.xdp.prog_id = prog_id_of(new_xdp);
+  for (auto& sp : sides) {
+    sp.side->tc.prog_id = prog_id_of(new_tc);
+    if (sp.side->has_queues) sp.side->queues.plan = sp.to;
+  }
+  rec.generation = old.generation + 1;
+  if (rec.adaptive && !m.adaptive()) {
+    if (rec.adaptive->supervisor_pid)
+      adaptive::stop_supervisor(rec.adaptive->supervisor_pid, rec.adaptive->supervisor_start);
+    rec.adaptive.reset();
+  }
+  std::map<std::string, uint32_t> old_maps = rec.maps;
+  rec.progs.clear();
+  rec.maps.clear();
+  // Under `ip netns exec` (a private /sys) the bpffs and the pins are gone: mount again.
+  if (Status st = state::ensure_bpffs(state::paths_for(o.ifname).pin_root, nullptr); st)
+    (void)state::ensure_bpffs(rec.pin_dir, nullptr);
+  if (Status st = pin_all(*policy, rec); !st) out.notes.push_back("pinning the new policy: " + st.error().message);
+  for (const auto& [name, id] : old_maps)
+    if (!rec.maps.count(name)) (void)::unlink((rec.pin_dir + "/" + name).c_str());
+  if (Status st = state::write(rec); !st) out.notes.push_back("writing the state: " + st.error().message);
+  for (auto& sp : sides) {
+    if (!sp.side->has_queues) continue;
+    std::vector<std::string> w;
+    (void)htb::delete_obsolete(*sock, sp.side->ifindex, sp.from, sp.to, o.drain_ms, &w);
+    out.notes.insert(out.notes.end(), w.begin(), w.end());
+  }
+  out.record = std::move(rec);
+  return out;
+}
+
+}  // namespace qosrun

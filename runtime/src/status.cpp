@@ -1,0 +1,83 @@
+// status: see qosrun/attach.hpp.
+#include "qosrun/attach.hpp"
+
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+
+#include <fmt/format.h>
+
+#include "qosrun/netlink.hpp"
+#include "qosrun/state.hpp"
+
+#include "lifecycle.hpp"
+
+namespace qosrun {
+
+using namespace lifecycle;   // the steps the commands share (lifecycle.hpp)
+
+Result<StatusReport> status_of(const std::string& ifname) {
+  StatusReport s;
+  s.ifname = ifname;
+  auto rec = state::read(ifname);
+  if (!rec) return rec.error();
+  int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
+  if (ifindex > 0) {
+    LIBBPF_OPTS(bpf_xdp_query_opts, q);
+    if (bpf_xdp_query(ifindex, 0, &q) == 0 && q.prog_id) {
+      const char* mode = q.attach_mode == XDP_ATTACHED_SKB ? "skb" : q.attach_mode == XDP_ATTACHED_DRV ? "native"
+                                                                                                       : "multi";
+      s.xdp_now = fmt::format("id {} {}", q.prog_id, mode);
+    } else {
+      s.xdp_now = "none";
+    }
+    if (auto sock = nl::RtnlSocket::open()) {
+      if (auto root = nl::root_qdisc(*sock, ifindex); root && *root) s.root_qdisc_now = nl::describe(**root);
+    }
+  }
+  if (!*rec) return s;
+  s.attached = true;
+  s.record = **rec;
+  const state::Record& r = s.record;
+  // Staleness is judged against this namespace's interfaces: only here.
+  const bool here = r.in_this_netns();
+  const std::string stale_why = here ? r.stale_reason() : std::string();
+  s.stale = !stale_why.empty();
+  if (ifindex <= 0) {
+    s.problems.push_back(fmt::format("interface {} is gone", ifname));
+    return s;
+  }
+  if (!here) {
+    s.problems.push_back("the record was made in another network namespace");
+    return s;
+  }
+  s.xdp_ok = r.xdp.attached && xdp_prog_now(ifindex, r.xdp.mode) == r.xdp.prog_id;
+  if (!s.xdp_ok) s.problems.push_back(fmt::format("XDP: expected program id {} ({}), found {}", r.xdp.prog_id,
+                                                  r.xdp.mode, s.xdp_now));
+  uint32_t tc = tc_prog_now(ifindex, BPF_TC_EGRESS, r.main.tc.handle, r.main.tc.priority);
+  s.tc_ok = r.main.tc.attached && tc == r.main.tc.prog_id;
+  if (!s.tc_ok) s.problems.push_back(fmt::format("TC egress: expected program id {}, found {}", r.main.tc.prog_id, tc));
+  if (r.main.has_queues) {
+    s.queues_ok = s.root_qdisc_now == fmt::format("htb {:x}:", r.main.queues.plan.major);
+    if (!s.queues_ok)
+      s.problems.push_back(fmt::format("queues: expected htb {:x}: as root qdisc, found {}", r.main.queues.plan.major,
+                                       s.root_qdisc_now.empty() ? "none" : s.root_qdisc_now));
+  } else {
+    s.queues_ok = true;
+  }
+  if (r.ingress) {
+    s.ingress_ok = ifname_of(r.ingress->ifb_ifindex) == r.ingress->ifb_name;
+    if (!s.ingress_ok) s.problems.push_back(fmt::format("ingress: {} is gone", r.ingress->ifb_name));
+  } else {
+    s.ingress_ok = true;
+  }
+  if (r.adaptive && r.adaptive->supervisor_pid &&
+      !state::process_alive(r.adaptive->supervisor_pid, r.adaptive->supervisor_start))
+    s.problems.push_back(fmt::format("the adaptive rate's supervisor (pid {}) is gone: the rate stays where it was; "
+                                     "detach and attach again (its log: {}/supervisor.log)",
+                                     r.adaptive->supervisor_pid, state::paths_for(ifname).state_dir));
+  if (s.stale) s.problems.push_back(fmt::format("stale: {}; `qosrun detach {}` cleans up", stale_why, ifname));
+  return s;
+}
+
+}  // namespace qosrun
