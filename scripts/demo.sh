@@ -75,7 +75,7 @@ cleanup() {
   kill_ns_processes
   # Detach before deleting the namespace, so no record or pin outlives it
   # (--force: a record left by a run killed half-way is cleaned up too).
-  if ip netns list 2>/dev/null | grep -qw $RTR; then
+  if grep -qw $RTR <<<"$(ip netns list 2>/dev/null)"; then
     timeout -k 3 20 ip netns exec $RTR "$BIN/qosrun" detach --force rtr-cli >/dev/null 2>&1
   fi
   for ns in $CLI $RTR $SRV; do ip netns del $ns 2>/dev/null; done

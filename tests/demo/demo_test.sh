@@ -7,6 +7,7 @@
 # headline ratio and leave no namespace, record or pin behind.
 #   demo_test.sh BINDIR
 set -uo pipefail
+# `cmd | grep -q` would fail under pipefail when grep exits first (SIGPIPE): grep -q PAT <<<"$(cmd)".
 BIN=${1:?usage: demo_test.sh BINDIR}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SECS=3
@@ -20,7 +21,7 @@ fail() { echo "FAIL: $*"; for f in "$LOG"/*.out; do echo "--- $f"; cat "$f"; don
 cleanup() {
   # Whatever a killed run left: its tools, the policy, the namespaces.
   for ns in qd-cli qd-rtr qd-srv; do ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null; done
-  if ip netns list | grep -qw qd-rtr; then
+  if grep -qw qd-rtr <<<"$(ip netns list)"; then
     timeout -k 3 20 ip netns exec qd-rtr "$BIN/qosrun" detach --force rtr-cli >/dev/null 2>&1
   fi
   for ns in qd-cli qd-rtr qd-srv; do ip netns del $ns 2>/dev/null; done
@@ -34,7 +35,7 @@ kill_halfway() {  # $1 label
   local out="$LOG/$1.out"
   setsid bash "$ROOT/scripts/demo.sh" --seconds $SECS >"$out" 2>&1 &
   local pid=$! waited=0
-  until grep -q "^-- 2/2" "$out" && ip netns exec qd-rtr "$BIN/qosrun" status rtr-cli 2>/dev/null | grep -q "policy 'gaming'"; do
+  until grep -q "^-- 2/2" "$out" && grep -q "policy 'gaming'" <<<"$(ip netns exec qd-rtr "$BIN/qosrun" status rtr-cli 2>/dev/null)"; do
     sleep 0.5; waited=$((waited + 1))
     [ $waited -le 240 ] || { kill -9 $pid; fail "$1: the demo did not reach its policy within 120 s"; }
     kill -0 $pid 2>/dev/null || fail "$1: the demo ended before its policy was attached"
@@ -54,7 +55,7 @@ took=$(( $(date +%s) - start ))
 [ $rc -eq 124 ] || fail "a demo over its budget exited $rc (expected 124) after ${took}s"
 [ $took -le 25 ] || fail "a demo with a 12 s budget took ${took}s"
 grep -q "stopped after its budget of 12s: '.*' did not finish" "$LOG/budget.out" || fail "no budget message"
-for ns in qd-cli qd-rtr qd-srv; do ip netns list | grep -qw $ns && fail "namespace $ns left behind after the budget"; done
+for ns in qd-cli qd-rtr qd-srv; do grep -qw $ns <<<"$(ip netns list)" && fail "namespace $ns left behind after the budget"; done
 echo "over budget: $(grep -o "stopped after.*" "$LOG/budget.out") (${took}s)"
 
 kill_halfway killed-1
@@ -74,7 +75,7 @@ grep -q "in a network namespace that no longer exists" "$LOG/full.out" \
   || fail "qosrun attach did not remove the record of the deleted namespace"
 grep "lower with the policy" "$LOG/full.out"
 echo "the whole demo took ${took}s (budget ${budget}s)"
-for ns in qd-cli qd-rtr qd-srv; do ip netns list | grep -qw $ns && fail "namespace $ns left behind"; done
+for ns in qd-cli qd-rtr qd-srv; do grep -qw $ns <<<"$(ip netns list)" && fail "namespace $ns left behind"; done
 left=$(ls -d /run/qosc/rtr-cli@* /sys/fs/bpf/qosc/rtr-cli@* 2>/dev/null)
 [ -z "$left" ] || fail "records or pins of rtr-cli left behind: $left"
 echo "1 passed, 0 failed"

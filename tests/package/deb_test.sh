@@ -11,6 +11,8 @@
 #   - postinst made /etc/qosc; `dpkg -r` removes the files, `--purge` the rest
 #   deb_test.sh BUILDDIR SRCDIR
 set -uo pipefail
+# With pipefail, `cmd | grep -q` fails when grep exits before cmd has written
+# everything (SIGPIPE): outputs are captured first, `grep -q PAT <<<"$(cmd)"`.
 BUILD=${1:?usage: deb_test.sh BUILDDIR SRCDIR}
 SRC=${2:?usage: deb_test.sh BUILDDIR SRCDIR}
 # dpkg --root needs root for the files' owners; building alone would not.
@@ -44,9 +46,9 @@ echo "built $(basename "$deb") ($(stat -c %s "$deb") bytes) in $(( $(date +%s) -
 dpkg-deb -I "$deb" >"$TMP/info.log" || fail "dpkg-deb -I failed"
 depends=$(dpkg-deb -f "$deb" Depends)
 for lib in libbpf1 libclang-cpp19 libllvm19 libnl-route-3-200 libnl-3-200 libfmt9 libelf1; do
-  echo "$depends" | grep -qw "$lib" || fail "Depends lacks $lib: $depends"
+  grep -qw "$lib" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
-echo "$depends" | grep -q -- "-dev" && fail "Depends names a -dev package: $depends"
+grep -q -- "-dev" <<<"$depends" && fail "Depends names a -dev package: $depends"
 [ "$(dpkg-deb -f "$deb" Package)" = qosc ] && [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "Package/Version"
 echo "Depends: $depends"
 
@@ -65,17 +67,17 @@ files="usr/bin/qosc usr/bin/qosrun usr/lib/systemd/system/qosrun@.service usr/li
 for f in $files; do [ -e "$R/$f" ] || fail "/$f is not installed"; done
 for f in usr/bin/qosc usr/bin/qosrun usr/libexec/qosc/qosc-service; do [ -x "$R/$f" ] || fail "/$f is not executable"; done
 [ -d "$R/etc/qosc" ] || fail "postinst did not create /etc/qosc"
-dpkg --root="$R" -s qosc 2>/dev/null | grep -q "^Status: install ok installed" || fail "dpkg does not list qosc as installed"
+grep -q "^Status: install ok installed" <<<"$(dpkg --root="$R" -s qosc 2>/dev/null)" || fail "dpkg does not list qosc as installed"
 echo "installed into a scratch root: $(dpkg --root="$R" -L qosc | grep -c .) paths, /etc/qosc made by postinst"
 
 # ---- the installed binaries: no path of the build, libraries resolved, they run
 for b in qosc qosrun; do
   f=$R/usr/bin/$b
-  readelf -d "$f" | grep -qiE "rpath|runpath" && fail "$b has an RPATH/RUNPATH: $(readelf -d "$f" | grep -iE 'rpath|runpath')"
-  for p in "$BUILD" "$SRC"; do strings "$f" | grep -qF "$p" && fail "$b contains the path $p"; done
-  ldd "$f" | grep -q "not found" && fail "$b: $(ldd "$f" | grep 'not found')"
+  grep -qiE "rpath|runpath" <<<"$(readelf -d "$f")" && fail "$b has an RPATH/RUNPATH: $(readelf -d "$f" | grep -iE 'rpath|runpath')"
+  for p in "$BUILD" "$SRC"; do grep -qF "$p" <<<"$(strings "$f")" && fail "$b contains the path $p"; done
+  grep -q "not found" <<<"$(ldd "$f")" && fail "$b: $(ldd "$f" | grep 'not found')"
 done
-"$R/usr/bin/qosc" --version | grep -qx "qosc $version" || fail "qosc --version: $("$R/usr/bin/qosc" --version 2>&1)"
+grep -qx "qosc $version" <<<"$("$R/usr/bin/qosc" --version)" || fail "qosc --version: $("$R/usr/bin/qosc" --version 2>&1)"
 "$R/usr/bin/qosrun" --version >/dev/null 2>&1 || fail "qosrun --version failed"
 (cd "$TMP" && timeout -k 5 60 "$R/usr/bin/qosc" "$R/usr/share/doc/qosc/examples/gaming.qos" -o "$TMP/g.bpf.o") \
   >"$TMP/compile.log" 2>&1 || fail "the installed qosc cannot compile the installed example"

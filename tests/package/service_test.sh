@@ -33,7 +33,7 @@ unset QOSRUN_OPTIONS QOSRUN_RELOAD_OPTIONS
 START_PID=""
 cleanup() {
   [ -n "$START_PID" ] && kill -9 "$START_PID" 2>/dev/null
-  if ip netns list | grep -qw $NS; then
+  if grep -qw $NS <<<"$(ip netns list)"; then
     timeout -k 3 20 nsenter --net=/run/netns/$NS "$BIN/qosrun" detach --force $IF >/dev/null 2>&1
     ip netns del $NS
   fi
@@ -96,7 +96,8 @@ have=$(sed -n 's/^CapBnd:\t//p' /proc/$START_PID/status)
 [ "$have" = "$want" ] || fail "qosrun's bounding set is $have, expected $want (the unit's)"
 echo "start: qosrun pid $START_PID owns the policy, bounding set $have ($caps)"
 grep -q "qosc-service: compiled $QOSC_ETC_DIR/$IF.qos" "$TMP/start.out" || fail "start did not say what it compiled"
-in_ns tc qdisc show dev $IF | grep -q "qdisc htb 1: root" || fail "no HTB root on $IF"
+# Output captured first: with pipefail, `cmd | grep -q` fails when grep exits before cmd has written all.
+grep -q "qdisc htb 1: root" <<<"$(in_ns tc qdisc show dev $IF)" || fail "no HTB root on $IF"
 
 # ---- reload: a changed policy
 sed 's/link 1gbit;/link 2gbit;/' "$SRC/examples/gaming.qos" >"$QOSC_ETC_DIR/$IF.qos"
@@ -141,7 +142,7 @@ printf 'policy p { link 10mbit; class a { priority 0; default; }\n' >"$QOSC_ETC_
 as_unit start qt-svc-b >"$TMP/broken.out" 2>"$TMP/broken.err"
 rc2=$?
 [ $rc2 -eq 78 ] || fail "start with a broken policy exited $rc2, expected 78"
-in_ns "$BIN/qosrun" status qt-svc-b | grep -q "no qosc policy attached" || fail "something was attached to qt-svc-b"
+grep -q "no qosc policy attached" <<<"$(in_ns "$BIN/qosrun" status qt-svc-b)" || fail "something was attached to qt-svc-b"
 as_unit start 'x/../y' >/dev/null 2>"$TMP/name.err" && fail "an interface name with '/' was accepted"
 echo "start without a policy: exit $rc; with a broken one: exit $rc2"
 
