@@ -394,7 +394,7 @@ void register_supervise(CommandTable& t) {
                           std::optional<state::Record> rec;
                           for (int i = 0; i < 100 && !g_supervisor_stop.load(); ++i) {
                             auto r = state::read(*ifname);
-                            if (r && *r && (*r)->phase == "attached" && (*r)->adaptive &&
+                            if (r && *r && (*r)->phase == state::Phase::Attached && (*r)->adaptive &&
                                 (*r)->adaptive->supervisor_pid == ::getpid()) {
                               rec = **r;
                               break;

@@ -152,28 +152,28 @@ Status attach_xdp(Ctx& c, int prog_fd, XdpMode mode, std::vector<std::string>& n
   if (Status f = state::fail_point("xdp"); !f) return f;
   state::Record& r = c.rec;
   r.xdp.prog_id = prog_id_of(prog_fd);
-  r.xdp.mode = mode == XdpMode::Skb ? "skb" : "native";
+  r.xdp.mode = mode == XdpMode::Skb ? state::XdpAttachMode::Skb : state::XdpAttachMode::Native;
   r.xdp.attached = true;
   if (Status st = c.save(); !st) return st;
   int err = bpf_xdp_attach(r.ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | xdp_mode_flag(r.xdp.mode), nullptr);
   if (err == -EOPNOTSUPP && mode == XdpMode::Auto) {
     notes.push_back(fmt::format("the driver of {} has no native XDP: the XDP program runs in skb (generic) mode",
                                 r.ifname));
-    r.xdp.mode = "skb";
+    r.xdp.mode = state::XdpAttachMode::Skb;
     if (Status st = c.save(); !st) return st;
     err = bpf_xdp_attach(r.ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE, nullptr);
   }
   if (err) {
     r.xdp.attached = false;
-    Error e = errno_error(err, fmt::format("cannot attach the XDP program to {} ({} mode)", r.ifname, r.xdp.mode));
-    if (err == -EOPNOTSUPP && r.xdp.mode == "native")
+    Error e = errno_error(err, fmt::format("cannot attach the XDP program to {} ({} mode)", r.ifname, to_string(r.xdp.mode)));
+    if (err == -EOPNOTSUPP && r.xdp.mode == state::XdpAttachMode::Native)
       e.message = fmt::format("native XDP is not supported by the driver of {}: use --mode skb", r.ifname);
     else if (err == -EBUSY || err == -EEXIST)
       e.message += fmt::format("\n  {} already has an XDP program: remove it (ip link set dev {} xdp off)", r.ifname,
                                r.ifname);
     return e;
   }
-  say(c.log, c.v, 1, fmt::format("{}: XDP program attached ({} mode, id {})", r.ifname, r.xdp.mode, r.xdp.prog_id));
+  say(c.log, c.v, 1, fmt::format("{}: XDP program attached ({} mode, id {})", r.ifname, to_string(r.xdp.mode), r.xdp.prog_id));
   return {};
 }
 
@@ -371,7 +371,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
 
   state::Paths paths = state::paths_for(o.ifname);
   rec.pin_dir = paths.pin_dir;
-  rec.phase = "attaching";
+  rec.phase = state::Phase::Attaching;
   rec.owner_pid = ::getpid();
   rec.owner_start = state::process_start_time(rec.owner_pid);
   rec.foreground = o.foreground;
@@ -411,7 +411,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
       rec.adaptive->supervisor_start = sup->second;
     }
   }
-  rec.phase = "attached";
+  rec.phase = state::Phase::Attached;
   if (!o.foreground) {
     rec.owner_pid = 0;
     rec.owner_start = 0;

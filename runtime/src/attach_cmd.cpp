@@ -51,7 +51,7 @@ int exit_code_for(const Error& e) {
 
 std::string summary(const state::Record& r) {
   std::string s = fmt::format("policy '{}' ({} classes, {}) on {}: XDP {} (id {}), TC egress (id {})", r.manifest.policy,
-                              r.manifest.classes.size(), r.manifest.scheduler, r.ifname, r.xdp.mode, r.xdp.prog_id,
+                              r.manifest.classes.size(), r.manifest.scheduler, r.ifname, to_string(r.xdp.mode), r.xdp.prog_id,
                               r.main.tc.prog_id);
   if (r.main.has_queues)
     s += fmt::format(", htb {:x}: at {} with {} leaves", r.main.queues.plan.major,
@@ -79,7 +79,7 @@ nlohmann::json status_json(const StatusReport& s) {
   j["mode"] = r.foreground ? "foreground" : "persistent";
   j["owner_pid"] = r.owner_pid;
   j["stale"] = s.stale;
-  j["xdp"] = {{"mode", r.xdp.mode}, {"prog_id", r.xdp.prog_id}, {"ok", s.xdp_ok}, {"meta", r.xdp_meta}};
+  j["xdp"] = {{"mode", to_string(r.xdp.mode)}, {"prog_id", r.xdp.prog_id}, {"ok", s.xdp_ok}, {"meta", r.xdp_meta}};
   j["tc"] = {{"prog_id", r.main.tc.prog_id}, {"priority", r.main.tc.priority}, {"handle", r.main.tc.handle},
              {"ok", s.tc_ok}};
   j["queues"] = r.main.has_queues ? nlohmann::json(htb::to_json(r.main.queues.plan)) : nlohmann::json("none");
@@ -114,7 +114,7 @@ std::string status_text(const StatusReport& s, int verbosity) {
                      s.stale ? "  STALE" : "");
   out += fmt::format("  scheduler {}, link {}, {} classes\n", r.manifest.scheduler,
                      qosc::units::format_rate(r.manifest.link_bps), r.manifest.classes.size());
-  out += fmt::format("  xdp     {:<7} prog id {:<6} {}\n", r.xdp.mode, r.xdp.prog_id, ok(s.xdp_ok));
+  out += fmt::format("  xdp     {:<7} prog id {:<6} {}\n", to_string(r.xdp.mode), r.xdp.prog_id, ok(s.xdp_ok));
   out += fmt::format("  tc      egress  prog id {:<6} {}\n", r.main.tc.prog_id, ok(s.tc_ok));
   if (r.main.has_queues) {
     out += fmt::format("  queues  htb {:x}: {} leaves {}\n", r.main.queues.plan.major, r.main.queues.plan.leaves.size(),

@@ -54,7 +54,7 @@ Status detach(const DetachOptions& o, std::ostream& log, std::vector<std::string
                              o.ifname, r.owner_pid, r.owner_pid)};
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
-  r.phase = "detaching";
+  r.phase = state::Phase::Detaching;
   (void)state::write(r);
   Teardown t;
   teardown(r, *sock, t, log, o.verbosity);

@@ -82,13 +82,14 @@ std::string absolute(const std::string& p) {
   return ec ? p : a.lexically_normal().string();
 }
 
-uint32_t xdp_mode_flag(const std::string& mode) { return mode == "skb" ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE; }
+uint32_t xdp_mode_flag(state::XdpAttachMode mode) {
+  return mode == state::XdpAttachMode::Skb ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+}
 
-// The XDP program attached now in `mode` ("native"/"skb"), 0 if none.
-uint32_t xdp_prog_now(int ifindex, const std::string& mode) {
+uint32_t xdp_prog_now(int ifindex, state::XdpAttachMode mode) {
   LIBBPF_OPTS(bpf_xdp_query_opts, q);
   if (bpf_xdp_query(ifindex, 0, &q) != 0) return 0;
-  return mode == "skb" ? q.skb_prog_id : q.drv_prog_id;
+  return mode == state::XdpAttachMode::Skb ? q.skb_prog_id : q.drv_prog_id;
 }
 
 uint32_t tc_prog_now(int ifindex, bpf_tc_attach_point where, uint32_t handle, uint32_t prio) {
@@ -112,7 +113,7 @@ bool gone(const Status& st) {
   return c == ENOENT || c == ENODEV || c == EINVAL;
 }
 
-void restore_queues(nl::RtnlSocket& s, state::Side& side, const std::string& phase, Teardown& t, std::ostream& log,
+void restore_queues(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log,
                     int v) {
   if (!side.has_queues || !side.queues.created) return;
   auto root = nl::root_qdisc(s, side.ifindex);
@@ -122,7 +123,7 @@ void restore_queues(nl::RtnlSocket& s, state::Side& side, const std::string& pha
   }
   uint32_t ours = side.queues.plan.major << 16;
   if (!*root || (*root)->kind != "htb" || (*root)->handle != ours) {
-    if (phase != "attaching")
+    if (phase != state::Phase::Attaching)
       t.warnings.push_back(fmt::format("the root qdisc of {} is {} now, not qosrun's htb {:x}: (changed by someone "
                                        "else): left as it is",
                                        side.ifname, *root ? nl::describe(**root) : "none", side.queues.plan.major));
@@ -227,7 +228,7 @@ void detach_xdp(state::Record& r, Teardown& t, std::ostream& log, int v) {
     return;
   }
   r.xdp.attached = false;
-  say(log, v, 1, fmt::format("{}: removed the XDP program (id {}, {})", r.ifname, now, r.xdp.mode));
+  say(log, v, 1, fmt::format("{}: removed the XDP program (id {}, {})", r.ifname, now, to_string(r.xdp.mode)));
 }
 
 // Removes everything `r` says exists. Idempotent: what is already gone is fine.

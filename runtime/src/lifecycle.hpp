@@ -31,9 +31,9 @@ uint32_t prog_id_of(int fd);                 // the kernel's id of a program / m
 uint32_t map_id_of(int fd);
 std::string prog_name_of_id(uint32_t id);    // "" when no program has it
 std::string absolute(const std::string& path);
-uint32_t xdp_mode_flag(const std::string& mode);   // "skb" / "native" as XDP_FLAGS_*
-// The XDP program attached now in `mode` ("native"/"skb"), 0 if none.
-uint32_t xdp_prog_now(int ifindex, const std::string& mode);
+uint32_t xdp_mode_flag(state::XdpAttachMode mode);   // as XDP_FLAGS_*
+// The XDP program attached now in `mode`, 0 if none.
+uint32_t xdp_prog_now(int ifindex, state::XdpAttachMode mode);
 uint32_t tc_prog_now(int ifindex, bpf_tc_attach_point where, uint32_t handle, uint32_t prio);
 // "qosrun: LINE" on `log` when `verbosity` >= `level`.
 void say(std::ostream& log, int verbosity, int level, const std::string& line);

@@ -94,7 +94,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   state::Record old = **existing;
   if (!old.in_this_netns())
     return Error{fmt::format("the qosc state of {} was made in another network namespace: reload there", o.ifname)};
-  if (std::string why = old.stale_reason(); !why.empty() || old.phase != "attached")
+  if (std::string why = old.stale_reason(); !why.empty() || old.phase != state::Phase::Attached)
     return Error{fmt::format("the policy on {} was left behind ({}): run `qosrun detach {}` and attach again", o.ifname,
                              why.empty() ? "an attach or detach did not finish" : why, o.ifname)};
   if (old.ifindex != *ifindex)

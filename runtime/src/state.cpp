@@ -354,7 +354,7 @@ bool Record::in_this_netns() const { return netns_is_here(format, netns); }
 std::string Record::stale_reason() const {
   if (owner_pid != 0 && !process_alive(owner_pid, owner_start))
     return fmt::format("qosrun pid {} that owned it is gone", owner_pid);
-  if (phase == "attaching") return {};   // its owner is still at work
+  if (phase == Phase::Attaching) return {};   // its owner is still at work
   unsigned idx = if_nametoindex(ifname.c_str());
   if (idx == 0) return fmt::format("interface {} is gone", ifname);
   if (static_cast<int>(idx) != ifindex)
@@ -446,9 +446,34 @@ Side side_from(const nlohmann::json& j) {
 
 }  // namespace
 
+const char* to_string(Phase p) {
+  switch (p) {
+    case Phase::Attaching: return "attaching";
+    case Phase::Attached: return "attached";
+    case Phase::Detaching: return "detaching";
+  }
+  return "?";
+}
+
+const char* to_string(XdpAttachMode m) { return m == XdpAttachMode::Skb ? "skb" : "native"; }
+
+namespace {
+Phase phase_from(const std::string& s) {
+  for (Phase p : {Phase::Attaching, Phase::Attached, Phase::Detaching})
+    if (s == to_string(p)) return p;
+  throw std::runtime_error(fmt::format("phase \"{}\" is not known to this qosrun", s));
+}
+// "" in a record written before its XDP program was attached.
+XdpAttachMode xdp_mode_from(const std::string& s) {
+  if (s == "skb") return XdpAttachMode::Skb;
+  if (s == "native" || s.empty()) return XdpAttachMode::Native;
+  throw std::runtime_error(fmt::format("XDP mode \"{}\" is not known to this qosrun", s));
+}
+}  // namespace
+
 nlohmann::json to_json(const Record& r) {
   nlohmann::json j{{"format", r.format},
-                   {"phase", r.phase},
+                   {"phase", to_string(r.phase)},
                    {"ifname", r.ifname},
                    {"ifindex", r.ifindex},
                    {"netns", r.netns},
@@ -461,7 +486,7 @@ nlohmann::json to_json(const Record& r) {
                    {"generation", r.generation},
                    {"manifest", qosc::to_json(r.manifest)},
                    {"main", side_json(r.main)},
-                   {"xdp", {{"attached", r.xdp.attached}, {"mode", r.xdp.mode}, {"prog_id", r.xdp.prog_id}}},
+                   {"xdp", {{"attached", r.xdp.attached}, {"mode", to_string(r.xdp.mode)}, {"prog_id", r.xdp.prog_id}}},
                    {"progs", r.progs},
                    {"maps", r.maps},
                    {"pin_dir", r.pin_dir},
@@ -490,7 +515,7 @@ Record record_from_json(const nlohmann::json& j) {
   Record r;
   r.format = j.at("format").get<int>();
   if (r.format != 1 && r.format != 2) throw std::runtime_error(fmt::format("state format {} is not known to this qosrun", r.format));
-  r.phase = j.at("phase").get<std::string>();
+  r.phase = phase_from(j.at("phase").get<std::string>());
   r.ifname = j.at("ifname").get<std::string>();
   r.ifindex = j.at("ifindex").get<int>();
   r.netns = j.at("netns").get<uint64_t>();
@@ -506,7 +531,7 @@ Record record_from_json(const nlohmann::json& j) {
   r.main = side_from(j.at("main"));
   const auto& x = j.at("xdp");
   r.xdp.attached = x.at("attached").get<bool>();
-  r.xdp.mode = x.at("mode").get<std::string>();
+  r.xdp.mode = xdp_mode_from(x.at("mode").get<std::string>());
   r.xdp.prog_id = x.at("prog_id").get<uint32_t>();
   r.progs = j.at("progs").get<std::map<std::string, uint32_t>>();
   r.maps = j.at("maps").get<std::map<std::string, uint32_t>>();

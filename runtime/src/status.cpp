@@ -53,7 +53,7 @@ Result<StatusReport> status_of(const std::string& ifname) {
   }
   s.xdp_ok = r.xdp.attached && xdp_prog_now(ifindex, r.xdp.mode) == r.xdp.prog_id;
   if (!s.xdp_ok) s.problems.push_back(fmt::format("XDP: expected program id {} ({}), found {}", r.xdp.prog_id,
-                                                  r.xdp.mode, s.xdp_now));
+                                                  to_string(r.xdp.mode), s.xdp_now));
   uint32_t tc = tc_prog_now(ifindex, BPF_TC_EGRESS, r.main.tc.handle, r.main.tc.priority);
   s.tc_ok = r.main.tc.attached && tc == r.main.tc.prog_id;
   if (!s.tc_ok) s.problems.push_back(fmt::format("TC egress: expected program id {}, found {}", r.main.tc.prog_id, tc));

@@ -37,7 +37,7 @@ class StateRoot : public ::testing::Test {
 
 state::Record sample() {
   state::Record r;
-  r.phase = "attached";
+  r.phase = qosrun::state::Phase::Attached;
   r.ifname = "eth7";
   r.ifindex = 7;
   r.netns = 4026531840ull;
@@ -68,7 +68,7 @@ state::Record sample() {
   prev.options_type = 2;
   prev.options = {1, 2, 3, 0xff};
   r.main.queues.previous = prev;
-  r.xdp = {true, "native", 98};
+  r.xdp = {true, state::XdpAttachMode::Skb, 98};
   state::Ingress in;
   in.ifb_name = "qosc-ifb7";
   in.ifb_ifindex = 12;

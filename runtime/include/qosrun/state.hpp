@@ -111,9 +111,12 @@ struct TcAttachment {         // our bpf filter on clsact egress
   uint32_t handle = 0, priority = 0;
   uint32_t prog_id = 0;
 };
+// The XDP mode a program is attached in ("native" / "skb" in state.json).
+enum class XdpAttachMode : uint8_t { Native, Skb };
+const char* to_string(XdpAttachMode m);
 struct XdpAttachment {
   bool attached = false;
-  std::string mode;           // "native" | "skb"
+  XdpAttachMode mode = XdpAttachMode::Native;
   uint32_t prog_id = 0;
 };
 struct Queues {
@@ -153,10 +156,15 @@ struct Adaptive {
   uint64_t supervisor_start = 0;   // process_start_time: a reused pid is not ours
 };
 
+// Where the record's owner is: each phase is written before its first step
+// ("attaching", "attached", "detaching" in state.json).
+enum class Phase : uint8_t { Attaching, Attached, Detaching };
+const char* to_string(Phase p);
+
 struct Record {
   // 2: `netns` is the namespace's cookie (1: its inode, which the kernel reuses).
   int format = 2;
-  std::string phase;          // "attaching", "attached", "detaching"
+  Phase phase = Phase::Attaching;
   std::string ifname;
   int ifindex = 0;
   uint64_t netns = 0;         // cookie of the namespace the interface is in
