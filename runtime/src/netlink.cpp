@@ -188,7 +188,8 @@ Status RtnlSocket::send(NlMessage& msg, uint16_t flags, const std::string& what)
 
 Status RtnlSocket::receive(uint32_t seq, size_t buffer_size, const std::string& what,
                            const std::function<void(const nlmsghdr*)>* each) {
-  std::vector<uint8_t> buf(buffer_size);
+  if (rx_.size() < buffer_size) rx_.resize(buffer_size);
+  std::span<uint8_t> buf(rx_.data(), buffer_size);
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
     if (n < 0) {
