@@ -176,18 +176,27 @@ def plots(rows, fair, out):
         fig.savefig(os.path.join(out, "latency_under_load.png"), dpi=110)
         plt.close(fig)
     if fair:
+        # The classes of run.fairness_policy: a, b, c with weights (wfq) or
+        # quanta (drr) 1:2:3, equal (rr), priorities 0, 1, 2 (sp).
+        classes = ["class a (weight 1, quantum 1x, priority 0)", "class b (2, 2x, priority 1)",
+                   "class c (3, 3x, priority 2)"]
+        short = {"weighted_fair_queuing": "WFQ", "deficit_round_robin": "DRR", "round_robin": "RR",
+                 "strict_priority": "SP"}
         fig, ax = plt.subplots(figsize=(8, 4.5))
         labels, x = [], 0
         for (rate, cfg), fs in sorted(fair.items()):
             shares = [med([f["shares"][i] for f in fs]) for i in range(3)]
             for i in range(3):
-                ax.bar(x + i * 0.25, shares[i], 0.25, color=f"C{i}")
-                ax.plot([x + i * 0.25 - 0.12, x + i * 0.25 + 0.12], [fs[0]["expected"][i]] * 2, "k-")
-            labels.append((x + 0.25, f"{cfg[5:]}\n{rate}"))
+                ax.bar(x + i * 0.25, shares[i], 0.25, color=f"C{i}", label=classes[i] if x == 0 else None)
+                ax.plot([x + i * 0.25 - 0.12, x + i * 0.25 + 0.12], [fs[0]["expected"][i]] * 2, "k-",
+                        label="configured share" if x == 0 and i == 0 else None)
+            labels.append((x + 0.25, f"{short.get(cfg[5:], cfg[5:])}\n{rate}"))
             x += 1
         ax.set_xticks([p for p, _ in labels])
         ax.set_xticklabels([l for _, l in labels], fontsize=8)
-        ax.set_ylabel("share of the link (bars measured, lines configured)")
+        ax.set_ylabel("share of the link")
+        ax.set_ylim(0, 1.25)
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
         fig.tight_layout()
         fig.savefig(os.path.join(out, "shares.png"), dpi=110)
         plt.close(fig)
