@@ -106,10 +106,10 @@ Manifest manifest_from_json(const nlohmann::json& j) {
   if (!j.is_object()) throw std::runtime_error("manifest: not a JSON object");
   Manifest m;
   get(j, "format", m.format, true);
-  if (m.format != kManifestFormat)
-    throw std::runtime_error(fmt::format("manifest: format {} is not supported (expected {}); recompile the policy "
+  if (m.format < kOldestManifestFormat || m.format > kManifestFormat)
+    throw std::runtime_error(fmt::format("manifest: format {} is not supported (expected {}-{}); recompile the policy "
                                          "with this qosc",
-                                         m.format, kManifestFormat));
+                                         m.format, kOldestManifestFormat, kManifestFormat));
   get(j, "policy", m.policy, true);
   get(j, "source", m.source, false);
   get(j, "source_sha256", m.source_sha256, false);
@@ -190,8 +190,7 @@ std::optional<Manifest> read_manifest(std::span<const unsigned char> elf_bytes, 
   bool absent = false;
   auto section = read_elf_section(elf_bytes, kManifestSection, &err, &absent);
   if (!section && absent)
-    return fail(fmt::format("object has no {} section: it was not built by qosc (compile the policy with `qosc -o`)",
-                            kManifestSection));
+    return fail(fmt::format("no {} section", kManifestSection));
   if (!section) return fail(err);
   if (section->empty()) return fail("manifest section is empty");
   std::string text(section->begin(), section->end());

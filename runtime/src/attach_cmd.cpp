@@ -44,11 +44,6 @@ void print_notes(std::ostream& err, const std::vector<std::string>& notes) {
   for (const auto& n : notes) err << "qosrun: note: " << n << "\n";
 }
 
-int exit_code_for(const Error& e) {
-  // A verifier rejection of a qosc object is qosc's bug, not the user's.
-  return e.detail.find("-- verifier log") != std::string::npos ? cli::kExitInternal : cli::kExitError;
-}
-
 std::string summary(const state::Record& r) {
   std::string s = fmt::format("policy '{}' ({} classes, {}) on {}: XDP {} (id {}), TC egress (id {})", r.manifest.policy,
                               r.manifest.classes.size(), r.manifest.scheduler, r.ifname, to_string(r.xdp.mode), r.xdp.prog_id,
@@ -209,7 +204,7 @@ int run_foreground(const AttachOptions& opts_in, std::ostream& out, std::ostream
   auto a = attach(opts, err);
   if (!a) {
     print_error(a.error(), opts.verbosity);
-    return exit_code_for(a.error());
+    return cli::exit_code_for(a.error());
   }
   print_notes(err, a->notes);
   out << "qosrun: " << summary(a->record) << "\nqosrun: Ctrl-C detaches and restores " << opts.ifname << std::endl;
@@ -315,7 +310,7 @@ void register_attach(CommandTable& t) {
                           auto a = attach(o, std::cerr);
                           if (!a) {
                             print_error(a.error(), g.verbosity);
-                            return exit_code_for(a.error());
+                            return cli::exit_code_for(a.error());
                           }
                           print_notes(std::cerr, a->notes);
                           std::cout << "qosrun: attached " << summary(a->record) << "\n";
@@ -387,7 +382,7 @@ void register_attach(CommandTable& t) {
                 auto r = reload(o, std::cerr);
                 if (!r) {
                   print_error(r.error(), g.verbosity);
-                  return exit_code_for(r.error());
+                  return cli::exit_code_for(r.error());
                 }
                 print_notes(std::cerr, r->notes);
                 std::cout << "qosrun: reloaded " << summary(r->record) << "\n";

@@ -121,8 +121,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   }
   if (Status s = policy->load(); !s) {
     print_error(err, s.error(), opts.verbosity);
-    // A verifier rejection of a qosc object is qosc's bug, not the user's.
-    return s.error().detail.empty() ? cli::kExitError : cli::kExitInternal;
+    return cli::exit_code_for(s.error());
   }
   if (opts.verbosity >= 1)
     err << fmt::format("qosrun: loaded {} (policy {}, {} classes, {} rules) in {:.1f} ms; {} packets from {}\n",

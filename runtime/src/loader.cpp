@@ -23,6 +23,7 @@
 
 #include "qosc/elf_sections.hpp"
 #include "qosc/load_tables.hpp"
+#include "qosc/object_digest.hpp"
 
 namespace qosrun {
 
@@ -172,45 +173,71 @@ Result<LoadedPolicy> LoadedPolicy::open_file(const std::string& path, const Load
   }
   std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return errno_error(EIO, fmt::format("cannot read {}", path));
-  auto r = open_memory(bytes, basename_of(path), opts);
-  if (!r.ok()) {
-    Error e = r.error();
-    if (e.message.rfind(basename_of(path), 0) == 0) e.message.replace(0, basename_of(path).size(), path);
-    return e;
-  }
-  return r;
+  return open_bytes(std::move(bytes), basename_of(path), path, opts);
 }
 
 Result<LoadedPolicy> LoadedPolicy::open_memory(std::span<const unsigned char> bytes, std::string name,
                                                const LoadOptions& opts) {
+  std::string shown = name;
+  return open_bytes({bytes.begin(), bytes.end()}, std::move(name), std::move(shown), opts);
+}
+
+Result<LoadedPolicy> LoadedPolicy::open_bytes(std::vector<unsigned char> bytes, std::string name, std::string shown,
+                                              const LoadOptions& opts) {
   LoadedPolicy p;
   p.name_ = std::move(name);
   p.opts_ = opts;
-  p.elf_.assign(bytes.begin(), bytes.end());
+  p.elf_ = std::move(bytes);
 
   static constexpr unsigned char kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
-  if (p.elf_.size() < 64 || std::memcmp(p.elf_.data(), kElfMagic, 4) != 0)
-    return Error{fmt::format("{} is not a BPF object (no ELF header): give the .bpf.o that qosc wrote", p.name_)};
+  if (p.elf_.size() < sizeof kElfMagic || std::memcmp(p.elf_.data(), kElfMagic, sizeof kElfMagic) != 0)
+    return Error{fmt::format("{} is not a BPF object (no ELF header): give the .bpf.o that qosc wrote", shown)};
+
+  // The digest before anything else reads the object: libbpf 1.1.2 crashes on
+  // some damaged objects and takes others as far as the verifier, whose
+  // rejection would then read as a bug in qosc. Objects without a digest are
+  // walked all the same (every offset inside the file) before libelf and
+  // libbpf see them.
+  auto damaged = [&](const std::string& why) {
+    return Error{fmt::format("{} was damaged or changed after qosc wrote it ({}): recompile it with `qosc POLICY -o {}`",
+                             shown, why, shown)};
+  };
+  const qosc::DigestCheck integrity = qosc::check_object_digest(p.elf_);
+  if (integrity.verdict == qosc::DigestVerdict::Mismatch || integrity.verdict == qosc::DigestVerdict::Malformed)
+    return damaged(integrity.detail);
+  p.intact_ = integrity.verdict == qosc::DigestVerdict::Intact;
 
   std::string merr;
   if (auto m = qosc::read_manifest(p.elf_, &merr)) {
     p.manifest_ = std::move(*m);
     p.has_manifest_ = true;
   } else if (opts.require_manifest) {
-    return Error{fmt::format("{} has no usable qosc manifest ({}): is it an object compiled by qosc?", p.name_,
-                             merr.empty() ? "no section " + std::string(qosc::kManifestSection) : merr)};
+    // Without a digest nothing tells a damaged qosc object from somebody else's.
+    return Error{fmt::format("{} has no usable qosc manifest ({}){}; compile the policy with `qosc POLICY -o {}`", shown,
+                             merr, p.intact_ ? "" : " and no digest: qosc did not write it, or it was damaged or changed "
+                                                    "after qosc wrote it",
+                             shown)};
+  }
+  // A qosc object without its digest: from before digests (the manifest's
+  // format says so), else the section went missing since.
+  if (p.has_manifest_ && !p.intact_) {
+    if (p.manifest_.format < qosc::kFirstDigestFormat)
+      return Error{fmt::format("{} was compiled by an older qosc (manifest format {}), which wrote no digest to check "
+                               "it by: recompile it with `qosc POLICY -o {}`",
+                               shown, p.manifest_.format, shown)};
+    return damaged(fmt::format("its {} section is missing", qosc::kDigestSection));
   }
   if (p.has_manifest_ && p.manifest_.format != qosc::kManifestFormat)
     return Error{fmt::format("{} has manifest format {}, this qosrun reads format {}: recompile it with this "
                              "version of qosc",
-                             p.name_, p.manifest_.format, qosc::kManifestFormat)};
+                             shown, p.manifest_.format, qosc::kManifestFormat)};
 
   clear_warnings();
   LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = p.name_.c_str());
   bpf_object* obj = bpf_object__open_mem(p.elf_.data(), p.elf_.size(), &oo);
   if (!obj) {
     int err = errno;
-    Error e = errno_error(err, fmt::format("libbpf cannot open {}", p.name_));
+    Error e = errno_error(err, fmt::format("libbpf cannot open {}", shown));
     if (auto w = last_warning(); !w.empty()) e.message += "\n  libbpf: " + w;
     return e;
   }
@@ -224,7 +251,7 @@ Result<LoadedPolicy> LoadedPolicy::open_memory(std::span<const unsigned char> by
       if (want && p.has_manifest_)
         return Error{fmt::format("{} has no program '{}' although its manifest names it: the object is damaged, "
                                  "recompile it",
-                                 p.name_, h == Hook::Xdp ? p.manifest_.xdp_prog : p.manifest_.tc_prog)};
+                                 shown, h == Hook::Xdp ? p.manifest_.xdp_prog : p.manifest_.tc_prog)};
       continue;
     }
     if (!want) {
@@ -339,7 +366,8 @@ Status LoadedPolicy::load() {
                               why.empty() ? std::string(std::strerror(e.code)) : why);
       if (e.code == ENOSPC)
         e.message += "\n  (the verifier log did not fit the buffer; the summary is from its last part)";
-      if (has_manifest_)
+      // The digest matched: the code is what qosc generated.
+      if (has_manifest_ && intact_)
         e.message += "\n  qosc generated code the kernel refuses: this is a bug in qosc, please report it";
       e.detail = fmt::format("-- verifier log of {} --\n{}", bpf_program__name(prog), log);
       return e;

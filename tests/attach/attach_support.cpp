@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "qos_abi.h"
+#include "qosc/object_digest.hpp"
 #include "qosrun/state.hpp"
 
 namespace fs = std::filesystem;
@@ -132,6 +134,22 @@ std::string without_manifest(const std::string& object) {
 std::string truncated(const std::string& object, size_t n) {
   std::string bytes = slurp(object).substr(0, n);
   fs::path p = scratch() / (fs::path(object).stem().string() + "-truncated" + std::to_string(n) + ".bpf.o");
+  std::ofstream(p, std::ios::binary) << bytes;
+  return p.string();
+}
+
+std::string with_flipped_bit(const std::string& object, const std::string& section) {
+  std::string bytes = slurp(object);
+  std::string err;
+  auto sections = qosc::object_sections(std::span(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),
+                                        &err);
+  if (!sections) return {};
+  auto s = std::find_if(sections->begin(), sections->end(), [&](const auto& x) { return x.name == section; });
+  if (s == sections->end() || s->size == 0) return {};
+  bytes[s->offset + s->size / 2] ^= 0x08;
+  std::string tag = section;
+  std::replace(tag.begin(), tag.end(), '.', '_');
+  fs::path p = scratch() / (fs::path(object).stem().string() + "-flipped" + tag + ".bpf.o");
   std::ofstream(p, std::ios::binary) << bytes;
   return p.string();
 }

@@ -31,6 +31,9 @@ std::string compile_example(const std::string& name, const std::string& link = "
 std::string without_manifest(const std::string& object);
 // The first `bytes` bytes of `object`: a broken object.
 std::string truncated(const std::string& object, size_t bytes);
+// A copy of `object` with one bit flipped in the middle of section `section`
+// (e.g. "xdp", the XDP program's code); "" when it has no such section.
+std::string with_flipped_bit(const std::string& object, const std::string& section);
 
 // Two namespaces qt-att-<tag>-a / -b with a veth pair qa<tag>0 (in a,
 // 10.77.0.1/24) - qa<tag>1 (in b, 10.77.0.2/24); IPv6 off so neighbour

@@ -159,18 +159,26 @@ TEST(AttachFailure, MissingInterface) {
   EXPECT_NE(d.err.find("no interface named nosuch0"), std::string::npos) << d.all();
 }
 
+// A damaged object is refused before libbpf reads it (the object digest,
+// docs/qosrun.md), with the file named and what to do; the interface is not
+// touched.
 TEST(AttachFailure, BrokenObjectAndObjectWithoutManifest) {
   REQUIRE_ROOT();
   MAKE_PAIR(p, "obj");
   const std::string before = p.snapshot();
   const std::string obj = gaming();
+  const std::string damaged = " was damaged or changed after qosc wrote it (";
   struct Case {
     std::string path, expect;
   } cases[] = {
-      {truncated(obj, 40), "is not a BPF object"},
-      // (libelf finds no section table in it; the loader reports that as a missing manifest)
-      {truncated(obj, 4000), "truncated4000.bpf.o"},
-      {without_manifest(obj), "has no usable qosc manifest"},
+      {truncated(obj, 3), "is not a BPF object"},
+      {truncated(obj, 40), truncated(obj, 40) + damaged + "truncated: 40 bytes"},
+      {truncated(obj, 4000), truncated(obj, 4000) + damaged + "the section header table"},
+      // The manifest renamed (in the section names and in BTF): the digest no longer matches.
+      {without_manifest(obj), without_manifest(obj) + damaged + "digest mismatch): recompile it with `qosc POLICY -o " +
+                                  without_manifest(obj) + "`"},
+      {with_flipped_bit(obj, "xdp"), with_flipped_bit(obj, "xdp") + damaged + "digest mismatch)"},
+      {with_flipped_bit(obj, ".qosc.manifest"), with_flipped_bit(obj, ".qosc.manifest") + damaged + "digest mismatch)"},
       {"/nonexistent/x.bpf.o", "cannot open /nonexistent/x.bpf.o"},
   };
   for (const auto& c : cases) {
@@ -179,9 +187,31 @@ TEST(AttachFailure, BrokenObjectAndObjectWithoutManifest) {
     EXPECT_EQ(a.rc, 1) << c.path << "\n" << a.all();
     EXPECT_NE(a.err.find("qosrun: error: "), std::string::npos) << a.all();
     EXPECT_NE(a.err.find(c.expect), std::string::npos) << a.all();
+    EXPECT_EQ(a.err.find("bug in qosc"), std::string::npos) << a.all();
     EXPECT_EQ(p.snapshot(), before) << c.path;
     EXPECT_EQ(p.leftovers(), "") << c.path;
   }
+}
+
+// A damaged object given to reload leaves the attached policy as it was.
+TEST(AttachFailure, DamagedObjectOnReloadChangesNothing) {
+  REQUIRE_ROOT();
+  MAKE_PAIR(p, "dmg");
+  const std::string obj = gaming(), broken = with_flipped_bit(obj, "tc");
+  ASSERT_FALSE(broken.empty());
+  const std::string before = p.snapshot();
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a).rc, 0);
+  const std::string attached = p.snapshot();
+  const std::string status = p.qosrun("status " + p.if_a + " --json").out;
+  Cmd r = p.qosrun("reload " + broken + " " + p.if_a);
+  EXPECT_EQ(r.rc, 1) << r.all();
+  EXPECT_EQ(r.err, "qosrun: error: " + broken + " was damaged or changed after qosc wrote it (digest mismatch): "
+                   "recompile it with `qosc POLICY -o " + broken + "`\n");
+  EXPECT_EQ(p.snapshot(), attached);
+  EXPECT_EQ(p.qosrun("status " + p.if_a + " --json").out, status);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
 }
 
 TEST(AttachFailure, NotRoot) {

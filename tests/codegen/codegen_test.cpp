@@ -19,7 +19,9 @@
 #include "qos_abi.h"
 #include "qosc/codegen.hpp"
 #include "qosc/packet.hpp"
+#include "qosc/object_digest.hpp"
 #include "qosc/reach.hpp"
+#include "qosc/sha256.hpp"
 #include "qosrun/loader.hpp"
 #include "random_ir.hpp"
 #include "source_builder.hpp"
@@ -258,12 +260,6 @@ TEST(Optimiser, MergedPrefixesCoverTheSameAddresses) {
 
 // ---------------------------------------------------------------- manifest
 
-TEST(Manifest, Sha256KnownVectors) {
-  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(sha256_hex(std::string(1000, 'a')).size(), 64u);
-}
-
 TEST(Manifest, JsonRoundTrip) {
   std::mt19937_64 rng(4);
   auto p = cgtest::random_ir(rng);
@@ -353,6 +349,30 @@ TEST(Compile, RandomPoliciesCompileAndCarryManifest) {
     EXPECT_EQ(to_json(*m), to_json(c->manifest));
     EXPECT_EQ(m->source_sha256, sha256_hex("text of random"));
     EXPECT_EQ(m->rule_count, p.rules.size());
+  }
+}
+
+// Every object compile_policy returns is sealed, the maps strategy's tables
+// under the seal: the digest is the last thing written.
+TEST(Compile, ObjectsAreSealedWithTheirDigestLast) {
+  if (!have_clang()) GTEST_SKIP() << "needs clang-19";
+  std::mt19937_64 rng(6);
+  auto p = cgtest::random_ir(rng, {.rules = 12, .classes = 3});
+  for (Strategy strat : {Strategy::Tree, Strategy::Maps}) {
+    Diagnostics d;
+    auto c = build(p, d, strat);
+    ASSERT_TRUE(c) << d.str();
+    EXPECT_EQ(check_object_digest(c->object).verdict, DigestVerdict::Intact) << to_string(strat);
+    std::string err;
+    auto sections = object_sections(c->object, &err);
+    ASSERT_TRUE(sections) << err;
+    EXPECT_EQ(sections->back().name, kDigestSection);
+    if (strat != Strategy::Maps) continue;
+    auto tables = std::find_if(sections->begin(), sections->end(), [](const auto& s) { return s.name == QOS_TABLES_SECTION; });
+    ASSERT_NE(tables, sections->end());
+    auto damaged = c->object;
+    damaged[tables->offset + tables->size / 2] ^= 0x04;
+    EXPECT_EQ(check_object_digest(damaged).verdict, DigestVerdict::Mismatch);
   }
 }
 

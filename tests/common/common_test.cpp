@@ -1,9 +1,11 @@
-// qosc_common: units, load-time tables, ELF sections through libelf, the manifest.
+// qosc_common: units, load-time tables, ELF sections through libelf, the manifest, SHA-256 and the object digest.
 #include <gtest/gtest.h>
 
 #include <bpf/libbpf.h>
+#include <elf.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -13,6 +15,8 @@
 #include "qosc/elf_sections.hpp"
 #include "qosc/load_tables.hpp"
 #include "qosc/manifest.hpp"
+#include "qosc/object_digest.hpp"
+#include "qosc/sha256.hpp"
 #include "qosc/units.hpp"
 
 namespace {
@@ -23,6 +27,16 @@ std::vector<unsigned char> fixture(const std::string& name) {
 }
 
 std::vector<unsigned char> bytes(std::string_view s) { return {s.begin(), s.end()}; }
+
+// The least a manifest holds: a policy, a scheduler, one class ("bulk").
+qosc::Manifest one_class_manifest() {
+  qosc::Manifest m;
+  m.policy = "p";
+  m.scheduler = "strict_priority";
+  m.classes.resize(1);
+  m.classes[0].name = "bulk";
+  return m;
+}
 
 }  // namespace
 
@@ -153,7 +167,7 @@ TEST(Manifest, ObjectWithoutOneSaysSo) {
   ASSERT_GT(obj.size(), 64u);
   std::string err;
   EXPECT_FALSE(qosc::read_manifest(obj, &err));
-  EXPECT_EQ(err, "object has no .qosc.manifest section: it was not built by qosc (compile the policy with `qosc -o`)");
+  EXPECT_EQ(err, "no .qosc.manifest section");
 }
 
 TEST(Manifest, LeafMinorDefaultsToTheAbiNumbering) {
@@ -192,12 +206,8 @@ TEST(Manifest, SetDscpIsOptionalAndChecked) {
 // manifests (fixed link, IFB at the link's rate); present, a range qosc could
 // have written for its nominal rate, or the manifest is refused.
 TEST(Manifest, AdaptiveRatesAreOptionalAndChecked) {
-  qosc::Manifest m;
-  m.policy = "p";
-  m.scheduler = "strict_priority";
+  qosc::Manifest m = one_class_manifest();
   m.link_bps = 100'000'000;
-  m.classes.resize(1);
-  m.classes[0].name = "bulk";
   nlohmann::json plain = qosc::to_json(m);
   for (const char* key : {"link_adaptive", "download_bps", "download_adaptive"}) EXPECT_FALSE(plain.contains(key)) << key;
   auto old = qosc::manifest_from_json(plain);
@@ -229,6 +239,166 @@ TEST(Manifest, AdaptiveRatesAreOptionalAndChecked) {
   nlohmann::json orphan = j;
   orphan.erase("download_bps");                               // an adaptive download needs its rate
   EXPECT_THROW(qosc::manifest_from_json(orphan), std::runtime_error);
+}
+
+TEST(Manifest, FormatBeforeTheDigestStillReads) {
+  // State records of older qosruns hold format-1 manifests: detach must read
+  // them. (The loader refuses format-1 objects: see tests/loader.)
+  nlohmann::json j = qosc::to_json(one_class_manifest());
+  EXPECT_EQ(j["format"], qosc::kManifestFormat);
+  j["format"] = 1;
+  EXPECT_EQ(qosc::manifest_from_json(j).format, 1u);
+  for (int unknown : {0, int(qosc::kManifestFormat) + 1}) {
+    j["format"] = unknown;
+    EXPECT_THROW(qosc::manifest_from_json(j), std::runtime_error) << unknown;
+  }
+}
+
+// ---- SHA-256 and the object digest
+
+TEST(Sha256, KnownVectorsWholeAndInPieces) {
+  EXPECT_EQ(qosc::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(qosc::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  EXPECT_EQ(qosc::sha256_hex(two_blocks), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const std::string million(1'000'000, 'a');
+  const std::string million_digest = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+  EXPECT_EQ(qosc::sha256_hex(million), million_digest);
+  // Fed in pieces of every size around a block, the digest is the same.
+  for (size_t piece : {1u, 55u, 56u, 63u, 64u, 65u, 1000u}) {
+    qosc::Sha256 h;
+    for (size_t at = 0; at < million.size(); at += piece)
+      h.update(std::string_view(million).substr(at, piece));
+    EXPECT_EQ(h.hex_digest(), million_digest) << "pieces of " << piece;
+  }
+}
+
+namespace {
+
+using qosc::DigestVerdict;
+
+const char* to_text(DigestVerdict v) {
+  switch (v) {
+    case DigestVerdict::Intact: return "intact";
+    case DigestVerdict::Missing: return "missing";
+    case DigestVerdict::Mismatch: return "mismatch";
+    case DigestVerdict::Malformed: return "malformed";
+  }
+  return "?";
+}
+
+}  // namespace
+
+TEST(ObjectDigest, SealedObjectIsIntactAndUnsealedOnesHaveNone) {
+  auto mini = fixture("mini.bpf.o");
+  ASSERT_GT(mini.size(), 64u) << "fixture missing: build qosrun_loader_fixtures";
+  EXPECT_EQ(to_text(qosc::check_object_digest(mini).verdict), std::string("intact"));
+  EXPECT_EQ(to_text(qosc::check_object_digest(fixture("mini-unsealed.bpf.o")).verdict), std::string("missing"));
+  EXPECT_EQ(to_text(qosc::check_object_digest(fixture("nomanifest.bpf.o")).verdict), std::string("missing"));
+
+  // The digest section is the last one, and libbpf opens the sealed object.
+  std::string err;
+  auto sections = qosc::object_sections(mini, &err);
+  ASSERT_TRUE(sections) << err;
+  EXPECT_EQ(sections->back().name, qosc::kDigestSection);
+  bpf_object* bo = bpf_object__open_mem(mini.data(), mini.size(), nullptr);
+  ASSERT_NE(bo, nullptr);
+  bpf_object__close(bo);
+
+  // Sealing is what qosc does once: a second seal is refused, and so is a
+  // file that is not an object.
+  EXPECT_FALSE(qosc::add_object_digest(mini, &err));
+  EXPECT_EQ(err, "the object already has a .qosc.digest section");
+  auto text = bytes("policy x { } is not an object, though it is long enough to have an ELF header....");
+  EXPECT_FALSE(qosc::add_object_digest(text, &err));
+  EXPECT_EQ(err, "not an object to seal: no ELF magic");
+  // Sealing the unsealed build of the same source gives the same bytes.
+  auto unsealed = fixture("mini-unsealed.bpf.o");
+  ASSERT_TRUE(qosc::add_object_digest(unsealed, &err)) << err;
+  EXPECT_EQ(unsealed, mini);
+}
+
+TEST(ObjectDigest, AFlippedBitAnywhereInAnySectionIsCaught) {
+  const auto mini = fixture("mini.bpf.o");
+  std::string err;
+  auto sections = qosc::object_sections(mini, &err);
+  ASSERT_TRUE(sections) << err;
+  size_t tried = 0;
+  for (const auto& s : *sections) {
+    // Every byte of every section's contents, the digest's own included.
+    for (uint64_t at = 0; at < s.size; ++at) {
+      auto damaged = mini;
+      damaged[s.offset + at] ^= 0x10;
+      auto check = qosc::check_object_digest(damaged);
+      ++tried;
+      if (s.name == qosc::kDigestSection && at < 7) {
+        EXPECT_EQ(to_text(check.verdict), std::string("malformed")) << "digest prefix byte " << at;
+        EXPECT_EQ(check.detail, "its .qosc.digest section holds no SHA-256");
+      } else if (check.verdict == DigestVerdict::Missing) {
+        // Only the section name table can lose the digest: its name is there.
+        EXPECT_EQ(s.type, uint32_t(SHT_STRTAB)) << s.name << " byte " << at;
+      } else {
+        EXPECT_TRUE(check.verdict == DigestVerdict::Mismatch || check.verdict == DigestVerdict::Malformed)
+            << s.name << " byte " << at << ": " << to_text(check.verdict);
+      }
+    }
+  }
+  EXPECT_GT(tried, 1000u);
+}
+
+TEST(ObjectDigest, DamagedHeadersAreCaughtExceptWhereTheyOnlySayWhereThingsLie) {
+  const auto mini = fixture("mini.bpf.o");
+  std::string err;
+  auto sections = qosc::object_sections(mini, &err);
+  ASSERT_TRUE(sections) << err;
+  // Every byte of the ELF header (e_shoff and e_shnum are not hashed, but
+  // moved or recounted, the section headers are not found as they were).
+  for (size_t at = 0; at < 64; ++at) {
+    auto damaged = mini;
+    damaged[at] ^= 0x01;
+    EXPECT_NE(qosc::check_object_digest(damaged).verdict, DigestVerdict::Intact) << "ELF header byte " << at;
+  }
+  // Every bit of every section header. sh_offset (bytes 24-31) is layout,
+  // not hashed: moved to the same bytes (a section with no contents, zeros
+  // next to zeros) the object means the same and may pass.
+  for (const auto& s : *sections) {
+    for (size_t at = 0; at < 64; ++at) {
+      for (int bit = 0; bit < 8; ++bit) {
+        auto damaged = mini;
+        damaged[s.header_offset + at] ^= uint8_t(1u << bit);
+        bool same_bytes = false;
+        if (at >= 24 && at < 32) {
+          const uint64_t moved = s.offset ^ (uint64_t(1) << (8 * (at - 24) + size_t(bit)));
+          same_bytes = s.size == 0 || (moved <= mini.size() && s.size <= mini.size() - moved &&
+                                       std::equal(mini.begin() + long(s.offset), mini.begin() + long(s.offset + s.size),
+                                                  mini.begin() + long(moved)));
+        }
+        if (!same_bytes) {
+          EXPECT_NE(qosc::check_object_digest(damaged).verdict, DigestVerdict::Intact)
+              << s.name << " header byte " << at << " bit " << bit;
+        }
+      }
+    }
+  }
+}
+
+TEST(ObjectDigest, TruncationAtEveryLengthIsCaught) {
+  const auto mini = fixture("mini.bpf.o");
+  for (size_t n = 0; n < mini.size(); ++n) {
+    auto check = qosc::check_object_digest(std::span(mini).first(n));
+    ASSERT_EQ(to_text(check.verdict), std::string("malformed")) << n << " of " << mini.size() << " bytes";
+    ASSERT_FALSE(check.detail.empty());
+  }
+  EXPECT_EQ(qosc::check_object_digest(std::span(mini).first(40)).detail,
+            "truncated: 40 bytes, shorter than an ELF header (64 bytes)");
+}
+
+TEST(ObjectDigest, AppendingAfterTheSealIsAChange) {
+  // The digest covers what qosc wrote; whatever is added later is a change.
+  auto mini = fixture("mini.bpf.o");
+  std::string err;
+  ASSERT_TRUE(qosc::append_elf_section(mini, ".qosc.extra", bytes("later"), &err)) << err;
+  EXPECT_EQ(to_text(qosc::check_object_digest(mini).verdict), std::string("mismatch"));
 }
 
 TEST(Units, FormatDurationIsExact) {

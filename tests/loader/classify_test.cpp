@@ -182,6 +182,40 @@ TEST_F(Classify, VerifierRejectionIsShortUnlessVeryVerbose) {
   EXPECT_EQ(o.out, "{\"packet\": 0, \"class\": \"all\", \"verdict\": \"pass\"}\n");
 }
 
+// A damaged object never reaches libbpf or the verifier: exit 1 with what
+// happened, not a crash and not "a bug in qosc".
+TEST_F(Classify, DamagedObjectExitsOneAndSaysSo) {
+  if (!can_load_bpf()) GTEST_SKIP() << "needs root: loads BPF programs into the kernel";
+  const std::string cap = pcap("t.pcap", {udp4(53)});
+  const auto mini = qosrun::test::read_file(fixture("mini.bpf.o"));
+  const std::string obj = (dir_ / "mini.bpf.o").string();
+  struct Case {
+    std::vector<unsigned char> bytes;
+    std::string why;
+  } cases[] = {
+      {qosrun::test::with_flipped_byte(mini, "xdp", 16), "digest mismatch"},
+      {qosrun::test::with_flipped_byte(mini, ".qosc.manifest", 12), "digest mismatch"},
+      {std::vector<unsigned char>(mini.begin(), mini.begin() + long(mini.size() - 100)),
+       "the section header table"},
+  };
+  for (const auto& c : cases) {
+    qosrun::test::write_file(obj, c.bytes);
+    for (const char* hook : {"xdp", "tc"}) {
+      Output o = qosrun("classify " + obj + " --pcap " + cap + " --hook " + hook + " --json");
+      EXPECT_EQ(o.status, 1) << o.err;
+      EXPECT_EQ(o.out, "");
+      EXPECT_EQ(o.err.rfind("qosrun: error: " + obj + " was damaged or changed after qosc wrote it (" + c.why, 0), 0u)
+          << o.err;
+      EXPECT_NE(o.err.find("): recompile it with `qosc POLICY -o " + obj + "`\n"), std::string::npos) << o.err;
+      EXPECT_EQ(o.err.find("bug in qosc"), std::string::npos) << o.err;
+    }
+  }
+  Output o = qosrun("classify " + fixture("mini-format1.bpf.o") + " --pcap " + cap);
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_NE(o.err.find("mini-format1.bpf.o was compiled by an older qosc (manifest format 1)"), std::string::npos)
+      << o.err;
+}
+
 TEST_F(Classify, SaysSoWhenNotRoot) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged user";
   if (std::system("command -v setpriv >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs setpriv (util-linux)";

@@ -1,12 +1,14 @@
 #pragma once
 // Tiny frame builders for the loader tests (the differential test has the
-// full adversarial generator).
+// full adversarial generator), and the fixture objects, whole or damaged.
 #include <cstdint>
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
 #include <string>
 #include <vector>
+
+#include "qosc/object_digest.hpp"
 
 namespace qosrun::test {
 
@@ -38,5 +40,19 @@ inline std::vector<unsigned char> read_file(const std::string& path) {
 }
 
 inline std::string fixture(const char* name) { return std::string(QOSC_FIXTURE_DIR) + "/" + name; }
+
+// `bytes` with one bit flipped in byte `at` of section `section` (unchanged
+// when the object has no such section or it is shorter).
+inline std::vector<unsigned char> with_flipped_byte(std::vector<unsigned char> bytes, const char* section, uint64_t at) {
+  std::string err;
+  auto sections = qosc::object_sections(bytes, &err);
+  for (const auto& s : sections.value_or(std::vector<qosc::ObjectSection>{}))
+    if (s.name == section && at < s.size) bytes[s.offset + at] ^= 0x01;
+  return bytes;
+}
+
+inline void write_file(const std::string& path, const std::vector<unsigned char>& bytes) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
 
 }  // namespace qosrun::test

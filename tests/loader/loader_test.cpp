@@ -1,7 +1,10 @@
 // Loader and test-run helpers against hand-written fixture objects.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <type_traits>
 
 #include "frames.hpp"
@@ -14,6 +17,7 @@ using qosrun::test::fixture;
 using qosrun::test::read_file;
 using qosrun::test::tcp4;
 using qosrun::test::udp4;
+using qosrun::test::with_flipped_byte;
 
 #define NEED_BPF()                                                                         \
   do {                                                                                     \
@@ -49,8 +53,10 @@ TEST(Loader, ObjectWithoutManifestIsRefused) {
   ASSERT_FALSE(bytes.empty());
   auto r = LoadedPolicy::open_memory(bytes, "stripped.bpf.o");
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("stripped.bpf.o has no usable qosc manifest"), std::string::npos)
-      << r.error().message;
+  EXPECT_EQ(r.error().message,
+            "stripped.bpf.o has no usable qosc manifest (no .qosc.manifest section) and no digest: qosc did not "
+            "write it, or it was damaged or changed after qosc wrote it; compile the policy with `qosc POLICY -o "
+            "stripped.bpf.o`");
   // ... but hand-written objects may be opened on purpose.
   LoadOptions o;
   o.require_manifest = false;
@@ -58,6 +64,70 @@ TEST(Loader, ObjectWithoutManifestIsRefused) {
   ASSERT_TRUE(r2.ok()) << r2.error().message;
   EXPECT_FALSE(r2->has_manifest());
   EXPECT_NE(r2->program(Hook::Xdp), nullptr);
+}
+
+// ---- the object digest (qosc/object_digest.hpp): checked before libbpf reads a byte
+
+TEST(Loader, DamagedObjectIsRefusedBeforeLibbpfReadsIt) {
+  const auto mini = read_file(fixture("mini.bpf.o"));
+  ASSERT_GT(mini.size(), 64u);
+  ASSERT_TRUE(LoadedPolicy::open_memory(mini, "mini.bpf.o").ok());
+  // One bit of the XDP program: libbpf would load it and the verifier would
+  // see damaged code, or worse, it would verify and classify differently.
+  auto r = LoadedPolicy::open_memory(with_flipped_byte(mini, "xdp", 10), "mini.bpf.o");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message,
+            "mini.bpf.o was damaged or changed after qosc wrote it (digest mismatch): recompile it with `qosc "
+            "POLICY -o mini.bpf.o`");
+  // Cut short: the walk finds the section header table outside the file.
+  auto half = mini;
+  half.resize(mini.size() / 2);
+  r = LoadedPolicy::open_memory(half, "half.bpf.o");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message.rfind("half.bpf.o was damaged or changed after qosc wrote it (the section header table (",
+                                    0),
+            0u)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("lies past the end of the " + std::to_string(half.size()) + "-byte file)"),
+            std::string::npos)
+      << r.error().message;
+  // Shorter than an ELF header, the magic intact.
+  half.resize(40);
+  r = LoadedPolicy::open_memory(half, "forty.bpf.o");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message,
+            "forty.bpf.o was damaged or changed after qosc wrote it (truncated: 40 bytes, shorter than an ELF header "
+            "(64 bytes)): recompile it with `qosc POLICY -o forty.bpf.o`");
+}
+
+TEST(Loader, DamagedFileIsNamedByItsPath) {
+  char tmpl[] = "/tmp/qt-loader-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/mini.bpf.o";
+  qosrun::test::write_file(path, with_flipped_byte(read_file(fixture("mini.bpf.o")), ".qosc.manifest", 3));
+  auto r = LoadedPolicy::open_file(path);
+  std::remove(path.c_str());
+  ::rmdir(tmpl);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, path + " was damaged or changed after qosc wrote it (digest mismatch): recompile it "
+                                      "with `qosc POLICY -o " + path + "`");
+}
+
+// Without a digest, the manifest's format tells the era: format 1 is from
+// before digests (refused, since an unchecked object may crash libbpf 1.1.2);
+// format 2 lost its digest.
+TEST(Loader, ObjectWithoutDigestIsOldOrDamaged) {
+  const std::pair<const char*, std::string> cases[] = {
+      {"mini-format1.bpf.o", "mini-format1.bpf.o was compiled by an older qosc (manifest format 1), which wrote no "
+                             "digest to check it by: recompile it with `qosc POLICY -o mini-format1.bpf.o`"},
+      {"mini-unsealed.bpf.o", "mini-unsealed.bpf.o was damaged or changed after qosc wrote it (its .qosc.digest "
+                              "section is missing): recompile it with `qosc POLICY -o mini-unsealed.bpf.o`"},
+  };
+  for (const auto& [file, message] : cases) {
+    auto r = LoadedPolicy::open_memory(read_file(fixture(file)), file);
+    ASSERT_FALSE(r.ok()) << file;
+    EXPECT_EQ(r.error().message, message);
+  }
 }
 
 TEST(Loader, VerifierSummaryPicksTheReason) {
@@ -109,6 +179,8 @@ TEST(Loader, VerifierRejectionIsASummaryNotALog) {
               e.message.find("invalid access to packet") != std::string::npos)
       << e.message;
   EXPECT_LE(count_lines(e.message), 3u) << e.message;
+  // Its digest matched: the code is as qosc wrote it, so the rejection is qosc's bug.
+  EXPECT_NE(e.message.find("this is a bug in qosc"), std::string::npos) << e.message;
   EXPECT_EQ(e.message.find("processed "), std::string::npos) << "the full log leaked into the message";
   EXPECT_NE(e.detail.find("processed "), std::string::npos) << "the full log belongs in the detail";
   // Loading only the program that verifies works.

@@ -15,7 +15,13 @@
 namespace qosc {
 
 inline constexpr const char* kManifestSection = QOS_MANIFEST_SECTION;
-inline constexpr uint32_t kManifestFormat = 1;
+// Format 2: the object carries a digest (qosc/object_digest.hpp), which
+// qosrun requires. Format 1 (before the digest) still reads, for the state
+// records older qosruns wrote; the loader refuses format-1 objects, which have
+// nothing to check them by.
+inline constexpr uint32_t kManifestFormat = 2;
+inline constexpr uint32_t kOldestManifestFormat = 1;
+inline constexpr uint32_t kFirstDigestFormat = 2;   // objects of this format and later carry a digest
 
 // A class's `isolate` and where its state lives (qos_abi.h, "isolation").
 struct ManifestIsolation {

@@ -1,6 +1,7 @@
 #pragma once
 // Code generation: ir::Policy -> specialised BPF C (one XDP and one TC
-// program in one object) -> object bytes with the manifest embedded.
+// program in one object) -> object bytes with the manifest embedded, sealed
+// with a digest of the whole (qosc/object_digest.hpp).
 //
 //   auto c = qosc::generate_c(policy, opts, diags);          // C text only
 //   auto obj = qosc::compile_policy(policy, opts, diags);     // C -> .bpf.o
@@ -69,7 +70,7 @@ bool write_emitted_c(const GeneratedC& gen, const std::string& dir, const std::s
                      std::vector<std::string>* written = nullptr);
 
 struct CompiledPolicy {
-  std::vector<unsigned char> object;   // ELF BPF object
+  std::vector<unsigned char> object;   // ELF BPF object, sealed with its digest (qosc/object_digest.hpp)
   Manifest manifest;
   std::string c_source;                // the generated C
   double generate_ms = 0, compile_ms = 0;
@@ -79,8 +80,9 @@ struct CompiledPolicy {
 // Generates the C translation unit. Reports unsupported input into diags.
 std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags);
 
-// generate_c + compile (in-process clang). Clang errors are turned into
-// Diagnostics (mapped to policy lines through #line).
+// generate_c + compile (in-process clang) + the load-time tables + the
+// digest. Clang errors are turned into Diagnostics (mapped to policy lines
+// through #line).
 std::optional<CompiledPolicy> compile_policy(const ir::Policy& policy, const CodegenOptions& opts, Diagnostics& diags);
 
 // The clang step of compile_policy on its own: compiles generated
@@ -89,8 +91,5 @@ std::optional<CompiledPolicy> compile_policy(const ir::Policy& policy, const Cod
 // condition), else naming the generated line. Used by tests.
 std::optional<std::vector<unsigned char>> compile_generated_c(const std::string& c_text, const std::string& source_name,
                                                               Diagnostics& diags);
-
-// Lowercase hex SHA-256 of `data` (used for the manifest's source_sha256).
-std::string sha256_hex(std::string_view data);
 
 }  // namespace qosc

@@ -1,6 +1,7 @@
 // compile_policy: generated C -> BPF object through the in-process clang
 // library (qosc/clang_build.hpp), the load-time tables appended as a section,
-// and --emit-c's files.
+// the object sealed with its digest (qosc/object_digest.hpp), and --emit-c's
+// files.
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "qosc/codegen.hpp"
 #include "qosc/elf_sections.hpp"
 #include "qosc/load_tables.hpp"
+#include "qosc/object_digest.hpp"
 
 namespace qosc {
 namespace {
@@ -124,6 +126,14 @@ std::optional<CompiledPolicy> compile_policy(const ir::Policy& policy, const Cod
     if (opts.verbose)
       opts.verbose(fmt::format("tables: {:.1f} KiB in section {}", double(gen->tables.size()) / 1024, QOS_TABLES_SECTION));
   }
+  // Last: the digest covers every section above; qosrun checks it before
+  // anything reads the object.
+  if (std::string err; !add_object_digest(out.object, &err)) {
+    diags.error({}, fmt::format("cannot add the digest to the object: {}", err))
+        .hints.push_back("this is a qosc bug; please report it with the policy");
+    return std::nullopt;
+  }
+  if (opts.verbose) opts.verbose(fmt::format("digest: SHA-256 of the object in section {}", kDigestSection));
   return out;
 }
 

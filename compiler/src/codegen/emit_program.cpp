@@ -11,6 +11,7 @@
 
 #include "emitter.hpp"
 #include "qos_abi.h"
+#include "qosc/sha256.hpp"
 #include "qosc/version.hpp"
 
 namespace qosc::codegen {

@@ -146,8 +146,12 @@ using BpfObjectPtr = std::unique_ptr<bpf_object, BpfObjectDeleter>;
 
 class LoadedPolicy {
  public:
-  // Open (parse the ELF, read the manifest) without loading into the kernel:
-  // callers may adjust the bpf_object (object()) before load().
+  // Open (check the object's digest, parse the ELF, read the manifest)
+  // without loading into the kernel: callers may adjust the bpf_object
+  // (object()) before load(). An object qosc wrote must be as it wrote it:
+  // a damaged one (digest mismatch, truncated, no digest although its
+  // manifest is of a format that has one) or one from before digests is
+  // refused before libbpf reads it.
   static Result<LoadedPolicy> open_file(const std::string& path, const LoadOptions& opts = {});
   static Result<LoadedPolicy> open_memory(std::span<const unsigned char> elf, std::string name,
                                           const LoadOptions& opts = {});
@@ -189,6 +193,10 @@ class LoadedPolicy {
 
  private:
   LoadedPolicy() = default;
+  // open_file and open_memory: `name` for libbpf and the later messages,
+  // `shown` for the messages about the file itself (open_file: its path).
+  static Result<LoadedPolicy> open_bytes(std::vector<unsigned char> bytes, std::string name, std::string shown,
+                                         const LoadOptions& opts);
   Status fill_tables();
 
   std::string name_;
@@ -196,6 +204,7 @@ class LoadedPolicy {
   BpfObjectPtr obj_;
   qosc::Manifest manifest_;
   bool has_manifest_ = false;
+  bool intact_ = false;   // its digest matched (qosc/object_digest.hpp): as qosc wrote it
   bool loaded_ = false;
   LoadOptions opts_;
   double load_seconds_ = 0;
