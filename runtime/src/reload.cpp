@@ -6,6 +6,7 @@
 #include <linux/if_link.h>
 
 #include <cerrno>
+#include <map>
 #include <ostream>
 #include <set>
 
@@ -24,20 +25,18 @@ using namespace lifecycle;   // the steps the commands share (lifecycle.hpp)
 
 namespace {
 
-// An fd for the map `name` of the attached policy: its pin, else its id.
-int old_map_fd(const state::Record& r, const std::string& name) {
+// An fd for the program or map `name` of the attached policy: its pin, else
+// its recorded id (`ids`: the record's progs or maps, opened by `by_id`).
+int old_fd(const state::Record& r, const std::string& name, const std::map<std::string, uint32_t>& ids,
+           int (*by_id)(uint32_t)) {
   int fd = bpf_obj_get((r.pin_dir + "/" + name).c_str());
   if (fd >= 0) return fd;
-  auto it = r.maps.find(name);
-  if (it == r.maps.end()) return -1;
-  return bpf_map_get_fd_by_id(it->second);
+  auto it = ids.find(name);
+  return it == ids.end() ? -1 : by_id(it->second);
 }
+int old_map_fd(const state::Record& r, const std::string& name) { return old_fd(r, name, r.maps, bpf_map_get_fd_by_id); }
 int old_prog_fd(const state::Record& r, const std::string& name) {
-  int fd = bpf_obj_get((r.pin_dir + "/" + name).c_str());
-  if (fd >= 0) return fd;
-  auto it = r.progs.find(name);
-  if (it == r.progs.end()) return -1;
-  return bpf_prog_get_fd_by_id(it->second);
+  return old_fd(r, name, r.progs, bpf_prog_get_fd_by_id);
 }
 
 bool map_compatible(bpf_map* m, int fd, std::string* why) {
