@@ -7,13 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/build.sh qosc qosrun
 BUILD_DIR=${QOSC_BUILD_DIR:-build}
-JOBS=${QOSC_JOBS:-$(nproc)}
-if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
-  cmake -S . -B "$BUILD_DIR" -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$BUILD_DIR.configure.log" 2>&1 \
-    || { cat "$BUILD_DIR.configure.log" >&2; exit 1; }
-fi
-cmake --build "$BUILD_DIR" -j"$JOBS" --target qosc qosrun >"$BUILD_DIR.log" 2>&1 \
-  || { tail -50 "$BUILD_DIR.log" >&2; echo "build failed; full log: $BUILD_DIR.log" >&2; exit 1; }
 (cd "$BUILD_DIR" && cpack -G DEB >cpack.log 2>&1) || { cat "$BUILD_DIR/cpack.log" >&2; exit 1; }
 sed -n 's/^CPack: - package: \(.*\) generated\.$/\1/p' "$BUILD_DIR/cpack.log"
