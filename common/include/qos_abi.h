@@ -211,4 +211,44 @@ struct qos_iso_counters {
  * bounded (the interface's txqueuelen). Equal to QOS_META_MAGIC. */
 #define QOS_PROBE_ICMP_ID 0x51c0
 
+
+/* ---- hosts and plans (additive since ABI 1; docs/hosts.md) ----
+ * A policy with `hosts saddr|daddr [nat]` and `plan`s has the map
+ * "qos_hosts": BPF_MAP_TYPE_LPM_TRIE (BPF_F_NO_PREALLOC), key struct
+ * qos_host_key, value struct qos_host_val, QOS_HOST_PREFIXES entries unless
+ * qosrun resizes it before load. qosrun fills it from the host table, one
+ * entry per prefix; IPv4 prefixes are stored IPv4-mapped (::ffff:a.b.c.d,
+ * prefixlen 96 + len), so one trie holds both families.
+ *
+ * The TC program looks up the packet's host address (saddr or daddr; with
+ * `nat`, conntrack's original address as for `isolate ... nat`). A packet of
+ * a listed host goes into that host's subtree:
+ *   skb->priority        = v->outer_classid (the leaf of the host's group in
+ *                          the queue's root HTB, which holds the group's HTB)
+ *   skb->cb[QOS_CB_HOST] = (v->group_major << 16) | (v->minor_base + leaf),
+ *                          leaf = cls when bit cls of v->class_mask is set,
+ *                          else v->default_leaf (the plan lacks the class)
+ *   skb->queue_mapping   = v->queue, unless it is QOS_HOST_ANY_QUEUE
+ * Each group's HTB qdisc has one filter that returns cb[QOS_CB_HOST] (the
+ * same classic cls_bpf program as isolation's). A packet of no listed host is
+ * classified as without hosts, and cb[QOS_CB_HOST] is 0. */
+#define QOS_CB_HOST 3
+#define QOS_HOST_PREFIXES 65536
+#define QOS_HOST_ANY_QUEUE 0xffffu
+struct qos_host_key {
+	__u32 prefixlen;      /* 96 + len for IPv4 */
+	__u8 addr[16];        /* network order; IPv4 as ::ffff:a.b.c.d */
+};
+struct qos_host_val {
+	__u32 outer_classid;  /* skb->priority: the group's leaf in the root HTB */
+	__u16 group_major;    /* the group's HTB qdisc handle (major) */
+	__u16 minor_base;     /* the host's leaves are group_major:(minor_base + class id) */
+	__u64 class_mask;     /* classes the host's plan has a leaf for (bit = class id) */
+	__u32 default_leaf;   /* class id whose leaf takes the classes the plan lacks */
+	__u16 queue;          /* TX queue of the host's tree, or QOS_HOST_ANY_QUEUE */
+	__u16 pad;
+	__u32 host_id;        /* qosrun's id of the host (statistics) */
+	__u32 reserved;
+};
+
 #endif /* QOS_ABI_H */

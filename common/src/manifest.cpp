@@ -17,6 +17,12 @@ const ManifestClass* Manifest::find_class(std::string_view name) const {
   return nullptr;
 }
 
+const ManifestPlan* Manifest::find_plan(std::string_view name) const {
+  for (const auto& p : plans)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
 namespace {
 nlohmann::json adaptive_json(const ManifestAdaptive& a) {
   return {{"min_bps", a.min_bps}, {"max_bps", a.max_bps}, {"start_bps", a.start_bps}, {"delay_us", a.delay_us}};
@@ -63,6 +69,14 @@ nlohmann::json to_json(const Manifest& m) {
   if (m.link_adaptive) j["link_adaptive"] = adaptive_json(*m.link_adaptive);
   if (m.download_bps) j["download_bps"] = m.download_bps;
   if (m.download_adaptive) j["download_adaptive"] = adaptive_json(*m.download_adaptive);
+  if (!m.plans.empty()) {
+    nlohmann::json plans = nlohmann::json::array();
+    for (const auto& p : m.plans)
+      plans.push_back({{"name", p.name}, {"rate_bps", p.rate_bps}, {"ceil_bps", p.ceil_bps},
+                       {"burst_bytes", p.burst_bytes}, {"classes", p.classes}});
+    j["plans"] = std::move(plans);
+  }
+  if (m.hosts) j["hosts"] = {{"by", m.hosts->by}, {"nat", m.hosts->nat}, {"map", m.hosts->map}};
   return j;
 }
 
@@ -176,6 +190,37 @@ Manifest manifest_from_json(const nlohmann::json& j) {
     m.classes.push_back(std::move(c));
   }
   if (m.classes.empty()) throw std::runtime_error("manifest: no classes");
+  if (auto pj = j.find("plans"); pj != j.end()) {
+    if (!pj->is_array()) throw std::runtime_error("manifest: \"plans\" is not an array");
+    for (const auto& e : *pj) {
+      if (!e.is_object()) throw std::runtime_error("manifest: a plan entry is not an object");
+      ManifestPlan p;
+      get(e, "name", p.name, true);
+      get(e, "rate_bps", p.rate_bps, true);
+      get(e, "ceil_bps", p.ceil_bps, false);
+      get(e, "burst_bytes", p.burst_bytes, false);
+      get(e, "classes", p.classes, false);
+      bool bad_class = false;
+      for (uint32_t c : p.classes) bad_class |= c >= m.classes.size();
+      if (p.name.empty() || p.rate_bps == 0 || (p.ceil_bps && p.ceil_bps < p.rate_bps) || bad_class ||
+          m.find_plan(p.name))
+        throw std::runtime_error(fmt::format("manifest: plan \"{}\" is malformed", p.name));
+      m.plans.push_back(std::move(p));
+    }
+  }
+  if (auto hj = j.find("hosts"); hj != j.end()) {
+    if (!hj->is_object()) throw std::runtime_error("manifest: \"hosts\" is not an object");
+    ManifestHosts h;
+    get(*hj, "by", h.by, true);
+    get(*hj, "nat", h.nat, false);
+    get(*hj, "map", h.map, false);
+    if (h.by != "saddr" && h.by != "daddr")
+      throw std::runtime_error(fmt::format("manifest: hosts by '{}', which this qosrun does not know; use a qosrun "
+                                           "as new as the qosc that compiled it",
+                                           h.by));
+    if (m.plans.empty()) throw std::runtime_error("manifest: \"hosts\" without any plan");
+    m.hosts = std::move(h);
+  }
   if (m.default_class >= m.classes.size())
     throw std::runtime_error(fmt::format("manifest: default_class {} out of range", m.default_class));
   return m;

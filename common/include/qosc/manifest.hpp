@@ -65,6 +65,27 @@ struct ManifestAdaptive {
   friend bool operator==(const ManifestAdaptive&, const ManifestAdaptive&) = default;
 };
 
+// `plan NAME { rate R; [ceil C;] [burst B;] [classes A, B, ...;] }`: what a host
+// of the host table gets (docs/hosts.md). qosrun gives each listed host an HTB
+// class at the plan's rate (ceiling `ceil_bps`) holding a leaf for each of the
+// plan's classes, scheduled inside the host as the policy schedules its classes.
+struct ManifestPlan {
+  std::string name;
+  uint64_t rate_bps = 0;
+  uint64_t ceil_bps = 0;        // 0: the rate (the host never borrows)
+  uint64_t burst_bytes = 0;     // 0: HTB's default for the rate
+  std::vector<uint32_t> classes;   // class ids with a leaf in the host; empty: every class
+  friend bool operator==(const ManifestPlan&, const ManifestPlan&) = default;
+};
+
+// `hosts saddr|daddr [nat];`: which address names a host on this interface.
+struct ManifestHosts {
+  std::string by;               // "saddr" or "daddr"
+  bool nat = false;             // the address before NAT, from conntrack
+  std::string map = "qos_hosts";   // the LPM trie qosrun fills (qos_abi.h "hosts")
+  friend bool operator==(const ManifestHosts&, const ManifestHosts&) = default;
+};
+
 struct Manifest {
   uint32_t format = kManifestFormat;
   std::string policy;             // policy name
@@ -83,6 +104,9 @@ struct Manifest {
   // band 0 served first); "" when the scheduler is not pifo.
   std::string pifo_mapping;
   std::vector<ManifestClass> classes;   // index == id
+  // Absent in the JSON (and in manifests before them) when the policy has none:
+  std::vector<ManifestPlan> plans;       // "plans"
+  std::optional<ManifestHosts> hosts;    // "hosts"
   uint32_t default_class = 0;
   uint32_t rule_count = 0;
   std::string strategy;           // how rules were compiled: "tree", "maps", ...
@@ -96,6 +120,7 @@ struct Manifest {
   std::string tables_section;     // "" when none
 
   const ManifestClass* find_class(std::string_view name) const;
+  const ManifestPlan* find_plan(std::string_view name) const;
   // The rate of the IFB's tree (--ingress-shape): the download's, else the link's.
   uint64_t ifb_link_bps() const { return download_bps ? download_bps : link_bps; }
   bool adaptive() const { return link_adaptive.has_value() || download_adaptive.has_value(); }
