@@ -245,7 +245,12 @@ struct qos_host_val {
 	__u16 minor_base;     /* the host's leaves are group_major:(minor_base + class id) */
 	__u64 class_mask;     /* classes the host's plan has a leaf for (bit = class id) */
 	__u32 default_leaf;   /* class id whose leaf takes the classes the plan lacks */
-	__u16 queue;          /* TX queue of the host's tree, or QOS_HOST_ANY_QUEUE */
+	/* The value written to skb->queue_mapping: TX queue q + 1, or
+	 * QOS_HOST_ANY_QUEUE (not written). On egress the kernel takes a
+	 * queue_mapping of q + 1 as a recorded queue q and, with XPS off for a
+	 * packet without a socket's cached queue, transmits on q (skb_tx_hash);
+	 * qosrun turns XPS off on an mq interface it shapes by host. */
+	__u16 queue;
 	__u16 pad;
 	__u32 host_id;        /* qosrun's id of the host (statistics) */
 	__u32 reserved;
