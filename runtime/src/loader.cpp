@@ -200,7 +200,8 @@ Result<LoadedPolicy> LoadedPolicy::open_bytes(std::vector<unsigned char> bytes, 
   // libbpf see them.
   auto damaged = [&](const std::string& why) {
     return Error{fmt::format("{} was damaged or changed after qosc wrote it ({}): recompile it with `qosc POLICY -o {}`",
-                             shown, why, shown)};
+                             shown, why, shown),
+                 {}, 0, ErrorKind::Damaged};
   };
   const qosc::DigestCheck integrity = qosc::check_object_digest(p.elf_);
   if (integrity.verdict == qosc::DigestVerdict::Mismatch || integrity.verdict == qosc::DigestVerdict::Malformed)
@@ -367,8 +368,10 @@ Status LoadedPolicy::load() {
       if (e.code == ENOSPC)
         e.message += "\n  (the verifier log did not fit the buffer; the summary is from its last part)";
       // The digest matched: the code is what qosc generated.
-      if (has_manifest_ && intact_)
+      if (has_manifest_ && intact_) {
         e.message += "\n  qosc generated code the kernel refuses: this is a bug in qosc, please report it";
+        e.kind = ErrorKind::QoscBug;
+      }
       e.detail = fmt::format("-- verifier log of {} --\n{}", bpf_program__name(prog), log);
       return e;
     }
@@ -410,7 +413,8 @@ Status LoadedPolicy::fill_tables() {
   if (manifest_.tables_section.empty()) return {};
   auto damaged = [&](const std::string& what) {
     return Error{fmt::format("{}: load-time tables (section {}) are damaged: {}; recompile the policy", name_,
-                             manifest_.tables_section, what)};
+                             manifest_.tables_section, what),
+                 {}, 0, ErrorKind::Damaged};
   };
   std::string err;
   auto sec = qosc::read_elf_section(elf_, manifest_.tables_section, &err);

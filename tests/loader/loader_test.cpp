@@ -79,6 +79,7 @@ TEST(Loader, DamagedObjectIsRefusedBeforeLibbpfReadsIt) {
   EXPECT_EQ(r.error().message,
             "mini.bpf.o was damaged or changed after qosc wrote it (digest mismatch): recompile it with `qosc "
             "POLICY -o mini.bpf.o`");
+  EXPECT_EQ(r.error().kind, ErrorKind::Damaged);
   // Cut short: the walk finds the section header table outside the file.
   auto half = mini;
   half.resize(mini.size() / 2);
@@ -181,6 +182,7 @@ TEST(Loader, VerifierRejectionIsASummaryNotALog) {
   EXPECT_LE(count_lines(e.message), 3u) << e.message;
   // Its digest matched: the code is as qosc wrote it, so the rejection is qosc's bug.
   EXPECT_NE(e.message.find("this is a bug in qosc"), std::string::npos) << e.message;
+  EXPECT_EQ(e.kind, ErrorKind::QoscBug);
   EXPECT_EQ(e.message.find("processed "), std::string::npos) << "the full log leaked into the message";
   EXPECT_NE(e.detail.find("processed "), std::string::npos) << "the full log belongs in the detail";
   // Loading only the program that verifies works.

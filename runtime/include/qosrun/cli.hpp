@@ -29,12 +29,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;     // the user's input or environment (bad file, not root ...)
 inline constexpr int kExitInternal = 2;  // a bug in qosc/qosrun (e.g. the verifier rejected generated code)
 
-// The exit code of a failed command: a verifier rejection (the loader keeps
-// its log in the detail) is qosc's bug, since the loader takes only objects
-// whose digest matched; anything else is the user's or the environment's.
-inline int exit_code_for(const Error& e) {
-  return e.detail.find("-- verifier log") != std::string::npos ? kExitInternal : kExitError;
-}
+// The exit code of a failed command: only qosc's own fault is exit 2.
+inline int exit_code_for(const Error& e) { return e.kind == ErrorKind::QoscBug ? kExitInternal : kExitError; }
 
 struct Globals {
   int verbosity = 0;   // -v: 1, -vv: 2 (libbpf's chatter and full verifier logs)

@@ -28,13 +28,22 @@ namespace qosrun {
 
 // ---- errors and results ---------------------------------------------------
 
+// What kind of failure an Error is: decides the exit code (qosrun/cli.hpp) and
+// lets callers react without reading the message.
+enum class ErrorKind : uint8_t {
+  Failed,      // the user's input or the environment (a bad file, not root, the kernel refused ...)
+  Damaged,     // an object was damaged or changed after qosc wrote it
+  QoscBug,     // qosc or qosrun is at fault: the verifier refused an object whose digest matched
+};
+
 struct Error {
   Error() = default;
-  explicit Error(std::string msg, std::string det = {}, int err = 0)
-      : message(std::move(msg)), detail(std::move(det)), code(err) {}
+  explicit Error(std::string msg, std::string det = {}, int err = 0, ErrorKind k = ErrorKind::Failed)
+      : message(std::move(msg)), detail(std::move(det)), code(err), kind(k) {}
   std::string message;   // one or two lines: what failed, what to do next
   std::string detail;    // long material (verifier log); printed only with -vv
   int code = 0;          // positive errno when the kernel/libbpf failed, else 0
+  ErrorKind kind = ErrorKind::Failed;
 };
 
 template <class T>
