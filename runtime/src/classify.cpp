@@ -105,11 +105,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
     print_error(err, cap.error(), opts.verbosity);
     return cli::kExitError;
   }
-  if (!can_load_bpf()) {
-    err << "qosrun: error: classify runs the policy in the kernel (BPF_PROG_TEST_RUN), which needs root "
-           "(or CAP_BPF): run it with sudo\n";
-    return cli::kExitError;
-  }
+  // Then the object (its digest, its manifest): a damaged file is worth reporting without root too.
   LoadOptions lo;
   lo.verbosity = opts.verbosity;
   lo.load_xdp = opts.hook == Hook::Xdp;
@@ -117,6 +113,11 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   auto policy = LoadedPolicy::open_file(opts.object, lo);
   if (!policy) {
     print_error(err, policy.error(), opts.verbosity);
+    return cli::exit_code_for(policy.error());
+  }
+  if (!can_load_bpf()) {
+    err << "qosrun: error: classify runs the policy in the kernel (BPF_PROG_TEST_RUN), which needs root "
+           "(or CAP_BPF): run it with sudo\n";
     return cli::kExitError;
   }
   if (Status s = policy->load(); !s) {

@@ -228,6 +228,14 @@ TEST_F(Classify, SaysSoWhenNotRoot) {
     GTEST_SKIP() << "the qosrun binary is not reachable by an unprivileged user here: " << o.err;
   EXPECT_EQ(o.status, 1) << o.err;
   EXPECT_NE(o.err.find("needs root"), std::string::npos) << o.err;
+  // A damaged object is reported as such, root or not: the digest is checked before the privilege.
+  const std::string obj = (dir_ / "damaged.bpf.o").string();
+  qosrun::test::write_file(obj, qosrun::test::with_flipped_byte(qosrun::test::read_file(fixture("mini.bpf.o")), "xdp", 16));
+  fs::permissions(obj, fs::perms::all);
+  o = qosrun("classify " + obj + " --pcap " + cap + " --json", "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all");
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_NE(o.err.find("was damaged or changed after qosc wrote it"), std::string::npos) << o.err;
+  EXPECT_EQ(o.err.find("needs root"), std::string::npos) << o.err;
 }
 
 TEST_F(Classify, VersionAndHelp) {
