@@ -8,7 +8,7 @@ PKGS=(
   clang-19 libclang-19-dev libclang-cpp19-dev llvm-19-dev libclang-rt-19-dev lld-19
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   tao-pegtl-dev libfmt-dev libgtest-dev libgmock-dev
-  libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libcli11-dev
+  nlohmann-json3-dev libcli11-dev
   iproute2 iperf3 irtt iputils-ping ethtool procps nftables
   python3 python3-scapy python3-matplotlib
   prometheus   # for promtool only (the metrics lint test); its server is not wanted, see below

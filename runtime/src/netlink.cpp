@@ -248,6 +248,54 @@ tcmsg tc_header(int ifindex, uint32_t parent, uint32_t handle, uint32_t info = 0
   return t;
 }
 
+// TCA_STATS2 of a qdisc or class dump.
+TcCounters counters_of(const Attrs& a) {
+  TcCounters c;
+  c.found = true;
+  auto st2 = a.get(TCA_STATS2);
+  if (!st2) return c;
+  Attrs b = parse_attrs(*st2);
+  if (auto q = b.get(TCA_STATS_QUEUE); q && q->size() >= sizeof(gnet_stats_queue)) {
+    gnet_stats_queue gq;
+    std::memcpy(&gq, q->data(), sizeof gq);
+    c.backlog_bytes = gq.backlog;
+    c.qlen = gq.qlen;
+    c.drops = gq.drops;
+    c.overlimits = gq.overlimits;
+  }
+  if (auto b64 = b.get(TCA_STATS_BASIC); b64 && b64->size() >= sizeof(gnet_stats_basic)) {
+    gnet_stats_basic gb;
+    std::memcpy(&gb, b64->data(), sizeof gb);
+    c.bytes = gb.bytes;
+    c.packets = gb.packets;
+  }
+  return c;
+}
+
+// An HTB class's TCA_OPTIONS: tc_htb_opt, with 64-bit rates beside it above 4 GByte/s.
+void read_htb_options(const Attrs& a, ClassInfo& c) {
+  auto opts = a.get(TCA_OPTIONS);
+  if (!opts) return;
+  Attrs o = parse_attrs(*opts);
+  if (auto p = o.get(TCA_HTB_PARMS); p && p->size() >= sizeof(tc_htb_opt)) {
+    tc_htb_opt h;
+    std::memcpy(&h, p->data(), sizeof h);
+    c.rate_bps = uint64_t(h.rate.rate) * 8;
+    c.ceil_bps = uint64_t(h.ceil.rate) * 8;
+    c.prio = h.prio;
+    c.quantum = h.quantum;
+  }
+  auto u64 = [&](uint16_t type, uint64_t& out) {
+    if (auto v = o.get(type); v && v->size() >= sizeof(uint64_t)) {
+      uint64_t bytes;
+      std::memcpy(&bytes, v->data(), sizeof bytes);
+      out = bytes * 8;
+    }
+  };
+  u64(TCA_HTB_RATE64, c.rate_bps);
+  u64(TCA_HTB_CEIL64, c.ceil_bps);
+}
+
 }  // namespace
 
 Result<std::vector<QdiscInfo>> list_qdiscs(RtnlSocket& s, int ifindex) {
@@ -271,6 +319,7 @@ Result<std::vector<QdiscInfo>> list_qdiscs(RtnlSocket& s, int ifindex) {
       q.options_type = type;
       q.options.assign(p.begin(), p.end());
     }
+    q.counters = counters_of(a);
     out.push_back(std::move(q));
   });
   if (!st) return st.error();
@@ -297,7 +346,10 @@ Result<std::vector<ClassInfo>> list_classes(RtnlSocket& s, int ifindex, uint32_t
     c.handle = t->tcm_handle;
     c.parent = t->tcm_parent;
     c.leaf = t->tcm_info;
-    c.kind = parse_attrs(tc_payload(h)).str(TCA_KIND).value_or("");
+    Attrs a = parse_attrs(tc_payload(h));
+    c.kind = a.str(TCA_KIND).value_or("");
+    c.counters = counters_of(a);
+    if (c.kind == "htb") read_htb_options(a, c);
     out.push_back(std::move(c));
   });
   if (!st) return st.error();
@@ -324,36 +376,12 @@ Result<size_t> count_filters(RtnlSocket& s, int ifindex, uint32_t parent) {
 }
 
 Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid) {
-  NlMessage m(RTM_GETTCLASS, 0);
   // The kernel dumps only the classes of the qdisc named by tcm_parent's major.
-  m.header(tc_header(ifindex, TC_H_MAJ(classid), 0));
-  TcCounters c;
-  Status st = s.dump(m, "cannot read class statistics", [&](const nlmsghdr* h) {
-    if (h->nlmsg_type != RTM_NEWTCLASS) return;
-    const auto* t = reinterpret_cast<const tcmsg*>(NLMSG_DATA(h));
-    if (t->tcm_ifindex != ifindex || t->tcm_handle != classid) return;
-    c.found = true;
-    Attrs a = parse_attrs(tc_payload(h));
-    if (auto st2 = a.get(TCA_STATS2)) {
-      Attrs b = parse_attrs(*st2);
-      if (auto q = b.get(TCA_STATS_QUEUE); q && q->size() >= sizeof(gnet_stats_queue)) {
-        gnet_stats_queue gq;
-        std::memcpy(&gq, q->data(), sizeof gq);
-        c.backlog_bytes = gq.backlog;
-        c.qlen = gq.qlen;
-        c.drops = gq.drops;
-        c.overlimits = gq.overlimits;
-      }
-      if (auto b64 = b.get(TCA_STATS_BASIC); b64 && b64->size() >= sizeof(gnet_stats_basic)) {
-        gnet_stats_basic gb;
-        std::memcpy(&gb, b64->data(), sizeof gb);
-        c.bytes = gb.bytes;
-        c.packets = gb.packets;
-      }
-    }
-  });
-  if (!st) return st.error();
-  return c;
+  auto all = list_classes(s, ifindex, TC_H_MAJ(classid));
+  if (!all) return all.error();
+  for (const auto& c : *all)
+    if (c.handle == classid) return c.counters;
+  return TcCounters{};
 }
 
 Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid) {

@@ -7,11 +7,6 @@
 #include <linux/pkt_sched.h>
 #include <net/if.h>
 #include <netdb.h>
-#include <netlink/netlink.h>
-#include <netlink/route/class.h>
-#include <netlink/route/qdisc.h>
-#include <netlink/route/qdisc/htb.h>
-#include <netlink/route/tc.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qos_abi.h"
+#include "qosrun/netlink.hpp"
 #include "qosrun/stats.hpp"
 #include "qosrun/state.hpp"
 
@@ -43,20 +39,6 @@ uint64_t clock_ns(clockid_t c) {
   clock_gettime(c, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
-
-template <class T, void (*Free)(T*)>
-struct NlPtr {
-  T* p = nullptr;
-  NlPtr() = default;
-  explicit NlPtr(T* x) : p(x) {}
-  NlPtr(const NlPtr&) = delete;
-  NlPtr& operator=(const NlPtr&) = delete;
-  ~NlPtr() {
-    if (p) Free(p);
-  }
-};
-void free_cache(nl_cache* c) { nl_cache_free(c); }
-void free_sock(nl_sock* s) { nl_socket_free(s); }
 
 std::string addr_string(uint8_t family, const uint8_t* a) {
   char buf[INET6_ADDRSTRLEN] = {};
@@ -144,59 +126,42 @@ Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
     return Error{fmt::format("no interface '{}' in this network namespace (ip link shows the names; inside a "
                              "namespace run qosrun with ip netns exec)",
                              ifname)};
-  NlPtr<nl_sock, free_sock> sk(nl_socket_alloc());
-  if (!sk.p) return Error{"cannot allocate a netlink socket"};
-  if (int e = nl_connect(sk.p, NETLINK_ROUTE); e < 0)
-    return Error{fmt::format("cannot open a netlink socket: {}", nl_geterror(e))};
-
+  auto sock = nl::RtnlSocket::open();
+  if (!sock) return sock.error();
   QdiscSnapshot snap;
-  {
-    nl_cache* qc = nullptr;
-    if (int e = rtnl_qdisc_alloc_cache(sk.p, &qc); e < 0)
-      return Error{fmt::format("cannot list the qdiscs of {}: {}", ifname, nl_geterror(e))};
-    NlPtr<nl_cache, free_cache> qcache(qc);
-    rtnl_qdisc* root = rtnl_qdisc_get_by_parent(qc, static_cast<int>(ifindex), TC_H_ROOT);
-    if (root) {
-      rtnl_tc* tc = TC_CAST(root);
-      snap.root.present = true;
-      snap.root.handle = rtnl_tc_get_handle(tc);
-      const char* kind = rtnl_tc_get_kind(tc);
-      snap.root.kind = kind ? kind : "";
-      snap.root.bytes = rtnl_tc_get_stat(tc, RTNL_TC_BYTES);
-      snap.root.packets = rtnl_tc_get_stat(tc, RTNL_TC_PACKETS);
-      snap.root.drops = rtnl_tc_get_stat(tc, RTNL_TC_DROPS);
-      snap.root.overlimits = rtnl_tc_get_stat(tc, RTNL_TC_OVERLIMITS);
-      snap.root.backlog_bytes = rtnl_tc_get_stat(tc, RTNL_TC_BACKLOG);
-      snap.root.qlen = rtnl_tc_get_stat(tc, RTNL_TC_QLEN);
-      rtnl_qdisc_put(root);
-    }
+  auto root = nl::root_qdisc(*sock, int(ifindex));
+  if (!root) return root.error();
+  if (*root) {
+    const nl::QdiscInfo& q = **root;
+    snap.root.present = true;
+    snap.root.handle = q.handle;
+    snap.root.kind = q.kind;
+    snap.root.bytes = q.counters.bytes;
+    snap.root.packets = q.counters.packets;
+    snap.root.drops = q.counters.drops;
+    snap.root.overlimits = q.counters.overlimits;
+    snap.root.backlog_bytes = q.counters.backlog_bytes;
+    snap.root.qlen = q.counters.qlen;
   }
-  nl_cache* cc = nullptr;
-  if (int e = rtnl_class_alloc_cache(sk.p, static_cast<int>(ifindex), &cc); e < 0)
-    return Error{fmt::format("cannot list the traffic classes of {}: {}", ifname, nl_geterror(e))};
-  NlPtr<nl_cache, free_cache> ccache(cc);
-  for (nl_object* o = nl_cache_get_first(cc); o; o = nl_cache_get_next(o)) {
-    auto* cls = reinterpret_cast<rtnl_class*>(o);
-    rtnl_tc* tc = TC_CAST(cls);
-    uint32_t handle = rtnl_tc_get_handle(tc);
-    const char* kind = rtnl_tc_get_kind(tc);
-    if (!kind || std::strcmp(kind, "htb") != 0) continue;
+  auto classes = nl::list_classes(*sock, int(ifindex));
+  if (!classes) return classes.error();
+  for (const nl::ClassInfo& c : *classes) {
+    if (c.kind != "htb") continue;
     QueueCounters q;
-    q.handle = handle;
-    q.parent = rtnl_tc_get_parent(tc);
-    q.bytes = rtnl_tc_get_stat(tc, RTNL_TC_BYTES);
-    q.packets = rtnl_tc_get_stat(tc, RTNL_TC_PACKETS);
-    q.drops = rtnl_tc_get_stat(tc, RTNL_TC_DROPS);
-    q.overlimits = rtnl_tc_get_stat(tc, RTNL_TC_OVERLIMITS);
-    q.backlog_bytes = rtnl_tc_get_stat(tc, RTNL_TC_BACKLOG);
-    q.qlen = rtnl_tc_get_stat(tc, RTNL_TC_QLEN);
-    uint64_t r = 0;
-    if (rtnl_htb_get_rate64(cls, &r) == 0) q.rate_bps = r * 8;
-    if (rtnl_htb_get_ceil64(cls, &r) == 0) q.ceil_bps = r * 8;
-    q.prio = rtnl_htb_get_prio(cls);
-    q.quantum = rtnl_htb_get_quantum(cls);
+    q.handle = c.handle;
+    q.parent = c.parent;
+    q.bytes = c.counters.bytes;
+    q.packets = c.counters.packets;
+    q.drops = c.counters.drops;
+    q.overlimits = c.counters.overlimits;
+    q.backlog_bytes = c.counters.backlog_bytes;
+    q.qlen = c.counters.qlen;
+    q.rate_bps = c.rate_bps;
+    q.ceil_bps = c.ceil_bps;
+    q.prio = c.prio;
+    q.quantum = c.quantum;
     // Classes of other HTB qdiscs on the device: isolation's sub-queues.
-    if ((handle >> 16) != major) {
+    if ((c.handle >> 16) != major) {
       snap.nested.push_back(q);
       continue;
     }

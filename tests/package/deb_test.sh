@@ -45,7 +45,7 @@ echo "built $(basename "$deb") ($(stat -c %s "$deb") bytes) in $(( $(date +%s) -
 # ---- control data
 dpkg-deb -I "$deb" >"$TMP/info.log" || fail "dpkg-deb -I failed"
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in libbpf1 libclang-cpp19 libllvm19 libnl-route-3-200 libnl-3-200 libfmt9 libelf1; do
+for lib in libbpf1 libclang-cpp19 libllvm19 libfmt9 libelf1; do
   grep -qw "$lib" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
 grep -q -- "-dev" <<<"$depends" && fail "Depends names a -dev package: $depends"

@@ -88,6 +88,14 @@ class RtnlSocket {
 
 // ---- qdiscs and classes as the kernel reports them -----------------------------------------
 
+// A qdisc's or class's counters as the kernel keeps them (TCA_STATS2).
+struct TcCounters {
+  bool found = false;          // the class exists
+  uint64_t bytes = 0, packets = 0;   // sent
+  uint32_t drops = 0, overlimits = 0;
+  uint32_t backlog_bytes = 0, qlen = 0;   // queued now
+};
+
 struct QdiscInfo {
   int ifindex = 0;
   uint32_t handle = 0;     // major << 16
@@ -96,14 +104,20 @@ struct QdiscInfo {
   bool has_options = false;
   uint16_t options_type = 0;          // TCA_OPTIONS with its flag bits as dumped
   std::vector<uint8_t> options;       // raw TCA_OPTIONS payload, replayed as is
+  TcCounters counters;
 };
 struct ClassInfo {
   uint32_t handle = 0, parent = 0;
   std::string kind;
   uint32_t leaf = 0;                  // handle of the leaf qdisc (TCA_... not dumped: 0)
+  TcCounters counters;
+  // HTB's parameters as dumped (kind "htb"): rates in bit/s, prio, quantum.
+  uint64_t rate_bps = 0, ceil_bps = 0;
+  uint32_t prio = 0, quantum = 0;
 };
 
 Result<std::vector<QdiscInfo>> list_qdiscs(RtnlSocket& s, int ifindex);
+// The classes of the qdisc `parent_handle` (0: of every qdisc on the device), with counters.
 Result<std::vector<ClassInfo>> list_classes(RtnlSocket& s, int ifindex, uint32_t parent_handle = 0);
 // Number of filters attached at `parent` (a qdisc handle or clsact ingress/egress).
 Result<size_t> count_filters(RtnlSocket& s, int ifindex, uint32_t parent);
@@ -153,13 +167,6 @@ Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid);
 Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
 Status change_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
 
-// One class's counters as the kernel keeps them (TCA_STATS2).
-struct TcCounters {
-  bool found = false;          // the class exists
-  uint64_t bytes = 0, packets = 0;   // sent
-  uint32_t drops = 0, overlimits = 0;
-  uint32_t backlog_bytes = 0, qlen = 0;   // queued now
-};
 // From an RTM_GETTCLASS dump of the classes of classid's qdisc.
 Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid);
 // Backlog of one class (bytes queued now).

@@ -60,7 +60,7 @@ Result<std::vector<ClassCounters>> read_stats_map(int fd, uint32_t slots);
 // One entry of that map, summed over CPUs (what read_stats_map does per slot).
 Status read_stats_entry(int fd, uint32_t key, ClassCounters& out);
 
-// One HTB class as the kernel reports it (netlink, libnl-route-3).
+// One HTB class as the kernel reports it (qosrun/netlink.hpp).
 struct QueueCounters {
   uint32_t handle = 0;          // major << 16 | minor
   uint32_t parent = 0;
