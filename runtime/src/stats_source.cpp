@@ -7,7 +7,6 @@
 #include <linux/pkt_sched.h>
 #include <net/if.h>
 #include <netdb.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,8 +14,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -239,10 +236,9 @@ Result<std::vector<FlowEntry>> read_flows(int fd) {
 // ---- pinned state --------------------------------------------------------------------------
 //
 // `qosrun attach` (runtime/src/state.cpp, qosrun/state.hpp) pins the maps by
-// name under $QOSRUN_PIN_ROOT/<ifname> (default /sys/fs/bpf/qosc) and writes
-// state::paths_for(ifname).state_file (/run/qosc/<key>/state.json) with the
-// manifest, the pin directory, the namespace and the map ids. The ids find
-// the maps when the bpffs is not visible (`ip netns exec` remounts /sys).
+// name under $QOSRUN_PIN_ROOT/<ifname> (default /sys/fs/bpf/qosc) and records
+// the manifest, the pin directory, the namespace and the map ids in the
+// interface's state record.
 
 namespace {
 
@@ -287,43 +283,6 @@ std::vector<uint32_t> maps_of_prog(uint32_t prog_id) {
 
 }  // namespace
 
-std::string stats_pin_dir(const std::string& ifname) { return state::paths_for(ifname).pin_dir; }
-
-std::string stats_state_file(const std::string& ifname) { return state::paths_for(ifname).state_file; }
-
-static Result<nlohmann::json> read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return errno_error(errno, fmt::format("cannot read {}", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const std::exception& e) {
-    return Error{fmt::format("{} does not parse: {}", path, e.what())};
-  }
-}
-
-static Result<qosc::Manifest> manifest_of_state(const nlohmann::json& j, const std::string& path) {
-  try {
-    if (j.contains("manifest") && j["manifest"].is_object()) return qosc::manifest_from_json(j["manifest"]);
-    if (j.contains("classes")) return qosc::manifest_from_json(j);
-    if (j.contains("object") && j["object"].is_string()) {
-      auto pol = LoadedPolicy::open_file(j["object"].get<std::string>());
-      if (!pol) return pol.error();
-      return pol->manifest();
-    }
-  } catch (const std::exception& e) {
-    return Error{fmt::format("{}: bad manifest: {}", path, e.what())};
-  }
-  return Error{fmt::format("{} holds no manifest", path)};
-}
-
-Result<qosc::Manifest> read_state_manifest(const std::string& state_file) {
-  auto j = read_json_file(state_file);
-  if (!j) return j.error();
-  return manifest_of_state(*j, state_file);
-}
-
 Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const std::string& pin_dir) {
   StatsSource s;
   s.ifname_ = ifname;
@@ -331,69 +290,43 @@ Result<StatsSource> StatsSource::open_pinned(const std::string& ifname, const st
     return Error{fmt::format("no interface '{}' in this network namespace (inside a namespace, run qosrun with "
                              "ip netns exec NS)",
                              ifname)};
-  std::string sf = stats_state_file(ifname);
-  nlohmann::json state;
-  {
-    struct stat st{};
-    if (stat(sf.c_str(), &st) != 0) {
-      // A state file next to the pins (hand-made or older layouts).
-      std::string alt = (pin_dir.empty() ? stats_pin_dir(ifname) : pin_dir) + "/state.json";
-      if (stat(alt.c_str(), &st) != 0)
-        return Error{fmt::format("no qosc policy is attached to {} (no {}); attach one with `qosrun attach OBJ {}`",
-                                 ifname, sf, ifname)};
-      sf = alt;
-    }
-    auto j = read_json_file(sf);
-    if (!j) return j.error();
-    state = std::move(*j);
-  }
-  if (state.contains("netns") && state["netns"].is_number_unsigned()) {
-    const int format = state.contains("format") && state["format"].is_number_integer() ? state["format"].get<int>() : 1;
-    uint64_t ns = state["netns"].get<uint64_t>();
-    if (ns != 0 && !state::netns_is_here(format, ns))
-      return Error{fmt::format("the policy recorded for {} in {} was attached in another network namespace; run "
-                               "qosrun stats in that namespace (ip netns exec NS qosrun stats {})",
-                               ifname, sf, ifname)};
-  }
-  if (state.contains("phase") && state["phase"].is_string() && state["phase"] != "attached")
+  // The record attach wrote (qosrun/state.hpp), read by the same code as status and detach.
+  auto rec = state::read(ifname);
+  if (!rec) return rec.error();
+  if (!*rec)
+    return Error{fmt::format("no qosc policy is attached to {} (no {}); attach one with `qosrun attach OBJ {}`",
+                             ifname, state::state_file(ifname), ifname)};
+  const state::Record& r = **rec;
+  if (r.netns != 0 && !r.in_this_netns())
+    return Error{fmt::format("the policy recorded for {} in {} was attached in another network namespace; run "
+                             "qosrun stats in that namespace (ip netns exec NS qosrun stats {})",
+                             ifname, state::state_file(ifname), ifname)};
+  if (r.phase != state::Phase::Attached)
     return Error{fmt::format("the policy on {} is {} (state {}); try again in a moment, or `qosrun detach {}` "
                              "to clean up after a crash",
-                             ifname, state["phase"].get<std::string>(), sf, ifname)};
-  auto m = manifest_of_state(state, sf);
-  if (!m) return m.error();
-  s.manifest_ = std::move(*m);
-  s.pin_dir_ = !pin_dir.empty() ? pin_dir
-               : state.contains("pin_dir") && state["pin_dir"].is_string() ? state["pin_dir"].get<std::string>()
-                                                                          : stats_pin_dir(ifname);
+                             ifname, state::to_string(r.phase), state::state_file(ifname), ifname)};
+  s.manifest_ = r.manifest;
+  s.pin_dir_ = !pin_dir.empty() ? pin_dir : !r.pin_dir.empty() ? r.pin_dir : state::paths_for(ifname).pin_dir;
   // Candidate ids, each checked by name: the maps of the XDP program running on the interface now
-  // (the truth after a reload), of the programs recorded in {"progs": {...}}, then the recorded
-  // {"maps": {"qos_stats": 17, ...}} and {"map_ids": [...]}.
+  // (the truth after a reload), of the recorded programs, then the recorded maps. The ids find the
+  // maps when the bpffs is not visible (`ip netns exec` remounts /sys).
   std::vector<uint32_t> ids;
   {
     std::vector<uint32_t> progs;
     uint32_t live = 0;
     if (bpf_xdp_query_id(static_cast<int>(if_nametoindex(ifname.c_str())), 0, &live) == 0 && live) progs.push_back(live);
-    if (state.contains("progs") && state["progs"].is_object())
-      for (const auto& [k, v] : state["progs"].items())
-        if (v.is_number_unsigned()) progs.push_back(v.get<uint32_t>());
+    for (const auto& [name, id] : r.progs) progs.push_back(id);
     for (uint32_t p : progs)
       for (uint32_t id : maps_of_prog(p)) ids.push_back(id);
   }
-  if (state.contains("maps") && state["maps"].is_object())
-    for (const auto& [k, v] : state["maps"].items())
-      if (v.is_number_unsigned()) ids.push_back(v.get<uint32_t>());
-  if (state.contains("map_ids") && state["map_ids"].is_array())
-    for (const auto& v : state["map_ids"])
-      if (v.is_number_unsigned()) ids.push_back(v.get<uint32_t>());
+  for (const auto& [name, id] : r.maps) ids.push_back(id);
   int fd = open_map(s.pin_dir_ + "/" + s.manifest_.stats_map, s.manifest_.stats_map, ids);
   if (fd < 0)
     return Error{fmt::format("cannot open the statistics map of {} (not pinned at {}/{} and no live map of that "
                              "name among the recorded ids); `qosrun status {}` shows the attachment",
                              ifname, s.pin_dir_, s.manifest_.stats_map, ifname)};
   s.stats_.reset(fd);
-  if (state.contains("ingress") && state["ingress"].is_object() && state["ingress"].contains("ifb_name") &&
-      state["ingress"]["ifb_name"].is_string())
-    s.ifb_ = state["ingress"]["ifb_name"].get<std::string>();
+  if (r.ingress) s.ifb_ = r.ingress->ifb_name;
   if (s.manifest_.pifo_mapping == "sp-pifo") {
     fd = open_map(s.pin_dir_ + "/qos_pifo", "qos_pifo", ids);
     if (fd >= 0) s.pifo_.reset(fd);
@@ -424,13 +357,8 @@ Result<StatsSource> StatsSource::from_fds(const qosc::Manifest& manifest, int st
     s.flows_.reset(d);
   }
   // The IFB of --ingress-shape, from the record of this attachment (when there is one).
-  if (auto j = read_json_file(stats_state_file(ifname));
-      j && j->contains("ingress") && (*j)["ingress"].is_object() &&
-      (!j->contains("netns") || !(*j)["netns"].is_number_unsigned() ||
-       state::netns_is_here(j->value("format", 1), (*j)["netns"].get<uint64_t>()))) {
-    const auto& in = (*j)["ingress"];
-    if (in.contains("ifb_name") && in["ifb_name"].is_string()) s.ifb_ = in["ifb_name"].get<std::string>();
-  }
+  if (auto rec = state::read(ifname); rec && *rec && (*rec)->ingress && ((*rec)->netns == 0 || (*rec)->in_this_netns()))
+    s.ifb_ = (*rec)->ingress->ifb_name;
   return s;
 }
 

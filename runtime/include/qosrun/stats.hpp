@@ -180,16 +180,6 @@ class StatsSource {
   Fd stats_, flows_, pifo_, iso_slots_, iso_stats_;
 };
 
-// Where `qosrun attach` pins an interface's maps ($QOSRUN_PIN_ROOT/<ifname>,
-// default /sys/fs/bpf/qosc/<ifname>) and writes its record
-// ($QOSRUN_STATE_ROOT/<ifname>/state.json, default /run/qosc/...); the same
-// layout as qosrun/state.hpp.
-std::string stats_pin_dir(const std::string& ifname);
-std::string stats_state_file(const std::string& ifname);
-// The manifest of a state.json: {"manifest": {...}}, a bare manifest, or
-// {"object": PATH} read from the object's ELF.
-Result<qosc::Manifest> read_state_manifest(const std::string& state_file);
-
 // ---- the derived view: counters + rates ------------------------------------------
 
 struct HookView {
