@@ -54,6 +54,9 @@ Status detach(const DetachOptions& o, std::ostream& log, std::vector<std::string
                              o.ifname, r.owner_pid, r.owner_pid)};
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
+  // An interrupted reload first, so that the programs on the interface are the recorded ones.
+  if (Status st = recover_interrupted_reload(r, *sock, log, o.verbosity); !st)
+    log << "qosrun: note: " << st.error().message << "\n";
   r.phase = state::Phase::Detaching;
   (void)state::write(r);
   Teardown t;

@@ -55,5 +55,10 @@ void teardown(state::Record& r, nl::RtnlSocket& s, Teardown& t, std::ostream& lo
 Error with_undo_result(Error e, const Teardown& t);
 // Pins programs and maps of a loaded policy; fills rec.progs/maps.
 Status pin_all(const LoadedPolicy& p, state::Record& rec);
+// A reload whose process died (r.reloading, see state::ReloadJournal) undone:
+// the recorded programs and trees put back, the journal cleared and `r`
+// written. Nothing to do (ok) without an interrupted reload. Called under the
+// interface's lock by every command that changes the interface.
+Status recover_interrupted_reload(state::Record& r, nl::RtnlSocket& s, std::ostream& log, int v);
 
 }  // namespace qosrun::lifecycle

@@ -5,6 +5,8 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <map>
 #include <ostream>
@@ -74,6 +76,49 @@ Status swap_xdp(const state::Record& r, int new_fd, int old_fd) {
 
 }  // namespace
 
+namespace lifecycle {
+
+Status recover_interrupted_reload(state::Record& r, nl::RtnlSocket& s, std::ostream& log, int v) {
+  if (!r.reloading || !r.reloading->interrupted()) return {};
+  const state::ReloadJournal jr = *r.reloading;
+  auto fail = [&](const std::string& why) {
+    return Error{fmt::format("a reload of {} by qosrun pid {} was interrupted and cannot be undone: {}; run `qosrun "
+                             "detach {}` and attach again",
+                             r.ifname, jr.pid, why, r.ifname)};
+  };
+  // 1. The recorded (old) programs back: TC on every side, then XDP. The old
+  //    ones are still pinned: the reload pins the new ones only once it commits.
+  Fd old_xdp(old_prog_fd(r, r.manifest.xdp_prog)), old_tc(old_prog_fd(r, r.manifest.tc_prog));
+  if (!old_xdp || !old_tc) return fail("the old programs are gone");
+  std::vector<state::Side*> sides{&r.main};
+  if (r.ingress) sides.push_back(&r.ingress->ifb);
+  for (state::Side* side : sides)
+    if (tc_prog_now(side->ifindex, BPF_TC_EGRESS, side->tc.handle, side->tc.priority) != side->tc.prog_id)
+      if (Status st = swap_tc(side->ifindex, side->tc, old_tc.get(), side->ifname); !st) return fail(st.error().message);
+  if (uint32_t now = xdp_prog_now(r.ifindex, r.xdp.mode); now != r.xdp.prog_id) {
+    Fd current(bpf_prog_get_fd_by_id(now));
+    if (Status st = swap_xdp(r, old_xdp.get(), current.get()); !st) return fail(st.error().message);
+  }
+  // 2. The trees: classes that persist back to the recorded plan, the leaves
+  //    the reload added removed (nothing steers to them any more).
+  std::vector<std::pair<state::Side*, const htb::Plan*>> trees{{&r.main, &jr.main_to}};
+  if (r.ingress && jr.ifb_to) trees.push_back({&r.ingress->ifb, &*jr.ifb_to});
+  for (auto [side, to] : trees) {
+    if (!side->has_queues) continue;
+    if (Status st = htb::change_persisting(s, side->ifindex, *to, side->queues.plan); !st) return fail(st.error().message);
+    std::vector<std::string> w;
+    (void)htb::delete_obsolete(s, side->ifindex, *to, side->queues.plan, 0, &w);
+  }
+  r.reloading.reset();
+  if (Status st = state::write(r); !st) return st;
+  say(log, v, 0, fmt::format("note: a reload of {} to {} by qosrun pid {} was interrupted; policy '{}' is "
+                             "back as it was",
+                             r.ifname, jr.object, jr.pid, r.manifest.policy));
+  return {};
+}
+
+}  // namespace lifecycle
+
 Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   const int v = o.verbosity;
   auto ifindex = ifindex_of(o.ifname);
@@ -93,6 +138,11 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   state::Record old = **existing;
   if (!old.in_this_netns())
     return Error{fmt::format("the qosc state of {} was made in another network namespace: reload there", o.ifname)};
+  auto sock = nl::RtnlSocket::open();
+  if (!sock) return sock.error();
+  if (Status st = recover_interrupted_reload(old, *sock, log, v); !st) return st.error();
+  if (old.reloading)
+    return Error{fmt::format("qosrun pid {} is reloading {}: wait for it to finish", old.reloading->pid, o.ifname)};
   if (std::string why = old.stale_reason(); !why.empty() || old.phase != state::Phase::Attached)
     return Error{fmt::format("the policy on {} was left behind ({}): run `qosrun detach {}` and attach again", o.ifname,
                              why.empty() ? "an attach or detach did not finish" : why, o.ifname)};
@@ -100,8 +150,6 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     return Error{fmt::format("{} is not the interface the policy was attached to (ifindex {} then, {} now): run "
                              "`qosrun detach {}` and attach again",
                              o.ifname, old.ifindex, *ifindex, o.ifname)};
-  auto sock = nl::RtnlSocket::open();
-  if (!sock) return sock.error();
 
   // The programs attached now must be the ones the record names.
   Fd old_xdp(old_prog_fd(old, old.manifest.xdp_prog)), old_tc(old_prog_fd(old, old.manifest.tc_prog));
@@ -196,10 +244,24 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
                                     "controller: detach and attach it to adapt",
                                     o.ifname));
 
+  // The journal first: a reload killed from here on is undone by the next
+  // reload or detach (recover_interrupted_reload).
+  {
+    state::Record journaled = old;
+    state::ReloadJournal jr;
+    jr.pid = ::getpid();
+    jr.start = state::process_start_time(jr.pid);
+    jr.object = rec.object;
+    jr.main_to = sides[0].to;
+    if (sides.size() > 1) jr.ifb_to = sides[1].to;
+    journaled.reloading = std::move(jr);
+    if (Status st = state::write(journaled); !st) return st.error();
+  }
   // Undo in reverse order of what succeeded.
   std::vector<std::function<void()>> undo;
   auto rollback = [&](Error e) -> Error {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+    (void)state::write(old);   // without the journal
     e.message += fmt::format("\n  the policy '{}' on {} was left as it was", old.manifest.policy, o.ifname);
     return e;
   };

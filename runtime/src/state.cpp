@@ -508,6 +508,11 @@ nlohmann::json to_json(const Record& r) {
     j["adaptive"] = {{"reflectors", r.adaptive->reflectors},
                      {"supervisor_pid", r.adaptive->supervisor_pid},
                      {"supervisor_start", r.adaptive->supervisor_start}};
+  if (r.reloading) {
+    const ReloadJournal& rl = *r.reloading;
+    j["reloading"] = {{"pid", rl.pid}, {"start", rl.start}, {"object", rl.object}, {"main_to", htb::to_json(rl.main_to)}};
+    if (rl.ifb_to) j["reloading"]["ifb_to"] = htb::to_json(*rl.ifb_to);
+  }
   return j;
 }
 
@@ -555,6 +560,15 @@ Record record_from_json(const nlohmann::json& j) {
     ad.supervisor_pid = a->at("supervisor_pid").get<pid_t>();
     ad.supervisor_start = a->at("supervisor_start").get<uint64_t>();
     r.adaptive = std::move(ad);
+  }
+  if (auto rl = j.find("reloading"); rl != j.end() && !rl->is_null()) {   // absent: no reload under way
+    ReloadJournal jr;
+    jr.pid = rl->at("pid").get<pid_t>();
+    jr.start = rl->at("start").get<uint64_t>();
+    jr.object = rl->at("object").get<std::string>();
+    jr.main_to = htb::plan_from_json(rl->at("main_to"));
+    if (auto t = rl->find("ifb_to"); t != rl->end()) jr.ifb_to = htb::plan_from_json(*t);
+    r.reloading = std::move(jr);
   }
   return r;
 }

@@ -76,6 +76,10 @@ Result<StatusReport> status_of(const std::string& ifname) {
     s.problems.push_back(fmt::format("the adaptive rate's supervisor (pid {}) is gone: the rate stays where it was; "
                                      "detach and attach again (its log: {}/supervisor.log)",
                                      r.adaptive->supervisor_pid, state::paths_for(ifname).state_dir));
+  if (r.reloading && r.reloading->interrupted())
+    s.problems.push_back(fmt::format("a reload to {} by qosrun pid {} was interrupted: the next `qosrun reload` or "
+                                     "`qosrun detach` of {} puts the recorded policy back first",
+                                     r.reloading->object, r.reloading->pid, ifname));
   if (s.stale) s.problems.push_back(fmt::format("stale: {}; `qosrun detach {}` cleans up", stale_why, ifname));
   return s;
 }

@@ -311,3 +311,53 @@ TEST(Reload, FailureAtAnyStepKeepsTheOldPolicy) {
   EXPECT_EQ(none.rc, 1);
   EXPECT_NE(none.err.find("has no qosc policy attached"), std::string::npos) << none.all();
 }
+
+// A reload killed (kill -9) at any step is journaled: status says so, and the
+// next command puts the recorded policy back before doing its own work — a
+// reload then reloads, a detach restores the interface exactly.
+TEST(Reload, KilledAtAnyStepIsUndoneByTheNextCommand) {
+  REQUIRE_ROOT();
+  Pair p("rlk");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string gaming = compile_example("gaming"), server = compile_example("server");
+  const std::string before = p.snapshot();
+  ASSERT_EQ(p.qosrun("attach " + server + " " + p.if_a + " --ingress-shape").rc, 0);
+  // The trees (program ids change with every reload; the classes must not).
+  auto trees = [&] {
+    return p.in_a("tc class show dev " + p.if_a + "; tc qdisc show dev " + p.if_a +
+                  "; tc class show dev $(ip -o link show type ifb | cut -d: -f2 | tr -d ' ' | cut -d@ -f1)")
+        .out;
+  };
+  const std::string attached = trees();
+  for (const char* step : {"reload-htb", "reload-tc", "reload-xdp", "reload-change"}) {
+    SCOPED_TRACE(step);
+    Background bg = start_background(
+        p.qosrun_cmdline("reload " + gaming + " " + p.if_a, std::string("QOSRUN_PAUSE_AT=") + step),
+        std::string("rlk-") + step);
+    ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
+    bg.kill9();
+    bg.wait();
+    Cmd st = p.qosrun("status " + p.if_a);
+    EXPECT_NE(st.out.find("was interrupted"), std::string::npos) << st.all();
+    // The next reload first undoes the interrupted one, then does its own.
+    Cmd r = p.qosrun("reload " + gaming + " " + p.if_a);
+    ASSERT_EQ(r.rc, 0) << r.all();
+    EXPECT_NE(r.err.find("was interrupted; policy 'server' is back as it was"), std::string::npos) << r.all();
+    st = p.qosrun("status " + p.if_a);
+    EXPECT_NE(st.out.find("policy 'gaming'"), std::string::npos) << st.all();
+    EXPECT_EQ(st.out.find("MISSING"), std::string::npos) << st.all();
+    EXPECT_EQ(st.out.find("interrupted"), std::string::npos) << st.all();
+    ASSERT_EQ(p.qosrun("reload " + server + " " + p.if_a).rc, 0);
+    EXPECT_EQ(trees(), attached);
+  }
+  // Killed after the programs were swapped, then detached: the interface is as before the attach.
+  Background bg = start_background(
+      p.qosrun_cmdline("reload " + gaming + " " + p.if_a, "QOSRUN_PAUSE_AT=reload-change"), "rlk-detach");
+  ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
+  bg.kill9();
+  bg.wait();
+  Cmd d = p.qosrun("detach " + p.if_a);
+  EXPECT_EQ(d.rc, 0) << d.all();
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}

@@ -156,6 +156,21 @@ struct Adaptive {
   uint64_t supervisor_start = 0;   // process_start_time: a reused pid is not ours
 };
 
+// A reload in progress (`qosrun reload`), written before its first change to
+// the interface and cleared when the new record is written. Until then the
+// record still describes the old policy, whose programs stay pinned. A
+// journal whose process is gone (kill -9, a crash) is an interrupted reload:
+// the next reload or detach finishes it by putting the old policy back
+// (lifecycle::recover_interrupted_reload).
+struct ReloadJournal {
+  pid_t pid = 0;
+  uint64_t start = 0;           // process_start_time of pid
+  std::string object;           // the object being loaded
+  htb::Plan main_to;            // the trees it is changing to
+  std::optional<htb::Plan> ifb_to;
+  bool interrupted() const { return !process_alive(pid, start); }
+};
+
 // Where the record's owner is: each phase is written before its first step
 // ("attaching", "attached", "detaching" in state.json).
 enum class Phase : uint8_t { Attaching, Attached, Detaching };
@@ -186,6 +201,7 @@ struct Record {
   std::string pin_dir;
   bool xdp_meta = false;      // attached with --xdp-meta (reload keeps it)
   std::optional<Adaptive> adaptive;   // the policy has an adaptive rate
+  std::optional<ReloadJournal> reloading;   // a reload is changing the interface
 
   // Made in the calling thread's network namespace?
   bool in_this_netns() const;
