@@ -61,11 +61,11 @@ TEST(Parser, PlansAndHosts) {
   EXPECT_EQ(pl.attrs[0].rate.bps, 50'000'000u);
   EXPECT_EQ(pl.attrs[1].kind, ast::PlanAttrKind::Ceil);
   EXPECT_EQ(pl.attrs[1].rate.bps, 100'000'000u);
-  EXPECT_EQ(pl.attrs[1].loc, (Loc{5, 32, 4}));
+  EXPECT_EQ(pl.attrs[1].loc, (Loc{5, 31, 4}));
   EXPECT_EQ(pl.attrs[2].size.bytes, 200u * 1024);
   ASSERT_EQ(pl.attrs[3].classes.size(), 2u);
   EXPECT_EQ(pl.attrs[3].classes[1].first, "hosts");
-  EXPECT_EQ(pl.attrs[3].classes[1].second, (Loc{5, 73, 5}));
+  EXPECT_EQ(pl.attrs[3].classes[1].second, (Loc{5, 72, 5}));
   ASSERT_EQ(p.ast->hosts.size(), 1u);
   EXPECT_EQ(p.ast->hosts[0].by, "daddr");
   EXPECT_EQ(p.ast->hosts[0].loc, (Loc{6, 3, 5}));

@@ -485,7 +485,7 @@ TEST(Diff, PlanAndHostsChangesAreReported) {
   EXPECT_FALSE(d.same());
   const std::string text = analysis::to_text(d);
   for (const char* line : {"  hosts: daddr -> saddr nat\n", "  plan 'gone' removed\n", "  plan 'new' added\n",
-                           "  plan 'basic': rate 10mbit -> 20mbit\n", "  plan 'premium': ceil 50mbit -> 80mbit\n",
+                           "  plan 'basic': rate 10mbit -> 20mbit\n", "  plan 'premium': ceil the rate -> 80mbit\n",
                            "  plan 'premium': burst default -> 64kb\n", "  plan 'premium': classes all -> bulk\n"})
     EXPECT_NE(text.find(line), std::string::npos) << line << text;
   EXPECT_EQ(analysis::to_json(d)["classes"].size(), 7u) << text;

@@ -191,8 +191,8 @@ void compare_plans(const ir::Policy& a, const ir::Policy& b, std::vector<Setting
       if (from != to) out.push_back({subject, field, std::move(from), std::move(to)});
     };
     changed("rate", units::format_rate(o->rate_bps), units::format_rate(p.rate_bps));
-    changed("ceil", units::format_rate(o->ceil_bps ? o->ceil_bps : o->rate_bps),
-            units::format_rate(p.ceil_bps ? p.ceil_bps : p.rate_bps));
+    changed("ceil", o->ceil_bps ? units::format_rate(o->ceil_bps) : "the rate",
+            p.ceil_bps ? units::format_rate(p.ceil_bps) : "the rate");
     changed("burst", o->burst_bytes ? size_text(o->burst_bytes) : "default", p.burst_bytes ? size_text(p.burst_bytes) : "default");
     changed("classes", plan_classes_text(a, *o), plan_classes_text(b, p));
   }
