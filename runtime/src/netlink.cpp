@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -212,7 +213,11 @@ Status RtnlSocket::receive(uint32_t seq, size_t buffer_size, const std::string& 
 
 std::vector<RtnlSocket::BatchFailure> RtnlSocket::batch(std::span<NlMessage> msgs) {
   std::vector<BatchFailure> failed;
-  constexpr size_t kChunkBytes = 32 * 1024;
+  // QOSRUN_NETLINK_BATCH=0: one request per sendmsg, for measuring what batching gives (bench/hosts).
+  static const size_t kChunkBytes = [] {
+    const char* e = std::getenv("QOSRUN_NETLINK_BATCH");
+    return e && std::string(e) == "0" ? size_t{1} : size_t{32 * 1024};
+  }();
   std::vector<uint8_t> out;
   size_t i = 0;
   while (i < msgs.size()) {
