@@ -83,7 +83,7 @@ for _ in $(seq 1 30); do [ -e $MEASURING ] || break; sleep 20; done
 echo $$ >$MEASURING
 held=1
 
-base=() ; att=() ; att_rep=() ; nob=() ; one=() ; one_rep=() ; many=() ; many_rep=()
+det=() ; base=() ; att=() ; att_rep=() ; nob=() ; one=() ; one_rep=() ; many=() ; many_rep=()
 for r in $(seq 1 "$RUNS"); do
   base+=("$(timed "$QOSRUN" attach "$WORK/isp.bpf.o" $IF)")
   q "$QOSRUN" detach $IF >/dev/null
@@ -97,7 +97,7 @@ for r in $(seq 1 "$RUNS"); do
     ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
     [ $t = t1000 ] && { many+=("$ms"); many_rep+=("$(reported)"); grep -q " 1000 changed" "$WORK/last.out" || { cat "$WORK/last.out"; exit 1; }; }
   done
-  q "$QOSRUN" detach $IF >/dev/null
+  det+=("$(timed "$QOSRUN" detach $IF)")
   nob+=("$(timed env QOSRUN_NETLINK_BATCH=0 "$QOSRUN" attach "$WORK/isp.bpf.o" $IF --hosts "$WORK/t0.csv")")
   q "$QOSRUN" detach $IF >/dev/null
 done
@@ -109,6 +109,7 @@ A=$(median "${att[@]}")
 N=$(median "${nob[@]}")
 O=$(median "${one[@]}")
 M=$(median "${many[@]}")
+D=$(median "${det[@]}")
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 out=$(cat <<TXT
 hosts benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) cores; median of $RUNS runs, wall ms of the qosrun command
@@ -118,7 +119,8 @@ attach --hosts (10,000 hosts)                        $A ms   ($(ratio $A $B)x ba
   ... netlink batching off (QOSRUN_NETLINK_BATCH=0)  $N ms   (batching: $(ratio $N $A)x faster)
 hosts apply, 1 host changed                          $O ms   ($(ratio $O $B)x baseline; target < 10 ms)   qosrun's own: ${one_rep[*]} ms
 hosts apply, 1,000 hosts changed                     $M ms   ($(ratio $M $B)x baseline; target < 1000 ms)   qosrun's own: ${many_rep[*]} ms
-runs (ms): baseline ${base[*]} | attach ${att[*]} | unbatched ${nob[*]} | one ${one[*]} | 1000 ${many[*]}
+detach (10,000 hosts)                                $D ms
+runs (ms): baseline ${base[*]} | attach ${att[*]} | unbatched ${nob[*]} | one ${one[*]} | 1000 ${many[*]} | detach ${det[*]}
 TXT
 )
 echo "$out"

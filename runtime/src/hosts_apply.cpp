@@ -137,7 +137,7 @@ void drain(nl::RtnlSocket& s, int ifindex, const std::vector<uint32_t>& classids
 }  // namespace
 
 Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement& old, const Placement& next,
-                      const std::function<Status(const Placement&)>& committed) {
+                      const std::function<Status(const Placement&, const std::vector<uint32_t>&)>& committed) {
   const auto t0 = Clock::now();
   Summary sum;
   nl::RtnlSocket& s = *t.sock;
@@ -269,55 +269,65 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     undo_all(s, undo);
     return Error{e.message + "\n  nothing was changed", "", e.code};
   };
-  std::unordered_map<std::string, qos_host_val> old_values;   // every old prefix -> its value
   auto value_of = [&](const Placement& p, const PlacedHost& h, ClassCache& cache) -> std::optional<qos_host_val> {
     const Group* g = p.group(h.group);
     if (!g) return std::nullopt;
-    auto c = host_classes(shape, *g, h, &cache);
+    auto c = cache.get(shape, h.plan, h.rate_bps);
     if (!c) return std::nullopt;
-    return map_value(*g, h, *c);
+    return map_value(*g, h, **c);
   };
-  for (const auto& h : old.hosts) {
-    auto v = value_of(old, h, old_cache);
-    if (!v) continue;
-    for (const auto& p : h.prefixes) old_values.emplace(key_bytes(p), *v);
-  }
-  auto before_of = [&](const Prefix& p) -> std::optional<qos_host_val> {
-    auto it = old_values.find(key_bytes(p));
-    return it == old_values.end() ? std::nullopt : std::optional<qos_host_val>(it->second);
+  // What a prefix held before, for undo: its own host's old value, else (a
+  // prefix that moved between hosts) found through an index built only then.
+  std::unordered_map<std::string, const PlacedHost*> old_owner;
+  auto before_of = [&](const Prefix& p, const PlacedHost* was) -> std::optional<qos_host_val> {
+    if (was && std::binary_search(was->prefixes.begin(), was->prefixes.end(), p)) return value_of(old, *was, old_cache);
+    if (old_owner.empty())
+      for (const auto& h : old.hosts)
+        for (const auto& q : h.prefixes) old_owner.emplace(key_bytes(q), &h);
+    auto it = old_owner.find(key_bytes(p));
+    return it == old_owner.end() ? std::nullopt : value_of(old, *it->second, old_cache);
   };
   if (Status f = state::fail_point("hosts-map"); !f) return fail_map(f.error());
-  std::unordered_set<std::string> next_keys;
-  for (const auto& h : next.hosts)
-    for (const auto& p : h.prefixes) next_keys.insert(key_bytes(p));
   for (const PlacedHost* h : added) {
     auto v = value_of(next, *h, new_cache);
     if (!v) return fail_map(Error{fmt::format("host '{}': no map value", h->name)});
     for (const auto& p : h->prefixes)
-      if (Status st = map.put(p, *v, before_of(p)); !st) return fail_map(st.error());
+      if (Status st = map.put(p, *v, before_of(p, nullptr)); !st) return fail_map(st.error());
   }
+  bool prefixes_gone = !removed.empty();
   for (auto [was, now] : kept) {
-    auto vn = value_of(next, *now, new_cache);
-    auto vo = value_of(old, *was, old_cache);
-    if (!vn) return fail_map(Error{fmt::format("host '{}': no map value", now->name)});
-    const bool value_moved = !vo || std::memcmp(&*vo, &*vn, sizeof *vn) != 0;
+    const bool classes_moved = was->fingerprint != now->fingerprint || was->leaves != now->leaves;
+    // The value names group, slot, id (kept) and the plan's classes: it moves with the plan.
+    bool value_moved = was->plan != now->plan || was->fingerprint != now->fingerprint;
+    if (value_moved) {
+      auto vo = value_of(old, *was, old_cache), vn = value_of(next, *now, new_cache);
+      value_moved = !vo || !vn || std::memcmp(&*vo, &*vn, sizeof *vn) != 0;
+    }
     const bool prefixes_moved = was->prefixes != now->prefixes;
     if (!value_moved && !prefixes_moved) {
-      if (was->fingerprint == now->fingerprint && was->leaves == now->leaves) ++sum.unchanged;
+      if (!classes_moved) ++sum.unchanged;
       continue;
     }
-    if (was->fingerprint == now->fingerprint && was->leaves == now->leaves) ++sum.changed;
+    if (!classes_moved) ++sum.changed;
+    prefixes_gone |= prefixes_moved;
+    auto vn = value_of(next, *now, new_cache);
+    if (!vn) return fail_map(Error{fmt::format("host '{}': no map value", now->name)});
     for (const auto& p : now->prefixes) {
       if (!value_moved && std::binary_search(was->prefixes.begin(), was->prefixes.end(), p)) continue;
-      if (Status st = map.put(p, *vn, before_of(p)); !st) return fail_map(st.error());
+      if (Status st = map.put(p, *vn, before_of(p, was)); !st) return fail_map(st.error());
     }
   }
-  for (const auto& h : old.hosts) {
-    const PlacedHost* now = next.host(h.name);
-    for (const auto& p : h.prefixes) {
-      if (next_keys.count(key_bytes(p))) continue;
-      if (now && std::binary_search(now->prefixes.begin(), now->prefixes.end(), p)) continue;
-      if (Status st = map.erase(p, before_of(p)); !st) return fail_map(st.error());
+  if (prefixes_gone) {
+    std::unordered_set<std::string> next_keys;
+    for (const auto& h : next.hosts)
+      for (const auto& p : h.prefixes) next_keys.insert(key_bytes(p));
+    for (const auto& h : old.hosts) {
+      const PlacedHost* now = next.host(h.name);
+      if (now && now->prefixes == h.prefixes) continue;
+      for (const auto& p : h.prefixes) {
+        if (next_keys.count(key_bytes(p))) continue;
+        if (Status st = map.erase(p, before_of(p, &h)); !st) return fail_map(st.error());
+      }
     }
   }
   sum.map_writes = map.writes;
@@ -347,9 +357,11 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   // A group left empty goes whole: its leaf in the root HTB takes its qdisc and classes along.
   for (const auto& g : old.groups)
     if (!next.group(g.index)) deletes.push_back(htb::classid(htb::kMajor, kGroupMinorBase + g.index));
-  Placement mid = next;
-  mid.pending_deletes = deletes;
-  if (Status st = committed(mid); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
+  // Nothing changed: the record stays as it is (no write at all).
+  const bool any = sum.added || sum.removed || sum.changed || !old.pending_deletes.empty() ||
+                   old.next_host_id != next.next_host_id;
+  if (any)
+    if (Status st = committed(next, deletes); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
   if (!deletes.empty()) {
     if (Status f = state::fail_point("hosts-delete"); !f) return f.error();
     drain(s, ifx, to_drain, Clock::now() + std::chrono::milliseconds(t.drain_ms), sum.notes);
@@ -360,7 +372,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
         sum.notes.push_back(fmt::format("cannot delete class {}: {}", nl::handle_string(deletes[f.index]),
                                         f.error.message));
     sum.messages += dels.size();
-    if (Status st = committed(next); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
+    if (Status st = committed(next, {}); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
   }
   sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return sum;

@@ -16,6 +16,13 @@
 
 namespace qosrun::hosts {
 
+namespace {
+// What apply() calls to record the placement: the file, written atomically.
+auto recorder(const std::string& file) {
+  return [file](const Placement& p, const std::vector<uint32_t>& pending) { return write_placement(file, p, &pending); };
+}
+}  // namespace
+
 Shape shape_of(const state::Record& r) {
   const htb::Plan& root = r.main.queues.plan;
   uint32_t mtu = root.frame_bytes > 14 ? root.frame_bytes - 14 : 1500;
@@ -51,7 +58,7 @@ Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int ma
   if (!next) return next.error();
   const std::string file = placement_file(rec.ifname);
   ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 0};
-  return apply(target, shape, Placement{}, *next, [&](const Placement& p) { return write_placement(file, p); });
+  return apply(target, shape, Placement{}, *next, recorder(file));
 }
 
 Status check_reload(const std::string& ifname, const qosc::Manifest& next) {
@@ -86,7 +93,7 @@ Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd)
   auto next = plan_placement(*old, t, shape);
   if (!next) return next.error();
   ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 200};
-  return apply(target, shape, *old, *next, [&](const Placement& p) { return write_placement(file, p); });
+  return apply(target, shape, *old, *next, recorder(file));
 }
 
 namespace {
@@ -133,6 +140,13 @@ Result<int> open_map(const state::Record& r) {
 
 Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   const auto t0 = std::chrono::steady_clock::now();
+  // -vv: where the time goes.
+  auto lap = [&, last = t0](const char* what) mutable {
+    auto now = std::chrono::steady_clock::now();
+    lifecycle::say(log, o.verbosity, 2,
+                   fmt::format("hosts apply: {} {:.1f} ms", what, std::chrono::duration<double>(now - last).count() * 1e3));
+    last = now;
+  };
   if (Status st = lifecycle::require_admin("qosrun hosts apply"); !st) return st.error();
   auto ifindex = lifecycle::ifindex_of(o.ifname);
   if (!ifindex) return ifindex.error();
@@ -142,6 +156,7 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   if (!rec) return rec.error();
   auto fd = open_map(*rec);
   if (!fd) return fd.error();
+  lap("record and lock");
   Fd map(*fd);
   bpf_map_info info{};
   uint32_t len = sizeof info;
@@ -149,17 +164,21 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
     return errno_error(errno, fmt::format("cannot read the map {}", rec->manifest.hosts->map));
   auto table = read_host_table(o.table, rules_for(rec->manifest, info.max_entries));
   if (!table) return table.error();
+  lap("table read and checked");
   const std::string file = placement_file(o.ifname);
   auto old = read_placement(file);
   if (!old) return old.error();
+  lap("placement read");
   Shape shape = shape_of(*rec);
   auto next = plan_placement(*old, *table, shape);
   if (!next) return Error{next.error().message + "\n  nothing was changed"};
+  lap("planned");
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
   ApplyTarget target{&*sock, *ifindex, o.ifname, map.get(), o.drain_ms};
-  auto sum = apply(target, shape, *old, *next, [&](const Placement& p) { return write_placement(file, p); });
+  auto sum = apply(target, shape, *old, *next, recorder(file));
   if (!sum) return sum.error();
+  lap("applied and recorded");
   lifecycle::say(log, o.verbosity, 1,
                  fmt::format("{}: {} netlink request(s), {} map write(s)", o.ifname, sum->messages, sum->map_writes));
   sum->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

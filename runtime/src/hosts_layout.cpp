@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <iterator>
 
 #include "qosrun/hosts.hpp"
 #include "qosrun/state.hpp"
@@ -33,27 +34,31 @@ const PlacedHost* Placement::host(const std::string& name) const {
 // One line per group and per host, tab-separated (names hold no control
 // characters): 10,000 hosts read and write in a few milliseconds, which a
 // JSON document of the same does not.
-std::string to_text(const Placement& p) {
-  std::string s = fmt::format("qosc-hosts\t1\nnext_host_id\t{}\n", p.next_host_id);
-  for (const auto& g : p.groups) s += fmt::format("group\t{}\t{}\t{}\n", g.index, g.major >> 16, g.rate_bps);
+std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
+  fmt::memory_buffer b;
+  b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
+  auto out = std::back_inserter(b);
+  fmt::format_to(out, "qosc-hosts\t1\nnext_host_id\t{}\n", p.next_host_id);
+  for (const auto& g : p.groups) fmt::format_to(out, "group\t{}\t{}\t{}\n", g.index, g.major >> 16, g.rate_bps);
   for (const auto& h : p.hosts) {
-    s += fmt::format("host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t", h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
-                     h.name, h.plan);
-    for (size_t i = 0; i < h.prefixes.size(); ++i) s += (i ? " " : "") + h.prefixes[i].text();
-    s += "\t";
+    fmt::format_to(out, "host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t", h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
+                   h.name, h.plan);
+    for (size_t i = 0; i < h.prefixes.size(); ++i) fmt::format_to(out, "{}{}", i ? " " : "", h.prefixes[i].text());
+    b.push_back('\t');
     bool first = true;
     for (const auto& [cls, handle] : h.leaves) {
-      s += fmt::format("{}{}:{}", first ? "" : " ", cls, handle >> 16);
+      fmt::format_to(out, "{}{}:{}", first ? "" : " ", cls, handle >> 16);
       first = false;
     }
-    s += "\n";
+    b.push_back('\n');
   }
-  if (!p.pending_deletes.empty()) {
-    s += "pending";
-    for (uint32_t c : p.pending_deletes) s += fmt::format("\t{}", c);
-    s += "\n";
+  const std::vector<uint32_t>& deletes = pending ? *pending : p.pending_deletes;
+  if (!deletes.empty()) {
+    fmt::format_to(out, "pending");
+    for (uint32_t c : deletes) fmt::format_to(out, "\t{}", c);
+    b.push_back('\n');
   }
-  return s;
+  return fmt::to_string(b);
 }
 
 namespace {
@@ -78,6 +83,7 @@ uint64_t num(std::string_view s, int base = 10) {
 
 Result<Placement> placement_from_text(const std::string& text, const std::string& source) {
   Placement p;
+  p.hosts.reserve(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')));
   size_t lineno = 0;
   try {
     std::string_view all(text);
@@ -139,13 +145,13 @@ Result<Placement> read_placement(const std::string& path) {
   return placement_from_text(ss.str(), path);
 }
 
-Status write_placement(const std::string& path, const Placement& p) {
+Status write_placement(const std::string& path, const Placement& p, const std::vector<uint32_t>* pending) {
   if (Status f = state::fail_point("hosts-state"); !f) return f;
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) return errno_error(errno, fmt::format("cannot write {}", tmp));
-    out << to_text(p);
+    out << to_text(p, pending);
     out.flush();
     if (!out) return errno_error(errno ? errno : EIO, fmt::format("cannot write {}", tmp));
   }
@@ -293,19 +299,21 @@ Result<HostClasses> classes_for(const Shape& shape, const qosc::ManifestPlan& pl
 
 }  // namespace
 
+Result<const HostClasses*> ClassCache::get(const Shape& shape, const std::string& plan_name, uint64_t rate) {
+  auto key = std::make_pair(plan_name, rate);
+  if (auto it = entries.find(key); it != entries.end()) return &it->second;
+  const qosc::ManifestPlan* plan = shape.manifest->find_plan(plan_name);
+  if (!plan) return Error{fmt::format("the policy has no plan '{}'", plan_name)};
+  auto c = classes_for(shape, *plan, rate);
+  if (!c) return c.error();
+  return &entries.emplace(key, std::move(*c)).first->second;
+}
+
 Result<HostClasses> host_classes(const Shape& shape, const Group& g, const PlacedHost& h, ClassCache* cache) {
-  const qosc::ManifestPlan* plan = shape.manifest->find_plan(h.plan);
-  if (!plan) return Error{fmt::format("host '{}': the policy has no plan '{}'", h.name, h.plan)};
-  HostClasses hc;
-  auto key = std::make_pair(h.plan, h.rate_bps);
-  if (cache && cache->entries.count(key)) {
-    hc = cache->entries.at(key);
-  } else {
-    auto c = classes_for(shape, *plan, h.rate_bps);
-    if (!c) return c.error();
-    hc = std::move(*c);
-    if (cache) cache->entries.emplace(key, hc);
-  }
+  ClassCache local;
+  auto c = (cache ? *cache : local).get(shape, h.plan, h.rate_bps);
+  if (!c) return Error{fmt::format("host '{}': {}", h.name, c.error().message)};
+  HostClasses hc = **c;
   hc.host.classid = g.major | h.host_minor();
   hc.host.parent = g.major | 1;
   for (auto& l : hc.leaves) {
@@ -426,6 +434,8 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   auto rates = plan_rates(shape, plans);
 
   std::vector<const HostEntry*> order;
+  order.reserve(table.hosts.size());
+  next.hosts.reserve(table.hosts.size());
   for (const auto& h : table.hosts) order.push_back(&h);
   std::sort(order.begin(), order.end(), [](const HostEntry* a, const HostEntry* b) { return a->name < b->name; });
 
@@ -500,11 +510,10 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   for (auto& [idx, g] : groups) g.rate_bps = 0;
   ClassCache cache;
   for (auto& h : next.hosts) {
-    Group& g = groups.at(h.group);
-    g.rate_bps += h.rate_bps;
-    auto c = host_classes(shape, g, h, &cache);
-    if (!c) return c.error();
-    h.fingerprint = c->fingerprint;
+    groups.at(h.group).rate_bps += h.rate_bps;
+    auto c = cache.get(shape, h.plan, h.rate_bps);
+    if (!c) return Error{fmt::format("host '{}': {}", h.name, c.error().message)};
+    h.fingerprint = (*c)->fingerprint;
   }
   for (auto& [idx, g] : groups) next.groups.push_back(g);
   return next;

@@ -97,7 +97,7 @@ struct Engine {
     auto next = plan_placement(now, parse(csv, m), shape);
     if (!next) return next.error();
     ApplyTarget t{&sock, ifindex, "qhe0", map.get(), 200};
-    auto s = apply(t, shape, now, *next, [](const Placement&) { return Status{}; });
+    auto s = apply(t, shape, now, *next, [](const Placement&, const std::vector<uint32_t>&) { return Status{}; });
     if (s) now = *next;
     return s;
   }

@@ -25,6 +25,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "qos_abi.h"
@@ -71,6 +72,8 @@ struct PlacedHost {
   friend bool operator==(const PlacedHost&, const PlacedHost&) = default;
 };
 
+static_assert(std::is_nothrow_move_constructible_v<PlacedHost>, "vectors of hosts grow by moving, not copying");
+
 struct Group {
   uint32_t index = 0;
   uint32_t major = 0;             // its HTB qdisc handle (major << 16)
@@ -90,11 +93,13 @@ struct Placement {
   friend bool operator==(const Placement&, const Placement&) = default;
 };
 
-std::string to_text(const Placement& p);
+// `pending`: the classes to record as pending_deletes (nullptr: p's own).
+std::string to_text(const Placement& p, const std::vector<uint32_t>* pending = nullptr);
 Result<Placement> placement_from_text(const std::string& text, const std::string& source);
 // The interface's placement; empty when it has none.
 Result<Placement> read_placement(const std::string& path);
-Status write_placement(const std::string& path, const Placement& p);   // write + rename
+Status write_placement(const std::string& path, const Placement& p,
+                       const std::vector<uint32_t>* pending = nullptr);   // write + rename
 
 // What the tree looks like for one policy on one interface.
 struct Shape {
@@ -140,6 +145,8 @@ std::map<std::string, uint64_t> plan_rates(const Shape& shape, const std::vector
 class ClassCache {
  public:
   std::map<std::pair<std::string, uint64_t>, HostClasses> entries;
+  // The classes of (plan, rate), computed once.
+  Result<const HostClasses*> get(const Shape& shape, const std::string& plan, uint64_t rate);
 };
 Result<HostClasses> host_classes(const Shape& shape, const Group& g, const PlacedHost& h, ClassCache* cache = nullptr);
 // Group g's leaf in the root HTB, and the never-limiting root of its own HTB.
@@ -173,7 +180,7 @@ struct ApplyTarget {
 // with its host; `committed` is called with the placement to record once the
 // map holds the new hosts (before the slow deletes), and again at the end.
 Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement& old, const Placement& next,
-                      const std::function<Status(const Placement&)>& committed);
+                      const std::function<Status(const Placement&, const std::vector<uint32_t>& pending)>& committed);
 
 // ---- the interface's hosts, for the commands (hosts_iface.cpp) ----------------------------------
 
