@@ -31,6 +31,7 @@ cleanup() {
   if [ $held = 1 ]; then rm -f $MEASURING; fi
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 ip netns del $NS_A 2>/dev/null || true
 ip netns del $NS_B 2>/dev/null || true
 ip netns add $NS_A
@@ -88,7 +89,7 @@ for r in $(seq 1 "$RUNS"); do
   base+=("$(timed "$QOSRUN" attach "$WORK/isp.bpf.o" $IF)")
   q "$QOSRUN" detach $IF >/dev/null
   att+=("$(timed "$QOSRUN" attach "$WORK/isp.bpf.o" $IF --hosts "$WORK/t0.csv")")
-  att_rep+=("$(grep -o '([0-9.]* ms' "$WORK/last.out" | tr -d '(')")
+  att_rep+=("$(grep -o '([0-9.]* ms' "$WORK/last.out" | tr -d '(' | awk '{print $1}')")
   for t in t1 t0; do
     ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
     [ $t = t1 ] && { one+=("$ms"); one_rep+=("$(reported)"); grep -q " 1 changed" "$WORK/last.out" || { cat "$WORK/last.out"; exit 1; }; }
