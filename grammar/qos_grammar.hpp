@@ -80,6 +80,10 @@ struct kw_download : QOSC_KW("download") {};
 struct kw_adaptive : QOSC_KW("adaptive") {};
 struct kw_start : QOSC_KW("start") {};
 struct kw_delay : QOSC_KW("delay") {};
+struct kw_plan : QOSC_KW("plan") {};
+struct kw_hosts : QOSC_KW("hosts") {};
+struct kw_ceil : QOSC_KW("ceil") {};
+struct kw_classes : QOSC_KW("classes") {};
 #undef QOSC_KW
 
 struct semi : one<';'> {};
@@ -225,7 +229,7 @@ struct recover_stmt {
 // True when [p, end) starts (after blanks) with an item keyword.
 inline bool item_starts_at(const char* p, const char* end) {
   while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) ++p;
-  for (const char* k : {"link", "download", "scheduler", "set", "class", "rule"}) {
+  for (const char* k : {"link", "download", "scheduler", "set", "class", "rule", "plan", "hosts"}) {
     const char* q = p;
     const char* w = k;
     while (*w && q < end && *q == *w) ++q, ++w;
@@ -308,12 +312,30 @@ struct class_name : name {};
 struct class_item : seq<kw_class, ws, must<class_name>, ws, must<lbrace>, ws,
                         star<not_at<rbrace>, not_at<eof>, class_attr_any, ws>, must<rbrace>, opt<ws, semi>> {};
 
+// `plan NAME { rate R; ceil C; burst B; classes A, B; }` and `hosts saddr|daddr [nat];`.
+// Their words are keywords only where an item or a plan attribute starts, so a
+// class may still be called `plan`, `hosts`, `ceil` or `classes`.
+struct plan_name : name {};
+struct plan_attr_begin : success {};
+struct plan_rate : seq<kw_rate, ws, must<rate_value>, ws, must<semi>> {};
+struct plan_ceil : seq<kw_ceil, ws, must<rate_value>, ws, must<semi>> {};
+struct plan_burst : seq<kw_burst, ws, must<size_value>, ws, must<semi>> {};
+struct plan_class : name {};
+struct plan_classes : seq<kw_classes, ws, must<plan_class>, ws, star<one<','>, ws, must<plan_class>, ws>, must<semi>> {};
+struct plan_attr : sor<plan_rate, plan_ceil, plan_burst, plan_classes> {};
+struct plan_attr_any : sor<try_catch<plan_attr_begin, must<plan_attr>>, recover_stmt> {};
+struct plan_item : seq<kw_plan, ws, must<plan_name>, ws, must<lbrace>, ws,
+                       star<not_at<rbrace>, not_at<eof>, plan_attr_any, ws>, must<rbrace>, opt<ws, semi>> {};
+struct hosts_by : name {};
+struct hosts_nat : kw_nat {};
+struct hosts_item : seq<kw_hosts, ws, must<hosts_by>, ws, opt<hosts_nat, ws>, must<semi>> {};
+
 struct rule_begin : success {};
 struct rule_item : seq<kw_rule, rule_begin, ws, must<first_match>, ws, star<match_item, ws>, must<arrow>, ws, must<target>, ws,
                        must<semi>> {};
 
 struct item_begin : success {};
-struct item : sor<link_item, download_item, sched_item, set_item, class_item, rule_item> {};
+struct item : sor<link_item, download_item, sched_item, set_item, class_item, rule_item, plan_item, hosts_item> {};
 struct item_any : sor<try_catch<item_begin, must<item>>, recover_item> {};
 
 struct policy_close : rbrace {};

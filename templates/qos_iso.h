@@ -26,6 +26,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "qos_abi.h"
+#include "qos_ct.h"   /* `isolate ... nat`: the host before NAT */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -180,77 +181,6 @@ static __always_inline __u32 qos_iso_slot_of(const struct qos_iso_key *key, __u6
 	return scan.found;
 }
 
-#ifdef QOS_ISO_NAT
-/* `isolate saddr|daddr nat`: the host is the connection's original source in
- * conntrack, i.e. the address before SNAT (on a WAN egress after masquerade)
- * or after DNAT's reverse (downloads shaped on the WAN's IFB, before
- * conntrack ran). The source address is read at qos_cfg.ct_src_off, which
- * the loader takes from the kernel's BTF; the frozen value is a constant to
- * the verifier, which checks the read against struct nf_conn. */
-/* Only passed to and from the kfuncs (libbpf checks that their prototypes
- * match the kernel's: a struct, not a forward declaration). */
-struct nf_conn___qos {
-	char opaque;
-};
-extern const volatile struct qos_cfg qos_cfg;   /* defined in the generated C */
-struct bpf_ct_opts___qos {
-	__s32 netns_id;
-	__s32 error;
-	__u8 l4proto;
-	__u8 dir;
-	__u8 reserved[2];
-};
-extern struct nf_conn___qos *bpf_skb_ct_lookup(struct __sk_buff *skb, struct bpf_sock_tuple *tuple, __u32 tuple_len,
-					       struct bpf_ct_opts___qos *opts, __u32 opts_len) __ksym;
-extern void bpf_ct_release(struct nf_conn___qos *ct) __ksym;
-
-/* Writes the pre-NAT host into key->saddr; 0 when conntrack has no entry
- * (the packet's own address stays). saddr: the packet is looked up
- * reversed (its reply direction), daddr: as it is. */
-static __always_inline int qos_iso_nat_host(struct __sk_buff *ctx, const struct qos_pkt *p, int mode,
-					    struct qos_iso_key *key)
-{
-	struct bpf_sock_tuple t;
-	struct bpf_ct_opts___qos o = {.netns_id = -1};
-	struct nf_conn___qos *ct;
-	const __u8 *src = mode == QOS_ISO_SADDR ? p->daddr : p->saddr;
-	const __u8 *dst = mode == QOS_ISO_SADDR ? p->saddr : p->daddr;
-	__u16 sport = (__u16)(mode == QOS_ISO_SADDR ? p->dport : p->sport);
-	__u16 dport = (__u16)(mode == QOS_ISO_SADDR ? p->sport : p->dport);
-	__u32 len;
-
-	if (!p->l4 || (p->proto != 6 && p->proto != 17))
-		return 0;
-	__builtin_memset(&t, 0, sizeof(t));
-	o.l4proto = (__u8)p->proto;
-	if (p->family == 4) {
-		__builtin_memcpy(&t.ipv4.saddr, src, 4);
-		__builtin_memcpy(&t.ipv4.daddr, dst, 4);
-		t.ipv4.sport = bpf_htons(sport);
-		t.ipv4.dport = bpf_htons(dport);
-		len = sizeof(t.ipv4);
-	} else {
-		__builtin_memcpy(t.ipv6.saddr, src, 16);
-		__builtin_memcpy(t.ipv6.daddr, dst, 16);
-		t.ipv6.sport = bpf_htons(sport);
-		t.ipv6.dport = bpf_htons(dport);
-		len = sizeof(t.ipv6);
-	}
-	ct = bpf_skb_ct_lookup(ctx, &t, len, &o, 12);
-	if (!ct)
-		return 0;
-	const __u32 *src_u3 = (const __u32 *)((const char *)ct + qos_cfg.ct_src_off);
-	__u32 *a = (__u32 *)key->saddr;
-	a[0] = src_u3[0];
-	if (p->family == 6) {
-		a[1] = src_u3[1];
-		a[2] = src_u3[2];
-		a[3] = src_u3[3];
-	}
-	bpf_ct_release(ct);
-	return 1;
-}
-#endif
 
 /* A flow: the 5-tuple, or the address pair and protocol without ports. */
 static __always_inline void qos_iso_flow_key(struct qos_iso_key *key, const struct qos_pkt *p)
@@ -292,7 +222,7 @@ static __always_inline __u32 qos_iso_choose(struct __sk_buff *ctx, const struct 
 		key.kind = 2;
 		__builtin_memcpy(key.saddr, mode == QOS_ISO_SADDR ? p->saddr : p->daddr, 16);
 #ifdef QOS_ISO_NAT
-		if (nat && qos_iso_nat_host(ctx, p, mode, &key) && cnt)
+		if (nat && qos_ct_orig_host(ctx, p, mode == QOS_ISO_SADDR, key.saddr) && cnt)
 			cnt->nat_found++;
 #endif
 		h = qos_iso_hash(&key, 0x51c0 + cls);

@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
 
 #include "qosrun/adaptive.hpp"
+#include "qosrun/hosts.hpp"
 #include "qosrun/htb.hpp"
 #include "qosrun/netlink.hpp"
 #include "qosrun/state.hpp"
@@ -333,6 +335,14 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   }
   auto reflectors = adaptive_reflectors(m, o, notes);
   if (!reflectors) return reflectors.error();
+  // The host table is checked whole before anything changes.
+  std::optional<hosts::HostTable> host_table;
+  if (!o.hosts_table.empty()) {
+    auto t = hosts::table_for_attach(m, o.hosts_table, o.queues);
+    if (!t) return t.error();
+    host_table = std::move(*t);
+  }
+  if (m.hosts && o.queues) hosts::make_room_for_hosts(rec.main.queues.plan);
 
   if (Status st = require_admin("qosrun attach"); !st) return st.error();
   auto lock = state::Lock::acquire(o.ifname);
@@ -365,6 +375,8 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
 
   // Load (the verifier) before touching the interface.
   if (Status f = state::fail_point("load"); !f) return f.error();
+  if (host_table)
+    if (Status st = hosts::size_map(policy->object(), m, *host_table); !st) return st.error();
   if (Status st = policy->load(); !st) return st.error();
   say(log, v, 1, fmt::format("loaded {} (policy {}, {} classes, {}) in {:.1f} ms", o.object, m.policy,
                              policy->class_count(), m.scheduler, policy->load_seconds() * 1e3));
@@ -395,6 +407,20 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
 
   if (o.queues)
     if (Status st = build_queues(c, rec.main, o.force, "htb-root"); !st) return fail(st.error());
+  std::string hosts_line;
+  if (host_table) {
+    // Before the programs: every host's classes and map entries are there
+    // when the first packet is classified.
+    if (Status f = state::fail_point("hosts"); !f) return fail(f.error());
+    int fd = bpf_object__find_map_fd_by_name(policy->object(), m.hosts->map.c_str());
+    auto sum = hosts::attach_hosts(*sock, rec, fd, *host_table);
+    if (!sum) return fail(sum.error());
+    notes.insert(notes.end(), sum->notes.begin(), sum->notes.end());
+    auto placement = hosts::read_placement(hosts::placement_file(o.ifname));
+    hosts_line = fmt::format("{} hosts in {} groups ({:.1f} ms, {} netlink requests)", sum->added,
+                             placement ? placement->groups.size() : 0, sum->seconds * 1e3, sum->messages);
+    say(log, v, 1, fmt::format("{}: {}", o.ifname, hosts_line));
+  }
   if (Status st = attach_tc(c, rec.main, policy->prog_fd(Hook::Tc)); !st) return fail(st.error());
   if (Status st = attach_xdp(c, policy->prog_fd(Hook::Xdp), o.mode, notes); !st) return fail(st.error());
   if (rec.ingress)
@@ -417,7 +443,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     rec.owner_start = 0;
   }
   if (Status st = c.save(); !st) return fail(st.error());
-  Attached a{std::move(rec), std::move(*policy), std::move(notes)};
+  Attached a{std::move(rec), std::move(*policy), std::move(notes), std::move(hosts_line)};
   return a;
 }
 

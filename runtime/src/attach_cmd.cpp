@@ -285,6 +285,9 @@ void add_attach_options(CLI::App* app, AttachArgs& a, bool positionals_required)
                   "adaptive rate (`link adaptive MIN-MAX;`): a host beyond the link that answers ping, IPv4 or IPv6; "
                   "repeatable; default: the interface's gateway")
       ->allow_extra_args(false);
+  app->add_option("--hosts", a.o.hosts_table,
+                  "a host table (CSV host,plan,prefixes or JSON) for a policy with `hosts`: each host gets its plan's "
+                  "subtree (docs/hosts.md); `qosrun hosts apply` changes it later");
 }
 
 AttachOptions finish(const AttachArgs& a, int verbosity) {
@@ -314,6 +317,7 @@ void register_attach(CommandTable& t) {
                           }
                           print_notes(std::cerr, a->notes);
                           std::cout << "qosrun: attached " << summary(a->record) << "\n";
+                          if (!a->hosts.empty()) std::cout << "qosrun: " << a->hosts << "\n";
                           return kExitOk;
                         });
   add_attach_options(sub, *at, true);

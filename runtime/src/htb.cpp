@@ -29,13 +29,6 @@ namespace {
 
 uint64_t clamp_rate(uint64_t r) { return std::max(r, kMinRateBps); }
 
-// Rate bucket depth when the policy gives none: 1 ms at the rate plus one
-// frame (what tc uses by default: rate/HZ + MTU).
-uint32_t default_burst(uint64_t rate_bps, uint32_t frame) {
-  uint64_t b = rate_bps / 8 / 1000 + frame;
-  return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu));
-}
-
 uint32_t queue_limit(uint64_t ceil_bps, uint32_t frame) {
   uint64_t b = ceil_bps / 8 * kLeafQueueMs / 1000;
   b = std::max<uint64_t>(b, uint64_t{frame} * kLeafQueueMinFrames);
@@ -108,6 +101,11 @@ Nested nested_plan(const qosc::ManifestIsolation& iso, uint32_t minor, uint64_t 
 }
 
 }  // namespace
+
+uint32_t default_burst(uint64_t rate_bps, uint32_t frame) {
+  uint64_t b = rate_bps / 8 / 1000 + frame;
+  return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu));
+}
 
 uint32_t min_quantum(uint32_t mtu, uint32_t max_skb) {
   uint64_t skb = std::clamp<uint64_t>(max_skb, kDefaultMaxSkb, kMaxSkb);
@@ -375,36 +373,29 @@ std::string describe(const Plan& p) {
   return s;
 }
 
+CbClassidProgram::~CbClassidProgram() {
+  for (int fd : fds_)
+    if (fd >= 0) ::close(fd);
+}
+
+Result<int> CbClassidProgram::fd(uint32_t slot) {
+  if (slot >= fds_.size()) return Error{fmt::format("no sub-queue filter for skb->cb[{}]", slot)};
+  if (fds_[slot] >= 0) return fds_[slot];
+  const bpf_insn insns[] = {
+      // r0 = *(u32 *)(r1 + offsetof(struct __sk_buff, cb[slot]))
+      {BPF_LDX | BPF_MEM | BPF_W, BPF_REG_0, BPF_REG_1,
+       static_cast<int16_t>(offsetof(__sk_buff, cb) + slot * sizeof(uint32_t)), 0},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "qos_subq", "Dual BSD/GPL", insns, 2, nullptr);
+  if (fd < 0) return Error{fmt::format("cannot load the sub-queue filter program: {}", std::strerror(-fd)), "", -fd};
+  fds_[slot] = fd;
+  return fd;
+}
+
 // ---- applying ------------------------------------------------------------------------------------
 
 namespace {
-
-// The classic cls_bpf program of a nested HTB: return skb->cb[slot], the
-// classid the TC program chose (0 = no match: the qdisc's default queue).
-class CbClassidProgram {
- public:
-  ~CbClassidProgram() {
-    for (int fd : fds_)
-      if (fd >= 0) ::close(fd);
-  }
-  Result<int> fd(uint32_t slot) {
-    if (slot >= fds_.size()) return Error{fmt::format("no sub-queue filter for skb->cb[{}]", slot)};
-    if (fds_[slot] >= 0) return fds_[slot];
-    const bpf_insn insns[] = {
-        // r0 = *(u32 *)(r1 + offsetof(struct __sk_buff, cb[slot]))
-        {BPF_LDX | BPF_MEM | BPF_W, BPF_REG_0, BPF_REG_1,
-         static_cast<int16_t>(offsetof(__sk_buff, cb) + slot * sizeof(uint32_t)), 0},
-        {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
-    };
-    int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "qos_subq", "Dual BSD/GPL", insns, 2, nullptr);
-    if (fd < 0) return Error{fmt::format("cannot load the sub-queue filter program: {}", std::strerror(-fd)), "", -fd};
-    fds_[slot] = fd;
-    return fd;
-  }
-
- private:
-  std::array<int, 5> fds_{-1, -1, -1, -1, -1};
-};
 
 Status build_nested(nl::RtnlSocket& s, int ifindex, uint32_t parent, const Nested& n, CbClassidProgram& progs) {
   if (Status f = state::fail_point("htb-isolate"); !f) return f;

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   register_attach(table);
   register_supervise(table);
   register_stats(table);
+  register_hosts(table);
   // More commands register here (one function per command, see qosrun/cli.hpp).
 
   try {

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -210,6 +211,69 @@ Status RtnlSocket::receive(uint32_t seq, size_t buffer_size, const std::string& 
   }
 }
 
+std::vector<RtnlSocket::BatchFailure> RtnlSocket::batch(std::span<NlMessage> msgs) {
+  std::vector<BatchFailure> failed;
+  // QOSRUN_NETLINK_BATCH=0: one request per sendmsg, for measuring what batching gives (bench/hosts).
+  static const size_t kChunkBytes = [] {
+    const char* e = std::getenv("QOSRUN_NETLINK_BATCH");
+    return e && std::string(e) == "0" ? size_t{1} : size_t{32 * 1024};
+  }();
+  std::vector<uint8_t> out;
+  size_t i = 0;
+  while (i < msgs.size()) {
+    // One chunk: as many messages as fit, at least one.
+    out.clear();
+    const size_t first = i;
+    const uint32_t first_seq = seq_ + 1;
+    while (i < msgs.size() && (i == first || out.size() + msgs[i].buffer().size() <= kChunkBytes)) {
+      nlmsghdr* h = hdr_of(msgs[i].buffer());
+      h->nlmsg_flags |= NLM_F_ACK;
+      h->nlmsg_seq = ++seq_;
+      out.insert(out.end(), msgs[i].buffer().begin(), msgs[i].buffer().end());
+      ++i;
+    }
+    const size_t count = i - first;
+    auto fail_rest = [&](const Error& e, const std::vector<bool>& done) {
+      for (size_t k = 0; k < count; ++k)
+        if (!done[k]) failed.push_back({first + k, e});
+    };
+    std::vector<bool> done(count, false);
+    sockaddr_nl to{};
+    to.nl_family = AF_NETLINK;
+    if (::sendto(fd_.get(), out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+      fail_rest(errno_error(errno, "cannot send to the kernel"), done);
+      continue;
+    }
+    if (rx_.size() < 64 * 1024) rx_.resize(64 * 1024);
+    size_t acked = 0;
+    while (acked < count) {
+      ssize_t n = ::recv(fd_.get(), rx_.data(), rx_.size(), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail_rest(errno_error(errno, "no answer from the kernel"), done);
+        break;
+      }
+      for (auto* r = reinterpret_cast<nlmsghdr*>(rx_.data()); NLMSG_OK(r, static_cast<unsigned>(n));
+           r = NLMSG_NEXT(r, n)) {
+        if (r->nlmsg_type != NLMSG_ERROR) continue;
+        uint32_t k = r->nlmsg_seq - first_seq;
+        if (k >= count || done[k]) continue;
+        done[k] = true;
+        ++acked;
+        const auto* e = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(r));
+        if (e->error != 0) {
+          std::string extack = kernel_extack(r);
+          Error err = errno_error(-e->error, "");
+          err.message = std::strerror(-e->error);
+          if (!extack.empty()) err.message += " (kernel: " + extack + ")";
+          failed.push_back({first + k, std::move(err)});
+        }
+      }
+    }
+  }
+  return failed;
+}
+
 Status RtnlSocket::request(NlMessage& msg, const std::string& what) {
   if (Status st = send(msg, NLM_F_ACK, what); !st) return st;
   return receive(hdr_of(msg.buffer())->nlmsg_seq, 64 * 1024, what, nullptr);
@@ -384,6 +448,47 @@ Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid) 
   return TcCounters{};
 }
 
+namespace {
+TcCounters counters_of(const nlmsghdr* h) {
+  TcCounters c;
+  c.found = true;
+  Attrs a = parse_attrs(tc_payload(h));
+  if (auto st2 = a.get(TCA_STATS2)) {
+    Attrs b = parse_attrs(*st2);
+    if (auto q = b.get(TCA_STATS_QUEUE); q && q->size() >= sizeof(gnet_stats_queue)) {
+      gnet_stats_queue gq;
+      std::memcpy(&gq, q->data(), sizeof gq);
+      c.backlog_bytes = gq.backlog;
+      c.qlen = gq.qlen;
+      c.drops = gq.drops;
+      c.overlimits = gq.overlimits;
+    }
+    if (auto b64 = b.get(TCA_STATS_BASIC); b64 && b64->size() >= sizeof(gnet_stats_basic)) {
+      gnet_stats_basic gb;
+      std::memcpy(&gb, b64->data(), sizeof gb);
+      c.bytes = gb.bytes;
+      c.packets = gb.packets;
+    }
+  }
+  return c;
+}
+}  // namespace
+
+Result<std::vector<std::pair<uint32_t, TcCounters>>> qdisc_class_counters(RtnlSocket& s, int ifindex,
+                                                                           uint32_t qdisc_handle) {
+  NlMessage m(RTM_GETTCLASS, 0);
+  m.header(tc_header(ifindex, TC_H_MAJ(qdisc_handle), 0));
+  std::vector<std::pair<uint32_t, TcCounters>> out;
+  Status st = s.dump(m, "cannot read class statistics", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWTCLASS) return;
+    const auto* t = reinterpret_cast<const tcmsg*>(NLMSG_DATA(h));
+    if (t->tcm_ifindex != ifindex || TC_H_MAJ(t->tcm_handle) != TC_H_MAJ(qdisc_handle)) return;
+    out.emplace_back(t->tcm_handle, counters_of(h));
+  });
+  if (!st) return st.error();
+  return out;
+}
+
 Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid) {
   auto c = class_counters(s, ifindex, classid);
   if (!c) return c.error();
@@ -421,7 +526,7 @@ Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle
   return s.request(m, fmt::format("cannot delete qdisc {} of {}", handle_string(handle), ifname_of(ifindex)));
 }
 
-Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec) {
+NlMessage htb_qdisc_message(int ifindex, const HtbRootSpec& spec) {
   const bool root = spec.parent == TC_H_ROOT;
   NlMessage m(RTM_NEWQDISC, NLM_F_CREATE | (root ? NLM_F_REPLACE : NLM_F_EXCL));
   m.header(tc_header(ifindex, spec.parent, spec.handle));
@@ -433,6 +538,12 @@ Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec) {
   g.defcls = spec.default_minor;
   m.attr_struct(TCA_HTB_INIT, g);
   m.end(opt);
+  return m;
+}
+
+Status add_htb_root(RtnlSocket& s, int ifindex, const HtbRootSpec& spec) {
+  const bool root = spec.parent == TC_H_ROOT;
+  NlMessage m = htb_qdisc_message(ifindex, spec);
   if (!root)
     return s.request(m, fmt::format("cannot create the HTB qdisc {} below class {} on {}", handle_string(spec.handle),
                                     handle_string(spec.parent), ifname_of(ifindex)));
@@ -489,21 +600,31 @@ Status change_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p) {
   return s.request(m, fmt::format("cannot change HTB class {} on {}", handle_string(p.classid), ifname_of(ifindex)));
 }
 
-Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid) {
+NlMessage delete_class_message(int ifindex, uint32_t classid) {
   NlMessage m(RTM_DELTCLASS, 0);
   m.header(tc_header(ifindex, 0, classid));
+  return m;
+}
+
+Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid) {
+  NlMessage m = delete_class_message(ifindex, classid);
   return s.request(m, fmt::format("cannot delete class {} on {}", handle_string(classid), ifname_of(ifindex)));
 }
 
-namespace {
-Status bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, uint16_t flags,
-             const char* verb) {
-  NlMessage m(RTM_NEWQDISC, flags);
+NlMessage bfifo_message(int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, bool create) {
+  NlMessage m(RTM_NEWQDISC, create ? NLM_F_CREATE | NLM_F_EXCL : 0);
   m.header(tc_header(ifindex, parent, handle));
   m.attr_str(TCA_KIND, "bfifo");
   tc_fifo_qopt q{};
   q.limit = limit;
   m.attr_struct(TCA_OPTIONS, q);
+  return m;
+}
+
+namespace {
+Status bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, uint16_t flags,
+             const char* verb) {
+  NlMessage m = bfifo_message(ifindex, parent, handle, limit, flags != 0);
   return s.request(m, fmt::format("cannot {} the bfifo queue of class {} on {}", verb, handle_string(parent),
                                   ifname_of(ifindex)));
 }
@@ -589,7 +710,7 @@ Status add_ingress_redirect(RtnlSocket& s, int ifindex, int target, uint32_t pri
   return s.request(m, fmt::format("cannot redirect the ingress of {} to {}", ifname_of(ifindex), ifname_of(target)));
 }
 
-Status add_classid_filter(RtnlSocket& s, int ifindex, uint32_t parent, int prog_fd, const std::string& name) {
+NlMessage classid_filter_message(int ifindex, uint32_t parent, int prog_fd, const std::string& name) {
   // tc filter add dev IF parent P prio 1 protocol all handle 1 bpf fd FD (not da)
   NlMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL);
   m.header(tc_header(ifindex, parent, 1, TC_H_MAKE(1u << 16, htons(ETH_P_ALL))));
@@ -599,6 +720,11 @@ Status add_classid_filter(RtnlSocket& s, int ifindex, uint32_t parent, int prog_
   m.attr_str(TCA_BPF_NAME, name);
   m.attr_u32(TCA_BPF_FLAGS, 0);
   m.end(opt);
+  return m;
+}
+
+Status add_classid_filter(RtnlSocket& s, int ifindex, uint32_t parent, int prog_fd, const std::string& name) {
+  NlMessage m = classid_filter_message(ifindex, parent, prog_fd, name);
   return s.request(m, fmt::format("cannot attach the sub-queue filter to qdisc {} on {}", handle_string(parent),
                                   ifname_of(ifindex)));
 }

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "qosrun/adaptive.hpp"
+#include "qosrun/hosts.hpp"
 #include "qosrun/htb.hpp"
 #include "qosrun/netlink.hpp"
 #include "qosrun/state.hpp"
@@ -173,6 +174,10 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     return per_class;
   };
   if (isolation(old.manifest) == isolation(m)) stateful.insert({"qos_iso_slots", "qos_iso_index", "qos_iso_stats"});
+  // The hosts stay: their map is kept (its entries name groups and classes
+  // that stay too) and their groups are not part of the root's plan.
+  if (Status st = hosts::check_reload(o.ifname, m); !st) return st.error();
+  if (old.manifest.hosts && m.hosts) stateful.insert(m.hosts->map);
   else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
     out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
   std::vector<Fd> keep;
@@ -190,6 +195,13 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
       continue;
     }
     keep.emplace_back(fd);
+    if (m.hosts && name == m.hosts->map) {
+      // attach may have made it larger than the object's default for its table.
+      bpf_map_info info{};
+      uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries > bpf_map__max_entries(mp))
+        (void)bpf_map__set_max_entries(mp, info.max_entries);
+    }
     std::string why;
     if (!map_compatible(mp, fd, &why)) {
       out.new_maps.push_back(name);
@@ -229,6 +241,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
       if (!p) return p.error();
       sp.to = std::move(*p);
       sp.to.default_minor = sp.from.default_minor;   // HTB cannot change it in place
+      if (m.hosts && where == htb::Where::Interface) hosts::make_room_for_hosts(sp.to);
       out.notes.insert(out.notes.end(), sp.to.notes.begin(), sp.to.notes.end());
     }
     sides.push_back(std::move(sp));
@@ -323,6 +336,13 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     std::vector<std::string> w;
     (void)htb::delete_obsolete(*sock, sp.side->ifindex, sp.from, sp.to, o.drain_ms, &w);
     out.notes.insert(out.notes.end(), w.begin(), w.end());
+  }
+  // The hosts under the new plans: only classes whose parameters moved change.
+  if (m.hosts && rec.main.has_queues) {
+    int fd = bpf_object__find_map_fd_by_name(policy->object(), m.hosts->map.c_str());
+    auto sum = hosts::reapply(*sock, rec, fd);
+    if (!sum) out.notes.push_back("the hosts under the new plans: " + sum.error().message);
+    else if (sum->changed) out.notes.push_back(fmt::format("{} host(s) changed to the new plans", sum->changed));
   }
   out.record = std::move(rec);
   return out;

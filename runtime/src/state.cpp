@@ -89,6 +89,7 @@ Paths paths_for_key(const std::string& key) {
   p.state_dir = run + "/" + key;
   p.state_file = p.state_dir + "/state.json";
   p.adaptive_file = p.state_dir + "/adaptive.json";
+  p.hosts_file = p.state_dir + "/hosts.state";
   p.lock_file = run + "/" + key + ".lock";
   return p;
 }
@@ -616,6 +617,8 @@ Status remove_state(const Paths& p) {
   (void)::unlink(p.adaptive_file.c_str());   // the adaptive controller's live state, stopped before
   (void)::unlink((p.adaptive_file + ".tmp").c_str());
   (void)::unlink((p.state_dir + "/supervisor.log").c_str());
+  (void)::unlink(p.hosts_file.c_str());   // the hosts went with the root qdisc
+  (void)::unlink((p.hosts_file + ".tmp").c_str());
   if (::rmdir(p.state_dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
     return errno_error(errno, fmt::format("cannot remove {}", p.state_dir));
   return {};

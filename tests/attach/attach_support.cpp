@@ -156,13 +156,13 @@ std::string with_flipped_bit(const std::string& object, const std::string& secti
 
 // ---- Pair -----------------------------------------------------------------------------------
 
-Pair::Pair(const std::string& t) : tag(t) {
-  ns_a = "qt-att-" + tag + "-a";
-  ns_b = "qt-att-" + tag + "-b";
+Pair::Pair(const std::string& t, const std::string& prefix) : tag(t) {
+  ns_a = prefix + tag + "-a";
+  ns_b = prefix + tag + "-b";
   if_a = "qa" + tag + "0";
   if_b = "qa" + tag + "1";
-  state_root = "/tmp/qt-att-" + tag + "-run";
-  pin_root = "/sys/fs/bpf/qt-att-" + tag;
+  state_root = "/tmp/" + prefix + tag + "-run";
+  pin_root = "/sys/fs/bpf/" + prefix + tag;
   destroy();   // an earlier crashed run
   std::vector<std::string> steps = {
       "ip netns add " + ns_a,

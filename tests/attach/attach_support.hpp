@@ -41,7 +41,8 @@ std::string with_flipped_bit(const std::string& object, const std::string& secti
 // (/tmp/qt-att-<tag>-run) and pin root (/sys/fs/bpf/qt-att-<tag>).
 class Pair {
  public:
-  explicit Pair(const std::string& tag);
+  // `prefix` names the namespaces and roots (<prefix><tag>-a ...): each feature's tests keep their own.
+  explicit Pair(const std::string& tag, const std::string& prefix = "qt-att-");
   ~Pair();
   Pair(const Pair&) = delete;
   Pair& operator=(const Pair&) = delete;

@@ -464,6 +464,58 @@ TEST(Compile, ProbeBypassOnlyForAdaptivePolicies) {
   }
 }
 
+// `hosts`: the qos_hosts map and one lookup in the TC program only, after
+// the class is chosen, around the root-leaf choice; the manifest carries the
+// plans and the hosts line. Without hosts the C is exactly what it was (same
+// text with the fields set and cleared on a copy).
+TEST(Compile, HostLookupOnlyForPoliciesWithHosts) {
+  std::mt19937_64 rng(23);
+  auto p = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});
+  const std::string plain = generated_c(p);
+  for (const char* s : {"QOS_HOSTS", "qos_hosts", "qos_host_choose", "\"plans\"", "\\\"plans\\\""})
+    EXPECT_EQ(plain.find(s), std::string::npos) << s;
+  for (bool dst : {false, true})
+    for (bool nat : {false, true}) {
+      ir::Policy q = p;
+      q.plans.push_back({"basic", 10'000'000, 0, 0, {}, {}});
+      q.plans.push_back({"premium", 50'000'000, 100'000'000, 200 * 1024, {q.default_class}, {}});
+      q.hosts = ir::Hosts{dst, nat};
+      const std::string c = generated_c(q);
+      EXPECT_NE(c.find("#define QOS_HOSTS 1"), std::string::npos);
+      EXPECT_EQ(c.find("#define QOS_HOSTS_DADDR 1") != std::string::npos, dst);
+      EXPECT_EQ(c.find("#define QOS_HOSTS_NAT 1") != std::string::npos, nat);
+      EXPECT_NE(c.find("#include \"qos_hosts.h\""), std::string::npos);
+      const size_t tc = c.find("int qos_tc(");
+      const size_t at = c.find("if (!qos_host_choose(ctx, p, cls)) {");
+      ASSERT_NE(at, std::string::npos) << c.substr(tc);
+      EXPECT_GT(at, tc) << "TC only";
+      EXPECT_EQ(c.find("qos_host_choose(", at + 8), std::string::npos) << "one lookup";
+      EXPECT_LT(c.find("cls = pkt.best", tc), at) << "after the class is chosen";
+      EXPECT_LT(at, c.find("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + cls);", tc));
+      EXPECT_LT(at, c.find("ctx->cb[QOS_CB_CLASS]", tc));
+      CodegenOptions o;
+      o.source_text = "x";
+      Diagnostics d;
+      auto g = generate_c(q, o, d);
+      ASSERT_TRUE(g) << d.str();
+      const Manifest& m = g->manifest;
+      ASSERT_EQ(m.plans.size(), 2u);
+      EXPECT_EQ(m.plans[1], (ManifestPlan{"premium", 50'000'000, 100'000'000, 200 * 1024, {q.default_class}}));
+      ASSERT_TRUE(m.hosts);
+      EXPECT_EQ(*m.hosts, (ManifestHosts{dst ? "daddr" : "saddr", nat, "qos_hosts"}));
+      const Manifest back = manifest_from_json(to_json(m));   // what qosrun reads
+      EXPECT_EQ(back.plans, m.plans);
+      EXPECT_EQ(back.hosts, m.hosts);
+    }
+  ir::Policy q = p;
+  q.plans.push_back({"basic", 10'000'000, 0, 0, {}, {}});
+  q.hosts = ir::Hosts{true, false};
+  ASSERT_NE(generated_c(q), plain);
+  q.plans.clear();
+  q.hosts.reset();
+  EXPECT_EQ(generated_c(q), plain);
+}
+
 TEST(Compile, ClangErrorsMapToThePolicyLine) {
   if (!have_clang()) GTEST_SKIP() << "needs clang-19";
   std::mt19937_64 rng(8);

@@ -43,6 +43,44 @@ TEST(Parser, SetDscpIsAClassAttribute) {
   EXPECT_NE(q.diags.find("did you mean 'dscp'?"), std::string::npos) << q.diags;
 }
 
+// `plan NAME { ... }` and `hosts ...;`: attributes in written order with their
+// locations; the words are keywords only where an item or plan attribute
+// starts, so classes, sets and targets may still be called plan, hosts, ceil
+// or classes.
+TEST(Parser, PlansAndHosts) {
+  auto p = parse("policy p {\n  link 1gbit;\n  class plan { default; }\n  class hosts { }\n"
+                 "  plan premium { rate 50mbit; ceil 100mbit; burst 200kb; classes plan, hosts; }\n"
+                 "  hosts daddr nat;\n  rule tcp dport 22 -> hosts;\n}\n");
+  ASSERT_TRUE(p.ast) << p.diags;
+  ASSERT_EQ(p.ast->plans.size(), 1u);
+  const auto& pl = p.ast->plans[0];
+  EXPECT_EQ(pl.name, "premium");
+  EXPECT_EQ(pl.name_loc, (Loc{5, 8, 7}));
+  ASSERT_EQ(pl.attrs.size(), 4u);
+  EXPECT_EQ(pl.attrs[0].kind, ast::PlanAttrKind::Rate);
+  EXPECT_EQ(pl.attrs[0].rate.bps, 50'000'000u);
+  EXPECT_EQ(pl.attrs[1].kind, ast::PlanAttrKind::Ceil);
+  EXPECT_EQ(pl.attrs[1].rate.bps, 100'000'000u);
+  EXPECT_EQ(pl.attrs[1].loc, (Loc{5, 31, 4}));
+  EXPECT_EQ(pl.attrs[2].size.bytes, 200u * 1024);
+  ASSERT_EQ(pl.attrs[3].classes.size(), 2u);
+  EXPECT_EQ(pl.attrs[3].classes[1].first, "hosts");
+  EXPECT_EQ(pl.attrs[3].classes[1].second, (Loc{5, 72, 5}));
+  ASSERT_EQ(p.ast->hosts.size(), 1u);
+  EXPECT_EQ(p.ast->hosts[0].by, "daddr");
+  EXPECT_EQ(p.ast->hosts[0].loc, (Loc{6, 3, 5}));
+  EXPECT_TRUE(p.ast->hosts[0].nat);
+  EXPECT_EQ(p.ast->rules[0].target, "hosts");
+  EXPECT_EQ(print_policy(*p.ast), "policy p {\n    link 1gbit;\n    class plan { default; }\n    class hosts { }\n"
+                                  "    rule tcp dport 22 -> hosts;\n"
+                                  "    plan premium { rate 50mbit; ceil 100mbit; burst 200kb; classes plan, hosts; }\n"
+                                  "    hosts daddr nat;\n}\n");
+  // A broken plan attribute is skipped to its ';' and the next item still parses.
+  auto q = parse("policy p {\n  link 1mbit;\n  plan a { rate 1mbit; cei 2mbit; }\n  hosts saddr;\n  class b { default; }\n}\n");
+  EXPECT_EQ(q.errors, 1u) << q.diags;
+  EXPECT_NE(q.diags.find("did you mean 'ceil'?"), std::string::npos) << q.diags;
+}
+
 TEST(Parser, ItemsAndLocations) {
   auto p = parse("policy web {\n  link 2.5mbit;\n  class a { priority 3; rate 1kbit; burst 2kb; default; }\n"
                  "  rule ip saddr 10.0.0.0/8 tcp sport 1-2 dport != { 80, 443 } -> a;\n}\n");

@@ -463,6 +463,45 @@ TEST(Diff, SetDscpChangesAreClassChanges) {
   EXPECT_TRUE(analysis::diff_policies(*la.live, *la.live).same());
 }
 
+// A plan or the hosts line changes no class of any packet, but `qosc diff`
+// reports every change of one: what each host of the table gets.
+TEST(Diff, PlanAndHostsChangesAreReported) {
+  const std::string a = R"(policy p { link 100mbit;
+  class game { priority 0; } class bulk { default; }
+  rule udp dport 27015 -> game;
+  plan basic { rate 10mbit; } plan gone { rate 1mbit; } plan premium { rate 50mbit; }
+  hosts daddr;
+})";
+  const std::string b = R"(policy p { link 100mbit;
+  class game { priority 0; } class bulk { default; }
+  rule udp dport 27015 -> game;
+  plan basic { rate 20mbit; } plan new { rate 1mbit; } plan premium { rate 50mbit; ceil 80mbit; burst 64kb; classes bulk; }
+  hosts saddr nat;
+})";
+  auto la = lower(a), lb = lower(b);
+  ASSERT_TRUE(la.live && lb.live);
+  auto d = analysis::diff_policies(*la.live, *lb.live);
+  EXPECT_TRUE(d.traffic.empty()) << analysis::to_text(d);
+  EXPECT_FALSE(d.same());
+  const std::string text = analysis::to_text(d);
+  for (const char* line : {"  hosts: daddr -> saddr nat\n", "  plan 'gone' removed\n", "  plan 'new' added\n",
+                           "  plan 'basic': rate 10mbit -> 20mbit\n", "  plan 'premium': ceil the rate -> 80mbit\n",
+                           "  plan 'premium': burst default -> 64kb\n", "  plan 'premium': classes all -> bulk\n"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << text;
+  EXPECT_EQ(analysis::to_json(d)["classes"].size(), 7u) << text;
+  EXPECT_TRUE(analysis::diff_policies(*la.live, *la.live).same());
+  // Adding hosts and plans to a policy without them.
+  const std::string plain = R"(policy p { link 100mbit;
+  class game { priority 0; } class bulk { default; }
+  rule udp dport 27015 -> game;
+})";
+  auto lp = lower(plain);
+  ASSERT_TRUE(lp.live);
+  const std::string added = analysis::to_text(analysis::diff_policies(*lp.live, *la.live));
+  EXPECT_NE(added.find("  hosts: none -> daddr\n"), std::string::npos) << added;
+  EXPECT_NE(added.find("  plan 'basic' added\n"), std::string::npos) << added;
+}
+
 TEST(PacketExample, Notation) {
   PacketFields f;
   f.ip = true;

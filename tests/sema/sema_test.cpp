@@ -61,6 +61,73 @@ TEST(Lowering, AdaptiveLinkAndDownload) {
   EXPECT_EQ(dump_ir(*none.ir).find("download"), std::string::npos);
 }
 
+// `plan` and `hosts`: rates resolved, a plan's classes as ascending ids
+// (empty = every class), the hosts line as address and nat; a plan at the
+// MAX of an adaptive link is fine. The checks' messages are golden tests
+// (tests/frontend/golden/sema_bad_hosts.qos and neighbours).
+TEST(Lowering, PlansAndHosts) {
+  auto l = lower_text("policy t { link adaptive 10mbit-100mbit;\n class game { priority 0; } class web { }\n"
+                      " class bulk { default; }\n rule udp -> game; rule tcp -> web;\n"
+                      " plan basic { rate 10mbit; }\n"
+                      " plan premium { rate 50mbit; ceil 100mbit; burst 200kb; classes bulk, game; }\n"
+                      " hosts saddr nat;\n}\n");
+  ASSERT_TRUE(l.ir) << l.diags;
+  EXPECT_EQ(l.warnings, 0u) << l.diags;
+  ASSERT_EQ(l.ir->plans.size(), 2u);
+  const ir::Plan& basic = l.ir->plans[0];
+  EXPECT_EQ(basic.name, "basic");
+  EXPECT_EQ(basic.rate_bps, 10'000'000u);
+  EXPECT_EQ(basic.ceil_bps, 0u) << "0: the rate";
+  EXPECT_EQ(basic.burst_bytes, 0u) << "0: HTB's default";
+  EXPECT_TRUE(basic.classes.empty()) << "every class";
+  const ir::Plan& premium = l.ir->plans[1];
+  EXPECT_EQ(premium.ceil_bps, 100'000'000u);
+  EXPECT_EQ(premium.burst_bytes, 200u * 1024);
+  EXPECT_EQ(premium.classes, (std::vector<uint32_t>{0, 2}));
+  ASSERT_TRUE(l.ir->hosts);
+  EXPECT_EQ(*l.ir->hosts, (ir::Hosts{false, true}));
+  const std::string dump = dump_ir(*l.ir);
+  EXPECT_NE(dump.find("  plan premium rate=50mbit ceil=100mbit burst=204800b classes=game,bulk\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("  hosts saddr nat\n"), std::string::npos) << dump;
+
+  auto none = lower_text("policy t { link 50mbit; class a { default; } }");
+  ASSERT_TRUE(none.ir) << none.diags;
+  EXPECT_TRUE(none.ir->plans.empty());
+  EXPECT_FALSE(none.ir->hosts);
+}
+
+// Each check of plans and hosts alone, so that one cannot hide another.
+TEST(Checks, PlansAndHosts) {
+  auto body = [](const std::string& items) {
+    return "policy t {\n link 100mbit;\n class a { priority 1; }\n class b { default; }\n rule tcp -> a;\n" + items + "}\n";
+  };
+  struct Case {
+    std::string items, message;
+  };
+  const Case cases[] = {
+      {" plan p { rate 1mbit; }\n plan p { rate 2mbit; }\n hosts daddr;\n", "plan 'p' is declared twice"},
+      {" plan p { rate 200mbit; }\n hosts daddr;\n", "rate 200mbit of plan 'p' is above the link rate 100mbit"},
+      {" plan p { rate 1mbit; ceil 101mbit; }\n hosts daddr;\n", "ceil 101mbit of plan 'p' is above the link rate"},
+      {" plan p { rate 2mbit; ceil 1mbit; }\n hosts daddr;\n", "ceil 1mbit of plan 'p' is below its rate 2mbit"},
+      {" plan p { rate 1mbit; classes a, c; }\n hosts daddr;\n", "plan 'p' lists class 'c', which the policy does not declare"},
+      {" plan p { rate 1mbit; classes a; }\n hosts daddr;\n", "plan 'p' leaves out the default class 'b'"},
+      {" plan p { ceil 1mbit; }\n hosts daddr;\n", "plan 'p' has no rate"},
+      {" hosts daddr;\n", "`hosts` without any plan"},
+      {" plan p { rate 1mbit; }\n", "the policy declares plans but not which address names a host"},
+      {" plan p { rate 1mbit; }\n hosts daddr;\n hosts saddr;\n", "a policy has at most one `hosts` line"},
+      {" plan p { rate 1mbit; }\n hosts daddr;\n scheduler pifo;\n", "`hosts` does not work with scheduler pifo"},
+      {" plan p { rate 1mbit; }\n hosts addr;\n", "hosts are named by 'saddr' or 'daddr', not 'addr'"},
+  };
+  for (const auto& c : cases) {
+    auto l = lower_text(body(c.items));
+    EXPECT_FALSE(l.ir) << c.items;
+    EXPECT_EQ(l.errors, 1u) << l.diags;
+    EXPECT_NE(l.diags.find(c.message), std::string::npos) << l.diags;
+  }
+  auto ok = lower_text(body(" plan p { rate 100mbit; ceil 100mbit; classes b; }\n hosts daddr;\n"));
+  EXPECT_TRUE(ok.ir) << ok.diags;
+}
+
 TEST(Checks, AdaptiveRangesAndClassRates) {
   // A class rate up to MAX is valid; above MIN it is a warning, above MAX the error it always was.
   auto warn = lower_text("policy t { link adaptive 10mbit-100mbit; class a { rate 50mbit; default; } }");

@@ -152,6 +152,31 @@ struct Scheduler {
   bool has_block = false;
 };
 
+// `plan NAME { rate R; [ceil C;] [burst B;] [classes A, B, ...;] }`: what a
+// host of the host table gets (docs/language.md "Hosts and plans").
+enum class PlanAttrKind { Rate, Ceil, Burst, Classes };
+const char* to_string(PlanAttrKind k);   // "rate", "ceil", ...
+struct PlanAttr {
+  PlanAttrKind kind;
+  Loc loc;            // of the attribute keyword
+  Rate rate;          // Rate, Ceil
+  Size size;          // Burst
+  std::vector<std::pair<std::string, Loc>> classes;   // Classes: the names as written
+};
+struct PlanDecl {
+  std::string name;
+  Loc loc, name_loc;
+  std::vector<PlanAttr> attrs;   // in written order; duplicates are sema's to report
+};
+
+// `hosts saddr|daddr [nat];`: which address names a host on this interface.
+struct HostsDecl {
+  Loc loc;             // of `hosts`
+  std::string by;      // as written; sema checks it is saddr or daddr
+  Loc by_loc;
+  std::optional<Loc> nat;   // where `nat` was written
+};
+
 struct Policy {
   std::string name;
   Loc loc, name_loc;
@@ -161,6 +186,8 @@ struct Policy {
   std::vector<SetDecl> sets;
   std::vector<ClassDecl> classes;
   std::vector<RuleDecl> rules;          // file order
+  std::vector<PlanDecl> plans;
+  std::vector<HostsDecl> hosts;         // at most one (sema)
 };
 
 }  // namespace qosc::ast

@@ -28,7 +28,7 @@ struct TrafficChange {
 };
 
 struct SettingChange {
-  std::string subject;   // "class 'web'", "link", "scheduler", "default class", "policy name"
+  std::string subject;   // "class 'web'", "plan 'basic'", "hosts", "link", "scheduler", "default class", "policy name"
   std::string change;    // "added", "removed", or the field that changed ("rate", "priority", ...)
   std::string from, to;  // values as written in a policy; empty for added/removed
 };

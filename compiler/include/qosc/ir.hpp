@@ -128,6 +128,28 @@ struct Adaptive {
   friend bool operator==(const Adaptive&, const Adaptive&) = default;
 };
 
+// `plan NAME { ... }`: what a host of the host table gets (docs/language.md
+// "Hosts and plans"; qosrun builds it, docs/hosts.md).
+struct Plan {
+  std::string name;
+  uint64_t rate_bps = 0;
+  uint64_t ceil_bps = 0;        // 0: the rate (the host never borrows)
+  uint64_t burst_bytes = 0;     // 0: HTB's default for the rate
+  std::vector<uint32_t> classes;   // class ids with a leaf in the host, ascending; empty: every class
+  Loc loc;
+  friend bool operator==(const Plan& a, const Plan& b) {
+    return a.name == b.name && a.rate_bps == b.rate_bps && a.ceil_bps == b.ceil_bps && a.burst_bytes == b.burst_bytes &&
+           a.classes == b.classes;
+  }
+};
+
+// `hosts saddr|daddr [nat];`: the address the TC program looks up in qos_hosts.
+struct Hosts {
+  bool dst = false;             // daddr
+  bool nat = false;             // the address before NAT, from conntrack
+  friend bool operator==(const Hosts&, const Hosts&) = default;
+};
+
 struct Policy {
   std::string name;
   std::string source_name;    // file the policy came from
@@ -144,6 +166,8 @@ struct Policy {
   std::vector<Class> classes; // index == id
   uint32_t default_class = 0;
   std::vector<Rule> rules;    // first-match order
+  std::vector<Plan> plans;    // declaration order; non-empty exactly when hosts is set
+  std::optional<Hosts> hosts;
   // Set by the front end, which leaves out every rule no packet reaches (with
   // a warning): then the midend need not look for them again.
   bool unreachable_removed = false;

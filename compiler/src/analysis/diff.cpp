@@ -156,6 +156,48 @@ std::string rate_text(uint64_t bps, const std::optional<ir::Adaptive>& a) {
                      units::format_rate(a->start_bps), units::format_duration(a->delay_us));
 }
 
+// `hosts` as a policy writes it, "none" without.
+std::string hosts_text(const std::optional<ir::Hosts>& h) {
+  if (!h) return "none";
+  return fmt::format("{}{}", h->dst ? "daddr" : "saddr", h->nat ? " nat" : "");
+}
+
+// A plan's classes as a policy writes them, "all" when it lists none.
+std::string plan_classes_text(const ir::Policy& p, const ir::Plan& plan) {
+  if (plan.classes.empty()) return "all";
+  std::string s;
+  for (uint32_t c : plan.classes) s += (s.empty() ? "" : ", ") + p.classes[c].name;
+  return s;
+}
+
+// Plans by name, and the `hosts` line: what qosrun gives each host of the table.
+void compare_plans(const ir::Policy& a, const ir::Policy& b, std::vector<SettingChange>& out) {
+  auto find = [](const ir::Policy& p, const std::string& name) -> const ir::Plan* {
+    for (const auto& x : p.plans)
+      if (x.name == name) return &x;
+    return nullptr;
+  };
+  if (hosts_text(a.hosts) != hosts_text(b.hosts)) out.push_back({"hosts", "by", hosts_text(a.hosts), hosts_text(b.hosts)});
+  for (const auto& p : a.plans)
+    if (!find(b, p.name)) out.push_back({fmt::format("plan '{}'", p.name), "removed", "", ""});
+  for (const auto& p : b.plans) {
+    const ir::Plan* o = find(a, p.name);
+    const std::string subject = fmt::format("plan '{}'", p.name);
+    if (!o) {
+      out.push_back({subject, "added", "", ""});
+      continue;
+    }
+    auto changed = [&](const char* field, std::string from, std::string to) {
+      if (from != to) out.push_back({subject, field, std::move(from), std::move(to)});
+    };
+    changed("rate", units::format_rate(o->rate_bps), units::format_rate(p.rate_bps));
+    changed("ceil", o->ceil_bps ? units::format_rate(o->ceil_bps) : "the rate",
+            p.ceil_bps ? units::format_rate(p.ceil_bps) : "the rate");
+    changed("burst", o->burst_bytes ? size_text(o->burst_bytes) : "default", p.burst_bytes ? size_text(p.burst_bytes) : "default");
+    changed("classes", plan_classes_text(a, *o), plan_classes_text(b, p));
+  }
+}
+
 void compare_settings(const ir::Policy& a, const ir::Policy& b, std::vector<SettingChange>& out) {
   auto changed = [&](std::string subject, std::string field, std::string from, std::string to) {
     if (from != to) out.push_back({std::move(subject), std::move(field), std::move(from), std::move(to)});
@@ -183,6 +225,7 @@ void compare_settings(const ir::Policy& a, const ir::Policy& b, std::vector<Sett
     changed(subject, "isolate", isolation_text(o->isolate), isolation_text(c.isolate));
     changed(subject, "set dscp", dscp_rewrite_text(o->set_dscp), dscp_rewrite_text(c.set_dscp));
   }
+  compare_plans(a, b, out);
 }
 
 // qosrun reload keys HTB leaves by minor: 0x10 + class id, or 0x10 + band for
@@ -271,7 +314,7 @@ std::string to_text(const PolicyDiff& d) {
     s += fmt::format("classes: {}\n", plural(d.classes.size(), "change"));
     for (const auto& c : d.classes) {
       if (c.change == "added" || c.change == "removed") s += fmt::format("  {} {}\n", c.subject, c.change);
-      else if (c.subject.rfind("class '", 0) == 0) s += fmt::format("  {}: {} {} -> {}\n", c.subject, c.change, c.from, c.to);
+      else if (c.subject.rfind("class '", 0) == 0 || c.subject.rfind("plan '", 0) == 0) s += fmt::format("  {}: {} {} -> {}\n", c.subject, c.change, c.from, c.to);
       else s += fmt::format("  {}: {} -> {}\n", c.subject, c.from, c.to);
     }
   }

@@ -57,6 +57,25 @@ std::string rank_expr(const ir::RankExpr& e) {
   return "0";
 }
 
+// `hosts` (qos_hosts.h): opens the block that chooses the queue of a packet
+// of no listed host, as without hosts; a host's packet gets its host's leaf
+// instead (and skips `isolate`: the host's queues stand in for the class's
+// sub-queues). Returns whether it opened a block (the caller closes it).
+bool open_host_choice(SourceBuilder& out, const ir::Policy& policy) {
+  if (!policy.hosts) return false;
+  out.line("/* A listed host's packet goes into its host's subtree (priority, cb[QOS_CB_HOST], queue). */");
+  out.open("if (!qos_host_choose(ctx, p, cls))");
+  return true;
+}
+
+// The head's lines for `hosts`: the defines that turn on qos_hosts.h.
+void host_defines(SourceBuilder& head, const ir::Policy& policy) {
+  if (!policy.hosts) return;
+  head.line("#define QOS_HOSTS 1  /* per-host plans: the qos_hosts map (qos_hosts.h) */");
+  if (policy.hosts->dst) head.line("#define QOS_HOSTS_DADDR 1");
+  if (policy.hosts->nat) head.line("#define QOS_HOSTS_NAT 1  /* conntrack's kfuncs (hosts ... nat) */");
+}
+
 }  // namespace
 
 std::vector<std::optional<ManifestIsolation>> isolation_layout(const ir::Policy& policy) {
@@ -191,6 +210,7 @@ void emit_program(EmitContext& cx, const Target& t) {
     out.close().close();
   }
   if (t.sets_priority) {
+    const bool hosts = open_host_choice(out, policy);
     if (pifo) {
       out.open("");
       out.line("__u32 zero = 0;");
@@ -224,6 +244,7 @@ void emit_program(EmitContext& cx, const Target& t) {
     } else {
       out.line("ctx->priority = (QOS_HTB_MAJOR << 16) | (QOS_HTB_MINOR_BASE + cls);");
     }
+    if (hosts) out.close();
     out.line("ctx->cb[QOS_CB_CLASS] = (QOS_META_MAGIC << 16) | cls;  /* the class, also when priority is a band */");
     // `set dscp`: a case per class that has it, nothing for the others.
     bool any = false;
@@ -275,6 +296,8 @@ Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, con
     mc.set_dscp = c.set_dscp;
     m.classes.push_back(std::move(mc));
   }
+  for (const auto& p : policy.plans) m.plans.push_back({p.name, p.rate_bps, p.ceil_bps, p.burst_bytes, p.classes});
+  if (policy.hosts) m.hosts = ManifestHosts{policy.hosts->dst ? "daddr" : "saddr", policy.hosts->nat};
   m.default_class = policy.default_class;
   m.rule_count = uint32_t(policy.rules.size());
   m.strategy = "tree";
@@ -306,6 +329,7 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
   if (set_dscp) head.line("#define QOS_SET_DSCP 1");
   // An adaptive link: only such policies get the parser's L4 offset and qos_probe.h.
   if (policy.adaptive()) head.line("#define QOS_PROBES 1");
+  host_defines(head, policy);
   head.line("#include <linux/bpf.h>").line("#include <linux/pkt_cls.h>");
   head.line("#include <bpf/bpf_helpers.h>").line("#include <bpf/bpf_endian.h>");
   head.line("#include \"qos_abi.h\"").line("#include \"qos_parse.h\"").line("#include \"qos_maps.h\"");
@@ -313,6 +337,7 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
   head.line("#include \"qos_iso.h\"");
   if (set_dscp) head.line("#include \"qos_dscp.h\"");
   if (policy.adaptive()) head.line("#include \"qos_probe.h\"");
+  if (policy.hosts) head.line("#include \"qos_hosts.h\"");
   head.line("").line("char _license[] SEC(\"license\") = \"Dual BSD/GPL\";");
   head.line("/* Set by the loader before load (qos_abi.h); on unless it says otherwise. */");
   head.line("const volatile struct qos_cfg qos_cfg SEC(QOS_CFG_SECTION) = { .xdp_meta = 1 };");

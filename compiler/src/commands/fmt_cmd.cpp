@@ -31,7 +31,7 @@ bool same_ir(const ir::Policy& a, const ir::Policy& b) {
       a.download_bps != b.download_bps || a.download_adaptive != b.download_adaptive || a.default_class != b.default_class ||
       a.scheduler.kind != b.scheduler.kind || !(a.scheduler.rank == b.scheduler.rank) ||
       a.scheduler.pifo_bands != b.scheduler.pifo_bands || a.classes.size() != b.classes.size() ||
-      a.rules.size() != b.rules.size())
+      a.rules.size() != b.rules.size() || a.plans != b.plans || a.hosts != b.hosts)
     return false;
   for (size_t i = 0; i < a.classes.size(); ++i)
     if (!same_classes(a.classes[i], b.classes[i])) return false;

@@ -35,7 +35,7 @@ struct Comment {
   std::string text;      // '#' up to the end of the line, trailing blanks dropped
 };
 
-enum class ItemKind { Link, Scheduler, Set, Class, Rule, Download };
+enum class ItemKind { Link, Scheduler, Set, Class, Rule, Download, Plan, Hosts };
 
 struct ItemSpan {
   ItemKind kind;
@@ -184,12 +184,13 @@ class Formatter {
     while (i < text_.size() && (text_[i] != '{' || in_comment(i))) ++i;
     if (i >= text_.size()) return false;
     open_brace_ = i;
-    size_t counts[6] = {0, 0, 0, 0, 0, 0};
+    size_t counts[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (i = first_code_after(i + 1); i < text_.size(); i = first_code_after(i)) {
       if (text_[i] == '}') {
         close_brace_ = i;
         return counts[0] == p_.links.size() && counts[1] == p_.schedulers.size() && counts[2] == p_.sets.size() &&
-               counts[3] == p_.classes.size() && counts[4] == p_.rules.size() && counts[5] == p_.downloads.size();
+               counts[3] == p_.classes.size() && counts[4] == p_.rules.size() && counts[5] == p_.downloads.size() &&
+               counts[6] == p_.plans.size() && counts[7] == p_.hosts.size();
       }
       ItemSpan s;
       if (starts_word(i, "link")) s.kind = ItemKind::Link;
@@ -198,10 +199,12 @@ class Formatter {
       else if (starts_word(i, "class")) s.kind = ItemKind::Class;
       else if (starts_word(i, "rule")) s.kind = ItemKind::Rule;
       else if (starts_word(i, "download")) s.kind = ItemKind::Download;
+      else if (starts_word(i, "plan")) s.kind = ItemKind::Plan;
+      else if (starts_word(i, "hosts")) s.kind = ItemKind::Hosts;
       else return false;
       s.index = counts[int(s.kind)]++;
       s.begin = i;
-      const bool block = s.kind == ItemKind::Class || s.kind == ItemKind::Scheduler;
+      const bool block = s.kind == ItemKind::Class || s.kind == ItemKind::Scheduler || s.kind == ItemKind::Plan;
       int depth = 0;
       size_t j = i;
       for (; j < text_.size(); ++j) {
@@ -334,6 +337,8 @@ class Formatter {
     switch (s.kind) {
       case ItemKind::Link: return {link_text("link", p_.links[s.index])};
       case ItemKind::Download: return {link_text("download", p_.downloads[s.index])};
+      case ItemKind::Plan: return {plan_text(p_.plans[s.index])};
+      case ItemKind::Hosts: return {hosts_text(p_.hosts[s.index])};
       case ItemKind::Scheduler: return {scheduler_text(p_.schedulers[s.index])};
       case ItemKind::Set: {
         const auto& st = p_.sets[s.index];

@@ -123,6 +123,15 @@ std::string dump_ir(const ir::Policy& p) {
     if (c.set_dscp) s += fmt::format(" set_dscp={}", *c.set_dscp);
     s += "\n";
   }
+  for (const auto& pl : p.plans) {
+    s += fmt::format("  plan {} rate={}", pl.name, units::format_rate(pl.rate_bps));
+    if (pl.ceil_bps) s += fmt::format(" ceil={}", units::format_rate(pl.ceil_bps));
+    if (pl.burst_bytes) s += fmt::format(" burst={}b", pl.burst_bytes);
+    std::string cs;
+    for (uint32_t c : pl.classes) cs += (cs.empty() ? "" : ",") + p.classes[c].name;
+    s += fmt::format(" classes={}\n", cs.empty() ? "all" : cs);
+  }
+  if (p.hosts) s += fmt::format("  hosts {}{}\n", p.hosts->dst ? "daddr" : "saddr", p.hosts->nat ? " nat" : "");
   s += fmt::format("  rules (first match wins; otherwise -> {}):\n",
                    p.default_class < p.classes.size() ? p.classes[p.default_class].name : "?");
   for (size_t i = 0; i < p.rules.size(); ++i) {

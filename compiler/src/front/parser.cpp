@@ -31,7 +31,7 @@ namespace g = grammar;
 namespace {
 
 const std::vector<std::string>& item_keywords() {
-  static const std::vector<std::string> k = {"link", "download", "scheduler", "set", "class", "rule"};
+  static const std::vector<std::string> k = {"link", "download", "scheduler", "set", "class", "rule", "plan", "hosts"};
   return k;
 }
 const std::vector<std::string>& match_keywords() {
@@ -70,6 +70,7 @@ struct State {
   ast::Size size;
   ast::Duration duration;
   ast::LinkRate link;       // `link ...;` / `download ...;` being parsed
+  ast::PlanDecl plan;
   ast::Number number;
   bool item_failed = false;
 
@@ -286,6 +287,7 @@ struct action<g::item_begin> {
     st.rule = {};
     st.sched = {};
     st.link = {};
+    st.plan = {};
     st.elems.clear();
     st.exprs.clear();
   }
@@ -879,6 +881,84 @@ struct action<g::class_item> {
   }
 };
 
+// ---- plans and hosts -------------------------------------------------------------------
+template <>
+struct action<g::plan_name> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    st.plan.name = in.string();
+    st.plan.name_loc = loc_of(in);
+    check_name(st, st.plan.name, st.plan.name_loc, "plan");
+  }
+};
+template <ast::PlanAttrKind K>
+struct push_plan_attr {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    ast::PlanAttr a;
+    a.kind = K;
+    a.loc = loc_of(in);
+    a.loc.len = uint32_t(std::string_view(ast::to_string(K)).size());
+    if constexpr (K == ast::PlanAttrKind::Rate || K == ast::PlanAttrKind::Ceil) a.rate = st.rate;
+    if constexpr (K == ast::PlanAttrKind::Burst) a.size = st.size;
+    st.plan.attrs.push_back(std::move(a));
+  }
+};
+template <> struct action<g::plan_rate> : push_plan_attr<ast::PlanAttrKind::Rate> {};
+template <> struct action<g::plan_ceil> : push_plan_attr<ast::PlanAttrKind::Ceil> {};
+template <> struct action<g::plan_burst> : push_plan_attr<ast::PlanAttrKind::Burst> {};
+template <>
+struct action<g::kw_classes> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    ast::PlanAttr a;
+    a.kind = ast::PlanAttrKind::Classes;
+    a.loc = loc_of(in);
+    a.loc.len = 7;
+    st.plan.attrs.push_back(std::move(a));
+  }
+};
+template <>
+struct action<g::plan_class> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    if (!st.plan.attrs.empty()) st.plan.attrs.back().classes.push_back({in.string(), loc_of(in)});
+  }
+};
+template <>
+struct action<g::plan_item> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    st.plan.loc = loc_of(in);
+    st.plan.loc.len = 4;
+    st.policy.plans.push_back(std::move(st.plan));
+    st.plan = {};
+  }
+};
+template <>
+struct action<g::hosts_by> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    ast::HostsDecl h;
+    h.by = in.string();
+    h.by_loc = loc_of(in);
+    st.policy.hosts.push_back(std::move(h));
+  }
+};
+template <>
+struct action<g::hosts_nat> {
+  template <typename In>
+  static void apply(const In& in, State& st) { st.policy.hosts.back().nat = loc_of(in); }
+};
+template <>
+struct action<g::hosts_item> {
+  template <typename In>
+  static void apply(const In& in, State& st) {
+    st.policy.hosts.back().loc = loc_of(in);
+    st.policy.hosts.back().loc.len = 5;
+  }
+};
+
 // ---- errors from the grammar ------------------------------------------------------------
 // The message for a failed must<Rule>; "found ..." is appended.
 template <typename Rule> struct expected { static constexpr const char* what = nullptr; };
@@ -890,7 +970,7 @@ QOSC_EXPECTED(lbrace, "expected '{'")
 QOSC_EXPECTED(rbrace, "expected '}'")
 QOSC_EXPECTED(policy_close, "expected '}' to close the policy")
 QOSC_EXPECTED(trailing, "unexpected text after the end of the policy")
-QOSC_EXPECTED(item, "expected 'link', 'download', 'scheduler', 'set', 'class' or 'rule'")
+QOSC_EXPECTED(item, "expected 'link', 'download', 'scheduler', 'set', 'class', 'rule', 'plan' or 'hosts'")
 QOSC_EXPECTED(rate_value, "expected a rate such as 100mbit")
 QOSC_EXPECTED(size_value, "expected a size such as 64kb")
 QOSC_EXPECTED(duration_value, "expected a duration such as 5ms")
@@ -917,6 +997,10 @@ QOSC_EXPECTED(set_close, "expected ',' or '}' in the set")
 QOSC_EXPECTED(class_name, "expected the class's name after 'class'")
 QOSC_EXPECTED(class_attr, "expected a class attribute (priority, weight, quantum, rate, burst, default, isolate or set dscp)")
 QOSC_EXPECTED(isolate_mode, "expected what to isolate after 'isolate': flows, saddr or daddr")
+QOSC_EXPECTED(plan_name, "expected the plan's name after 'plan'")
+QOSC_EXPECTED(plan_attr, "expected a plan attribute (rate, ceil, burst or classes)")
+QOSC_EXPECTED(plan_class, "expected a class name after 'classes' or ','")
+QOSC_EXPECTED(hosts_by, "expected which address names a host after 'hosts': saddr or daddr")
 QOSC_EXPECTED(set_dscp_kw, "expected 'dscp' after 'set' in a class (`set dscp ef;`)")
 QOSC_EXPECTED(set_dscp_value, "expected a DSCP value after 'set dscp' (0-63 or a name such as ef, af41, cs1)")
 QOSC_EXPECTED(first_match, "expected a match after 'rule' (ip, ip6, tcp, udp, icmp, icmpv6, proto or dscp)")
@@ -979,6 +1063,9 @@ struct control : pegtl::normal<Rule> {
         std::string c = closest_match(word, {"start", "delay"});
         if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));
       }
+    } else if constexpr (std::is_same_v<Rule, g::plan_attr>) {
+      std::string c = closest_match(word, {"rate", "ceil", "burst", "classes"});
+      if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));
     } else if constexpr (std::is_same_v<Rule, g::class_attr>) {
       std::string c = closest_match(word, attr_keywords());
       if (!c.empty()) d.hints.push_back(fmt::format("did you mean '{}'?", c));

@@ -21,5 +21,8 @@ std::string link_text(const char* keyword, const ast::LinkRate& l);
 std::string match_text(const ast::Match& m);                      // tcp dport 80
 std::string scheduler_text(const ast::Scheduler& sc);             // scheduler pifo { rank = ...; }
 std::string rule_text(const ast::RuleDecl& r);                    // rule ... -> target;
+std::string plan_attr_text(const ast::PlanAttr& a);               // ceil 100mbit; / classes game, bulk;
+std::string plan_text(const ast::PlanDecl& p);                    // plan basic { rate 10mbit; }
+std::string hosts_text(const ast::HostsDecl& h);                  // hosts daddr nat;
 
 }  // namespace qosc::printer

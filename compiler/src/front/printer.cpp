@@ -46,6 +46,16 @@ const char* to_string(ClassAttrKind k) {
   return "?";
 }
 
+const char* to_string(PlanAttrKind k) {
+  switch (k) {
+    case PlanAttrKind::Rate: return "rate";
+    case PlanAttrKind::Ceil: return "ceil";
+    case PlanAttrKind::Burst: return "burst";
+    case PlanAttrKind::Classes: return "classes";
+  }
+  return "?";
+}
+
 Loc element_loc(const Element& e) {
   return std::visit([](const auto& x) { return x.loc; }, e);
 }
@@ -153,6 +163,29 @@ std::string link_text(const char* keyword, const ast::LinkRate& l) {
   return s + ";";
 }
 
+std::string plan_attr_text(const ast::PlanAttr& a) {
+  switch (a.kind) {
+    case ast::PlanAttrKind::Rate:
+    case ast::PlanAttrKind::Ceil: return fmt::format("{} {};", ast::to_string(a.kind), rate_text(a.rate));
+    case ast::PlanAttrKind::Burst:
+      return fmt::format("burst {};", a.size.text.empty() ? fmt::format("{}b", a.size.bytes) : a.size.text);
+    case ast::PlanAttrKind::Classes: {
+      std::string s = "classes";
+      for (size_t i = 0; i < a.classes.size(); ++i) s += (i ? ", " : " ") + a.classes[i].first;
+      return s + ";";
+    }
+  }
+  return "";
+}
+
+std::string plan_text(const ast::PlanDecl& p) {
+  std::string s = fmt::format("plan {} {{", p.name);
+  for (const auto& a : p.attrs) s += " " + plan_attr_text(a);
+  return s + " }";
+}
+
+std::string hosts_text(const ast::HostsDecl& h) { return fmt::format("hosts {}{};", h.by, h.nat ? " nat" : ""); }
+
 std::string match_text(const ast::Match& m) {
   std::string s = ast::to_string(m.kind);
   if (m.value) s += " " + value_text(*m.value);
@@ -199,6 +232,8 @@ std::string print_policy(const ast::Policy& p) {
     s += " }\n";
   }
   for (const auto& r : p.rules) s += "    " + rule_text(r) + "\n";
+  for (const auto& pl : p.plans) s += "    " + plan_text(pl) + "\n";
+  for (const auto& h : p.hosts) s += "    " + hosts_text(h) + "\n";
   s += "}\n";
   return s;
 }
@@ -237,6 +272,12 @@ std::string dump_ast(const ast::Policy& p) {
                      loc_text(r.target_loc));
     for (const auto& m : r.matches) s += fmt::format("    match {} {}\n", match_text(m), loc_text(m.loc));
   }
+  for (const auto& pl : p.plans) {
+    s += fmt::format("  plan '{}' {}\n", pl.name, loc_text(pl.name_loc));
+    for (const auto& a : pl.attrs) s += fmt::format("    {} {}\n", plan_attr_text(a), loc_text(a.loc));
+  }
+  for (const auto& h : p.hosts)
+    s += fmt::format("  hosts '{}'{} {}\n", h.by, h.nat ? " nat" : "", loc_text(h.by_loc));
   return s;
 }
 

@@ -17,6 +17,7 @@
 #include "qosc/match_text.hpp"
 #include "qosc/reach.hpp"
 #include "qosc/units.hpp"
+#include "sema_hosts.hpp"
 
 namespace qosc {
 namespace {
@@ -167,6 +168,7 @@ class Checker {
     check_sets();
     check_classes();
     check_rules();
+    check_plans_and_hosts(ast_, out_, diags_);
     out_.unreachable_removed = !keep_dead_;
     check_reachability();
     check_caps();

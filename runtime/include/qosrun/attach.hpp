@@ -47,6 +47,9 @@ struct AttachOptions {
   // --reflector: hosts the adaptive rate's controller probes (docs/adaptive.md);
   // empty: the interface's default gateway. Only for a policy with an adaptive rate.
   std::vector<std::string> reflectors;
+  // --hosts: a host table (docs/hosts.md), checked against the policy's plans
+  // before anything changes; only for a policy with `hosts`.
+  std::string hosts_table;
   int verbosity = 0;
 };
 
@@ -54,6 +57,7 @@ struct Attached {
   state::Record record;
   LoadedPolicy policy;          // keeps the programs and maps open (the foreground view reads the maps)
   std::vector<std::string> notes;
+  std::string hosts;            // with --hosts: "N hosts in G groups (T ms)"
 };
 
 // Attaches; on failure nothing this call created is left behind.

@@ -79,5 +79,6 @@ class CommandTable {
 void register_classify(CommandTable& t);   // classify.cpp
 void register_attach(CommandTable& t);     // attach_cmd.cpp: attach, detach, status, reload, `qosrun OBJ IFACE`
 void register_supervise(CommandTable& t);  // adaptive_run.cpp: the adaptive rate's supervisor (started by attach)
+void register_hosts(CommandTable& t);      // hosts_cmd.cpp: hosts apply, hosts show
 
 }  // namespace qosrun::cli

@@ -11,6 +11,7 @@
 //                holding kLeafQueueMs of traffic at the leaf's ceil, or, for
 //                a class with `isolate`, an HTB qdisc of sub-queues (Nested)
 //   1:<0x100+id> an isolated class's sparse flows (docs/isolation.md)
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -121,6 +122,27 @@ Result<Plan> plan_for(const qosc::Manifest& m, Where where, uint32_t mtu, uint32
 // The smallest quantum that keeps HTB's round robin byte-exact: the largest
 // length HTB charges one packet on an interface with this MTU and largest skb.
 uint32_t min_quantum(uint32_t mtu, uint32_t max_skb);
+
+// Rate bucket depth when the policy gives none: 1 ms at the rate plus one
+// frame (what tc uses by default: rate/HZ + MTU).
+uint32_t default_burst(uint64_t rate_bps, uint32_t frame);
+
+// The classic cls_bpf program of a nested HTB (isolation's sub-queues, the
+// host groups of docs/hosts.md): return skb->cb[slot], the classid the TC
+// program chose (0 = no match: the qdisc's default queue). One program per
+// slot, loaded on first use, closed with this object (a filter keeps its own
+// reference).
+class CbClassidProgram {
+ public:
+  CbClassidProgram() = default;
+  ~CbClassidProgram();
+  CbClassidProgram(const CbClassidProgram&) = delete;
+  CbClassidProgram& operator=(const CbClassidProgram&) = delete;
+  Result<int> fd(uint32_t slot);
+
+ private:
+  std::array<int, 5> fds_{-1, -1, -1, -1, -1};
+};
 
 // The bfifo handle of a leaf: (minor << 16), i.e. "<minor>:" (unique per leaf).
 inline uint32_t leaf_qdisc_handle(uint32_t minor) { return minor << 16; }

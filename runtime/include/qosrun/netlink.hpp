@@ -70,6 +70,18 @@ class RtnlSocket {
   Status request(NlMessage& msg, const std::string& what);
   // A dump request (NLM_F_DUMP): `each` sees every answer message.
   Status dump(NlMessage& msg, const std::string& what, const std::function<void(const nlmsghdr*)>& each);
+  // Many requests, each with NLM_F_ACK, packed several to a sendmsg (about
+  // 32 KiB at a time); the kernel handles them in order, each on its own, and
+  // acknowledges each. Returns one entry per failed request: its index in
+  // `msgs` and the error ("<strerror> (kernel: <extack>)", code = errno), so a
+  // caller can say which of its objects failed. The transport failing (send
+  // or receive) fails every request not yet acknowledged.
+  // $QOSRUN_NETLINK_BATCH=0 sends one request per sendmsg (to measure the gain).
+  struct BatchFailure {
+    size_t index;
+    Error error;
+  };
+  std::vector<BatchFailure> batch(std::span<NlMessage> msgs);
 
  private:
   // Sends `msg` with `flags` added and the next sequence number (kept in the message).
@@ -157,8 +169,13 @@ struct HtbClassParams {
   uint32_t prio = 0;           // 0..7
   friend bool operator==(const HtbClassParams&, const HtbClassParams&) = default;
 };
-// The RTM_NEWTCLASS message (create or change), for tests.
+// The RTM_NEWTCLASS message (create or change), for tests and batches.
 NlMessage htb_class_message(int ifindex, const HtbClassParams& p, bool create);
+// The other messages of a batch (RtnlSocket::batch), as the functions below send them.
+NlMessage htb_qdisc_message(int ifindex, const HtbRootSpec& spec);
+NlMessage delete_class_message(int ifindex, uint32_t classid);
+NlMessage bfifo_message(int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes, bool create);
+NlMessage classid_filter_message(int ifindex, uint32_t parent, int prog_fd, const std::string& name);
 Status add_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
 Status change_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
 Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid);
@@ -169,6 +186,9 @@ Status change_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_
 
 // From an RTM_GETTCLASS dump of the classes of classid's qdisc.
 Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid);
+// Every class of qdisc `qdisc_handle` (major << 16) with its counters, in one dump.
+Result<std::vector<std::pair<uint32_t, TcCounters>>> qdisc_class_counters(RtnlSocket& s, int ifindex,
+                                                                           uint32_t qdisc_handle);
 // Backlog of one class (bytes queued now).
 Result<uint64_t> class_backlog(RtnlSocket& s, int ifindex, uint32_t classid);
 

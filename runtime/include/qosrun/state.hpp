@@ -35,6 +35,7 @@ struct Paths {
   std::string state_dir;    // /run/qosc/<ifname>
   std::string state_file;   // /run/qosc/<ifname>/state.json
   std::string adaptive_file;   // /run/qosc/<ifname>/adaptive.json: the adaptive rate's live state
+  std::string hosts_file;   // /run/qosc/<ifname>/hosts.state: where each host of a host table is (qosrun/hosts.hpp)
   std::string lock_file;    // /run/qosc/<ifname>.lock
 };
 Paths paths_for(const std::string& ifname);
@@ -49,7 +50,9 @@ std::string state_file(const std::string& ifname);
 // Returns an error when $QOSRUN_FAIL_AT names `step` (a comma-separated
 // list may name several). Steps: load, pin, htb-root, htb-class, htb-leaf,
 // clsact, tc-filter, xdp, ifb, ifb-redirect, ifb-htb, ifb-tc, state;
-// reload: reload-load, reload-htb, reload-tc, reload-xdp, reload-change.
+// reload: reload-load, reload-htb, reload-tc, reload-xdp, reload-change;
+// hosts (attach --hosts, hosts apply): hosts, hosts-group, hosts-create,
+// hosts-change, hosts-map, hosts-delete, hosts-state.
 // $QOSRUN_PAUSE_AT=<step> sleeps 30 s at that step first (after printing
 // "paused at step"), so a test can kill qosrun half-way.
 Status fail_point(std::string_view step);

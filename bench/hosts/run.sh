@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Benchmark of per-host plans (docs/hosts.md): how long qosrun takes to
+#   - attach a policy with 10,000 hosts          (target < 2 s)
+#   - apply a table where one host changed        (target < 10 ms)
+#   - apply a table where 1,000 hosts changed     (target < 1 s)
+# each against a baseline measured in the same run: attaching the same policy
+# without hosts. Also: the 10,000-host attach with netlink batching off
+# (QOSRUN_NETLINK_BATCH=0: one request per sendmsg), to show what batching
+# gives. Runs in namespaces of its own (qh-bench-a/-b, a veth pair), as root:
+#   sudo bench/hosts/run.sh [RUNS]        (default 3 runs of each, median shown)
+# Results: printed, and kept in bench/hosts/results/<UTC date>.txt.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${1:-3}
+BUILD_DIR=${QOSC_BUILD_DIR:-build}
+[ "$(id -u)" = 0 ] || { echo "run as root (namespaces, BPF)" >&2; exit 1; }
+bash scripts/build.sh qosc qosrun
+QOSC=$PWD/$BUILD_DIR/bin/qosc
+QOSRUN=$PWD/$BUILD_DIR/bin/qosrun
+NS_A=qh-bench-a NS_B=qh-bench-b IF=qhbench0
+WORK=$(mktemp -d /tmp/qh-bench-XXXXXX)
+export QOSRUN_STATE_ROOT=$WORK/run QOSRUN_PIN_ROOT=/sys/fs/bpf/qh-bench
+MEASURING=/tmp/qosc-measuring
+held=0
+cleanup() {
+  ip netns exec $NS_A env QOSRUN_STATE_ROOT=$QOSRUN_STATE_ROOT QOSRUN_PIN_ROOT=$QOSRUN_PIN_ROOT \
+    timeout -k 2 30 "$QOSRUN" detach $IF >/dev/null 2>&1 || true
+  ip netns del $NS_A 2>/dev/null || true
+  ip netns del $NS_B 2>/dev/null || true
+  rm -rf "$WORK" /sys/fs/bpf/qh-bench
+  if [ $held = 1 ]; then rm -f $MEASURING; fi
+}
+trap cleanup EXIT
+trap "exit 1" INT TERM
+ip netns del $NS_A 2>/dev/null || true
+ip netns del $NS_B 2>/dev/null || true
+ip netns add $NS_A
+ip netns add $NS_B
+ip -n $NS_A link add $IF type veth peer name qhbench1 netns $NS_B
+ip -n $NS_A link set $IF up
+ip -n $NS_B link set qhbench1 up
+
+timeout -k 5 120 "$QOSC" examples/isp.qos --link 10gbit -o "$WORK/isp.bpf.o"
+# 10,000 hosts: plans basic/premium/business 80/15/5 %, one IPv4 address each
+# and an IPv6 /64 for every fourth.
+python3 - "$WORK" <<'PY'
+import sys
+work = sys.argv[1]
+plans = ["business" if i % 20 == 0 else "premium" if i % 20 <= 3 else "basic" for i in range(10000)]
+def table(path, swap=()):
+    p = list(plans)
+    for i in swap:
+        p[i] = "premium" if p[i] == "basic" else "basic"
+    with open(path, "w") as f:
+        f.write("host,plan,prefixes\n")
+        for i in range(10000):
+            pf = f"10.{64 + i // 65536}.{i // 256 % 256}.{i % 256}"
+            if i % 4 == 0:
+                pf += f" 2001:db8:{i:x}::/64"
+            f.write(f"sub{i},{p[i]},{pf}\n")
+table(f"{work}/t0.csv")
+table(f"{work}/t1.csv", [4242])
+# 500 basic -> premium and 500 premium -> basic: the plans' sum stays, so no
+# other host's assured rate moves (docs/hosts.md, "Rates").
+basic = [i for i in range(10000) if plans[i] == "basic"][:500]
+premium = [i for i in range(10000) if plans[i] == "premium"][:500]
+table(f"{work}/t1000.csv", basic + premium)
+PY
+q() { ip netns exec $NS_A env QOSRUN_STATE_ROOT=$QOSRUN_STATE_ROOT QOSRUN_PIN_ROOT=$QOSRUN_PIN_ROOT "$@"; }
+now() { date +%s.%N; }
+# wall time of one command in ms (its output to $WORK/last.out)
+timed() {
+  local t0 t1
+  t0=$(now)
+  q timeout -k 5 120 "$@" >"$WORK/last.out" 2>&1 || { cat "$WORK/last.out" >&2; exit 1; }
+  t1=$(now)
+  python3 -c "print(f'{($t1 - $t0) * 1000:.1f}')"
+}
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.1f}')" "$@"; }
+# qosrun's own figure: "... in N ms" on the hosts line
+reported() { grep -o 'in [0-9.]* ms' "$WORK/last.out" | tail -1 | awk '{print $2}'; }
+
+for _ in $(seq 1 30); do [ -e $MEASURING ] || break; sleep 20; done
+echo $$ >$MEASURING
+held=1
+
+det=() ; base=() ; att=() ; att_rep=() ; nob=() ; one=() ; one_rep=() ; many=() ; many_rep=()
+for r in $(seq 1 "$RUNS"); do
+  base+=("$(timed "$QOSRUN" attach "$WORK/isp.bpf.o" $IF)")
+  q "$QOSRUN" detach $IF >/dev/null
+  att+=("$(timed "$QOSRUN" attach "$WORK/isp.bpf.o" $IF --hosts "$WORK/t0.csv")")
+  att_rep+=("$(grep -o '([0-9.]* ms' "$WORK/last.out" | tr -d '(' | awk '{print $1}')")
+  for t in t1 t0; do
+    ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
+    [ $t = t1 ] && { one+=("$ms"); one_rep+=("$(reported)"); grep -q " 1 changed" "$WORK/last.out" || { cat "$WORK/last.out"; exit 1; }; }
+  done
+  for t in t1000 t0; do
+    ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
+    [ $t = t1000 ] && { many+=("$ms"); many_rep+=("$(reported)"); grep -q " 1000 changed" "$WORK/last.out" || { cat "$WORK/last.out"; exit 1; }; }
+  done
+  det+=("$(timed "$QOSRUN" detach $IF)")
+  nob+=("$(timed env QOSRUN_NETLINK_BATCH=0 "$QOSRUN" attach "$WORK/isp.bpf.o" $IF --hosts "$WORK/t0.csv")")
+  q "$QOSRUN" detach $IF >/dev/null
+done
+rm -f $MEASURING
+held=0
+
+B=$(median "${base[@]}")
+A=$(median "${att[@]}")
+N=$(median "${nob[@]}")
+O=$(median "${one[@]}")
+M=$(median "${many[@]}")
+D=$(median "${det[@]}")
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+out=$(cat <<TXT
+hosts benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) cores; median of $RUNS runs, wall ms of the qosrun command
+policy examples/isp.qos --link 10gbit (3 classes; plans basic/premium/business), 10,000 hosts, 12,500 prefixes
+baseline: attach without hosts                      $B ms
+attach --hosts (10,000 hosts)                        $A ms   ($(ratio $A $B)x baseline; target < 2000 ms)   qosrun's own: ${att_rep[*]} ms
+  ... netlink batching off (QOSRUN_NETLINK_BATCH=0)  $N ms   (batching: $(ratio $N $A)x faster)
+hosts apply, 1 host changed                          $O ms   ($(ratio $O $B)x baseline; target < 10 ms)   qosrun's own: ${one_rep[*]} ms
+hosts apply, 1,000 hosts changed                     $M ms   ($(ratio $M $B)x baseline; target < 1000 ms)   qosrun's own: ${many_rep[*]} ms
+detach (10,000 hosts)                                $D ms
+runs (ms): baseline ${base[*]} | attach ${att[*]} | unbatched ${nob[*]} | one ${one[*]} | 1000 ${many[*]} | detach ${det[*]}
+TXT
+)
+echo "$out"
+mkdir -p bench/hosts/results
+echo "$out" >"bench/hosts/results/$(date -u +%Y-%m-%d-%H%M).txt"

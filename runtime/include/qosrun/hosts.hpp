@@ -1,0 +1,235 @@
+#pragma once
+// Per-host plans on an attached policy (docs/hosts.md): where each host of a
+// host table lives in the HTB tree, and applying a table as the difference
+// to what is there.
+//
+//   root htb 1:
+//     1:1                      the link
+//       1:<0x10+id> ...        the policy's own leaves (traffic of no listed host)
+//       1:<0x1000+g>           group g: rate = its hosts' assured rates, ceil = link
+//         htb <G>:             the group's own HTB, one cls_bpf filter returning skb->cb[QOS_CB_HOST]
+//           <G>:1              never limits
+//             <G>:<S>          a host: rate = its plan's rate (scaled to fit the link), ceil, burst
+//               <G>:<S+1+id>   one leaf per class of its plan, each with a bfifo <H>:
+//
+// Why groups: adding or deleting an HTB class walks every class of its qdisc
+// (tc_bind_tclass), so a qdisc of 8,000 classes takes 2.2 s to fill and
+// 40,000 take 130 s; a group of at most kHostsPerGroup hosts keeps every add
+// cheap. A host keeps its group, slot and handles while it exists.
+//
+// Planning (plan_placement, diff) is plain computation; apply() changes the
+// interface and the qos_hosts map.
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "qos_abi.h"
+#include "qosc/manifest.hpp"
+#include "qosrun/host_table.hpp"
+#include "qosrun/htb.hpp"
+#include "qosrun/loader.hpp"
+#include "qosrun/netlink.hpp"
+#include "qosrun/state.hpp"
+
+struct bpf_object;
+
+namespace qosrun::hosts {
+
+inline constexpr uint32_t kGroupMinorBase = 0x1000;   // group g's leaf in the root HTB: 1:(0x1000 + g)
+inline constexpr uint32_t kMaxGroups = 0xffff - kGroupMinorBase;
+inline constexpr uint32_t kHostsPerGroup = 64;        // at most, and fewer for plans of many classes:
+inline constexpr uint32_t kClassesPerGroup = 1024;    // ... hosts x (1 + classes) stays near this
+inline constexpr uint32_t kSlotStride = 0x80;         // host slot s: class <G>:(0x80 (s+1)), leaves above it
+// Qdisc handles (16 bits per interface) qosrun gives groups and bfifos:
+// above the root's (1:, 0x10.., 0x100..) and isolation's (0x1000 + slots),
+// below the kernel's automatic ones (0x8000..) when a class isolates.
+inline constexpr uint32_t kFirstHandle = 0x2000;
+inline constexpr uint32_t kAutoHandleFirst = 0x8000;
+// With hosts, the policy's own leaves (traffic of no listed host) are
+// assured 1/kUnlistedShare of what they would be without (they still borrow
+// up to their ceilings), and hosts' assured rates sum to at most the rest.
+inline constexpr uint64_t kUnlistedShare = 10;
+// A pinned map larger than this is not made at attach (a table that needs more is sharded).
+inline constexpr size_t kMaxMapEntries = 1u << 20;
+
+// A host where it is: group, slot, handles, and what it was given.
+struct PlacedHost {
+  std::string name, plan;
+  std::vector<Prefix> prefixes;   // sorted
+  uint32_t group = 0;             // index g
+  uint32_t slot = 0;
+  uint32_t host_id = 0;
+  uint64_t rate_bps = 0;          // its assured rate as applied (the plan's, scaled)
+  std::map<uint32_t, uint32_t> leaves;   // class id -> bfifo handle (major << 16)
+  uint64_t fingerprint = 0;       // of every class parameter applied: a change shows as another value
+  uint32_t host_minor() const { return kSlotStride * (slot + 1); }
+  uint32_t minor_base() const { return host_minor() + 1; }   // leaf of class c: minor_base + c (qos_abi.h)
+  friend bool operator==(const PlacedHost&, const PlacedHost&) = default;
+};
+
+static_assert(std::is_nothrow_move_constructible_v<PlacedHost>, "vectors of hosts grow by moving, not copying");
+
+struct Group {
+  uint32_t index = 0;
+  uint32_t major = 0;             // its HTB qdisc handle (major << 16)
+  uint64_t rate_bps = 0;          // its leaf 1:(0x1000 + g) as applied
+  friend bool operator==(const Group&, const Group&) = default;
+};
+
+// Everything the hosts of an interface hold, kept in /run/qosc/<if>/hosts.state.
+struct Placement {
+  std::vector<Group> groups;        // ascending index
+  std::vector<PlacedHost> hosts;    // ascending name
+  uint32_t next_host_id = 1;
+  // Classes a kill in the middle of an apply left to delete (the next apply does it first).
+  std::vector<uint32_t> pending_deletes;
+  const Group* group(uint32_t index) const;
+  const PlacedHost* host(const std::string& name) const;
+  friend bool operator==(const Placement&, const Placement&) = default;
+};
+
+// `pending`: the classes to record as pending_deletes (nullptr: p's own).
+std::string to_text(const Placement& p, const std::vector<uint32_t>* pending = nullptr);
+Result<Placement> placement_from_text(const std::string& text, const std::string& source);
+// The interface's placement; empty when it has none.
+Result<Placement> read_placement(const std::string& path);
+Status write_placement(const std::string& path, const Placement& p,
+                       const std::vector<uint32_t>* pending = nullptr);   // write + rename
+
+// What the tree looks like for one policy on one interface.
+struct Shape {
+  const qosc::Manifest* manifest = nullptr;
+  uint64_t link_bps = 0;
+  uint32_t mtu = 1500, max_skb = 0;
+  // Handles the placement must not take (the root tree's and isolation's).
+  std::vector<std::pair<uint32_t, uint32_t>> reserved_majors;   // [first, last]
+  uint32_t last_handle = 0xffff;
+  static Shape of(const qosc::Manifest& m, const htb::Plan& root, uint32_t mtu, uint32_t max_skb);
+  uint32_t hosts_per_group() const;
+};
+
+// The policy's own leaves of a hosts policy: assured 1/kUnlistedShare of
+// their rate, so that hosts' assured rates fit in the rest of the link.
+void make_room_for_hosts(htb::Plan& root);
+
+// The HTB parameters of one host: its class and one leaf per class of its plan.
+struct HostClasses {
+  nl::HtbClassParams host;
+  struct Leaf {
+    uint32_t class_id;
+    nl::HtbClassParams params;
+    uint32_t queue_limit;
+  };
+  std::vector<Leaf> leaves;
+  uint64_t class_mask = 0;
+  uint32_t default_leaf = 0;
+  uint64_t fingerprint = 0;
+};
+
+// Plans `table` against `old`: hosts that stay keep group, slot, handles and
+// id; new ones take free slots (not slots freed by this same change: their
+// classes are deleted last) and new handles. Errors: out of handles, groups.
+Result<Placement> plan_placement(const Placement& old, const HostTable& table, const Shape& shape);
+
+// The assured rate each plan gets now: its rate, scaled by a power of
+// 2^(1/4) when the plans of all hosts exceed the link's share for hosts (a
+// coarse step, so one more host rarely changes every other host's rate).
+std::map<std::string, uint64_t> plan_rates(const Shape& shape, const std::vector<std::string>& plan_of_each_host);
+
+// HostClasses per (plan, rate), without the classids: 10,000 hosts share a few plans.
+class ClassCache {
+ public:
+  std::map<std::pair<std::string, uint64_t>, HostClasses> entries;
+  // The classes of (plan, rate), computed once.
+  Result<const HostClasses*> get(const Shape& shape, const std::string& plan, uint64_t rate);
+};
+Result<HostClasses> host_classes(const Shape& shape, const Group& g, const PlacedHost& h, ClassCache* cache = nullptr);
+// Group g's leaf in the root HTB, and the never-limiting root of its own HTB.
+nl::HtbClassParams group_leaf(const Shape& shape, const Group& g);
+nl::HtbClassParams group_root(const Shape& shape, const Group& g);
+// The qos_hosts value of a host.
+qos_host_val map_value(const Group& g, const PlacedHost& h, const HostClasses& c);
+qos_host_key map_key(const Prefix& p);
+
+struct Summary {
+  size_t added = 0, changed = 0, removed = 0, unchanged = 0;
+  size_t messages = 0, map_writes = 0;   // netlink requests and map updates/deletes made
+  double seconds = 0;
+  std::vector<std::string> notes;
+};
+
+struct ApplyTarget {
+  nl::RtnlSocket* sock = nullptr;
+  int ifindex = 0;
+  std::string ifname;
+  int map_fd = -1;            // the qos_hosts map
+  int drain_ms = 200;         // how long a removed host's queue may take to empty
+};
+
+// Changes the interface from `old` to `next` (plan_placement's): creates
+// groups, classes and queues of new hosts, then writes their map entries;
+// changes classes of changed hosts in place; deletes map entries of removed
+// hosts, waits for their queues to drain (at most drain_ms), then deletes
+// their classes. Hosts equal in both are not touched. A kernel refusal while
+// creating or changing undoes this call's changes and lists every refusal
+// with its host; `committed` is called with the placement to record once the
+// map holds the new hosts (before the slow deletes), and again at the end.
+Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement& old, const Placement& next,
+                      const std::function<Status(const Placement&, const std::vector<uint32_t>& pending)>& committed);
+
+// ---- the interface's hosts, for the commands (hosts_iface.cpp) ----------------------------------
+
+std::string placement_file(const std::string& ifname);   // /run/qosc/<if>/hosts.state
+TableRules rules_for(const qosc::Manifest& m, size_t map_entries);
+// The shape of an attached policy's tree (the MTU it was planned for).
+Shape shape_of(const state::Record& r);
+
+// attach --hosts: the table, read and checked against the policy's plans
+// before anything on the interface changes. Errors: the policy has no
+// `hosts`, --queues none, a bad table.
+Result<HostTable> table_for_attach(const qosc::Manifest& m, const std::string& path, bool queues);
+// Before load: the policy's hosts map made large enough for `t`.
+Status size_map(bpf_object* obj, const qosc::Manifest& m, const HostTable& t);
+// After the root HTB is built: groups, hosts and map entries of `t`; the
+// placement written beside the record. A failure leaves what it made for
+// the attach's undo (which removes the root qdisc and with it every group).
+Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t);
+
+// reload: can policy `next` keep the hosts on `ifname` (has `hosts` and every
+// plan a host is on)? The error says what to do.
+Status check_reload(const std::string& ifname, const qosc::Manifest& next);
+// After a reload: the same hosts under the new policy's plans; classes whose
+// parameters moved are changed in place, the others are not touched.
+Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd);
+
+struct ApplyOptions {
+  std::string ifname;
+  std::string table;          // path
+  int drain_ms = 200;
+  int verbosity = 0;
+};
+// `qosrun hosts apply IFACE TABLE`.
+Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log);
+
+// `qosrun hosts show IFACE`: each host with its class counters.
+struct HostView {
+  PlacedHost host;
+  uint32_t group_major = 0;
+  uint32_t classid = 0;       // the host's class
+  uint64_t bytes = 0, packets = 0, drops = 0;
+  uint32_t backlog = 0;
+  bool found = false;         // its class exists in the kernel
+};
+struct HostsReport {
+  std::string ifname, policy;
+  std::vector<HostView> hosts;
+  size_t groups = 0;
+};
+Result<HostsReport> show(const std::string& ifname);
+
+}  // namespace qosrun::hosts

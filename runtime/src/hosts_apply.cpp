@@ -1,0 +1,381 @@
+// Applying a host placement to an interface: see qosrun/hosts.hpp and
+// docs/hosts.md ("Applying a table"). Only the difference is sent: netlink
+// requests go out in batches (RtnlSocket::batch), map entries one by one.
+#include <bpf/bpf.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "qosrun/hosts.hpp"
+#include "qosrun/state.hpp"
+
+namespace qosrun::hosts {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One netlink request of an apply, and how to take it back.
+struct Op {
+  nl::NlMessage msg;
+  std::string who;        // "host 'alice'", "group 3": for messages (cheap: names only)
+  const char* verb;       // "create HTB class", ...
+  uint32_t id = 0;        // the class or qdisc it concerns
+  std::optional<nl::NlMessage> undo;
+};
+
+std::string describe_failure(const Op& op, const Error& e) {
+  return fmt::format("{}: cannot {} {}: {}", op.who, op.verb, nl::handle_string(op.id), e.message);
+}
+
+std::string host_who(const PlacedHost& h) { return fmt::format("host '{}'", h.name); }
+
+// Sends `ops`; on any failure takes back the ones that succeeded (and
+// `done` before them, newest first) and returns every failure.
+Status run_ops(nl::RtnlSocket& s, std::vector<Op>& ops, std::vector<nl::NlMessage>& done_undo, size_t* messages) {
+  if (ops.empty()) return {};
+  std::vector<nl::NlMessage> msgs;
+  msgs.reserve(ops.size());
+  for (auto& op : ops) msgs.push_back(std::move(op.msg));
+  auto failures = s.batch(msgs);
+  *messages += msgs.size();
+  std::vector<bool> failed(ops.size(), false);
+  for (const auto& f : failures) failed[f.index] = true;
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (!failed[i] && ops[i].undo) done_undo.push_back(std::move(*ops[i].undo));
+  if (failures.empty()) return {};
+  std::string msg = fmt::format("the kernel refused {} of {} change{}", failures.size(), ops.size(),
+                                ops.size() == 1 ? "" : "s");
+  for (const auto& f : failures) msg += "\n  " + describe_failure(ops[f.index], f.error);
+  return Error{msg, "", failures.front().error.code};
+}
+
+void undo_all(nl::RtnlSocket& s, std::vector<nl::NlMessage>& done_undo) {
+  std::reverse(done_undo.begin(), done_undo.end());
+  (void)s.batch(done_undo);
+  done_undo.clear();
+}
+
+std::string key_bytes(const Prefix& p) {
+  std::string k(reinterpret_cast<const char*>(p.addr.data()), 16);
+  k.push_back(static_cast<char>(p.len));
+  return k;
+}
+
+// The map writes of an apply, with what each key held before, for undo.
+class MapWriter {
+ public:
+  explicit MapWriter(int fd) : fd_(fd) {}
+  Status put(const Prefix& p, const qos_host_val& v, const std::optional<qos_host_val>& before) {
+    qos_host_key k = map_key(p);
+    if (bpf_map_update_elem(fd_, &k, &v, BPF_ANY) != 0)
+      return errno_error(errno, fmt::format("cannot write prefix {} into the hosts map", p.text()));
+    log_.push_back({k, before});
+    ++writes;
+    return {};
+  }
+  Status erase(const Prefix& p, const std::optional<qos_host_val>& before) {
+    qos_host_key k = map_key(p);
+    if (bpf_map_delete_elem(fd_, &k) != 0 && errno != ENOENT)
+      return errno_error(errno, fmt::format("cannot delete prefix {} from the hosts map", p.text()));
+    log_.push_back({k, before});
+    ++writes;
+    return {};
+  }
+  void undo() {
+    for (auto it = log_.rbegin(); it != log_.rend(); ++it) {
+      if (it->second) (void)bpf_map_update_elem(fd_, &it->first, &*it->second, BPF_ANY);
+      else (void)bpf_map_delete_elem(fd_, &it->first);
+    }
+    log_.clear();
+  }
+  size_t writes = 0;
+
+ private:
+  int fd_;
+  std::vector<std::pair<qos_host_key, std::optional<qos_host_val>>> log_;
+};
+
+// Waits (at most until `deadline`) for the classes in `classids` to hold
+// nothing, reading each group's classes in one dump per round.
+void drain(nl::RtnlSocket& s, int ifindex, const std::vector<uint32_t>& classids, Clock::time_point deadline,
+           std::vector<std::string>& notes) {
+  std::set<uint32_t> want(classids.begin(), classids.end());
+  for (;;) {
+    std::set<uint32_t> majors;
+    for (uint32_t c : want) majors.insert(c & 0xffff0000u);
+    std::set<uint32_t> busy;
+    uint64_t bytes = 0;
+    for (uint32_t maj : majors) {
+      auto cs = nl::qdisc_class_counters(s, ifindex, maj);
+      if (!cs) continue;
+      for (const auto& [id, c] : *cs)
+        if (want.count(id) && c.backlog_bytes) {
+          busy.insert(id);
+          bytes += c.backlog_bytes;
+        }
+    }
+    if (busy.empty()) return;
+    if (Clock::now() >= deadline) {
+      notes.push_back(fmt::format("{} class(es) of removed hosts still held {} bytes when their time to drain ran "
+                                  "out; deleting them dropped those bytes",
+                                  busy.size(), bytes));
+      return;
+    }
+    want = std::move(busy);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement& old, const Placement& next,
+                      const std::function<Status(const Placement&, const std::vector<uint32_t>&)>& committed) {
+  const auto t0 = Clock::now();
+  Summary sum;
+  nl::RtnlSocket& s = *t.sock;
+  const int ifx = t.ifindex;
+
+  // What an apply killed half-way left to delete.
+  if (!old.pending_deletes.empty()) {
+    std::vector<nl::NlMessage> dels;
+    for (uint32_t c : old.pending_deletes) dels.push_back(nl::delete_class_message(ifx, c));
+    (void)s.batch(dels);
+    sum.messages += dels.size();
+  }
+
+  ClassCache old_cache, new_cache;
+  std::vector<const PlacedHost*> added, removed;
+  std::vector<std::pair<const PlacedHost*, const PlacedHost*>> kept;   // (old, new)
+  {
+    size_t i = 0, j = 0;
+    while (i < old.hosts.size() || j < next.hosts.size()) {
+      if (j == next.hosts.size() || (i < old.hosts.size() && old.hosts[i].name < next.hosts[j].name))
+        removed.push_back(&old.hosts[i++]);
+      else if (i == old.hosts.size() || next.hosts[j].name < old.hosts[i].name)
+        added.push_back(&next.hosts[j++]);
+      else
+        kept.emplace_back(&old.hosts[i++], &next.hosts[j++]);
+    }
+  }
+  std::vector<nl::NlMessage> undo;
+  htb::CbClassidProgram progs;
+
+  // 1. Create: new groups, new hosts, new leaves of kept hosts.
+  std::vector<Op> ops;
+  for (const auto& g : next.groups) {
+    if (old.group(g.index)) continue;
+    if (Status f = state::fail_point("hosts-group"); !f) return f.error();
+    const std::string who = fmt::format("group {}", g.index);
+    nl::HtbClassParams leaf = group_leaf(shape, g);
+    ops.push_back({nl::htb_class_message(ifx, leaf, true), who, "create HTB class", leaf.classid,
+                   nl::delete_class_message(ifx, leaf.classid)});
+    nl::HtbRootSpec q;
+    q.handle = g.major;
+    q.parent = leaf.classid;
+    q.default_minor = 0;   // a classid the filter names that is gone: the group's direct queue
+    ops.push_back({nl::htb_qdisc_message(ifx, q), who, "create HTB qdisc", g.major, std::nullopt});
+    nl::HtbClassParams root = group_root(shape, g);
+    ops.push_back({nl::htb_class_message(ifx, root, true), who, "create HTB class", root.classid, std::nullopt});
+    auto fd = progs.fd(QOS_CB_HOST);
+    if (!fd) return fd.error();
+    ops.push_back({nl::classid_filter_message(ifx, g.major, *fd, "qos_hosts"), who, "attach the host filter to",
+                   g.major, std::nullopt});
+  }
+  auto add_leaf = [&](const std::string& who, const HostClasses::Leaf& l, uint32_t handle) {
+    ops.push_back({nl::htb_class_message(ifx, l.params, true), who, "create HTB class", l.params.classid,
+                   nl::delete_class_message(ifx, l.params.classid)});
+    ops.push_back(
+        {nl::bfifo_message(ifx, l.params.classid, handle, l.queue_limit, true), who, "create the bfifo of", l.params.classid,
+         std::nullopt});
+  };
+  for (const PlacedHost* h : added) {
+    auto c = host_classes(shape, *next.group(h->group), *h, &new_cache);
+    if (!c) return c.error();
+    const std::string who = host_who(*h);
+    ops.push_back({nl::htb_class_message(ifx, c->host, true), who, "create HTB class", c->host.classid,
+                   nl::delete_class_message(ifx, c->host.classid)});
+    for (const auto& l : c->leaves) add_leaf(who, l, h->leaves.at(l.class_id));
+  }
+  for (auto [was, now] : kept) {
+    if (was->fingerprint == now->fingerprint && was->leaves == now->leaves) continue;
+    auto c = host_classes(shape, *next.group(now->group), *now, &new_cache);
+    if (!c) return c.error();
+    for (const auto& l : c->leaves)
+      if (!was->leaves.count(l.class_id)) add_leaf(host_who(*now), l, now->leaves.at(l.class_id));
+  }
+  if (Status f = state::fail_point("hosts-create"); !f) return f.error();
+  if (Status st = run_ops(s, ops, undo, &sum.messages); !st) {
+    undo_all(s, undo);
+    return Error{st.error().message + "\n  nothing was changed", "", st.error().code};
+  }
+
+  // 2. Change: classes of kept hosts whose parameters moved, group rates.
+  ops.clear();
+  for (auto [was, now] : kept) {
+    if (was->fingerprint == now->fingerprint && was->leaves == now->leaves) continue;
+    ++sum.changed;
+    if (was->fingerprint == now->fingerprint) continue;   // only leaves added or dropped
+    auto c = host_classes(shape, *next.group(now->group), *now, &new_cache);
+    if (!c) return c.error();
+    // The old parameters, for undo: as the old placement's plan made them.
+    auto before = host_classes(shape, *old.group(was->group), *was, &old_cache);
+    auto undo_of = [&](uint32_t classid) -> std::optional<nl::NlMessage> {
+      if (!before) return std::nullopt;
+      if (before->host.classid == classid) return nl::htb_class_message(ifx, before->host, false);
+      for (const auto& l : before->leaves)
+        if (l.params.classid == classid) return nl::htb_class_message(ifx, l.params, false);
+      return std::nullopt;
+    };
+    const std::string who = host_who(*now);
+    ops.push_back({nl::htb_class_message(ifx, c->host, false), who, "change HTB class", c->host.classid,
+                   undo_of(c->host.classid)});
+    for (const auto& l : c->leaves) {
+      if (!was->leaves.count(l.class_id)) continue;
+      ops.push_back({nl::htb_class_message(ifx, l.params, false), who, "change HTB class", l.params.classid,
+                     undo_of(l.params.classid)});
+      ops.push_back({nl::bfifo_message(ifx, l.params.classid, now->leaves.at(l.class_id), l.queue_limit, false), who,
+                     "change the bfifo of", l.params.classid, std::nullopt});
+    }
+  }
+  for (const auto& g : next.groups) {
+    const Group* was = old.group(g.index);
+    if (!was || was->rate_bps == g.rate_bps) continue;
+    nl::HtbClassParams leaf = group_leaf(shape, g);
+    ops.push_back({nl::htb_class_message(ifx, leaf, false), fmt::format("group {}", g.index), "change HTB class",
+                   leaf.classid, nl::htb_class_message(ifx, group_leaf(shape, *was), false)});
+  }
+  if (Status f = state::fail_point("hosts-change"); !f) {
+    undo_all(s, undo);
+    return f.error();
+  }
+  if (Status st = run_ops(s, ops, undo, &sum.messages); !st) {
+    undo_all(s, undo);
+    return Error{st.error().message + "\n  nothing was changed", "", st.error().code};
+  }
+
+  // 3. The map: new values first (a prefix that moves to another host is
+  // overwritten in place, never missing), then the prefixes that are gone.
+  MapWriter map(t.map_fd);
+  auto fail_map = [&](const Error& e) -> Error {
+    map.undo();
+    undo_all(s, undo);
+    return Error{e.message + "\n  nothing was changed", "", e.code};
+  };
+  auto value_of = [&](const Placement& p, const PlacedHost& h, ClassCache& cache) -> std::optional<qos_host_val> {
+    const Group* g = p.group(h.group);
+    if (!g) return std::nullopt;
+    auto c = cache.get(shape, h.plan, h.rate_bps);
+    if (!c) return std::nullopt;
+    return map_value(*g, h, **c);
+  };
+  // What a prefix held before, for undo: its own host's old value, else (a
+  // prefix that moved between hosts) found through an index built only then.
+  std::unordered_map<std::string, const PlacedHost*> old_owner;
+  auto before_of = [&](const Prefix& p, const PlacedHost* was) -> std::optional<qos_host_val> {
+    if (was && std::binary_search(was->prefixes.begin(), was->prefixes.end(), p)) return value_of(old, *was, old_cache);
+    if (old_owner.empty())
+      for (const auto& h : old.hosts)
+        for (const auto& q : h.prefixes) old_owner.emplace(key_bytes(q), &h);
+    auto it = old_owner.find(key_bytes(p));
+    return it == old_owner.end() ? std::nullopt : value_of(old, *it->second, old_cache);
+  };
+  if (Status f = state::fail_point("hosts-map"); !f) return fail_map(f.error());
+  for (const PlacedHost* h : added) {
+    auto v = value_of(next, *h, new_cache);
+    if (!v) return fail_map(Error{fmt::format("host '{}': no map value", h->name)});
+    for (const auto& p : h->prefixes)
+      if (Status st = map.put(p, *v, before_of(p, nullptr)); !st) return fail_map(st.error());
+  }
+  bool prefixes_gone = !removed.empty();
+  for (auto [was, now] : kept) {
+    const bool classes_moved = was->fingerprint != now->fingerprint || was->leaves != now->leaves;
+    // The value names group, slot, id (kept) and the plan's classes: it moves with the plan.
+    bool value_moved = was->plan != now->plan || was->fingerprint != now->fingerprint;
+    if (value_moved) {
+      auto vo = value_of(old, *was, old_cache), vn = value_of(next, *now, new_cache);
+      value_moved = !vo || !vn || std::memcmp(&*vo, &*vn, sizeof *vn) != 0;
+    }
+    const bool prefixes_moved = was->prefixes != now->prefixes;
+    if (!value_moved && !prefixes_moved) {
+      if (!classes_moved) ++sum.unchanged;
+      continue;
+    }
+    if (!classes_moved) ++sum.changed;
+    prefixes_gone |= prefixes_moved;
+    auto vn = value_of(next, *now, new_cache);
+    if (!vn) return fail_map(Error{fmt::format("host '{}': no map value", now->name)});
+    for (const auto& p : now->prefixes) {
+      if (!value_moved && std::binary_search(was->prefixes.begin(), was->prefixes.end(), p)) continue;
+      if (Status st = map.put(p, *vn, before_of(p, was)); !st) return fail_map(st.error());
+    }
+  }
+  if (prefixes_gone) {
+    std::unordered_set<std::string> next_keys;
+    for (const auto& h : next.hosts)
+      for (const auto& p : h.prefixes) next_keys.insert(key_bytes(p));
+    for (const auto& h : old.hosts) {
+      const PlacedHost* now = next.host(h.name);
+      if (now && now->prefixes == h.prefixes) continue;
+      for (const auto& p : h.prefixes) {
+        if (next_keys.count(key_bytes(p))) continue;
+        if (Status st = map.erase(p, before_of(p, &h)); !st) return fail_map(st.error());
+      }
+    }
+  }
+  sum.map_writes = map.writes;
+  sum.added = added.size();
+  sum.removed = removed.size();
+
+  // Committed: the new hosts are shaped. What remains is deleting.
+  std::vector<uint32_t> deletes;    // in order: leaves before their host, hosts before their group
+  std::vector<uint32_t> to_drain;
+  for (const PlacedHost* h : removed) {
+    const Group* g = old.group(h->group);
+    if (!g) continue;
+    for (const auto& [cls, handle] : h->leaves) to_drain.push_back(g->major | (h->minor_base() + cls));
+    if (next.group(h->group)) {
+      for (const auto& [cls, handle] : h->leaves) deletes.push_back(g->major | (h->minor_base() + cls));
+      deletes.push_back(g->major | h->host_minor());
+    }
+  }
+  for (auto [was, now] : kept) {
+    const Group* g = old.group(was->group);
+    for (const auto& [cls, handle] : was->leaves)
+      if (!now->leaves.count(cls)) {
+        to_drain.push_back(g->major | (was->minor_base() + cls));
+        deletes.push_back(g->major | (was->minor_base() + cls));
+      }
+  }
+  // A group left empty goes whole: its leaf in the root HTB takes its qdisc and classes along.
+  for (const auto& g : old.groups)
+    if (!next.group(g.index)) deletes.push_back(htb::classid(htb::kMajor, kGroupMinorBase + g.index));
+  // Nothing changed: the record stays as it is (no write at all).
+  const bool any = sum.added || sum.removed || sum.changed || !old.pending_deletes.empty() ||
+                   old.next_host_id != next.next_host_id;
+  if (any)
+    if (Status st = committed(next, deletes); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
+  if (!deletes.empty()) {
+    if (Status f = state::fail_point("hosts-delete"); !f) return f.error();
+    drain(s, ifx, to_drain, Clock::now() + std::chrono::milliseconds(t.drain_ms), sum.notes);
+    std::vector<nl::NlMessage> dels;
+    for (uint32_t c : deletes) dels.push_back(nl::delete_class_message(ifx, c));
+    for (const auto& f : s.batch(dels))
+      if (f.error.code != ENOENT)
+        sum.notes.push_back(fmt::format("cannot delete class {}: {}", nl::handle_string(deletes[f.index]),
+                                        f.error.message));
+    sum.messages += dels.size();
+    if (Status st = committed(next, {}); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
+  }
+  sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return sum;
+}
+
+}  // namespace qosrun::hosts

@@ -1,0 +1,522 @@
+// Where hosts live in the HTB tree and with which parameters: see
+// qosrun/hosts.hpp and docs/hosts.md. Plain computation, no kernel.
+#include <algorithm>
+#include <bitset>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <iterator>
+
+#include "qosrun/hosts.hpp"
+#include "qosrun/state.hpp"
+
+namespace qosrun::hosts {
+
+// ---- placement ---------------------------------------------------------------------------------
+
+const Group* Placement::group(uint32_t index) const {
+  auto it = std::lower_bound(groups.begin(), groups.end(), index,
+                             [](const Group& g, uint32_t i) { return g.index < i; });
+  return it != groups.end() && it->index == index ? &*it : nullptr;
+}
+
+const PlacedHost* Placement::host(const std::string& name) const {
+  auto it = std::lower_bound(hosts.begin(), hosts.end(), name,
+                             [](const PlacedHost& h, const std::string& n) { return h.name < n; });
+  return it != hosts.end() && it->name == name ? &*it : nullptr;
+}
+
+// One line per group and per host, tab-separated (names hold no control
+// characters): 10,000 hosts read and write in a few milliseconds, which a
+// JSON document of the same does not.
+std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
+  fmt::memory_buffer b;
+  b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
+  auto out = std::back_inserter(b);
+  fmt::format_to(out, "qosc-hosts\t1\nnext_host_id\t{}\n", p.next_host_id);
+  for (const auto& g : p.groups) fmt::format_to(out, "group\t{}\t{}\t{}\n", g.index, g.major >> 16, g.rate_bps);
+  for (const auto& h : p.hosts) {
+    fmt::format_to(out, "host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t", h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
+                   h.name, h.plan);
+    for (size_t i = 0; i < h.prefixes.size(); ++i) fmt::format_to(out, "{}{}", i ? " " : "", h.prefixes[i].text());
+    b.push_back('\t');
+    bool first = true;
+    for (const auto& [cls, handle] : h.leaves) {
+      fmt::format_to(out, "{}{}:{}", first ? "" : " ", cls, handle >> 16);
+      first = false;
+    }
+    b.push_back('\n');
+  }
+  const std::vector<uint32_t>& deletes = pending ? *pending : p.pending_deletes;
+  if (!deletes.empty()) {
+    fmt::format_to(out, "pending");
+    for (uint32_t c : deletes) fmt::format_to(out, "\t{}", c);
+    b.push_back('\n');
+  }
+  return fmt::to_string(b);
+}
+
+namespace {
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  for (;;) {
+    size_t j = s.find(sep, i);
+    out.push_back(s.substr(i, j == std::string_view::npos ? std::string_view::npos : j - i));
+    if (j == std::string_view::npos) return out;
+    i = j + 1;
+  }
+}
+uint64_t num(std::string_view s, int base = 10) {
+  std::string t(s);
+  size_t used = 0;
+  uint64_t v = std::stoull(t, &used, base);
+  if (used != t.size()) throw std::invalid_argument("not a number");
+  return v;
+}
+}  // namespace
+
+Result<Placement> placement_from_text(const std::string& text, const std::string& source) {
+  Placement p;
+  p.hosts.reserve(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')));
+  size_t lineno = 0;
+  try {
+    std::string_view all(text);
+    for (std::string_view line : split(all, '\n')) {
+      ++lineno;
+      if (line.empty()) continue;
+      auto f = split(line, '\t');
+      if (f[0] == "qosc-hosts") {
+        if (f.size() < 2 || f[1] != "1") throw std::invalid_argument("a format this qosrun does not know");
+      } else if (f[0] == "next_host_id" && f.size() == 2) {
+        p.next_host_id = static_cast<uint32_t>(num(f[1]));
+      } else if (f[0] == "group" && f.size() == 4) {
+        p.groups.push_back({static_cast<uint32_t>(num(f[1])), static_cast<uint32_t>(num(f[2]) << 16), num(f[3])});
+      } else if (f[0] == "host" && f.size() == 10) {
+        PlacedHost h;
+        h.group = static_cast<uint32_t>(num(f[1]));
+        h.slot = static_cast<uint32_t>(num(f[2]));
+        h.host_id = static_cast<uint32_t>(num(f[3]));
+        h.rate_bps = num(f[4]);
+        h.fingerprint = num(f[5], 16);
+        h.name = std::string(f[6]);
+        h.plan = std::string(f[7]);
+        for (auto t : split(f[8], ' ')) {
+          auto pr = parse_prefix(t);
+          if (!pr) throw std::invalid_argument(pr.error().message);
+          h.prefixes.push_back(*pr);
+        }
+        if (!f[9].empty())
+          for (auto t : split(f[9], ' ')) {
+            auto c = split(t, ':');
+            if (c.size() != 2) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
+            h.leaves[static_cast<uint32_t>(num(c[0]))] = static_cast<uint32_t>(num(c[1]) << 16);
+          }
+        p.hosts.push_back(std::move(h));
+      } else if (f[0] == "pending") {
+        for (size_t i = 1; i < f.size(); ++i) p.pending_deletes.push_back(static_cast<uint32_t>(num(f[i])));
+      } else {
+        throw std::invalid_argument("an unknown line");
+      }
+    }
+  } catch (const std::exception& e) {
+    return Error{fmt::format("{}:{} is damaged ({}): the hosts on the interface are still shaped; detach and attach "
+                             "again to start afresh",
+                             source, lineno, e.what())};
+  }
+  std::sort(p.groups.begin(), p.groups.end(), [](const Group& a, const Group& b) { return a.index < b.index; });
+  std::sort(p.hosts.begin(), p.hosts.end(), [](const PlacedHost& a, const PlacedHost& b) { return a.name < b.name; });
+  return p;
+}
+
+Result<Placement> read_placement(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return Placement{};
+    return errno_error(errno, fmt::format("cannot read {}", path));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return placement_from_text(ss.str(), path);
+}
+
+Status write_placement(const std::string& path, const Placement& p, const std::vector<uint32_t>* pending) {
+  if (Status f = state::fail_point("hosts-state"); !f) return f;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return errno_error(errno, fmt::format("cannot write {}", tmp));
+    out << to_text(p, pending);
+    out.flush();
+    if (!out) return errno_error(errno ? errno : EIO, fmt::format("cannot write {}", tmp));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(errno, fmt::format("cannot replace {}", path));
+  return {};
+}
+
+std::string placement_file(const std::string& ifname) { return state::paths_for(ifname).hosts_file; }
+
+TableRules rules_for(const qosc::Manifest& m, size_t map_entries) {
+  TableRules r;
+  for (const auto& p : m.plans) r.plans.push_back(p.name);
+  r.max_prefixes = map_entries;
+  if (m.hosts) r.map_name = m.hosts->map;
+  return r;
+}
+
+// ---- shape -------------------------------------------------------------------------------------
+
+Shape Shape::of(const qosc::Manifest& m, const htb::Plan& root, uint32_t mtu, uint32_t max_skb) {
+  Shape s;
+  s.manifest = &m;
+  s.link_bps = root.link.ceil_bps;
+  s.mtu = mtu;
+  s.max_skb = max_skb;
+  s.reserved_majors.push_back({0, kFirstHandle - 1});
+  bool isolation = false;
+  for (const auto& l : root.leaves) {
+    s.reserved_majors.push_back({l.minor, l.minor});
+    if (l.nested) isolation = true;
+  }
+  for (const auto& c : m.classes)
+    if (c.isolate && c.isolate->host_major)
+      s.reserved_majors.push_back({c.isolate->host_major, c.isolate->host_major + c.isolate->slots});
+  // The kernel numbers qdiscs made without a handle (isolation's sub-queue
+  // bfifos) from 0x8000 up: stay below them.
+  s.last_handle = isolation ? kAutoHandleFirst - 1 : 0xffff;
+  return s;
+}
+
+uint32_t Shape::hosts_per_group() const {
+  size_t k = 1;
+  for (const auto& p : manifest->plans) k = std::max(k, p.classes.empty() ? manifest->classes.size() : p.classes.size());
+  return static_cast<uint32_t>(std::clamp<size_t>(kClassesPerGroup / (1 + k), 1, kHostsPerGroup));
+}
+
+void make_room_for_hosts(htb::Plan& root) {
+  for (auto& l : root.leaves)
+    l.params.rate_bps = std::max(htb::kMinRateBps, l.params.rate_bps / kUnlistedShare);
+}
+
+std::map<std::string, uint64_t> plan_rates(const Shape& shape, const std::vector<std::string>& plan_of_each_host) {
+  const qosc::Manifest& m = *shape.manifest;
+  const uint64_t L = shape.link_bps;
+  const long double budget = (long double)(L - L / kUnlistedShare);
+  long double sum = 0;
+  for (const auto& name : plan_of_each_host)
+    if (const auto* p = m.find_plan(name)) sum += (long double)p->rate_bps;
+  int k = 0;
+  long double scale = 1;
+  while (sum * scale > budget && k < 400) scale = std::pow(2.0L, -(long double)(++k) / 4);
+  std::map<std::string, uint64_t> out;
+  for (const auto& p : m.plans)
+    out[p.name] = std::max<uint64_t>(htb::kMinRateBps,
+                                     static_cast<uint64_t>(std::min<long double>((long double)p.rate_bps, L) * scale));
+  return out;
+}
+
+// ---- classes -----------------------------------------------------------------------------------
+
+namespace {
+
+uint64_t fnv(uint64_t h, uint64_t v) {
+  for (int i = 0; i < 8; ++i) {
+    h ^= (v >> (8 * i)) & 0xff;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+uint64_t fnv_params(uint64_t h, const nl::HtbClassParams& p) {
+  for (uint64_t v : {p.rate_bps, p.ceil_bps, uint64_t{p.burst_bytes}, uint64_t{p.cburst_bytes}, uint64_t{p.quantum},
+                     uint64_t{p.prio}})
+    h = fnv(h, v);
+  return h;
+}
+
+uint64_t unlimited(uint64_t link) { return std::max<uint64_t>(link * 10, 1000000000ull); }
+
+// The classes of a host on `plan` assured `rate`, without classids.
+Result<HostClasses> classes_for(const Shape& shape, const qosc::ManifestPlan& plan, uint64_t rate) {
+  const qosc::Manifest& m = *shape.manifest;
+  const uint32_t frame = std::max<uint32_t>(shape.mtu, 68) + 14;
+  const uint32_t minq = htb::min_quantum(shape.mtu, shape.max_skb);
+  const uint64_t L = shape.link_bps;
+  const uint64_t ceil = std::min(L, std::max(plan.ceil_bps ? plan.ceil_bps : plan.rate_bps, rate));
+  rate = std::min(rate, ceil);
+  HostClasses hc;
+  hc.host.rate_bps = rate;
+  hc.host.ceil_bps = ceil;
+  hc.host.burst_bytes = plan.burst_bytes ? std::max<uint32_t>(static_cast<uint32_t>(std::min<uint64_t>(plan.burst_bytes, 0x7fffffff)), frame)
+                                         : htb::default_burst(rate, frame);
+  hc.host.cburst_bytes = plan.burst_bytes ? hc.host.burst_bytes : htb::default_burst(ceil, frame);
+  hc.host.quantum = minq;
+  hc.host.prio = 0;
+
+  // The policy's scheduler inside the host, with the host's ceiling as the
+  // link and its leaves' assured rates scaled down to the host's rate.
+  qosc::Manifest sub = m;
+  sub.link_bps = ceil;
+  sub.link_adaptive.reset();
+  sub.download_adaptive.reset();
+  sub.download_bps = 0;
+  if (sub.scheduler == "pifo") sub.scheduler = "strict_priority";   // bands mix classes; hosts keep classes
+  sub.classes.clear();
+  for (const auto& c : m.classes)
+    if (plan.classes.empty() || std::find(plan.classes.begin(), plan.classes.end(), c.id) != plan.classes.end()) {
+      qosc::ManifestClass x = c;
+      x.isolate.reset();
+      sub.classes.push_back(std::move(x));
+    }
+  auto p = htb::plan(sub, shape.mtu, shape.max_skb);
+  if (!p) return Error{fmt::format("plan {}: {}", plan.name, p.error().message)};
+  for (const auto& l : p->leaves) {
+    if (l.class_id < 0) continue;
+    HostClasses::Leaf leaf;
+    leaf.class_id = static_cast<uint32_t>(l.class_id);
+    leaf.params = l.params;
+    long double scaled = (long double)l.params.rate_bps * (long double)rate / (long double)ceil;
+    leaf.params.rate_bps = std::min<uint64_t>(l.params.ceil_bps,
+                                              std::max<uint64_t>(htb::kMinRateBps, static_cast<uint64_t>(scaled)));
+    leaf.params.burst_bytes = htb::default_burst(leaf.params.rate_bps, frame);
+    leaf.queue_limit = std::max(l.queue_limit, minq + frame);   // one largest skb always fits
+    hc.class_mask |= 1ull << leaf.class_id;
+    hc.leaves.push_back(leaf);
+  }
+  if (hc.leaves.empty()) return Error{fmt::format("plan {} has no class", plan.name)};
+  // The policy's default class takes what the plan lacks, else the plan's last class.
+  hc.default_leaf = hc.leaves.back().class_id;
+  if (hc.class_mask >> m.default_class & 1) hc.default_leaf = m.default_class;
+  uint64_t f = fnv_params(0xcbf29ce484222325ull, hc.host);
+  for (const auto& l : hc.leaves) f = fnv(fnv(fnv_params(f, l.params), l.class_id), l.queue_limit);
+  hc.fingerprint = fnv(fnv(f, hc.class_mask), hc.default_leaf);
+  return hc;
+}
+
+}  // namespace
+
+Result<const HostClasses*> ClassCache::get(const Shape& shape, const std::string& plan_name, uint64_t rate) {
+  auto key = std::make_pair(plan_name, rate);
+  if (auto it = entries.find(key); it != entries.end()) return &it->second;
+  const qosc::ManifestPlan* plan = shape.manifest->find_plan(plan_name);
+  if (!plan) return Error{fmt::format("the policy has no plan '{}'", plan_name)};
+  auto c = classes_for(shape, *plan, rate);
+  if (!c) return c.error();
+  return &entries.emplace(key, std::move(*c)).first->second;
+}
+
+Result<HostClasses> host_classes(const Shape& shape, const Group& g, const PlacedHost& h, ClassCache* cache) {
+  ClassCache local;
+  auto c = (cache ? *cache : local).get(shape, h.plan, h.rate_bps);
+  if (!c) return Error{fmt::format("host '{}': {}", h.name, c.error().message)};
+  HostClasses hc = **c;
+  hc.host.classid = g.major | h.host_minor();
+  hc.host.parent = g.major | 1;
+  for (auto& l : hc.leaves) {
+    l.params.classid = g.major | (h.minor_base() + l.class_id);
+    l.params.parent = hc.host.classid;
+  }
+  return hc;
+}
+
+nl::HtbClassParams group_leaf(const Shape& shape, const Group& g) {
+  const uint32_t frame = std::max<uint32_t>(shape.mtu, 68) + 14;
+  nl::HtbClassParams c;
+  c.classid = htb::classid(htb::kMajor, kGroupMinorBase + g.index);
+  c.parent = htb::classid(htb::kMajor, htb::kRootMinor);
+  c.ceil_bps = shape.link_bps;
+  c.rate_bps = std::clamp<uint64_t>(g.rate_bps, htb::kMinRateBps, shape.link_bps);
+  c.burst_bytes = htb::default_burst(c.rate_bps, frame);
+  c.cburst_bytes = htb::default_burst(c.ceil_bps, frame);
+  c.quantum = htb::min_quantum(shape.mtu, shape.max_skb);
+  c.prio = 0;
+  return c;
+}
+
+nl::HtbClassParams group_root(const Shape& shape, const Group& g) {
+  const uint32_t minq = htb::min_quantum(shape.mtu, shape.max_skb);
+  nl::HtbClassParams c;
+  c.classid = g.major | 1;
+  c.parent = g.major;
+  c.rate_bps = c.ceil_bps = unlimited(shape.link_bps);
+  c.burst_bytes = c.cburst_bytes = 4 * minq;
+  c.quantum = minq;
+  return c;
+}
+
+qos_host_key map_key(const Prefix& p) {
+  qos_host_key k{};
+  k.prefixlen = p.len;
+  std::memcpy(k.addr, p.addr.data(), 16);
+  return k;
+}
+
+qos_host_val map_value(const Group& g, const PlacedHost& h, const HostClasses& c) {
+  qos_host_val v{};
+  v.outer_classid = htb::classid(htb::kMajor, kGroupMinorBase + g.index);
+  v.group_major = static_cast<uint16_t>(g.major >> 16);
+  v.minor_base = static_cast<uint16_t>(h.minor_base());
+  v.class_mask = c.class_mask;
+  v.default_leaf = c.default_leaf;
+  v.queue = QOS_HOST_ANY_QUEUE;
+  v.host_id = h.host_id;
+  return v;
+}
+
+// ---- planning ----------------------------------------------------------------------------------
+
+namespace {
+
+class Handles {
+ public:
+  explicit Handles(const Shape& s) : last_(s.last_handle) {
+    for (auto [a, b] : s.reserved_majors)
+      for (uint32_t x = a; x <= std::min<uint32_t>(b, 0xffff); ++x) used_.set(x);
+  }
+  void take(uint32_t major) { used_.set(major & 0xffff); }
+  Result<uint32_t> next() {
+    for (uint32_t i = 0; i <= last_; ++i) {
+      uint32_t x = kFirstHandle + (cursor_ + i) % (last_ + 1 - kFirstHandle);
+      if (!used_.test(x)) {
+        used_.set(x);
+        cursor_ = x + 1 - kFirstHandle;
+        return x << 16;
+      }
+    }
+    return Error{fmt::format("out of qdisc handles: an interface has {} for host groups and queues (one per group and "
+                             "one per class of each host; docs/hosts.md, \"Limits\"): shard the hosts across "
+                             "interfaces or machines, or give plans fewer classes",
+                             last_ + 1 - kFirstHandle)};
+  }
+
+ private:
+  std::bitset<0x10000> used_;
+  uint32_t last_;
+  uint32_t cursor_ = 0;
+};
+
+std::vector<uint32_t> plan_class_ids(const qosc::Manifest& m, const std::string& plan) {
+  std::vector<uint32_t> ids;
+  const auto* p = m.find_plan(plan);
+  if (!p) return ids;
+  if (!p->classes.empty()) return p->classes;
+  for (const auto& c : m.classes) ids.push_back(c.id);
+  return ids;
+}
+
+}  // namespace
+
+Result<Placement> plan_placement(const Placement& old, const HostTable& table, const Shape& shape) {
+  const qosc::Manifest& m = *shape.manifest;
+  Placement next;
+  next.next_host_id = old.next_host_id;
+  Handles handles(shape);
+  const uint32_t per_group = shape.hosts_per_group();
+  // Everything the old placement holds stays taken during this change: the
+  // classes of removed hosts are deleted last, after the new ones exist.
+  std::map<uint32_t, std::vector<bool>> occupied;   // group -> slots
+  for (const auto& g : old.groups) {
+    handles.take(g.major >> 16);
+    occupied[g.index].assign(kHostsPerGroup, false);
+  }
+  for (const auto& h : old.hosts) {
+    for (const auto& [cls, handle] : h.leaves) handles.take(handle >> 16);
+    auto& occ = occupied[h.group];
+    if (occ.size() < kHostsPerGroup) occ.assign(kHostsPerGroup, false);
+    if (h.slot < occ.size()) occ[h.slot] = true;
+  }
+  std::vector<std::string> plans;
+  for (const auto& h : table.hosts) plans.push_back(h.plan);
+  auto rates = plan_rates(shape, plans);
+
+  std::vector<const HostEntry*> order;
+  order.reserve(table.hosts.size());
+  next.hosts.reserve(table.hosts.size());
+  for (const auto& h : table.hosts) order.push_back(&h);
+  std::sort(order.begin(), order.end(), [](const HostEntry* a, const HostEntry* b) { return a->name < b->name; });
+
+  std::map<uint32_t, Group> groups;   // of the new placement, by index
+  std::map<uint32_t, uint32_t> counts;
+  for (const auto& [idx, occ] : occupied) counts[idx] = static_cast<uint32_t>(std::count(occ.begin(), occ.end(), true));
+  for (const HostEntry* e : order) {
+    PlacedHost h;
+    h.name = e->name;
+    h.plan = e->plan;
+    h.prefixes = e->prefixes;
+    std::sort(h.prefixes.begin(), h.prefixes.end());
+    h.rate_bps = rates.at(e->plan);
+    if (const PlacedHost* was = old.host(e->name)) {
+      h.group = was->group;
+      h.slot = was->slot;
+      h.host_id = was->host_id;
+      for (uint32_t cls : plan_class_ids(m, h.plan)) {
+        auto it = was->leaves.find(cls);
+        if (it != was->leaves.end()) h.leaves[cls] = it->second;
+      }
+      if (const Group* g = old.group(h.group)) groups.emplace(h.group, *g);
+    } else {
+      h.host_id = next.next_host_id++;
+      // The first group with a free slot that no host of the old placement holds.
+      bool placed = false;
+      for (auto& [idx, occ] : occupied) {
+        if (counts[idx] >= per_group) continue;
+        for (uint32_t s = 0; s < kHostsPerGroup; ++s)
+          if (!occ[s]) {
+            occ[s] = true;
+            ++counts[idx];
+            h.group = idx;
+            h.slot = s;
+            placed = true;
+            break;
+          }
+        if (placed) break;
+      }
+      if (!placed) {
+        uint32_t idx = 0;
+        while (occupied.count(idx)) ++idx;
+        if (idx >= kMaxGroups)
+          return Error{fmt::format("out of host groups ({} of {} hosts each): shard the hosts across interfaces or "
+                                   "machines (docs/hosts.md)",
+                                   kMaxGroups, per_group)};
+        auto major = handles.next();
+        if (!major) return major.error();
+        occupied[idx].assign(kHostsPerGroup, false);
+        occupied[idx][0] = true;
+        counts[idx] = 1;
+        h.group = idx;
+        h.slot = 0;
+        Group g;
+        g.index = idx;
+        g.major = *major;
+        groups.emplace(idx, g);
+      }
+      if (!groups.count(h.group)) {
+        if (const Group* g = old.group(h.group)) groups.emplace(h.group, *g);
+      }
+    }
+    for (uint32_t cls : plan_class_ids(m, h.plan)) {
+      if (h.leaves.count(cls)) continue;
+      auto handle = handles.next();
+      if (!handle) return handle.error();
+      h.leaves[cls] = *handle;
+    }
+    next.hosts.push_back(std::move(h));
+  }
+  // Group rates: their hosts' assured rates; fingerprints of every host.
+  for (auto& [idx, g] : groups) g.rate_bps = 0;
+  ClassCache cache;
+  for (auto& h : next.hosts) {
+    groups.at(h.group).rate_bps += h.rate_bps;
+    auto c = cache.get(shape, h.plan, h.rate_bps);
+    if (!c) return Error{fmt::format("host '{}': {}", h.name, c.error().message)};
+    h.fingerprint = (*c)->fingerprint;
+  }
+  for (auto& [idx, g] : groups) next.groups.push_back(g);
+  return next;
+}
+
+}  // namespace qosrun::hosts

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* qos_hosts.h: per-host plans (`plan`, `hosts saddr|daddr [nat]`;
+ * docs/language.md "Hosts and plans", docs/hosts.md).
+ *
+ * qosrun fills qos_hosts, an LPM trie with one entry per prefix of its host
+ * table (qos_abi.h "hosts and plans": IPv4 stored IPv4-mapped, so one trie
+ * holds both families). The TC program looks up the packet's host address
+ * once, after the class is chosen: a hit puts the packet into its host's
+ * subtree (skb->priority, skb->cb[QOS_CB_HOST], skb->queue_mapping), a miss
+ * leaves it to the policy's classes as without hosts.
+ *
+ * A host's packet skips `isolate`: its class's leaf is inside the host, so
+ * the host's own queues stand in for the class's sub-queues.
+ *
+ * One map lookup per IP packet, no other helper call (with `nat`, conntrack's
+ * kfuncs as for `isolate ... nat`). The generated C defines QOS_HOSTS (and
+ * QOS_HOSTS_DADDR, QOS_HOSTS_NAT) when the policy has `hosts`; without it
+ * this file defines nothing. */
+#ifndef QOS_HOSTS_H
+#define QOS_HOSTS_H
+#ifdef QOS_HOSTS
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "qos_abi.h"
+#include "qos_ct.h"   /* `hosts ... nat`: the host before NAT */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, QOS_HOST_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct qos_host_key);
+	__type(value, struct qos_host_val);
+} qos_hosts SEC(".maps");
+
+#ifdef QOS_HOSTS_DADDR
+#define QOS_HOSTS_BY_SADDR 0
+#else
+#define QOS_HOSTS_BY_SADDR 1
+#endif
+
+/* Puts a packet of class `cls` of a listed host into the host's subtree and
+ * returns 1; returns 0 for a packet of no listed host (and every non-IP
+ * packet), which the caller classifies as without hosts. Either way
+ * skb->cb[QOS_CB_HOST] says which: the host's leaf, or 0. */
+static __always_inline int qos_host_choose(struct __sk_buff *ctx, const struct qos_pkt *p, __u32 cls)
+{
+	struct qos_host_key key;
+	const struct qos_host_val *v;
+	const __u8 *a = QOS_HOSTS_BY_SADDR ? p->saddr : p->daddr;
+	__u32 leaf;
+
+	ctx->cb[QOS_CB_HOST] = 0;
+	if (!p->family)
+		return 0;
+#ifdef QOS_HOSTS_NAT
+	__u32 orig[4];
+	__builtin_memcpy(orig, a, 16);
+	qos_ct_orig_host(ctx, p, QOS_HOSTS_BY_SADDR, (__u8 *)orig);
+	a = (const __u8 *)orig;
+#endif
+	if (p->family == 4) {
+		/* ::ffff:a.b.c.d, prefix lengths 96 + len */
+		__builtin_memset(key.addr, 0, 10);
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], a, 4);
+	} else {
+		__builtin_memcpy(key.addr, a, 16);
+	}
+	key.prefixlen = 128;
+	v = bpf_map_lookup_elem(&qos_hosts, &key);
+	if (!v)
+		return 0;
+	leaf = cls < 64 && ((v->class_mask >> cls) & 1) ? cls : v->default_leaf;
+	ctx->priority = v->outer_classid;
+	ctx->cb[QOS_CB_HOST] = ((__u32)v->group_major << 16) | (v->minor_base + leaf);
+	if (v->queue != QOS_HOST_ANY_QUEUE)
+		ctx->queue_mapping = v->queue;
+	return 1;
+}
+
+#endif /* QOS_HOSTS */
+#endif /* QOS_HOSTS_H */

@@ -1,0 +1,390 @@
+// qosrun attach --hosts, hosts apply, hosts show, reload and detach with a
+// compiled policy that has plans and `hosts daddr` (docs/hosts.md), in
+// namespaces of their own (qh-<case>-a/-b): the tree tc shows, the map, what
+// an apply touches and what it leaves alone, zero loss for a host that does
+// not change while 100 others do, a bad table that changes nothing.
+#include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "attach_support.hpp"
+#include "qos_abi.h"
+
+using namespace qt_att;
+
+namespace {
+
+// Egress of a towards b: what b's addresses "download", so a host is the destination.
+const char* kPolicy = R"(policy qh {
+    link 200mbit;
+    scheduler strict_priority;
+    class game { priority 0; }
+    class bulk { priority 5; default; }
+    rule udp dport 5001 -> game;
+    plan small     { rate 2mbit; }
+    plan big       { rate 10mbit; ceil 20mbit; }
+    plan game_only { rate 1mbit; classes game, bulk; }
+    hosts daddr;
+}
+)";
+
+std::string write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::trunc) << text;
+  return path;
+}
+
+// Host "steady" is b's own address; h<i> are table entries only (10.88.x.y).
+std::string table(int from, int to, const std::string& plan_of_changed = "small", int changed_from = 0,
+                  int changed_to = 0) {
+  std::string s = "host,plan,prefixes\nsteady,big,10.77.0.2\n";
+  for (int i = from; i < to; ++i)
+    s += fmt::format("h{},{},10.88.{}.{}\n", i, i >= changed_from && i < changed_to ? plan_of_changed : "small",
+                     i / 250, i % 250 + 1);
+  return s;
+}
+
+// `tc class show` as classid -> its line (without counters).
+std::map<std::string, std::string> classes_of(const Pair& p) {
+  std::map<std::string, std::string> out;
+  Cmd c = p.in_a("tc class show dev " + p.if_a);
+  std::istringstream in(c.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream w(line);
+    std::string cls, kind, id;
+    w >> cls >> kind >> id;
+    if (cls == "class") out[id] = line;
+  }
+  return out;
+}
+
+nlohmann::json hosts_json(const Pair& p) {
+  Cmd c = p.qosrun("hosts show " + p.if_a + " --json");
+  try {
+    return nlohmann::json::parse(c.out);
+  } catch (...) {
+    return nlohmann::json{{"error", c.all()}};
+  }
+}
+
+const nlohmann::json* host_in(const nlohmann::json& j, const std::string& name) {
+  if (!j.contains("hosts")) return nullptr;
+  for (const auto& h : j["hosts"])
+    if (h["host"] == name) return &h;
+  return nullptr;
+}
+
+int socket_in(const std::string& ns, int type) {
+  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+  int s = -1;
+  if (self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0) {
+    s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    (void)::setns(self, CLONE_NEWNET);
+  }
+  if (self >= 0) ::close(self);
+  if (target >= 0) ::close(target);
+  return s;
+}
+
+}  // namespace
+
+TEST(Hosts, AttachWithATableBuildsTheTreeAndTheMapAndDetachRestores) {
+  REQUIRE_ROOT();
+  Pair p("at", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "");   // its own link: 200 Mbit, no plan scaled down
+  ASSERT_FALSE(obj.empty());
+  const std::string before = p.snapshot();
+  const std::string t = write_file(p.state_root + "-t1.csv", table(0, 3) + "six,game_only,2001:db8::/64\n");
+  Cmd at = p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t);
+  ASSERT_EQ(at.rc, 0) << at.all();
+  EXPECT_NE(at.out.find("5 hosts in 1 groups"), std::string::npos) << at.all();
+
+  nlohmann::json j = hosts_json(p);
+  ASSERT_EQ(j["hosts"].size(), 5u) << j.dump();
+  const nlohmann::json* steady = host_in(j, "steady");
+  ASSERT_TRUE(steady);
+  EXPECT_EQ((*steady)["plan"], "big");
+  EXPECT_EQ((*steady)["prefixes"], "10.77.0.2/32");
+  // The tree: the group's leaf in the root HTB holding the group's HTB with the filter; steady's class and leaves.
+  auto cls = classes_of(p);
+  std::string group_leaf = cls.count("1:1000") ? cls["1:1000"] : "";
+  EXPECT_NE(group_leaf.find("parent 1:1 leaf 2000:"), std::string::npos) << group_leaf;
+  const std::string host_class = (*steady)["class"];
+  ASSERT_TRUE(cls.count(host_class)) << host_class;
+  EXPECT_NE(cls[host_class].find("rate 10Mbit ceil 20Mbit"), std::string::npos) << cls[host_class];
+  Cmd f = p.in_a("tc filter show dev " + p.if_a + " parent 2000:");
+  EXPECT_NE(f.out.find("qos_hosts"), std::string::npos) << f.all();
+  // The map: one entry per prefix, steady's value names its group and leaves.
+  int map = bpf_obj_get((p.pin_dir() + "/qos_hosts").c_str());
+  ASSERT_GE(map, 0) << p.pin_dir();
+  qos_host_key k{};
+  k.prefixlen = 128;
+  k.addr[10] = k.addr[11] = 0xff;
+  inet_pton(AF_INET, "10.77.0.2", &k.addr[12]);
+  qos_host_val v{};
+  ASSERT_EQ(bpf_map_lookup_elem(map, &k, &v), 0);
+  EXPECT_EQ(v.outer_classid, 0x11000u);
+  EXPECT_EQ(v.group_major, 0x2000u);
+  ::close(map);
+
+  // Traffic to steady on UDP 5001 (class game) lands in steady's game leaf.
+  ASSERT_EQ(p.in_a("ping -c 1 -W 1 -q " + p.ip_b).rc, 0);
+  Cmd s = p.in_a("bash -c 'for i in $(seq 1 20); do echo x > /dev/udp/10.77.0.2/5001; done'");
+  ASSERT_EQ(s.rc, 0) << s.all();
+  j = hosts_json(p);
+  steady = host_in(j, "steady");
+  ASSERT_TRUE(steady);
+  EXPECT_GE((*steady)["packets"].get<uint64_t>(), 20u) << j.dump();
+  int minor = std::stoi(host_class.substr(host_class.find(':') + 1), nullptr, 16);
+  Cmd game = p.in_a(fmt::format("tc -s class show dev {} classid 2000:{:x}", p.if_a, minor + 1));
+  std::smatch m;
+  std::regex re(R"(Sent \d+ bytes (\d+) pkt)");
+  ASSERT_TRUE(std::regex_search(game.out, m, re)) << game.all();
+  EXPECT_GE(std::stoul(m[1].str()), 20u) << "steady's game leaf";
+
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
+TEST(Hosts, ApplyTouchesOnlyTheHostsThatChanged) {
+  REQUIRE_ROOT();
+  Pair p("ap", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "");   // its own link: 200 Mbit, no plan scaled down
+  const std::string t1 = write_file(p.state_root + "-t1.csv", table(0, 50));
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t1).rc, 0);
+  ASSERT_EQ(p.in_a("bash -c 'for i in $(seq 1 10); do echo x > /dev/udp/10.77.0.2/5001; done'").rc, 0);
+  auto before = classes_of(p);
+  nlohmann::json jb = hosts_json(p);
+  // h0..h9 go, h50..h59 come, h20..h24 move to plan big.
+  const std::string t2 = write_file(p.state_root + "-t2.csv", table(10, 60, "big", 20, 25));
+  Cmd ap = p.qosrun("hosts apply " + p.if_a + " " + t2);
+  ASSERT_EQ(ap.rc, 0) << ap.all();
+  EXPECT_NE(ap.out.find("10 added, 5 changed, 10 removed, 36 unchanged"), std::string::npos) << ap.all();
+  auto after = classes_of(p);
+  nlohmann::json ja = hosts_json(p);
+  for (const auto& h : ja["hosts"]) {
+    const std::string name = h["host"];
+    const nlohmann::json* was = host_in(jb, name);
+    const std::string cls = h["class"];
+    ASSERT_TRUE(after.count(cls)) << name << " " << cls;
+    int n = name == "steady" ? -1 : std::stoi(name.substr(1));
+    if (n >= 50) {
+      EXPECT_FALSE(was) << name;
+      continue;
+    }
+    ASSERT_TRUE(was) << name;
+    EXPECT_EQ((*was)["class"], h["class"]) << name << " kept its class";
+    if (n >= 20 && n < 25) {
+      EXPECT_NE(after[cls].find("rate 10Mbit ceil 20Mbit"), std::string::npos) << after[cls];
+    } else {
+      EXPECT_EQ(before[cls], after[cls]) << name << " was touched";
+      EXPECT_EQ((*was)["packets"], h["packets"]) << name;   // steady's counters went on, not reset
+    }
+  }
+  for (int i = 0; i < 10; ++i) {
+    const nlohmann::json* gone = host_in(jb, fmt::format("h{}", i));
+    ASSERT_TRUE(gone);
+    EXPECT_FALSE(after.count((*gone)["class"].get<std::string>())) << "h" << i << " still has its class";
+    EXPECT_FALSE(host_in(ja, fmt::format("h{}", i)));
+  }
+  EXPECT_GT((*host_in(ja, "steady"))["packets"].get<uint64_t>(), 0u);
+  // The same table again: nothing to do.
+  Cmd same = p.qosrun("hosts apply " + p.if_a + " " + t2);
+  EXPECT_NE(same.out.find("0 added, 0 changed, 0 removed, 51 unchanged"), std::string::npos) << same.all();
+  EXPECT_EQ(classes_of(p), after);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
+TEST(Hosts, ABadTableChangesNothing) {
+  REQUIRE_ROOT();
+  Pair p("bad", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "");   // its own link: 200 Mbit, no plan scaled down
+  const std::string before = p.snapshot();
+  const std::string bad = write_file(p.state_root + "-bad.csv",
+                                     "host,plan,prefixes\nsteady,big,10.77.0.2\nx,gold,10.1.0.0/16\n"
+                                     "y,small,10.1.2.0/24\nsteady,small,10.9.9.9\nz,small,10.5.0.1/8\n");
+  // attach with it: refused before anything is touched.
+  Cmd at = p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + bad);
+  EXPECT_EQ(at.rc, 1) << at.all();
+  EXPECT_NE(at.err.find(bad + ":3: unknown plan 'gold' for host 'x': the policy's plans are small, big, game_only"),
+            std::string::npos)
+      << at.all();
+  EXPECT_NE(at.err.find(bad + ":4: prefix 10.1.2.0/24 of host 'y' lies inside prefix 10.1.0.0/16 of host 'x'"),
+            std::string::npos)
+      << at.all();
+  EXPECT_NE(at.err.find(bad + ":5: host 'steady' is listed twice"), std::string::npos) << at.all();
+  EXPECT_NE(at.err.find(bad + ":6: host 'z': '10.5.0.1/8' has host bits set: write 10.0.0.0/8"), std::string::npos)
+      << at.all();
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+  // A policy without hosts given --hosts: a clear error.
+  const std::string plain = compile("qh_plain", "policy plain { link 100mbit; class a { default; } }\n");
+  Cmd np = p.qosrun("attach " + plain + " " + p.if_a + " --hosts " + bad);
+  EXPECT_EQ(np.rc, 1);
+  EXPECT_NE(np.err.find("policy 'plain' has no hosts"), std::string::npos) << np.all();
+  EXPECT_EQ(p.snapshot(), before);
+  // hosts apply with it: the hosts stay as they were.
+  const std::string good = write_file(p.state_root + "-good.csv", table(0, 20));
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + good).rc, 0);
+  const std::string attached = p.snapshot();
+  std::ifstream st(p.state_root + "/" + p.key() + "/hosts.state");
+  std::string state_before((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(state_before.empty());
+  Cmd ap = p.qosrun("hosts apply " + p.if_a + " " + bad);
+  EXPECT_EQ(ap.rc, 1);
+  EXPECT_NE(ap.err.find("is refused: 4 problems, nothing was changed"), std::string::npos) << ap.all();
+  EXPECT_EQ(p.snapshot(), attached);
+  std::ifstream st2(p.state_root + "/" + p.key() + "/hosts.state");
+  std::string state_after((std::istreambuf_iterator<char>(st2)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(state_after, state_before);
+  EXPECT_EQ(hosts_json(p)["hosts"].size(), 21u);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+}
+
+TEST(Hosts, AnUnchangedHostLosesNoPacketWhileOthersChange) {
+  REQUIRE_ROOT();
+  Pair p("loss", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "1gbit");   // room for every plan: no host's rate moves
+  // Five tables: 100 other hosts added, changed, removed, added again, changed again.
+  std::vector<std::string> tables = {
+      write_file(p.state_root + "-0.csv", table(0, 100)),
+      write_file(p.state_root + "-1.csv", table(0, 100, "big", 0, 50)),
+      write_file(p.state_root + "-2.csv", table(0, 0)),
+      write_file(p.state_root + "-3.csv", table(100, 200, "game_only", 100, 150)),
+      write_file(p.state_root + "-4.csv", table(150, 250)),
+  };
+  const std::string t0 = write_file(p.state_root + "-start.csv", table(0, 0));
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t0).rc, 0);
+  ASSERT_EQ(p.in_a("ping -c 1 -W 1 -q " + p.ip_b).rc, 0);
+
+  int rx = socket_in(p.ns_b, SOCK_DGRAM), tx = socket_in(p.ns_a, SOCK_DGRAM);
+  ASSERT_GE(rx, 0);
+  ASSERT_GE(tx, 0);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(5001);
+  inet_pton(AF_INET, p.ip_b.c_str(), &dst.sin_addr);
+  ASSERT_EQ(::bind(rx, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 0) << std::strerror(errno);
+  int rcvbuf = 4 << 20;
+  setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  timeval tv{0, 100000};
+  setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // 1000 packets/s of 200 bytes (1.6 Mbit/s, below steady's 10 Mbit/s) for 4 s.
+  constexpr uint32_t kPackets = 4000;
+  std::vector<uint8_t> seen(kPackets, 0);
+  std::atomic<bool> done{false};
+  std::atomic<uint32_t> sent{0};
+  std::thread receiver([&] {
+    auto idle_since = std::chrono::steady_clock::now();
+    for (;;) {
+      uint32_t buf[64];
+      ssize_t n = ::recv(rx, buf, sizeof buf, 0);
+      auto now = std::chrono::steady_clock::now();
+      if (n >= 4) {
+        if (buf[0] < kPackets) seen[buf[0]] = 1;
+        idle_since = now;
+        continue;
+      }
+      if (done.load() && now - idle_since > std::chrono::milliseconds(500)) break;
+    }
+  });
+  std::thread sender([&] {
+    timespec next{};
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    char payload[200] = {};
+    for (uint32_t i = 0; i < kPackets; ++i) {
+      std::memcpy(payload, &i, sizeof i);
+      if (::sendto(tx, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == sizeof payload)
+        sent.fetch_add(1);
+      next.tv_nsec += 1000000;
+      if (next.tv_nsec >= 1000000000) {
+        next.tv_nsec -= 1000000000;
+        ++next.tv_sec;
+      }
+      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
+    }
+    done.store(true);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::vector<Cmd> applies;
+  for (const auto& t : tables) {
+    applies.push_back(p.qosrun("hosts apply " + p.if_a + " " + t));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  sender.join();
+  receiver.join();
+  ::close(rx);
+  ::close(tx);
+  for (const auto& a : applies) EXPECT_EQ(a.rc, 0) << a.all();
+  EXPECT_NE(applies[0].out.find("100 added"), std::string::npos) << applies[0].all();
+  EXPECT_NE(applies[2].out.find("100 removed"), std::string::npos) << applies[2].all();
+  ASSERT_EQ(sent.load(), kPackets);
+  uint32_t received = 0;
+  for (uint8_t s : seen) received += s;
+  EXPECT_EQ(received, kPackets) << "packets of the unchanged host lost during 5 applies";
+  // ... and every one went through steady's class, none around it.
+  const nlohmann::json shown = hosts_json(p);
+  const nlohmann::json* steady = host_in(shown, "steady");
+  ASSERT_TRUE(steady) << shown.dump();
+  EXPECT_GE((*steady)["packets"].get<uint64_t>(), kPackets);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
+TEST(Hosts, ReloadKeepsTheHosts) {
+  REQUIRE_ROOT();
+  Pair p("rl", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "");   // its own link: 200 Mbit, no plan scaled down
+  std::string faster = kPolicy;
+  faster.replace(faster.find("rate 2mbit"), 10, "rate 3mbit");
+  const std::string obj2 = compile("qh_faster", faster, "");
+  const std::string t = write_file(p.state_root + "-t.csv", table(0, 10));
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t).rc, 0);
+  auto before = classes_of(p);
+  nlohmann::json jb = hosts_json(p);
+  Cmd rl = p.qosrun("reload " + obj + " " + p.if_a);
+  ASSERT_EQ(rl.rc, 0) << rl.all();
+  EXPECT_EQ(classes_of(p), before) << "a reload of the same policy touched the hosts";
+  EXPECT_EQ(hosts_json(p)["hosts"], jb["hosts"]);
+  // The map was kept: traffic to steady still lands in its class.
+  ASSERT_EQ(p.in_a("bash -c 'for i in $(seq 1 10); do echo x > /dev/udp/10.77.0.2/5001; done'").rc, 0);
+  EXPECT_GE((*host_in(hosts_json(p), "steady"))["packets"].get<uint64_t>(), 10u);
+  // A policy whose plan `small` is faster: the small hosts' classes change in place.
+  Cmd rl2 = p.qosrun("reload " + obj2 + " " + p.if_a);
+  ASSERT_EQ(rl2.rc, 0) << rl2.all();
+  EXPECT_NE(rl2.err.find("10 host(s) changed to the new plans"), std::string::npos) << rl2.all();
+  auto after = classes_of(p);
+  const std::string h0 = (*host_in(jb, "h0"))["class"];
+  EXPECT_NE(after[h0].find("rate 3Mbit"), std::string::npos) << after[h0];
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.leftovers(), "");
+}
