@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/pkt_cls.h>
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -29,6 +30,7 @@
 #include <fmt/format.h>
 
 #include "pipeline.hpp"
+#include "qos_abi.h"
 #include "qosrun/classify.hpp"
 #include "qosrun/loader.hpp"
 #include "qosrun/testrun.hpp"
@@ -258,6 +260,84 @@ void isolation_cost(uint32_t repeat, const Cost& floor, const std::vector<uint8_
   if (floor.ns) std::cout << fmt::format("\n(The empty XDP program of this run: {} ns.)\n", cell(floor));
 }
 
+// Hosts and plans (issue 11): what the host lookup adds to the TC program
+// (one LPM trie lookup of the source address, `hosts saddr`), with the trie
+// holding 1 and 10,000 /32 prefixes as qosrun stores them (IPv4-mapped),
+// for a packet of a listed host and one of no listed host. Same policy
+// without plans and hosts as the baseline, measured in the same run.
+void hosts_cost(uint32_t repeat, const Cost& floor) {
+  const std::string base =
+      "policy hosts_bench {\n  link 1gbit;\n  class game { priority 0; }\n  class bulk { priority 4; default; }\n"
+      "  rule udp dport 27015 -> game;\n";
+  const auto listed = udp64(0xc0a80101u, 9);   // 192.168.1.1: the first host of the table
+  const auto unlisted = udp64(0xc0a90909u, 9);  // 192.169.9.9: no host's
+  auto load = [&](const std::string& text) -> std::optional<qosrun::LoadedPolicy> {
+    std::string error;
+    auto compiled = qosc::difftest::compile_text("hosts_bench.qos", text, &error, {});
+    if (!compiled) {
+      std::cerr << error;
+      return std::nullopt;
+    }
+    auto loaded = qosrun::LoadedPolicy::load_memory(compiled->object, "hosts_bench.bpf.o", {});
+    if (!loaded) {
+      std::cerr << loaded.error().message << "\n";
+      return std::nullopt;
+    }
+    return std::move(*loaded);
+  };
+  // Host i: 192.168.0.0 + 257 + i (192.168.1.1 first), a /32 each.
+  auto fill = [](const qosrun::LoadedPolicy& p, uint32_t from, uint32_t to) {
+    bpf_map* m = bpf_object__find_map_by_name(p.object(), "qos_hosts");
+    if (!m) return false;
+    qos_host_val v{};
+    v.outer_classid = (QOS_HTB_MAJOR << 16) | 0x8000;
+    v.group_major = 0x2000;
+    v.minor_base = 0x100;
+    v.class_mask = ~0ull;
+    v.queue = QOS_HOST_ANY_QUEUE;
+    for (uint32_t i = from; i < to; ++i) {
+      const uint32_t a = 0xc0a80000u + 257 + i;
+      qos_host_key k{};
+      k.prefixlen = 128;
+      k.addr[10] = k.addr[11] = 0xff;
+      k.addr[12] = uint8_t(a >> 24), k.addr[13] = uint8_t(a >> 16), k.addr[14] = uint8_t(a >> 8), k.addr[15] = uint8_t(a);
+      v.host_id = i;
+      if (bpf_map_update_elem(bpf_map__fd(m), &k, &v, BPF_ANY) != 0) return false;
+    }
+    return true;
+  };
+  struct Cell {
+    std::string label;
+    Cost cost;
+  };
+  std::vector<Cell> cells;
+  auto plain = load(base + "}\n");
+  cells.push_back({"no hosts (the same policy without plans and hosts)",
+                   plain ? measure(plain->prog_fd(Hook::Tc), listed, repeat, TC_ACT_OK, Hook::Tc) : Cost{std::nullopt, "fails"}});
+  auto hosts = load(base + "  plan basic { rate 10mbit; }\n  hosts saddr;\n}\n");
+  for (uint32_t n : {1u, 10000u}) {
+    const bool ok = hosts && fill(*hosts, n == 1 ? 0 : 1, n);
+    for (bool hit : {true, false}) {
+      Cost c = ok ? measure(hosts->prog_fd(Hook::Tc), hit ? listed : unlisted, repeat, TC_ACT_OK, Hook::Tc)
+                  : Cost{std::nullopt, "fails"};
+      cells.push_back({fmt::format("hosts saddr, {} /32 prefix{}, packet of {}", n, n == 1 ? "" : "es",
+                                   hit ? "a listed host" : "no listed host"),
+                       c});
+    }
+  }
+  std::cout << fmt::format("\nHosts and plans (TC program as attached, flow table on, 64-byte IPv4/UDP frame, repeat {}, "
+                           "median of 3):\n\n",
+                           repeat);
+  std::cout << "| program | TC ns | vs no hosts |\n|:--|---:|---:|\n";
+  for (const auto& c : cells)
+    std::cout << fmt::format("| {} | {} | {} |\n", c.label, cell(c.cost),
+                             c.cost.ns && cells[0].cost.ns ? fmt::format("{:+.0f} ns", *c.cost.ns - *cells[0].cost.ns) : "-");
+  if (cells[1].cost.ns && cells[3].cost.ns)
+    std::cout << fmt::format("\n10,000 prefixes / 1 prefix, listed host: {}; no listed host: {}\n",
+                             ratio2(cells[3].cost, cells[1].cost), ratio2(cells[4].cost, cells[2].cost));
+  if (floor.ns) std::cout << fmt::format("(The empty XDP program of this run: {} ns.)\n", cell(floor));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -267,6 +347,8 @@ int main(int argc, char** argv) {
   size_t tree_max = 16384;
   std::vector<size_t> dscp_sizes = {8, 256};
   int verbosity = 0;
+  bool hosts_only = false;
+  app.add_flag("--hosts-only", hosts_only, "only the cost of the host lookup (plans and hosts), next to the empty program");
   app.add_option("--sizes", sizes, "rule counts to measure")->delimiter(',');
   app.add_option("--repeat", repeat, "repetitions per measurement (in the kernel)")->check(CLI::Range(1000u, 100000000u));
   app.add_option("--tree-max", tree_max, "largest size compiled with the tree strategy forced (slow to compile)");
@@ -289,6 +371,10 @@ int main(int argc, char** argv) {
   }
   const Cost floor = measure(empty->prog_fd(Hook::Xdp), match_none, repeat, kXdpPass);
   std::cerr << fmt::format("empty XDP program: {} ns/packet\n", cell(floor));
+  if (hosts_only) {
+    hosts_cost(repeat, floor);
+    return 0;
+  }
 
   struct Row {
     size_t n = 0;
@@ -458,6 +544,7 @@ int main(int argc, char** argv) {
         *r.l_none.ns / *floor.ns);
   }
   isolation_cost(repeat, floor, match_none);
+  hosts_cost(repeat, floor);
 
   for (const auto& r : rows) {
     if (r.full.load_s < 0) continue;
