@@ -3,7 +3,7 @@
 # cost on the wire"). Not part of the test suite; needs root; about 1 minute
 # per repetition.
 #
-#   bench/wire/run.sh [--runs N] [--secs S] [--rules N] [--hosts TABLE]
+#   bench/wire/run.sh [--runs N] [--secs S] [--rules N] [--rate PPS] [--hosts TABLE]
 #                     [--variant LABEL=QOSC_OPTIONS]... [--build DIR] [--out DIR]
 #
 # Three namespaces (netns.sh): trafgen in qw-snd sends 64-byte UDP frames as
@@ -30,8 +30,15 @@
 #               packet into a page with XDP headroom), so this is the u32 run
 #               that is comparable with qosc's forwarding rate
 # Policies: examples/home.qos with its link raised to 10gbit (HTB must not
-# limit: the bench measures classification, not shaping), and a generated
-# policy of --rules rules (default 256).
+# limit: the bench measures classification, not shaping); home-nonat, the
+# same without `nat` on its isolated bulk class (no conntrack lookup per
+# packet); and a generated policy of --rules rules (default 256).
+#
+# The machine must be quiet: each repetition holds /tmp/qosc-measuring and
+# first waits (up to 90 s) until no compiler runs.
+#
+# --rate PPS: trafgen's paced mode at PPS (it reaches ~130 kpps here) instead
+# of as fast as it can; the sink's rate then shows loss at that load.
 #
 # --hosts TABLE is passed to every qosc attach (`qosrun attach ... --hosts`),
 # for policies with a host table.
@@ -49,12 +56,14 @@ runs=5
 secs=8
 nrules=256
 hosts=""
+rate=0
 variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
     --rules) nrules=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --hosts) hosts=$(realpath "$2"); shift 2 ;;
     --variant) variants+=("$2"); shift 2 ;;
     --build) build=$(realpath "$2"); shift 2 ;;
@@ -93,8 +102,9 @@ clang_bpf "$here/empty_tc.bpf.c" "$work/empty_tc.o"
 
 python3 "$here/gen_rules.py" "$nrules" "$work/rules$nrules"
 sed 's/^\(\s*link\) [^;]*;/\1 10gbit;/' "$src/examples/home.qos" >"$work/home.qos"
-policies=(home "rules$nrules")
-cp "$work/rules$nrules.qos" "$work/rules$nrules.u32" "$work/home.qos" "$out/raw/"
+sed 's/\(isolate saddr\) nat;/\1;/' "$work/home.qos" >"$work/home-nonat.qos"
+policies=(home home-nonat "rules$nrules")
+cp "$work/rules$nrules.qos" "$work/rules$nrules.u32" "$work/home.qos" "$work/home-nonat.qos" "$out/raw/"
 
 configs=(none empty)
 for v in "${variants[@]}"; do
@@ -181,6 +191,7 @@ measure() {  # REP CONFIG -> a CSV line
   setup_config "$cfg"
   xid=$(xdp_id qw-r0); tid=$(tc_id qw-r1)
   ip netns exec qw-snd timeout -k 2 $((secs + 3)) trafgen -o qw-s0 -i "$work/flows.cfg" -P 1 -q \
+    $([ "$rate" = 0 ] || echo "-b ${rate}pps") \
     >>"$out/raw/trafgen.log" 2>&1 &
   pid=$!
   sleep 1.5   # trafgen's start and the first flows' inserts are not the steady state
@@ -218,11 +229,15 @@ wait_quiet() {  # another helper's timing: wait up to 10 min for it
 csv=$out/runs.csv
 echo "rep,config,secs,sink_pps,xdp_ns,xdp_pkts,tc_ns,tc_pkts,load1" >"$csv"
 : >"$out/raw/trafgen.log"; : >"$out/raw/attach.log"; : >"$out/raw/stats-flows.log"
-{ echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ)"; echo "commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null)$(git -C "$src" diff --quiet 2>/dev/null || echo +dirty)"; } >"$out/raw/host.txt"
+{ echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ), trafgen rate ${rate} pps (0: as fast as it can)"; echo "commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null)$(git -C "$src" diff --quiet 2>/dev/null || echo +dirty)"; } >"$out/raw/host.txt"
 for rep in $(seq 1 "$runs"); do
   # Hold the machine per repetition only (< 10 min), so other helpers' builds get the gaps.
   wait_quiet
   touch /tmp/qosc-measuring; holding=1
+  for _ in $(seq 1 45); do
+    pgrep -x cc1plus >/dev/null || pgrep -x clang-19 >/dev/null || break
+    sleep 2
+  done
   for cfg in "${configs[@]}"; do
     line=$(measure "$rep" "$cfg")
     echo "$line" | tee -a "$csv"
@@ -230,5 +245,5 @@ for rep in $(seq 1 "$runs"); do
   rm -f /tmp/qosc-measuring; holding=0
 done
 sysctl -qw kernel.bpf_stats_enabled=0
-python3 "$here/summarize.py" "$csv" >"$out/summary.md"
+/usr/bin/python3 "$here/summarize.py" "$csv" >"$out/summary.md"
 cat "$out/summary.md"
