@@ -3,7 +3,7 @@
 # cost on the wire"). Not part of the test suite; needs root; about 1 minute
 # per repetition.
 #
-#   bench/wire/run.sh [--runs N] [--secs S] [--rules N] [--rate PPS] [--hosts TABLE]
+#   bench/wire/run.sh [--runs N] [--secs S] [--rules N] [--rate PPS] [--policy FILE]... [--hosts TABLE]
 #                     [--variant LABEL=QOSC_OPTIONS]... [--build DIR] [--out DIR]
 #
 # Three namespaces (netns.sh): trafgen in qw-snd sends 64-byte UDP frames as
@@ -40,8 +40,10 @@
 # --rate PPS: trafgen's paced mode at PPS (it reaches ~130 kpps here) instead
 # of as fast as it can; the sink's rate then shows loss at that load.
 #
-# --hosts TABLE is passed to every qosc attach (`qosrun attach ... --hosts`),
-# for policies with a host table.
+# --policy FILE adds a policy (measured as qosc-NAME, NAME = FILE's name
+# without .qos; its link as written). --hosts TABLE is passed to every qosc
+# attach (`qosrun attach ... --hosts TABLE`): for a policy with `hosts`,
+# e.g. --policy my-plans.qos --hosts hosts.csv.
 #
 # Writes OUT/runs.csv (one line per configuration and repetition), OUT/raw/
 # (trafgen's and qosrun's output, the tc trees), OUT/summary.md (medians,
@@ -57,6 +59,7 @@ secs=8
 nrules=256
 hosts=""
 rate=0
+extra_policies=()
 variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
     --secs) secs=$2; shift 2 ;;
     --rules) nrules=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
+    --policy) extra_policies+=("$(realpath "$2")"); shift 2 ;;
     --hosts) hosts=$(realpath "$2"); shift 2 ;;
     --variant) variants+=("$2"); shift 2 ;;
     --build) build=$(realpath "$2"); shift 2 ;;
@@ -104,6 +108,11 @@ python3 "$here/gen_rules.py" "$nrules" "$work/rules$nrules"
 sed 's/^\(\s*link\) [^;]*;/\1 10gbit;/' "$src/examples/home.qos" >"$work/home.qos"
 sed 's/\(isolate saddr\) nat;/\1;/' "$work/home.qos" >"$work/home-nonat.qos"
 policies=(home home-nonat "rules$nrules")
+for f in "${extra_policies[@]}"; do
+  name=$(basename "$f" .qos)
+  cp "$f" "$work/$name.qos"; cp "$f" "$out/raw/"
+  policies+=("$name")
+done
 cp "$work/rules$nrules.qos" "$work/rules$nrules.u32" "$work/home.qos" "$work/home-nonat.qos" "$out/raw/"
 
 configs=(none empty)
