@@ -11,6 +11,7 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev
   iproute2 iperf3 irtt iputils-ping ethtool procps nftables
   python3 python3-scapy python3-matplotlib
+  netsniff-ng   # trafgen: the packet generator of bench/wire
   prometheus   # for promtool only (the metrics lint test); its server is not wanted, see below
   dpkg-dev systemd   # the package: dpkg-shlibdeps computes Depends; systemd-analyze verifies the unit
 )

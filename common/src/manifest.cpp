@@ -68,6 +68,7 @@ nlohmann::json to_json(const Manifest& m) {
   // Only when used: a policy without them has the manifest it had before they existed.
   if (m.link_adaptive) j["link_adaptive"] = adaptive_json(*m.link_adaptive);
   if (m.download_bps) j["download_bps"] = m.download_bps;
+  if (m.flow_sample > 1) j["flow_sample"] = m.flow_sample;
   if (m.download_adaptive) j["download_adaptive"] = adaptive_json(*m.download_adaptive);
   if (!m.plans.empty()) {
     nlohmann::json plans = nlohmann::json::array();
@@ -143,6 +144,8 @@ Manifest manifest_from_json(const nlohmann::json& j) {
   get(j, "tc_prog", m.tc_prog, false);
   get(j, "stats_map", m.stats_map, false);
   get(j, "flows_map", m.flows_map, false);
+  get(j, "flow_sample", m.flow_sample, false);
+  if (m.flow_sample == 0) throw std::runtime_error("manifest: \"flow_sample\" is 0 (expected 1 or more)");
   get(j, "tables_section", m.tables_section, false);
   auto it = j.find("classes");
   if (it == j.end() || !it->is_array()) throw std::runtime_error("manifest: missing array \"classes\"");

@@ -51,6 +51,7 @@ struct Options {
   std::string dump;
   std::string strategy = "auto";
   uint32_t flow_table = qosc::CodegenOptions{}.flow_entries;
+  uint32_t flow_sample = qosc::CodegenOptions{}.flow_sample;
   std::string link;
   std::string color = "auto";
   bool werror = false;
@@ -147,6 +148,11 @@ int run_compile(const Options& o, bool check_only) {
   }
   copts.strategy = *strat;
   copts.flow_entries = o.flow_table;
+  if (o.flow_sample & (o.flow_sample - 1)) {
+    usage_error(fmt::format("--flow-sample {}: expected a power of two (1, 2, 4, ... 65536)", o.flow_sample));
+    return finish(kUserError);
+  }
+  copts.flow_sample = o.flow_sample;
   copts.dead_rules = std::move(mid.dead_rules);
   copts.source_text = file.text();
   copts.source_name = file.name();
@@ -317,6 +323,12 @@ int main(int argc, char** argv) {
                                "table, which saves ~35 ns per packet",
                                o.flow_table))
         ->check(CLI::Range(0u, 1u << 22));
+    app.add_option("--flow-sample", o.flow_sample,
+                   fmt::format("1 in N packets (a power of two) update the flow table, each counted N times, so top "
+                               "flows are estimates (default {}); 1: count every packet exactly, at ~50-200 ns per "
+                               "packet on the wire (docs/wire-cost.md)",
+                               o.flow_sample))
+        ->check(CLI::Range(1u, 1u << 16));
     app.add_option("--dump", o.dump, "print the AST or the IR instead of compiling")->check(CLI::IsMember({"ast", "ir"}));
     app.add_flag("-v,--verbose", o.verbose, "show the stages and their times");
     add_common(app, o);

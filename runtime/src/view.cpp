@@ -233,6 +233,7 @@ View make_view(const qosc::Manifest& m, const std::string& ifname, const Sample&
   v.show_members = top_flows > 0;
   v.flow_count = cur.flows.size();
   v.has_flow_table = !m.flows_map.empty();
+  v.flow_sample = m.flow_sample;
   if (top_flows > 0 && !cur.flows.empty()) {
     std::unordered_map<std::string, uint64_t> before;
     if (prev)
@@ -358,6 +359,7 @@ nlohmann::json to_json(const View& v) {
   if (v.adaptive) j["adaptive"] = adaptive::to_json(*v.adaptive);
   j["flow_count"] = v.flow_count;
   j["flow_table"] = v.has_flow_table;
+  j["flow_sample"] = v.flow_sample;
   auto flows = nlohmann::json::array();
   for (const auto& f : v.flows) {
     flows.push_back({{"src", f.flow.src},
@@ -482,7 +484,10 @@ std::string render_text(const View& v, bool color) {
   if (!v.has_flow_table)
     o += "no flow table: the policy was compiled with qosc --flow-table 0\n";
   if (!v.flows.empty()) {
-    o += fmt::format("{}top flows ({} of {}){}\n", B, v.flows.size(), v.flow_count, N);
+    // Sampled: a flow's counts are its sampled packets times N, and a flow of fewer than ~N
+    // packets may be missing; the class counters above count every packet.
+    std::string sampled = v.flow_sample > 1 ? fmt::format(", sampled 1 in {}: counts are estimates", v.flow_sample) : "";
+    o += fmt::format("{}top flows ({} of {}{}){}\n", B, v.flows.size(), v.flow_count, sampled, N);
     o += fmt::format("{}{:<6} {:<44} {:<11} {:>10} {:>9} {:>12} {:>8} {:>7} {:<6}{}\n", B, "proto", "flow", "class",
                      "bytes", "packets", "rate", "age", "idle", "hook", N);
     for (const auto& f : v.flows) {

@@ -439,6 +439,46 @@ TEST(Compile, SetDscpCodeOnlyForClassesThatHaveIt) {
 // The probe bypass is generated only for an adaptive policy (link or
 // download), in both programs, before classification; without one the C is
 // exactly what it was (same text with the fields set and cleared on a copy).
+// The flow table is sampled 1 in 16 by default (QOS_FLOW_SAMPLE, the manifest's
+// flow_sample); 1 when asked, without a flow table, or when a PIFO rank reads
+// the flow's counters (it needs every packet counted).
+TEST(Manifest, FlowSampleFromOptionsAndRank) {
+  std::mt19937_64 rng(31);
+  auto p = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});
+  p.scheduler = ir::Scheduler{};
+  p.scheduler.kind = ir::SchedKind::StrictPriority;
+  auto sample = [&](const ir::Policy& pol, const CodegenOptions& o, std::string* c) {
+    Diagnostics d;
+    auto g = generate_c(pol, o, d);
+    EXPECT_TRUE(g) << d.str();
+    if (!g) return 0u;
+    *c = g->text;
+    return g->manifest.flow_sample;
+  };
+  CodegenOptions o;
+  o.source_text = "x";
+  std::string c;
+  EXPECT_EQ(sample(p, o, &c), 16u);
+  EXPECT_NE(c.find("#define QOS_FLOW_SAMPLE 16"), std::string::npos);
+  EXPECT_NE(c.find("f = qos_flow_sampled() ? qos_flow_update(p, cls, QOS_HOOK_XDP, qos_coarse_now()) : 0;"),
+            std::string::npos);
+  o.flow_sample = 1;
+  EXPECT_EQ(sample(p, o, &c), 1u);
+  EXPECT_EQ(c.find("QOS_FLOW_SAMPLE"), std::string::npos);
+  EXPECT_NE(c.find("f = qos_flow_update(p, cls, QOS_HOOK_XDP, now);"), std::string::npos);
+  o.flow_sample = 16;
+  o.flow_entries = 0;
+  EXPECT_EQ(sample(p, o, &c), 1u);
+  o.flow_entries = 16384;
+  p.scheduler.kind = ir::SchedKind::Pifo;
+  p.scheduler.rank = ir::RankExpr{};
+  p.scheduler.rank.op = ir::RankExpr::Op::Field;
+  p.scheduler.rank.field = ir::RankField::FlowBytes;
+  EXPECT_EQ(sample(p, o, &c), 1u) << "a rank on flow.bytes needs exact counts";
+  p.scheduler.rank.field = ir::RankField::PktLen;
+  EXPECT_EQ(sample(p, o, &c), 16u);
+}
+
 TEST(Compile, ProbeBypassOnlyForAdaptivePolicies) {
   std::mt19937_64 rng(22);
   auto p = cgtest::random_ir(rng, {.rules = 10, .classes = 3, .narrow = true});

@@ -202,6 +202,21 @@ TEST(Manifest, SetDscpIsOptionalAndChecked) {
   EXPECT_THROW(qosc::manifest_from_json(j), std::runtime_error);
 }
 
+// "flow_sample": absent when the flow table counts every packet (and in older
+// manifests), so they read as 1; 0 is refused.
+TEST(Manifest, FlowSampleIsOptionalAndChecked) {
+  qosc::Manifest m = one_class_manifest();
+  nlohmann::json plain = qosc::to_json(m);
+  EXPECT_FALSE(plain.contains("flow_sample"));
+  EXPECT_EQ(qosc::manifest_from_json(plain).flow_sample, 1u);
+  m.flow_sample = 16;
+  nlohmann::json j = qosc::to_json(m);
+  EXPECT_EQ(j["flow_sample"], 16);
+  EXPECT_EQ(qosc::manifest_from_json(j).flow_sample, 16u);
+  j["flow_sample"] = 0;
+  EXPECT_THROW(qosc::manifest_from_json(j), std::runtime_error);
+}
+
 // "link_adaptive", "download_bps", "download_adaptive": absent in older
 // manifests (fixed link, IFB at the link's rate); present, a range qosc could
 // have written for its nominal rate, or the manifest is refused.

@@ -58,7 +58,9 @@ class StatsCounters : public ::testing::Test {
     ASSERT_TRUE(ns_->ok()) << ns_->error();
     std::string err;
     ASSERT_TRUE(qt::make_veth({kA, "st-a0", kIpA, kD, "st-d0", kIpD, true}, &err)) << err;
-    obj_ = qt::compile_policy(kPolicy, "st", "", &err);
+    // An exact flow table (qosc samples 1 in 16 by default): FlowTableCountsEachFlow checks
+    // every packet; SampledFlowTableEstimatesEachFlow attaches the default.
+    obj_ = qt::compile_policy(kPolicy, "st", "--flow-sample 1", &err);
     ASSERT_FALSE(obj_.empty()) << err;
     qt::CmdResult r = qt::attach_policy(*ns_, kD, obj_, "st-d0");
     ASSERT_EQ(r.rc, 0) << "qosrun attach failed:\n" << r.out;
@@ -189,6 +191,45 @@ TEST_F(StatsCounters, FlowTableCountsEachFlow) {
   EXPECT_EQ(flows[1].at("class"), "c1");
   EXPECT_GT(flows[1].at("duration_s").get<double>(), 0.0);
   EXPECT_LT(flows[1].at("duration_s").get<double>(), 5.0);
+}
+
+// The default flow table counts 1 in 16 packets (drawn at random per CPU), each
+// as 16: a flow's packets are a multiple of 16 near what was sent, its bytes
+// that many packets of its size, and the class counters stay exact.
+TEST_F(StatsCounters, SampledFlowTableEstimatesEachFlow) {
+  std::string err;
+  const std::string sampled = qt::compile_policy(kPolicy, "st-sampled", "", &err);
+  ASSERT_FALSE(sampled.empty()) << err;
+  qt::detach_policy(*ns_, kD, "st-d0");
+  attached_ = false;
+  qt::CmdResult r = qt::attach_policy(*ns_, kD, sampled, "st-d0");
+  ASSERT_EQ(r.rc, 0) << "qosrun attach failed:\n" << r.out;
+  attached_ = true;
+  qt::UdpSink sink_d(kD, kIpD, {5001, 5002});
+  ASSERT_TRUE(sink_d.ok());
+  ASSERT_EQ(qt::send_udp(kA, kIpD, 5001, 300, 3200, 5000), 3200);
+  ASSERT_EQ(qt::send_udp(kA, kIpD, 5002, 100, 1600, 5000), 1600);
+  auto j = qt::stats_json(*ns_, kD, "st-d0", &err, "--no-rates --flows 10");
+  ASSERT_TRUE(j) << err;
+  EXPECT_EQ(j->at("flow_sample"), 16);
+  const json* c1 = find_class(*j, "c1");
+  const json* c2 = find_class(*j, "c2");
+  ASSERT_TRUE(c1 && c2);
+  EXPECT_EQ(u(*c1, "xdp", "packets"), 3200u) << "class counters count every packet";
+  EXPECT_EQ(u(*c2, "xdp", "packets"), 1600u);
+  // Sampled counts: mean = sent, sd ~4.3% (3200) and ~6% (1600); +-40% is > 4 sd.
+  const struct { int port; uint64_t sent; size_t payload; } want[] = {{5001, 3200, 300}, {5002, 1600, 100}};
+  for (const auto& w : want) {
+    const json* f = nullptr;
+    for (const auto& x : j->at("flows"))
+      if (x.at("dport") == w.port && x.at("proto") == "udp") f = &x;
+    ASSERT_NE(f, nullptr) << "flow to " << w.port << " missing:\n" << j->dump();
+    const uint64_t pk = f->at("packets").get<uint64_t>();
+    EXPECT_EQ(pk % 16, 0u) << pk;
+    EXPECT_GE(pk, w.sent * 6 / 10) << w.port;
+    EXPECT_LE(pk, w.sent * 14 / 10) << w.port;
+    EXPECT_EQ(f->at("bytes").get<uint64_t>(), pk * (w.payload + kHeaders)) << w.port;
+  }
 }
 
 TEST_F(StatsCounters, RatesFromSuccessiveSamples) {

@@ -35,6 +35,9 @@ struct CodegenOptions {
   std::string source_name;      // file name used in #line and the manifest ("" = policy.source_name)
   bool line_directives = true;  // emit #line N "source" so clang messages map to the policy
   uint32_t flow_entries = 16384;   // qos_flows max_entries; 0 = no flow table (manifest flows_map "")
+  // 1 in how many packets (a power of two) update the flow table, with counts scaled by it
+  // (docs/wire-cost.md); 1 = every packet. A PIFO rank on flow_bytes/flow_packets forces 1.
+  uint32_t flow_sample = 16;
   // --emit-c: when not empty, compile_policy writes the generated C, the
   // manifest and (maps strategy) a listing of the load-time tables there
   // before clang runs (write_emitted_c).

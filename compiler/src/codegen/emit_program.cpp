@@ -31,6 +31,22 @@ bool rank_uses_now(const ir::RankExpr& e) {
   return false;
 }
 
+bool rank_uses_flow(const ir::RankExpr& e) {
+  if (e.op == ir::RankExpr::Op::Field && (e.field == ir::RankField::FlowBytes || e.field == ir::RankField::FlowPackets))
+    return true;
+  for (const auto& a : e.args)
+    if (rank_uses_flow(a)) return true;
+  return false;
+}
+
+// 1 in how many packets update the flow table: a rank that reads the flow's
+// counters needs every packet counted.
+uint32_t flow_sample(const ir::Policy& policy, const CodegenOptions& opts) {
+  if (!opts.flow_entries) return 1;
+  if (policy.scheduler.kind == ir::SchedKind::Pifo && rank_uses_flow(policy.scheduler.rank)) return 1;
+  return std::max<uint32_t>(opts.flow_sample, 1);
+}
+
 std::string rank_expr(const ir::RankExpr& e) {
   using Op = ir::RankExpr::Op;
   auto a = [&](size_t i) { return rank_expr(e.args.at(i)); };
@@ -177,9 +193,12 @@ void emit_program(EmitContext& cx, const Target& t) {
   out.line("qos_classify(p);");
   // Time: the flow table needs only coarse time (jiffies); a PIFO rank on
   // now_us needs the precise clock; policers read it themselves.
+  // A sampled flow table reads the clock only for the packets it samples.
   const bool rank_now = pifo && t.sets_priority && rank_uses_now(policy.scheduler.rank);
+  const uint32_t sample = flow_sample(policy, opts);
+  const bool now_read = rank_now || (opts.flow_entries && sample == 1) || (t.sets_priority && isolating);
   if (rank_now) out.line("now = bpf_ktime_get_ns();");
-  else if (opts.flow_entries || (t.sets_priority && isolating)) out.line("now = qos_coarse_now();  /* coarse, cached per jiffy */");
+  else if (now_read) out.line("now = qos_coarse_now();  /* coarse, cached per jiffy */");
   else out.line("now = 0;");
   out.open("if (pkt.best != QOS_NO_RULE && pkt.target < 0)");
   out.line("st = qos_stats_slot(QOS_NCLASSES);");
@@ -191,7 +210,10 @@ void emit_program(EmitContext& cx, const Target& t) {
   out.line("cls = pkt.best != QOS_NO_RULE ? (__u32)pkt.target : QOS_DEFAULT_CLASS;");
   out.line("st = qos_stats_slot(cls);");
   out.open("if (st)").line(fmt::format("st->packets[{0}]++; st->bytes[{0}] += pkt.len;", t.hook)).close();
-  if (opts.flow_entries) out.line(fmt::format("f = qos_flow_update(p, cls, {}, now);", t.hook));
+  if (opts.flow_entries && sample == 1) out.line(fmt::format("f = qos_flow_update(p, cls, {}, now);", t.hook));
+  else if (opts.flow_entries)
+    out.line(fmt::format("f = qos_flow_sampled() ? qos_flow_update(p, cls, {}, {}) : 0;  /* 1 in {} packets */",
+                         t.hook, now_read ? "now" : "qos_coarse_now()", sample));
   else out.line("f = 0;  /* no flow table (compiled without one) */");
   if (t.polices) {
     out.open("if (!qos_police(cls, pkt.len))");
@@ -301,6 +323,7 @@ Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, con
   m.default_class = policy.default_class;
   m.rule_count = uint32_t(policy.rules.size());
   m.strategy = "tree";
+  m.flow_sample = flow_sample(policy, opts);
   return m;
 }
 
@@ -313,6 +336,7 @@ SourceBuilder program_head(const ir::Policy& policy, const CodegenOptions& opts,
   head.line(fmt::format("#define QOS_DEFAULT_CLASS {}", policy.default_class));
   if (opts.flow_entries) head.line(fmt::format("#define QOS_FLOW_ENTRIES {}", opts.flow_entries));
   else head.line("#define QOS_NO_FLOWS 1");
+  if (manifest.flow_sample > 1) head.line(fmt::format("#define QOS_FLOW_SAMPLE {}", manifest.flow_sample));
   head.line(fmt::format("#define QOS_PIFO_BANDS {}", policy.scheduler.pifo_bands ? policy.scheduler.pifo_bands : 1));
   uint32_t iso_slots = 0, iso_index = 0;
   bool iso_nat = false;
