@@ -342,7 +342,8 @@ Status LoadedPolicy::load() {
     std::memcpy(&c, init, sizeof c);
     c.xdp_meta = opts_.xdp_meta ? 1 : 0;
     if (std::any_of(manifest_.classes.begin(), manifest_.classes.end(),
-                    [](const auto& k) { return k.isolate && k.isolate->nat; })) {
+                    [](const auto& k) { return k.isolate && k.isolate->nat; }) ||
+        (manifest_.hosts && manifest_.hosts->nat)) {   // `hosts ... nat` reads conntrack the same way
       auto off = conntrack_source_offset();
       if (!off) return off.error();
       c.ct_src_off = *off;
