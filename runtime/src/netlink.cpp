@@ -449,29 +449,7 @@ Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid) 
 }
 
 namespace {
-TcCounters counters_of(const nlmsghdr* h) {
-  TcCounters c;
-  c.found = true;
-  Attrs a = parse_attrs(tc_payload(h));
-  if (auto st2 = a.get(TCA_STATS2)) {
-    Attrs b = parse_attrs(*st2);
-    if (auto q = b.get(TCA_STATS_QUEUE); q && q->size() >= sizeof(gnet_stats_queue)) {
-      gnet_stats_queue gq;
-      std::memcpy(&gq, q->data(), sizeof gq);
-      c.backlog_bytes = gq.backlog;
-      c.qlen = gq.qlen;
-      c.drops = gq.drops;
-      c.overlimits = gq.overlimits;
-    }
-    if (auto b64 = b.get(TCA_STATS_BASIC); b64 && b64->size() >= sizeof(gnet_stats_basic)) {
-      gnet_stats_basic gb;
-      std::memcpy(&gb, b64->data(), sizeof gb);
-      c.bytes = gb.bytes;
-      c.packets = gb.packets;
-    }
-  }
-  return c;
-}
+TcCounters counters_of(const nlmsghdr* h) { return counters_of(parse_attrs(tc_payload(h))); }
 }  // namespace
 
 Result<std::vector<std::pair<uint32_t, TcCounters>>> qdisc_class_counters(RtnlSocket& s, int ifindex,
