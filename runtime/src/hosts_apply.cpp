@@ -227,22 +227,29 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     if (!c) return c.error();
     // The old parameters, for undo: as the old placement's plan made them.
     auto before = host_classes(shape, *old.group(was->group), *was, &old_cache);
-    auto undo_of = [&](uint32_t classid) -> std::optional<nl::NlMessage> {
-      if (!before) return std::nullopt;
-      if (before->host.classid == classid) return nl::htb_class_message(ifx, before->host, false);
+    auto leaf_before = [&](uint32_t classid) -> const HostClasses::Leaf* {
+      if (!before) return nullptr;
       for (const auto& l : before->leaves)
-        if (l.params.classid == classid) return nl::htb_class_message(ifx, l.params, false);
-      return std::nullopt;
+        if (l.params.classid == classid) return &l;
+      return nullptr;
     };
     const std::string who = host_who(*now);
-    ops.push_back({nl::htb_class_message(ifx, c->host, false), who, "change HTB class", c->host.classid,
-                   undo_of(c->host.classid)});
+    // Only what moved is sent: every message costs a qdisc lookup in the kernel.
+    if (!before || !(before->host == c->host))
+      ops.push_back({nl::htb_class_message(ifx, c->host, false), who, "change HTB class", c->host.classid,
+                     before ? std::optional(nl::htb_class_message(ifx, before->host, false)) : std::nullopt});
     for (const auto& l : c->leaves) {
       if (!was->leaves.count(l.class_id)) continue;
-      ops.push_back({nl::htb_class_message(ifx, l.params, false), who, "change HTB class", l.params.classid,
-                     undo_of(l.params.classid)});
-      ops.push_back({nl::bfifo_message(ifx, l.params.classid, now->leaves.at(l.class_id), l.queue_limit, false), who,
-                     "change the bfifo of", l.params.classid, std::nullopt});
+      const HostClasses::Leaf* b = leaf_before(l.params.classid);
+      if (!b || !(b->params == l.params))
+        ops.push_back({nl::htb_class_message(ifx, l.params, false), who, "change HTB class", l.params.classid,
+                       b ? std::optional(nl::htb_class_message(ifx, b->params, false)) : std::nullopt});
+      if (!b || b->queue_limit != l.queue_limit)
+        ops.push_back({nl::bfifo_message(ifx, l.params.classid, now->leaves.at(l.class_id), l.queue_limit, false), who,
+                       "change the bfifo of", l.params.classid,
+                       b ? std::optional(nl::bfifo_message(ifx, l.params.classid, now->leaves.at(l.class_id),
+                                                           b->queue_limit, false))
+                         : std::nullopt});
     }
   }
   for (const auto& g : next.groups) {

@@ -61,6 +61,16 @@ Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int ma
   return apply(target, shape, Placement{}, *next, recorder(file));
 }
 
+void remove_groups(nl::RtnlSocket& s, int ifindex, const std::string& ifname) {
+  auto placement = read_placement(placement_file(ifname));
+  if (!placement || placement->groups.empty()) return;
+  std::vector<nl::NlMessage> dels;
+  // Groups are made in index order (attach), so the highest index is the newest.
+  for (auto it = placement->groups.rbegin(); it != placement->groups.rend(); ++it)
+    dels.push_back(nl::delete_class_message(ifindex, htb::classid(htb::kMajor, kGroupMinorBase + it->index)));
+  (void)s.batch(dels);
+}
+
 Status check_reload(const std::string& ifname, const qosc::Manifest& next) {
   auto placement = read_placement(placement_file(ifname));
   if (!placement) return placement.error();

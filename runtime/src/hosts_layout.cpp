@@ -378,12 +378,14 @@ class Handles {
       for (uint32_t x = a; x <= std::min<uint32_t>(b, 0xffff); ++x) used_.set(x);
   }
   void take(uint32_t major) { used_.set(major & 0xffff); }
-  Result<uint32_t> next() {
+  // A group's HTB takes a handle of kGroupHashBucket, a queue any other.
+  Result<uint32_t> next(bool group = false) {
+    uint32_t& cursor = group ? group_cursor_ : cursor_;
     for (uint32_t i = 0; i <= last_; ++i) {
-      uint32_t x = kFirstHandle + (cursor_ + i) % (last_ + 1 - kFirstHandle);
-      if (!used_.test(x)) {
+      uint32_t x = kFirstHandle + (cursor + i) % (last_ + 1 - kFirstHandle);
+      if (!used_.test(x) && (qdisc_hash_bucket(x) == kGroupHashBucket) == group) {
         used_.set(x);
-        cursor_ = x + 1 - kFirstHandle;
+        cursor = x + 1 - kFirstHandle;
         return x << 16;
       }
     }
@@ -396,7 +398,7 @@ class Handles {
  private:
   std::bitset<0x10000> used_;
   uint32_t last_;
-  uint32_t cursor_ = 0;
+  uint32_t cursor_ = 0, group_cursor_ = 0;
 };
 
 std::vector<uint32_t> plan_class_ids(const qosc::Manifest& m, const std::string& plan) {
@@ -482,7 +484,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
           return Error{fmt::format("out of host groups ({} of {} hosts each): shard the hosts across interfaces or "
                                    "machines (docs/hosts.md)",
                                    kMaxGroups, per_group)};
-        auto major = handles.next();
+        auto major = handles.next(true);
         if (!major) return major.error();
         occupied[idx].assign(kHostsPerGroup, false);
         occupied[idx][0] = true;

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "qosrun/adaptive.hpp"
+#include "qosrun/hosts.hpp"
 #include "qosrun/htb.hpp"
 
 namespace qosrun::lifecycle {
@@ -130,6 +131,7 @@ void restore_queues(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Te
     side.queues.created = false;
     return;
   }
+  hosts::remove_groups(s, side.ifindex, side.ifname);   // newest first: the kernel's cheap order
   const auto& prev = side.queues.previous;
   if (prev && side.queues.previous_restorable) {
     nl::QdiscInfo q = *prev;

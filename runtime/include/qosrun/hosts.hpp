@@ -50,6 +50,15 @@ inline constexpr uint32_t kSlotStride = 0x80;         // host slot s: class <G>:
 // below the kernel's automatic ones (0x8000..) when a class isolates.
 inline constexpr uint32_t kFirstHandle = 0x2000;
 inline constexpr uint32_t kAutoHandleFirst = 0x8000;
+// The kernel finds a qdisc by handle in a hash of 16 buckets per device
+// (dev->qdisc_hash, hash_32(handle, 4)), walking a bucket's list from the
+// newest entry; every class add or change looks up its qdisc there, and a
+// new queue's handle is searched for in its whole bucket. With one bfifo per
+// leaf, a bucket holds thousands of queues: the groups' HTB qdiscs get
+// handles of one bucket of their own, which no queue takes, so looking a
+// group up walks only groups (docs/hosts.md, "Cost").
+inline constexpr uint32_t kGroupHashBucket = 15;
+constexpr uint32_t qdisc_hash_bucket(uint32_t major) { return ((major << 16) * 0x61C88647u) >> 28; }
 // With hosts, the policy's own leaves (traffic of no listed host) are
 // assured 1/kUnlistedShare of what they would be without (they still borrow
 // up to their ceilings), and hosts' assured rates sum to at most the rest.
@@ -199,6 +208,15 @@ Status size_map(bpf_object* obj, const qosc::Manifest& m, const HostTable& t);
 // placement written beside the record. A failure leaves what it made for
 // the attach's undo (which removes the root qdisc and with it every group).
 Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t);
+
+// Before the root qdisc goes (detach): the host groups of `ifname`, newest
+// group first. Every HTB class and qdisc holds a filter block that a device
+// without ndo_setup_tc (veth, IFB) records in one list for the whole system,
+// newest first, and deleting a block searches that list for it: deleting
+// the root whole frees the groups in hash order, walking most of the list
+// for each; newest first finds each block near the head. Best effort: the
+// root's deletion takes whatever is left.
+void remove_groups(nl::RtnlSocket& s, int ifindex, const std::string& ifname);
 
 // reload: can policy `next` keep the hosts on `ifname` (has `hosts` and every
 // plan a host is on)? The error says what to do.
