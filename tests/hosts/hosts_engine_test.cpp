@@ -44,7 +44,10 @@ std::string run(const std::string& cmd) {
 // A namespace with a veth pair qhe0 - qhe1; the calling thread works inside it.
 class Netns {
  public:
-  explicit Netns(const std::string& tag) : name_("qh-eng-" + tag) {
+  // QOSC_TEST_NS_PREFIX (as tests/attach): a prefix before qh-eng-, for runs side by side.
+  explicit Netns(const std::string& tag)
+      : name_(std::string(std::getenv("QOSC_TEST_NS_PREFIX") ? std::getenv("QOSC_TEST_NS_PREFIX") : "") + "qh-eng-" +
+              tag) {
     run("ip netns del " + name_);
     run("ip netns add " + name_);
     run("ip -n " + name_ + " link add qhe0 type veth peer name qhe1");   // no dummy module everywhere
