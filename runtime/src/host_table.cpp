@@ -36,11 +36,11 @@ std::array<uint8_t, 16> from_u128(u128 v) {
 }
 u128 host_mask(uint8_t len) { return len >= 128 ? u128{0} : (~u128{0} >> len); }
 
-std::string trim(std::string_view s) {
+std::string_view trim(std::string_view s) {
   size_t a = 0, b = s.size();
   while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r')) ++a;
   while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r')) --b;
-  return std::string(s.substr(a, b - a));
+  return s.substr(a, b - a);
 }
 
 struct Problem {
@@ -243,12 +243,12 @@ void parse_csv(std::string_view text, Checker& check) {
     std::string_view line = text.substr(pos, nl - pos);
     pos = nl + 1;
     ++lineno;
-    std::string t = trim(line);
+    std::string_view t = trim(line);
     if (t.empty() || t[0] == '#') {
       if (nl == text.size()) break;
       continue;
     }
-    if (t.find('\0') != std::string::npos) {
+    if (t.find('\0') != std::string_view::npos) {
       check.problem(lineno, "the line holds a NUL byte: a host table is text");
       if (nl == text.size()) break;
       continue;
@@ -431,22 +431,29 @@ bool Prefix::contains(const Prefix& o) const {
   return (to_u128(addr) & m) == (to_u128(o.addr) & m);
 }
 
-Result<Prefix> parse_prefix(std::string_view text, std::string* canonical) {
-  std::string t(text);
-  std::string addr = t, lenstr;
-  if (auto slash = t.find('/'); slash != std::string::npos) {
-    addr = t.substr(0, slash);
-    lenstr = t.substr(slash + 1);
+Result<Prefix> parse_prefix(std::string_view t, std::string* canonical) {
+  // No allocation on the way to a valid prefix: a table holds thousands.
+  std::string_view addr = t, lenstr;
+  const bool has_len = t.find('/') != std::string_view::npos;
+  if (has_len) {
+    addr = t.substr(0, t.find('/'));
+    lenstr = t.substr(t.find('/') + 1);
+  }
+  char a[INET6_ADDRSTRLEN + 1];
+  const bool fits = addr.size() < sizeof a && addr.find('\0') == std::string_view::npos;
+  if (fits) {
+    std::memcpy(a, addr.data(), addr.size());
+    a[addr.size()] = 0;
   }
   Prefix p;
   int maxlen = 0;
-  if (addr.find(':') != std::string::npos) {
-    if (inet_pton(AF_INET6, addr.c_str(), p.addr.data()) != 1)
+  if (addr.find(':') != std::string_view::npos) {
+    if (!fits || inet_pton(AF_INET6, a, p.addr.data()) != 1)
       return Error{fmt::format("'{}' is not an IPv6 address or prefix: write it as 2001:db8::/48 or 2001:db8::1", t)};
     maxlen = 128;
   } else {
     uint8_t a4[4];
-    if (inet_pton(AF_INET, addr.c_str(), a4) != 1)
+    if (!fits || inet_pton(AF_INET, a, a4) != 1)
       return Error{fmt::format("'{}' is not an IPv4 or IPv6 address or prefix: write it as 10.0.0.0/24 or 10.0.0.5", t)};
     p.v4 = true;
     p.addr[10] = p.addr[11] = 0xff;
@@ -454,7 +461,7 @@ Result<Prefix> parse_prefix(std::string_view text, std::string* canonical) {
     maxlen = 32;
   }
   int len = maxlen;
-  if (t.find('/') != std::string::npos) {
+  if (has_len) {
     auto [end, ec] = std::from_chars(lenstr.data(), lenstr.data() + lenstr.size(), len);
     if (ec != std::errc() || end != lenstr.data() + lenstr.size() || lenstr.empty() || len < 0 || len > maxlen)
       return Error{fmt::format("'{}': the prefix length must be a number from 0 to {}", t, maxlen)};

@@ -143,12 +143,18 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   nl::RtnlSocket& s = *t.sock;
   const int ifx = t.ifindex;
 
-  // What an apply killed half-way left to delete.
-  if (!old.pending_deletes.empty()) {
+  // What an earlier apply left to delete: its removed hosts' classes, and
+  // (journal) the classes an apply killed while creating had made.
+  const bool recovering = !old.journal_deletes.empty();
+  if (!old.pending_deletes.empty() || recovering) {
     std::vector<nl::NlMessage> dels;
+    for (uint32_t c : old.journal_deletes) dels.push_back(nl::delete_class_message(ifx, c));
     for (uint32_t c : old.pending_deletes) dels.push_back(nl::delete_class_message(ifx, c));
     (void)s.batch(dels);
     sum.messages += dels.size();
+    if (recovering) sum.notes.push_back(fmt::format("an earlier apply was interrupted: {} class(es) it had made are "
+                                                    "deleted and the hosts map is written whole",
+                                                    old.journal_deletes.size()));
   }
 
   ClassCache old_cache, new_cache;
@@ -212,6 +218,25 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
       if (!was->leaves.count(l.class_id)) add_leaf(host_who(*now), l, now->leaves.at(l.class_id));
   }
   if (Status f = state::fail_point("hosts-create"); !f) return f.error();
+  // Journaled before the first create: a kill from here until the next
+  // placement is recorded leaves classes the next apply must delete.
+  if (!ops.empty() && t.journal) {
+    // New groups whole (their leaf in the root takes everything inside), then
+    // the other new classes, leaves before their host (the reverse of creation).
+    std::vector<uint32_t> creating, classes;
+    std::set<uint32_t> new_majors;
+    for (const auto& g : next.groups)
+      if (!old.group(g.index)) {
+        creating.push_back(htb::classid(htb::kMajor, kGroupMinorBase + g.index));
+        new_majors.insert(g.major);
+      }
+    for (const auto& op : ops)
+      if (op.verb == std::string_view("create HTB class") && (op.id >> 16) != htb::kMajor &&
+          !new_majors.count(op.id & 0xffff0000u))
+        classes.push_back(op.id);
+    creating.insert(creating.end(), classes.rbegin(), classes.rend());
+    if (Status st = t.journal(old, creating); !st) return st.error();
+  }
   if (Status st = run_ops(s, ops, undo, &sum.messages); !st) {
     undo_all(s, undo);
     return Error{st.error().message + "\n  nothing was changed", "", st.error().code};
@@ -337,6 +362,31 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
       }
     }
   }
+  if (recovering) {
+    // An interrupted apply may have written entries of hosts that never were
+    // recorded, or values of its own: every host's entries again, and no other.
+    std::unordered_set<std::string> keep;
+    for (const auto& h : next.hosts) {
+      auto v = value_of(next, h, new_cache);
+      if (!v) continue;
+      for (const auto& p : h.prefixes) {
+        qos_host_key k = map_key(p);
+        if (bpf_map_update_elem(t.map_fd, &k, &*v, BPF_ANY) == 0) ++map.writes;
+        keep.insert(key_bytes(p));
+      }
+    }
+    qos_host_key k{}, nk{};
+    std::vector<qos_host_key> stray;
+    for (bool first = true; bpf_map_get_next_key(t.map_fd, first ? nullptr : &k, &nk) == 0; first = false) {
+      k = nk;
+      Prefix p;
+      std::memcpy(p.addr.data(), k.addr, 16);
+      p.len = static_cast<uint8_t>(k.prefixlen);
+      if (!keep.count(key_bytes(p))) stray.push_back(k);
+    }
+    for (auto& sk : stray)
+      if (bpf_map_delete_elem(t.map_fd, &sk) == 0) ++map.writes;
+  }
   sum.map_writes = map.writes;
   sum.added = added.size();
   sum.removed = removed.size();
@@ -365,7 +415,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   for (const auto& g : old.groups)
     if (!next.group(g.index)) deletes.push_back(htb::classid(htb::kMajor, kGroupMinorBase + g.index));
   // Nothing changed: the record stays as it is (no write at all).
-  const bool any = sum.added || sum.removed || sum.changed || !old.pending_deletes.empty() ||
+  const bool any = sum.added || sum.removed || sum.changed || !old.pending_deletes.empty() || recovering ||
                    old.next_host_id != next.next_host_id;
   if (any)
     if (Status st = committed(next, deletes); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
@@ -379,7 +429,9 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
         sum.notes.push_back(fmt::format("cannot delete class {}: {}", nl::handle_string(deletes[f.index]),
                                         f.error.message));
     sum.messages += dels.size();
-    if (Status st = committed(next, {}); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
+    // The placement keeps listing them as pending: the next apply deletes
+    // them again (ENOENT) before it creates anything, which saves writing
+    // the whole placement a second time here.
   }
   sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return sum;

@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <malloc.h>
+
 #include <chrono>
 #include <ostream>
 #include <set>
@@ -20,6 +22,12 @@ namespace {
 // What apply() calls to record the placement: the file, written atomically.
 auto recorder(const std::string& file) {
   return [file](const Placement& p, const std::vector<uint32_t>& pending) { return write_placement(file, p, &pending); };
+}
+// ... and to journal the classes it is about to create.
+auto journaler(const std::string& file) {
+  return [file](const Placement& old, const std::vector<uint32_t>& creating) {
+    return write_journal(file, old, creating);
+  };
 }
 }  // namespace
 
@@ -57,7 +65,7 @@ Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int ma
   auto next = plan_placement(Placement{}, t, shape);
   if (!next) return next.error();
   const std::string file = placement_file(rec.ifname);
-  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 0};
+  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 0, journaler(file)};
   return apply(target, shape, Placement{}, *next, recorder(file));
 }
 
@@ -102,7 +110,7 @@ Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd)
   Shape shape = shape_of(rec);
   auto next = plan_placement(*old, t, shape);
   if (!next) return next.error();
-  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 200};
+  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 200, journaler(file)};
   return apply(target, shape, *old, *next, recorder(file));
 }
 
@@ -158,6 +166,11 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
     last = now;
   };
   if (Status st = lifecycle::require_admin("qosrun hosts apply"); !st) return st.error();
+  // A table and a placement of 10,000 hosts are a few MB of short-lived
+  // buffers: kept in the heap rather than mapped and unmapped each (every
+  // fresh page is a fault, slow on a VM).
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   auto ifindex = lifecycle::ifindex_of(o.ifname);
   if (!ifindex) return ifindex.error();
   auto lock = state::Lock::acquire(o.ifname);
@@ -185,7 +198,7 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   lap("planned");
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
-  ApplyTarget target{&*sock, *ifindex, o.ifname, map.get(), o.drain_ms};
+  ApplyTarget target{&*sock, *ifindex, o.ifname, map.get(), o.drain_ms, journaler(file)};
   auto sum = apply(target, shape, *old, *next, recorder(file));
   if (!sum) return sum.error();
   lap("applied and recorded");

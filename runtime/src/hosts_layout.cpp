@@ -2,11 +2,13 @@
 // qosrun/hosts.hpp and docs/hosts.md. Plain computation, no kernel.
 #include <algorithm>
 #include <bitset>
+#include <charconv>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -38,12 +40,18 @@ std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
   fmt::memory_buffer b;
   b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
   auto out = std::back_inserter(b);
-  fmt::format_to(out, "qosc-hosts\t1\nnext_host_id\t{}\n", p.next_host_id);
+  fmt::format_to(out, "qosc-hosts\t1\nnext_host_id\t{}\ngeneration\t{}\n", p.next_host_id, p.generation);
   for (const auto& g : p.groups) fmt::format_to(out, "group\t{}\t{}\t{}\n", g.index, g.major >> 16, g.rate_bps);
   for (const auto& h : p.hosts) {
     fmt::format_to(out, "host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t", h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
                    h.name, h.plan);
-    for (size_t i = 0; i < h.prefixes.size(); ++i) fmt::format_to(out, "{}{}", i ? " " : "", h.prefixes[i].text());
+    for (size_t i = 0; i < h.prefixes.size(); ++i) {
+      // As Prefix::text(), straight into the buffer (10,000 hosts: no string each).
+      const Prefix& pr = h.prefixes[i];
+      char a[INET6_ADDRSTRLEN] = {};
+      inet_ntop(pr.v4 ? AF_INET : AF_INET6, pr.addr.data() + (pr.v4 ? 12 : 0), a, sizeof a);
+      fmt::format_to(out, "{}{}/{}", i ? " " : "", a, pr.family_len());
+    }
     b.push_back('\t');
     bool first = true;
     for (const auto& [cls, handle] : h.leaves) {
@@ -62,21 +70,21 @@ std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
 }
 
 namespace {
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
+// Fields of one line, without allocating per line (the vector is reused).
+void split(std::string_view s, char sep, std::vector<std::string_view>& out) {
+  out.clear();
   size_t i = 0;
   for (;;) {
     size_t j = s.find(sep, i);
     out.push_back(s.substr(i, j == std::string_view::npos ? std::string_view::npos : j - i));
-    if (j == std::string_view::npos) return out;
+    if (j == std::string_view::npos) return;
     i = j + 1;
   }
 }
 uint64_t num(std::string_view s, int base = 10) {
-  std::string t(s);
-  size_t used = 0;
-  uint64_t v = std::stoull(t, &used, base);
-  if (used != t.size()) throw std::invalid_argument("not a number");
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) throw std::invalid_argument("not a number");
   return v;
 }
 }  // namespace
@@ -87,12 +95,20 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
   size_t lineno = 0;
   try {
     std::string_view all(text);
-    for (std::string_view line : split(all, '\n')) {
+    std::vector<std::string_view> f, words, c;
+    f.reserve(12);
+    for (size_t pos = 0; pos < all.size();) {
+      size_t nl = all.find('\n', pos);
+      if (nl == std::string_view::npos) nl = all.size();
+      std::string_view line = all.substr(pos, nl - pos);
+      pos = nl + 1;
       ++lineno;
       if (line.empty()) continue;
-      auto f = split(line, '\t');
+      split(line, '\t', f);
       if (f[0] == "qosc-hosts") {
         if (f.size() < 2 || f[1] != "1") throw std::invalid_argument("a format this qosrun does not know");
+      } else if (f[0] == "generation" && f.size() == 2) {
+        p.generation = num(f[1]);
       } else if (f[0] == "next_host_id" && f.size() == 2) {
         p.next_host_id = static_cast<uint32_t>(num(f[1]));
       } else if (f[0] == "group" && f.size() == 4) {
@@ -106,17 +122,21 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
         h.fingerprint = num(f[5], 16);
         h.name = std::string(f[6]);
         h.plan = std::string(f[7]);
-        for (auto t : split(f[8], ' ')) {
+        split(f[8], ' ', words);
+        h.prefixes.reserve(words.size());
+        for (auto t : words) {
           auto pr = parse_prefix(t);
           if (!pr) throw std::invalid_argument(pr.error().message);
           h.prefixes.push_back(*pr);
         }
-        if (!f[9].empty())
-          for (auto t : split(f[9], ' ')) {
-            auto c = split(t, ':');
+        if (!f[9].empty()) {
+          split(f[9], ' ', words);
+          for (auto t : words) {
+            split(t, ':', c);
             if (c.size() != 2) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
-            h.leaves[static_cast<uint32_t>(num(c[0]))] = static_cast<uint32_t>(num(c[1]) << 16);
+            h.leaves.emplace_hint(h.leaves.end(), static_cast<uint32_t>(num(c[0])), static_cast<uint32_t>(num(c[1]) << 16));
           }
+        }
         p.hosts.push_back(std::move(h));
       } else if (f[0] == "pending") {
         for (size_t i = 1; i < f.size(); ++i) p.pending_deletes.push_back(static_cast<uint32_t>(num(f[i])));
@@ -142,7 +162,33 @@ Result<Placement> read_placement(const std::string& path) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return placement_from_text(ss.str(), path);
+  auto p = placement_from_text(ss.str(), path);
+  if (!p) return p;
+  // A journal of this very placement: an apply was killed while creating.
+  std::ifstream j(journal_file(path));
+  std::string tag, line;
+  uint64_t gen = 0;
+  if (j >> tag >> gen && tag == "generation" && gen == p->generation) {
+    uint32_t c;
+    while (j >> c) p->journal_deletes.push_back(c);
+  }
+  return p;
+}
+
+std::string journal_file(const std::string& placement_path) { return placement_path + ".journal"; }
+
+Status write_journal(const std::string& placement_path, const Placement& p, const std::vector<uint32_t>& creating) {
+  const std::string path = journal_file(placement_path), tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return errno_error(errno, fmt::format("cannot write {}", tmp));
+    out << "generation " << p.generation << "\n";
+    for (uint32_t c : creating) out << c << "\n";
+    out.flush();
+    if (!out) return errno_error(errno ? errno : EIO, fmt::format("cannot write {}", tmp));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(errno, fmt::format("cannot replace {}", path));
+  return {};
 }
 
 Status write_placement(const std::string& path, const Placement& p, const std::vector<uint32_t>* pending) {
@@ -416,6 +462,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   const qosc::Manifest& m = *shape.manifest;
   Placement next;
   next.next_host_id = old.next_host_id;
+  next.generation = old.generation + 1;
   Handles handles(shape);
   const uint32_t per_group = shape.hosts_per_group();
   // Everything the old placement holds stays taken during this change: the

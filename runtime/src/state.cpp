@@ -619,6 +619,8 @@ Status remove_state(const Paths& p) {
   (void)::unlink((p.state_dir + "/supervisor.log").c_str());
   (void)::unlink(p.hosts_file.c_str());   // the hosts went with the root qdisc
   (void)::unlink((p.hosts_file + ".tmp").c_str());
+  (void)::unlink((p.hosts_file + ".journal").c_str());
+  (void)::unlink((p.hosts_file + ".journal.tmp").c_str());
   if (::rmdir(p.state_dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
     return errno_error(errno, fmt::format("cannot remove {}", p.state_dir));
   return {};

@@ -20,6 +20,7 @@
 #include <map>
 #include <sstream>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -389,5 +390,81 @@ TEST(Hosts, ReloadKeepsTheHosts) {
   const std::string h0 = (*host_in(jb, "h0"))["class"];
   EXPECT_NE(after[h0].find("rate 3Mbit"), std::string::npos) << after[h0];
   ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
+// kill -9 of `qosrun hosts apply` paused at each of its steps (QOSRUN_PAUSE_AT,
+// as Reload.KilledAtAnyStepIsUndoneByTheNextCommand): after classes were
+// created (hosts-change), after they were changed (hosts-map), after the new
+// placement was recorded (hosts-delete). The next apply of the same table
+// succeeds and leaves exactly the tree and map a clean apply leaves; detach
+// after a kill restores the interface.
+TEST(Hosts, AKilledApplyIsRecoveredByTheNextCommand) {
+  REQUIRE_ROOT();
+  Pair p("kl", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "");
+  const std::string before = p.snapshot();
+  // t2 removes h0-h19, changes h30-h39 to big, adds h40-h99 (a second group).
+  const std::string t1 = write_file(p.state_root + "-t1.csv", table(0, 40));
+  const std::string t2 = write_file(p.state_root + "-t2.csv", table(20, 100, "big", 30, 40));
+  auto class_ids = [&] {
+    std::set<std::string> ids;
+    for (const auto& [id, line] : classes_of(p)) ids.insert(id);
+    return ids;
+  };
+  auto map_entries = [&] {
+    int map = bpf_obj_get((p.pin_dir() + "/qos_hosts").c_str());
+    size_t n = 0;
+    qos_host_key k{}, nk{};
+    for (bool first = true; map >= 0 && bpf_map_get_next_key(map, first ? nullptr : &k, &nk) == 0; first = false) {
+      k = nk;
+      ++n;
+    }
+    if (map >= 0) ::close(map);
+    return n;
+  };
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t1).rc, 0);
+  const auto at_t1 = class_ids();
+  ASSERT_EQ(p.qosrun("hosts apply " + p.if_a + " " + t2).rc, 0);
+  const auto at_t2 = class_ids();
+  ASSERT_EQ(map_entries(), 81u);
+  ASSERT_EQ(p.qosrun("hosts apply " + p.if_a + " " + t1).rc, 0);
+  ASSERT_EQ(class_ids(), at_t1);
+  for (const char* step : {"hosts-change", "hosts-map", "hosts-delete"}) {
+    SCOPED_TRACE(step);
+    Background bg = start_background(
+        p.qosrun_cmdline("hosts apply " + p.if_a + " " + t2, std::string("QOSRUN_PAUSE_AT=") + step),
+        std::string("kl-") + step);
+    ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
+    bg.kill9();
+    bg.wait();
+    Cmd r = p.qosrun("hosts apply " + p.if_a + " " + t2);
+    ASSERT_EQ(r.rc, 0) << r.all();
+    if (std::string(step) != "hosts-delete") {
+      EXPECT_NE(r.err.find("an earlier apply was interrupted"), std::string::npos) << r.all();
+    }
+    EXPECT_EQ(class_ids(), at_t2);
+    EXPECT_EQ(map_entries(), 81u);
+    nlohmann::json j = hosts_json(p);
+    EXPECT_EQ(j["hosts"].size(), 81u);
+    for (const auto& h : j["hosts"]) EXPECT_TRUE(h["present"].get<bool>()) << h.dump();
+    // And back: nothing of the killed apply is left in the way.
+    Cmd back = p.qosrun("hosts apply " + p.if_a + " " + t1);
+    ASSERT_EQ(back.rc, 0) << back.all();
+    EXPECT_EQ(class_ids(), at_t1);
+    EXPECT_EQ(map_entries(), 41u);
+  }
+  // Killed after creating, then detached: the interface is as before the attach.
+  Background bg = start_background(
+      p.qosrun_cmdline("hosts apply " + p.if_a + " " + t2, "QOSRUN_PAUSE_AT=hosts-map"), "kl-detach");
+  ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
+  bg.kill9();
+  bg.wait();
+  Cmd st = p.qosrun("status " + p.if_a);
+  EXPECT_EQ(st.rc, 0) << st.all();
+  Cmd d = p.qosrun("detach " + p.if_a);
+  EXPECT_EQ(d.rc, 0) << d.all();
+  EXPECT_EQ(p.snapshot(), before);
   EXPECT_EQ(p.leftovers(), "");
 }

@@ -95,8 +95,15 @@ struct Placement {
   std::vector<Group> groups;        // ascending index
   std::vector<PlacedHost> hosts;    // ascending name
   uint32_t next_host_id = 1;
-  // Classes a kill in the middle of an apply left to delete (the next apply does it first).
+  // Counts the placements written: a journal names the one it belongs to.
+  uint64_t generation = 0;
+  // Classes of removed hosts to delete; the next apply deletes them first
+  // (again, when the apply that recorded them did: the kernel says ENOENT).
   std::vector<uint32_t> pending_deletes;
+  // From the journal (<state>.journal) of an apply killed while it created
+  // classes for this placement: they are in the kernel and in no placement.
+  // The next apply deletes them first and writes the whole map again.
+  std::vector<uint32_t> journal_deletes;
   const Group* group(uint32_t index) const;
   const PlacedHost* host(const std::string& name) const;
   friend bool operator==(const Placement&, const Placement&) = default;
@@ -109,6 +116,9 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
 Result<Placement> read_placement(const std::string& path);
 Status write_placement(const std::string& path, const Placement& p,
                        const std::vector<uint32_t>* pending = nullptr);   // write + rename
+// <path>.journal: the classes an apply creates for placement `p` before it records the next one.
+std::string journal_file(const std::string& placement_path);
+Status write_journal(const std::string& placement_path, const Placement& p, const std::vector<uint32_t>& creating);
 
 // What the tree looks like for one policy on one interface.
 struct Shape {
@@ -178,6 +188,9 @@ struct ApplyTarget {
   std::string ifname;
   int map_fd = -1;            // the qos_hosts map
   int drain_ms = 200;         // how long a removed host's queue may take to empty
+  // Called with the classes an apply is about to create (in the order to
+  // delete them) before it creates any; empty: no journal (tests).
+  std::function<Status(const Placement& old, const std::vector<uint32_t>& creating)> journal;
 };
 
 // Changes the interface from `old` to `next` (plan_placement's): creates
