@@ -162,6 +162,10 @@ class Checker {
 
   void problem(uint32_t line, std::string message) { problems_.push_back({line, std::move(message)}); }
   std::vector<HostEntry> take() { return std::move(hosts_); }
+  void reserve(size_t n) {
+    hosts_.reserve(n);
+    seen_.reserve(n);
+  }
 
  private:
   const TableRules& rules_;
@@ -233,6 +237,7 @@ bool split_csv(std::string_view line, std::vector<std::string>& fields, std::str
 }
 
 void parse_csv(std::string_view text, Checker& check) {
+  check.reserve(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
   uint32_t lineno = 0;
   bool header_seen = false;
   std::vector<std::string> fields;

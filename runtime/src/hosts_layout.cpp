@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <fmt/compile.h>
 #include <fmt/format.h>
 #include <iterator>
 
@@ -39,31 +40,31 @@ const PlacedHost* Placement::host(const std::string& name) const {
 std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
   fmt::memory_buffer b;
   b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
-  auto out = std::back_inserter(b);
-  fmt::format_to(out, "qosc-hosts\t1\nnext_host_id\t{}\ngeneration\t{}\n", p.next_host_id, p.generation);
-  for (const auto& g : p.groups) fmt::format_to(out, "group\t{}\t{}\t{}\n", g.index, g.major >> 16, g.rate_bps);
+  fmt::appender out(b);
+  fmt::format_to(out, FMT_COMPILE("qosc-hosts\t1\nnext_host_id\t{}\ngeneration\t{}\n"), p.next_host_id, p.generation);
+  for (const auto& g : p.groups) fmt::format_to(out, FMT_COMPILE("group\t{}\t{}\t{}\n"), g.index, g.major >> 16, g.rate_bps);
   for (const auto& h : p.hosts) {
-    fmt::format_to(out, "host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t", h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
+    fmt::format_to(out, FMT_COMPILE("host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t"), h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
                    h.name, h.plan);
     for (size_t i = 0; i < h.prefixes.size(); ++i) {
       // As Prefix::text(), straight into the buffer (10,000 hosts: no string each).
       const Prefix& pr = h.prefixes[i];
       char a[INET6_ADDRSTRLEN] = {};
       inet_ntop(pr.v4 ? AF_INET : AF_INET6, pr.addr.data() + (pr.v4 ? 12 : 0), a, sizeof a);
-      fmt::format_to(out, "{}{}/{}", i ? " " : "", a, pr.family_len());
+      fmt::format_to(out, FMT_COMPILE("{}{}/{}"), i ? " " : "", a, pr.family_len());
     }
     b.push_back('\t');
     bool first = true;
     for (const auto& [cls, handle] : h.leaves) {
-      fmt::format_to(out, "{}{}:{}", first ? "" : " ", cls, handle >> 16);
+      fmt::format_to(out, FMT_COMPILE("{}{}:{}"), first ? "" : " ", cls, handle >> 16);
       first = false;
     }
     b.push_back('\n');
   }
   const std::vector<uint32_t>& deletes = pending ? *pending : p.pending_deletes;
   if (!deletes.empty()) {
-    fmt::format_to(out, "pending");
-    for (uint32_t c : deletes) fmt::format_to(out, "\t{}", c);
+    fmt::format_to(out, FMT_COMPILE("pending"));
+    for (uint32_t c : deletes) fmt::format_to(out, FMT_COMPILE("\t{}"), c);
     b.push_back('\n');
   }
   return fmt::to_string(b);
@@ -150,7 +151,9 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
                              source, lineno, e.what())};
   }
   std::sort(p.groups.begin(), p.groups.end(), [](const Group& a, const Group& b) { return a.index < b.index; });
-  std::sort(p.hosts.begin(), p.hosts.end(), [](const PlacedHost& a, const PlacedHost& b) { return a.name < b.name; });
+  auto by_name = [](const PlacedHost& a, const PlacedHost& b) { return a.name < b.name; };
+  if (!std::is_sorted(p.hosts.begin(), p.hosts.end(), by_name))   // to_text writes them sorted
+    std::sort(p.hosts.begin(), p.hosts.end(), by_name);
   return p;
 }
 
@@ -482,6 +485,13 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   for (const auto& h : table.hosts) plans.push_back(h.plan);
   auto rates = plan_rates(shape, plans);
 
+  std::map<std::string, std::vector<uint32_t>, std::less<>> class_ids;   // per plan, once
+  for (const auto& p : m.plans) class_ids[p.name] = plan_class_ids(m, p.name);
+  const std::vector<uint32_t> none;
+  auto ids_of = [&](const std::string& plan) -> const std::vector<uint32_t>& {
+    auto it = class_ids.find(plan);
+    return it == class_ids.end() ? none : it->second;
+  };
   std::vector<const HostEntry*> order;
   order.reserve(table.hosts.size());
   next.hosts.reserve(table.hosts.size());
@@ -502,7 +512,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
       h.group = was->group;
       h.slot = was->slot;
       h.host_id = was->host_id;
-      for (uint32_t cls : plan_class_ids(m, h.plan)) {
+      for (uint32_t cls : ids_of(h.plan)) {
         auto it = was->leaves.find(cls);
         if (it != was->leaves.end()) h.leaves[cls] = it->second;
       }
@@ -547,7 +557,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
         if (const Group* g = old.group(h.group)) groups.emplace(h.group, *g);
       }
     }
-    for (uint32_t cls : plan_class_ids(m, h.plan)) {
+    for (uint32_t cls : ids_of(h.plan)) {
       if (h.leaves.count(cls)) continue;
       auto handle = handles.next();
       if (!handle) return handle.error();
