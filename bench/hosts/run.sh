@@ -17,9 +17,11 @@ BUILD_DIR=${QOSC_BUILD_DIR:-build}
 bash scripts/build.sh qosc qosrun
 QOSC=$PWD/$BUILD_DIR/bin/qosc
 QOSRUN=$PWD/$BUILD_DIR/bin/qosrun
-NS_A=qh-bench-a NS_B=qh-bench-b IF=qhbench0
+# QOSC_NS_PREFIX=qs-: namespaces qs-qh-bench-a/-b, for runs beside others on one machine.
+P=${QOSC_NS_PREFIX:-}
+NS_A=${P}qh-bench-a NS_B=${P}qh-bench-b IF=qhbench0
 WORK=$(mktemp -d /tmp/qh-bench-XXXXXX)
-export QOSRUN_STATE_ROOT=$WORK/run QOSRUN_PIN_ROOT=/sys/fs/bpf/qh-bench
+export QOSRUN_STATE_ROOT=$WORK/run QOSRUN_PIN_ROOT=/sys/fs/bpf/${P}qh-bench
 MEASURING=/tmp/qosc-measuring
 held=0
 cleanup() {
@@ -27,7 +29,7 @@ cleanup() {
     timeout -k 2 30 "$QOSRUN" detach $IF >/dev/null 2>&1 || true
   ip netns del $NS_A 2>/dev/null || true
   ip netns del $NS_B 2>/dev/null || true
-  rm -rf "$WORK" /sys/fs/bpf/qh-bench
+  rm -rf "$WORK" "$QOSRUN_PIN_ROOT"
   if [ $held = 1 ]; then rm -f $MEASURING; fi
 }
 trap cleanup EXIT

@@ -157,9 +157,9 @@ std::string with_flipped_bit(const std::string& object, const std::string& secti
 // ---- Pair -----------------------------------------------------------------------------------
 
 Pair::Pair(const std::string& t, const std::string& prefix_) : tag(t) {
-  // QOSC_TEST_NS_PREFIX=qs-: namespaces qs-qh-..., so that runs of the same
+  // QOSC_NS_PREFIX=qs-: namespaces qs-qh-..., so that runs of the same
   // cases by several people on one machine do not meet.
-  const char* outer = std::getenv("QOSC_TEST_NS_PREFIX");
+  const char* outer = std::getenv("QOSC_NS_PREFIX");
   const std::string prefix = (outer ? std::string(outer) : std::string()) + prefix_;
   ns_a = prefix + tag + "-a";
   ns_b = prefix + tag + "-b";

@@ -44,9 +44,9 @@ std::string run(const std::string& cmd) {
 // A namespace with a veth pair qhe0 - qhe1; the calling thread works inside it.
 class Netns {
  public:
-  // QOSC_TEST_NS_PREFIX (as tests/attach): a prefix before qh-eng-, for runs side by side.
+  // QOSC_NS_PREFIX (as tests/attach): a prefix before qh-eng-, for runs side by side.
   explicit Netns(const std::string& tag)
-      : name_(std::string(std::getenv("QOSC_TEST_NS_PREFIX") ? std::getenv("QOSC_TEST_NS_PREFIX") : "") + "qh-eng-" +
+      : name_(std::string(std::getenv("QOSC_NS_PREFIX") ? std::getenv("QOSC_NS_PREFIX") : "") + "qh-eng-" +
               tag) {
     run("ip netns del " + name_);
     run("ip netns add " + name_);
