@@ -416,9 +416,8 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     auto sum = hosts::attach_hosts(*sock, rec, fd, *host_table);
     if (!sum) return fail(sum.error());
     notes.insert(notes.end(), sum->notes.begin(), sum->notes.end());
-    auto placement = hosts::read_placement(hosts::placement_file(o.ifname));
-    hosts_line = fmt::format("{} hosts in {} groups ({:.1f} ms, {} netlink requests)", sum->added,
-                             placement ? placement->groups.size() : 0, sum->seconds * 1e3, sum->messages);
+    hosts_line = fmt::format("{} hosts in {} groups ({:.1f} ms, {} netlink requests)", sum->added, sum->groups,
+                             sum->seconds * 1e3, sum->messages);
     say(log, v, 1, fmt::format("{}: {}", o.ifname, hosts_line));
   }
   if (Status st = attach_tc(c, rec.main, policy->prog_fd(Hook::Tc)); !st) return fail(st.error());

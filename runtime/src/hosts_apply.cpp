@@ -390,6 +390,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   sum.map_writes = map.writes;
   sum.added = added.size();
   sum.removed = removed.size();
+  sum.groups = next.groups.size();
 
   // Committed: the new hosts are shaped. What remains is deleting.
   std::vector<uint32_t> deletes;    // in order: leaves before their host, hosts before their group

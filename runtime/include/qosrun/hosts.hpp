@@ -178,6 +178,7 @@ qos_host_key map_key(const Prefix& p);
 struct Summary {
   size_t added = 0, changed = 0, removed = 0, unchanged = 0;
   size_t messages = 0, map_writes = 0;   // netlink requests and map updates/deletes made
+  size_t groups = 0;                      // host groups after the apply
   double seconds = 0;
   std::vector<std::string> notes;
 };
