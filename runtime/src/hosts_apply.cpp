@@ -172,6 +172,12 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     }
   }
   std::vector<nl::NlMessage> undo;
+  // Everything this apply did taken back: the journal no longer stands
+  // (else the next apply would report an interruption that was none).
+  auto take_back = [&] {
+    undo_all(s, undo);
+    if (t.journal) (void)t.journal(old, {});
+  };
   htb::CbClassidProgram progs;
 
   // 1. Create: new groups, new hosts, new leaves of kept hosts.
@@ -238,7 +244,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     if (Status st = t.journal(old, creating); !st) return st.error();
   }
   if (Status st = run_ops(s, ops, undo, &sum.messages); !st) {
-    undo_all(s, undo);
+    take_back();
     return Error{st.error().message + "\n  nothing was changed", "", st.error().code};
   }
 
@@ -285,11 +291,11 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
                    leaf.classid, nl::htb_class_message(ifx, group_leaf(shape, *was), false)});
   }
   if (Status f = state::fail_point("hosts-change"); !f) {
-    undo_all(s, undo);
+    take_back();
     return f.error();
   }
   if (Status st = run_ops(s, ops, undo, &sum.messages); !st) {
-    undo_all(s, undo);
+    take_back();
     return Error{st.error().message + "\n  nothing was changed", "", st.error().code};
   }
 
@@ -298,7 +304,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   MapWriter map(t.map_fd);
   auto fail_map = [&](const Error& e) -> Error {
     map.undo();
-    undo_all(s, undo);
+    take_back();
     return Error{e.message + "\n  nothing was changed", "", e.code};
   };
   auto value_of = [&](const Placement& p, const PlacedHost& h, ClassCache& cache) -> std::optional<qos_host_val> {

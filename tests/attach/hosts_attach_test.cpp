@@ -398,7 +398,8 @@ TEST(Hosts, ReloadKeepsTheHosts) {
 // created (hosts-change), after they were changed (hosts-map), after the new
 // placement was recorded (hosts-delete). The next apply of the same table
 // succeeds and leaves exactly the tree and map a clean apply leaves; detach
-// after a kill restores the interface.
+// after a kill restores the interface. An injected failure at the same
+// steps (QOSRUN_FAIL_AT) changes nothing and leaves no journal behind.
 TEST(Hosts, AKilledApplyIsRecoveredByTheNextCommand) {
   REQUIRE_ROOT();
   Pair p("kl", "qh-");
@@ -431,6 +432,17 @@ TEST(Hosts, AKilledApplyIsRecoveredByTheNextCommand) {
   ASSERT_EQ(map_entries(), 81u);
   ASSERT_EQ(p.qosrun("hosts apply " + p.if_a + " " + t1).rc, 0);
   ASSERT_EQ(class_ids(), at_t1);
+  // A failure (not a kill) after the creates takes them back and is no interruption.
+  for (const char* step : {"hosts-change", "hosts-map"}) {
+    SCOPED_TRACE(step);
+    Cmd f = p.qosrun("hosts apply " + p.if_a + " " + t2, std::string("QOSRUN_FAIL_AT=") + step);
+    EXPECT_NE(f.rc, 0) << f.all();
+    EXPECT_EQ(class_ids(), at_t1);
+    EXPECT_EQ(map_entries(), 41u);
+    Cmd again = p.qosrun("hosts apply " + p.if_a + " " + t1);
+    EXPECT_EQ(again.rc, 0) << again.all();
+    EXPECT_EQ(again.err.find("interrupted"), std::string::npos) << again.all();
+  }
   for (const char* step : {"hosts-change", "hosts-map", "hosts-delete"}) {
     SCOPED_TRACE(step);
     Background bg = start_background(
