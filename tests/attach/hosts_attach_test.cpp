@@ -94,19 +94,6 @@ const nlohmann::json* host_in(const nlohmann::json& j, const std::string& name) 
   return nullptr;
 }
 
-int socket_in(const std::string& ns, int type) {
-  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  int s = -1;
-  if (self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0) {
-    s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    (void)::setns(self, CLONE_NEWNET);
-  }
-  if (self >= 0) ::close(self);
-  if (target >= 0) ::close(target);
-  return s;
-}
-
 }  // namespace
 
 TEST(Hosts, AttachWithATableBuildsTheTreeAndTheMapAndDetachRestores) {
@@ -285,76 +272,26 @@ TEST(Hosts, AnUnchangedHostLosesNoPacketWhileOthersChange) {
   ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t0).rc, 0);
   ASSERT_EQ(p.in_a("ping -c 1 -W 1 -q " + p.ip_b).rc, 0);
 
-  int rx = socket_in(p.ns_b, SOCK_DGRAM), tx = socket_in(p.ns_a, SOCK_DGRAM);
-  ASSERT_GE(rx, 0);
-  ASSERT_GE(tx, 0);
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(5001);
-  inet_pton(AF_INET, p.ip_b.c_str(), &dst.sin_addr);
-  ASSERT_EQ(::bind(rx, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 0) << std::strerror(errno);
-  int rcvbuf = 4 << 20;
-  setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  timeval tv{0, 100000};
-  setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   // 1000 packets/s of 200 bytes (1.6 Mbit/s, below steady's 10 Mbit/s) for 4 s.
-  constexpr uint32_t kPackets = 4000;
-  std::vector<uint8_t> seen(kPackets, 0);
-  std::atomic<bool> done{false};
-  std::atomic<uint32_t> sent{0};
-  std::thread receiver([&] {
-    auto idle_since = std::chrono::steady_clock::now();
-    for (;;) {
-      uint32_t buf[64];
-      ssize_t n = ::recv(rx, buf, sizeof buf, 0);
-      auto now = std::chrono::steady_clock::now();
-      if (n >= 4) {
-        if (buf[0] < kPackets) seen[buf[0]] = 1;
-        idle_since = now;
-        continue;
-      }
-      if (done.load() && now - idle_since > std::chrono::milliseconds(500)) break;
-    }
-  });
-  std::thread sender([&] {
-    timespec next{};
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    char payload[200] = {};
-    for (uint32_t i = 0; i < kPackets; ++i) {
-      std::memcpy(payload, &i, sizeof i);
-      if (::sendto(tx, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == sizeof payload)
-        sent.fetch_add(1);
-      next.tv_nsec += 1000000;
-      if (next.tv_nsec >= 1000000000) {
-        next.tv_nsec -= 1000000000;
-        ++next.tv_sec;
-      }
-      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
-    }
-    done.store(true);
-  });
+  NumberedUdpStream stream(p, 4000, 200);
+  ASSERT_EQ(stream.error(), "");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::vector<Cmd> applies;
   for (const auto& t : tables) {
     applies.push_back(p.qosrun("hosts apply " + p.if_a + " " + t));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  sender.join();
-  receiver.join();
-  ::close(rx);
-  ::close(tx);
+  stream.wait();
   for (const auto& a : applies) EXPECT_EQ(a.rc, 0) << a.all();
   EXPECT_NE(applies[0].out.find("100 added"), std::string::npos) << applies[0].all();
   EXPECT_NE(applies[2].out.find("100 removed"), std::string::npos) << applies[2].all();
-  ASSERT_EQ(sent.load(), kPackets);
-  uint32_t received = 0;
-  for (uint8_t s : seen) received += s;
-  EXPECT_EQ(received, kPackets) << "packets of the unchanged host lost during 5 applies";
+  ASSERT_EQ(stream.sent(), stream.packets());
+  EXPECT_EQ(stream.received(), stream.packets()) << "packets of the unchanged host lost during 5 applies";
   // ... and every one went through steady's class, none around it.
   const nlohmann::json shown = hosts_json(p);
   const nlohmann::json* steady = host_in(shown, "steady");
   ASSERT_TRUE(steady) << shown.dump();
-  EXPECT_GE((*steady)["packets"].get<uint64_t>(), kPackets);
+  EXPECT_GE((*steady)["packets"].get<uint64_t>(), stream.packets());
   ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.leftovers(), "");
 }
