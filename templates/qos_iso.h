@@ -83,10 +83,11 @@ struct qos_iso_scan {
 };
 
 /* Pools of at most this many slots (a host's flow sub-queues, `per_host`) are
- * scanned by unrolled code instead of bpf_loop: on the wire (bench/wire) the
- * helper call and one indirect callback call per slot cost ~36 ns per packet
- * of a host with more active flows than sub-queues, where every packet of a
- * flow that did not get its own slot scans the pool. */
+ * scanned by unrolled code instead of bpf_loop, saving the helper call and an
+ * indirect callback call per slot: ~6 ns per packet on the wire
+ * (docs/wire-cost.md) for a host with more active flows than sub-queues,
+ * where every packet of a flow without a slot of its own scans the pool.
+ * Larger pools keep bpf_loop, which the verifier checks once at any size. */
 #define QOS_ISO_INLINE_SCAN 8
 
 static __always_inline long qos_iso_scan_step(__u64 i, struct qos_iso_scan *c)
