@@ -413,7 +413,8 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     // when the first packet is classified.
     if (Status f = state::fail_point("hosts"); !f) return fail(f.error());
     int fd = bpf_object__find_map_fd_by_name(policy->object(), m.hosts->map.c_str());
-    auto sum = hosts::attach_hosts(*sock, rec, fd, *host_table);
+    auto sum = hosts::attach_hosts(*sock, rec, fd, *host_table,
+                                   bpf_object__find_map_fd_by_name(policy->object(), QOS_HOSTS_EXACT_MAP));
     if (!sum) return fail(sum.error());
     notes.insert(notes.end(), sum->notes.begin(), sum->notes.end());
     auto placement = hosts::read_placement(hosts::placement_file(o.ifname));

@@ -69,13 +69,16 @@ std::string key_bytes(const Prefix& p) {
   return k;
 }
 
-// The map writes of an apply, with what each key held before, for undo.
+// The map writes of an apply, with what each key held before, for undo. A
+// single-address prefix goes into the exact-match map when the object has one
+// (qos_abi.h QOS_HOSTS_EXACT_MAP: one hash lookup instead of the trie's walk),
+// every other prefix into the trie.
 class MapWriter {
  public:
-  explicit MapWriter(int fd) : fd_(fd) {}
+  MapWriter(int fd, int exact_fd) : fd_(fd), exact_fd_(exact_fd) {}
   Status put(const Prefix& p, const qos_host_val& v, const std::optional<qos_host_val>& before) {
     qos_host_key k = map_key(p);
-    if (bpf_map_update_elem(fd_, &k, &v, BPF_ANY) != 0)
+    if (bpf_map_update_elem(fd_of(k), key_of(k), &v, BPF_ANY) != 0)
       return errno_error(errno, fmt::format("cannot write prefix {} into the hosts map", p.text()));
     log_.push_back({k, before});
     ++writes;
@@ -83,23 +86,28 @@ class MapWriter {
   }
   Status erase(const Prefix& p, const std::optional<qos_host_val>& before) {
     qos_host_key k = map_key(p);
-    if (bpf_map_delete_elem(fd_, &k) != 0 && errno != ENOENT)
+    if (bpf_map_delete_elem(fd_of(k), key_of(k)) != 0 && errno != ENOENT)
       return errno_error(errno, fmt::format("cannot delete prefix {} from the hosts map", p.text()));
+    if (exact(k)) (void)bpf_map_delete_elem(fd_, &k);   // in the trie when an older qosrun wrote it
     log_.push_back({k, before});
     ++writes;
     return {};
   }
   void undo() {
     for (auto it = log_.rbegin(); it != log_.rend(); ++it) {
-      if (it->second) (void)bpf_map_update_elem(fd_, &it->first, &*it->second, BPF_ANY);
-      else (void)bpf_map_delete_elem(fd_, &it->first);
+      if (it->second) (void)bpf_map_update_elem(fd_of(it->first), key_of(it->first), &*it->second, BPF_ANY);
+      else (void)bpf_map_delete_elem(fd_of(it->first), key_of(it->first));
     }
     log_.clear();
   }
   size_t writes = 0;
 
  private:
+  bool exact(const qos_host_key& k) const { return exact_fd_ >= 0 && k.prefixlen == 128; }
+  int fd_of(const qos_host_key& k) const { return exact(k) ? exact_fd_ : fd_; }
+  const void* key_of(const qos_host_key& k) const { return exact(k) ? static_cast<const void*>(k.addr) : &k; }
   int fd_;
+  int exact_fd_;
   std::vector<std::pair<qos_host_key, std::optional<qos_host_val>>> log_;
 };
 
@@ -263,7 +271,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
 
   // 3. The map: new values first (a prefix that moves to another host is
   // overwritten in place, never missing), then the prefixes that are gone.
-  MapWriter map(t.map_fd);
+  MapWriter map(t.map_fd, t.exact_fd);
   auto fail_map = [&](const Error& e) -> Error {
     map.undo();
     undo_all(s, undo);

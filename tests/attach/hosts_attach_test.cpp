@@ -123,17 +123,26 @@ TEST(Hosts, AttachWithATableBuildsTheTreeAndTheMapAndDetachRestores) {
   EXPECT_NE(cls[host_class].find("rate 10Mbit ceil 20Mbit"), std::string::npos) << cls[host_class];
   Cmd f = p.in_a("tc filter show dev " + p.if_a + " parent 2000:");
   EXPECT_NE(f.out.find("qos_hosts"), std::string::npos) << f.all();
-  // The map: one entry per prefix, steady's value names its group and leaves.
+  // The maps: one entry per prefix, steady's value names its group and leaves. A single
+  // address (steady's /32) is in the exact-match map, not in the trie; six's /64 in the trie.
   int map = bpf_obj_get((p.pin_dir() + "/qos_hosts").c_str());
   ASSERT_GE(map, 0) << p.pin_dir();
+  int exact = bpf_obj_get((p.pin_dir() + "/" QOS_HOSTS_EXACT_MAP).c_str());
+  ASSERT_GE(exact, 0) << p.pin_dir();
   qos_host_key k{};
   k.prefixlen = 128;
   k.addr[10] = k.addr[11] = 0xff;
   inet_pton(AF_INET, "10.77.0.2", &k.addr[12]);
   qos_host_val v{};
-  ASSERT_EQ(bpf_map_lookup_elem(map, &k, &v), 0);
+  ASSERT_EQ(bpf_map_lookup_elem(exact, k.addr, &v), 0);
   EXPECT_EQ(v.outer_classid, 0x11000u);
   EXPECT_EQ(v.group_major, 0x2000u);
+  EXPECT_NE(bpf_map_lookup_elem(map, &k, &v), 0) << "a /32 is not in the trie too";
+  qos_host_key k6{};
+  k6.prefixlen = 64;
+  inet_pton(AF_INET6, "2001:db8::", k6.addr);
+  EXPECT_EQ(bpf_map_lookup_elem(map, &k6, &v), 0) << "six's /64 is in the trie";
+  ::close(exact);
   ::close(map);
 
   // Traffic to steady on UDP 5001 (class game) lands in steady's game leaf.

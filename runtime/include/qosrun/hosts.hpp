@@ -169,6 +169,7 @@ struct ApplyTarget {
   std::string ifname;
   int map_fd = -1;            // the qos_hosts map
   int drain_ms = 200;         // how long a removed host's queue may take to empty
+  int exact_fd = -1;          // qos_hosts_exact (single addresses), -1: the object has none, all in qos_hosts
 };
 
 // Changes the interface from `old` to `next` (plan_placement's): creates
@@ -198,14 +199,15 @@ Status size_map(bpf_object* obj, const qosc::Manifest& m, const HostTable& t);
 // After the root HTB is built: groups, hosts and map entries of `t`; the
 // placement written beside the record. A failure leaves what it made for
 // the attach's undo (which removes the root qdisc and with it every group).
-Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t);
+Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t,
+                             int exact_fd = -1);
 
 // reload: can policy `next` keep the hosts on `ifname` (has `hosts` and every
 // plan a host is on)? The error says what to do.
 Status check_reload(const std::string& ifname, const qosc::Manifest& next);
 // After a reload: the same hosts under the new policy's plans; classes whose
 // parameters moved are changed in place, the others are not touched.
-Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd);
+Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd, int exact_fd = -1);
 
 struct ApplyOptions {
   std::string ifname;
