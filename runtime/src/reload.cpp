@@ -177,6 +177,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   // The hosts stay: their map is kept (its entries name groups and classes
   // that stay too) and their groups are not part of the root's plan.
   if (Status st = hosts::check_reload(o.ifname, m); !st) return st.error();
+  if (Status st = hosts::check_ingress_shape(m, old.ingress.has_value()); !st) return st.error();
   if (old.manifest.hosts && m.hosts) stateful.insert(m.hosts->map);
   else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
     out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
