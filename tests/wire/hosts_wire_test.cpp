@@ -76,6 +76,7 @@ int plan_mbit(int i) { return i % kPlans + 1; }
 bool is_tcp(int i) { return std::find(kTcpHosts.begin(), kTcpHosts.end(), i) != kTcpHosts.end(); }
 
 enum class Dir { kDownload, kUpload };
+void PrintTo(Dir d, std::ostream* os) { *os << (d == Dir::kDownload ? "download, hosts daddr" : "upload, hosts saddr"); }
 
 std::string policy_text(bool games, Dir d) {
   std::string s =
