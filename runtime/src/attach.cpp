@@ -325,6 +325,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     rec.main.queues.plan = std::move(*plan);
     notes.insert(notes.end(), rec.main.queues.plan.notes.begin(), rec.main.queues.plan.notes.end());
   }
+  if (Status st = hosts::check_ingress_shape(m, o.ingress_shape); !st) return st.error();
   if (o.ingress_shape) {
     state::Ingress in;
     in.ifb.has_queues = true;

@@ -65,6 +65,17 @@ Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int ma
   return apply(target, shape, Placement{}, *next, recorder(file));
 }
 
+Status check_ingress_shape(const qosc::Manifest& m, bool ingress_shape) {
+  if (!m.hosts || !ingress_shape) return {};
+  const bool dst = m.hosts->by == "daddr";
+  return Error{fmt::format(
+      "policy '{}' has per-host plans (`hosts {}`), which shape what leaves the interface; --ingress-shape would "
+      "shape what arrives on an IFB that has no hosts' subtrees, so listed hosts' packets there would skip their "
+      "plans and classes: shape the other direction where it leaves the router (on the {} interface, a policy with "
+      "`hosts {}`), or attach without --ingress-shape (docs/hosts.md, \"Both directions\")",
+      m.policy, dst ? "daddr" : "saddr", dst ? "uplink" : "subscribers'", dst ? "saddr" : "daddr")};
+}
+
 Status check_reload(const std::string& ifname, const qosc::Manifest& next) {
   auto placement = read_placement(placement_file(ifname));
   if (!placement) return placement.error();

@@ -177,6 +177,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   // The hosts stay: their map is kept (its entries name groups and classes
   // that stay too) and their groups are not part of the root's plan.
   if (Status st = hosts::check_reload(o.ifname, m); !st) return st.error();
+  if (Status st = hosts::check_ingress_shape(m, old.ingress.has_value()); !st) return st.error();
   // (An old object without the exact-match map: the new one starts empty and
   // the kept trie still holds the single addresses, found there, only slower.)
   if (old.manifest.hosts && m.hosts) stateful.insert({m.hosts->map, QOS_HOSTS_EXACT_MAP});

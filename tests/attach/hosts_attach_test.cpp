@@ -334,3 +334,45 @@ TEST(Hosts, ReloadKeepsTheHosts) {
   ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.leftovers(), "");
 }
+
+// Hosts shape what leaves the interface; the IFB of --ingress-shape has no
+// hosts' subtrees (docs/hosts.md "Both directions"). Both together are
+// refused, at attach and at reload onto an interface shaped both ways,
+// with what to do, and nothing changes.
+TEST(Hosts, IngressShapeWithHostsIsRefusedAndNothingChanges) {
+  REQUIRE_ROOT();
+  Pair p("ig", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "");
+  const std::string plain = compile("qh_plain", R"(policy plain {
+    link 200mbit;
+    class game { priority 0; }
+    class bulk { priority 5; default; }
+    rule udp dport 5001 -> game;
+}
+)", "");
+  const std::string t = write_file(p.state_root + "-t.csv", table(0, 3));
+  const std::string before = p.snapshot();
+  for (const std::string& extra : {" --hosts " + t, std::string()}) {
+    Cmd a = p.qosrun("attach " + obj + " " + p.if_a + " --ingress-shape" + extra);
+    EXPECT_NE(a.rc, 0) << a.all();
+    EXPECT_NE(a.err.find("per-host plans (`hosts daddr`)"), std::string::npos) << a.all();
+    EXPECT_NE(a.err.find("on the uplink interface, a policy with `hosts saddr`"), std::string::npos) << a.all();
+    EXPECT_NE(a.err.find("attach without --ingress-shape"), std::string::npos) << a.all();
+    EXPECT_EQ(p.snapshot(), before) << extra;
+    EXPECT_EQ(p.leftovers(), "") << extra;
+  }
+  // Without --ingress-shape the same attach works.
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t).rc, 0);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  // A policy without hosts shaping both ways cannot be reloaded into one with hosts.
+  ASSERT_EQ(p.qosrun("attach " + plain + " " + p.if_a + " --ingress-shape").rc, 0);
+  const std::string attached = p.snapshot();
+  Cmd rl = p.qosrun("reload " + obj + " " + p.if_a);
+  EXPECT_NE(rl.rc, 0) << rl.all();
+  EXPECT_NE(rl.err.find("attach without --ingress-shape"), std::string::npos) << rl.all();
+  EXPECT_EQ(p.snapshot(), attached);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}

@@ -202,6 +202,13 @@ Status size_map(bpf_object* obj, const qosc::Manifest& m, const HostTable& t);
 Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t,
                              int exact_fd = -1);
 
+// attach and reload: a policy with `hosts` and downloads shaped on an IFB
+// (--ingress-shape) are refused together. The TC program is the same on the
+// IFB, where a host's address is the other one (saddr for `hosts daddr`)
+// and where no host groups exist: a listed host's packet there would leave
+// the IFB's classes for its default one. The error says what to do instead.
+Status check_ingress_shape(const qosc::Manifest& m, bool ingress_shape);
+
 // reload: can policy `next` keep the hosts on `ifname` (has `hosts` and every
 // plan a host is on)? The error says what to do.
 Status check_reload(const std::string& ifname, const qosc::Manifest& next);
