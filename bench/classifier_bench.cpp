@@ -285,9 +285,12 @@ void hosts_cost(uint32_t repeat, const Cost& floor) {
     }
     return std::move(*loaded);
   };
-  // Host i: 192.168.0.0 + 257 + i (192.168.1.1 first), a /32 each.
-  auto fill = [](const qosrun::LoadedPolicy& p, uint32_t from, uint32_t to) {
-    bpf_map* m = bpf_object__find_map_by_name(p.object(), "qos_hosts");
+  // Host i: 192.168.0.0 + 257 + i (192.168.1.1 first), a /32 each; into the
+  // exact-match map as qosrun writes them (exact), or all into the trie (what
+  // qosrun did before the exact-match map, and still the path of any prefix
+  // shorter than an address).
+  auto fill = [](const qosrun::LoadedPolicy& p, uint32_t from, uint32_t to, bool exact) {
+    bpf_map* m = bpf_object__find_map_by_name(p.object(), exact ? QOS_HOSTS_EXACT_MAP : "qos_hosts");
     if (!m) return false;
     qos_host_val v{};
     v.outer_classid = (QOS_HTB_MAJOR << 16) | 0x8000;
@@ -302,7 +305,8 @@ void hosts_cost(uint32_t repeat, const Cost& floor) {
       k.addr[10] = k.addr[11] = 0xff;
       k.addr[12] = uint8_t(a >> 24), k.addr[13] = uint8_t(a >> 16), k.addr[14] = uint8_t(a >> 8), k.addr[15] = uint8_t(a);
       v.host_id = i;
-      if (bpf_map_update_elem(bpf_map__fd(m), &k, &v, BPF_ANY) != 0) return false;
+      if (bpf_map_update_elem(bpf_map__fd(m), exact ? static_cast<const void*>(k.addr) : &k, &v, BPF_ANY) != 0)
+        return false;
     }
     return true;
   };
@@ -314,15 +318,18 @@ void hosts_cost(uint32_t repeat, const Cost& floor) {
   auto plain = load(base + "}\n");
   cells.push_back({"no hosts (the same policy without plans and hosts)",
                    plain ? measure(plain->prog_fd(Hook::Tc), listed, repeat, TC_ACT_OK, Hook::Tc) : Cost{std::nullopt, "fails"}});
-  auto hosts = load(base + "  plan basic { rate 10mbit; }\n  hosts saddr;\n}\n");
-  for (uint32_t n : {1u, 10000u}) {
-    const bool ok = hosts && fill(*hosts, n == 1 ? 0 : 1, n);
-    for (bool hit : {true, false}) {
-      Cost c = ok ? measure(hosts->prog_fd(Hook::Tc), hit ? listed : unlisted, repeat, TC_ACT_OK, Hook::Tc)
-                  : Cost{std::nullopt, "fails"};
-      cells.push_back({fmt::format("hosts saddr, {} /32 prefix{}, packet of {}", n, n == 1 ? "" : "es",
-                                   hit ? "a listed host" : "no listed host"),
-                       c});
+  // cells[1 + 4 * exact + 2 * (n == 10000) + !hit]
+  for (bool exact : {false, true}) {
+    auto hosts = load(base + "  plan basic { rate 10mbit; }\n  hosts saddr;\n}\n");
+    for (uint32_t n : {1u, 10000u}) {
+      const bool ok = hosts && fill(*hosts, n == 1 ? 0 : 1, n, exact);
+      for (bool hit : {true, false}) {
+        Cost c = ok ? measure(hosts->prog_fd(Hook::Tc), hit ? listed : unlisted, repeat, TC_ACT_OK, Hook::Tc)
+                    : Cost{std::nullopt, "fails"};
+        cells.push_back({fmt::format("hosts saddr, {} /32 prefix{} in {}, packet of {}", n, n == 1 ? "" : "es",
+                                     exact ? "the exact-match map" : "the trie", hit ? "a listed host" : "no listed host"),
+                         c});
+      }
     }
   }
   std::cout << fmt::format("\nHosts and plans (TC program as attached, flow table on, 64-byte IPv4/UDP frame, repeat {}, "
@@ -332,9 +339,16 @@ void hosts_cost(uint32_t repeat, const Cost& floor) {
   for (const auto& c : cells)
     std::cout << fmt::format("| {} | {} | {} |\n", c.label, cell(c.cost),
                              c.cost.ns && cells[0].cost.ns ? fmt::format("{:+.0f} ns", *c.cost.ns - *cells[0].cost.ns) : "-");
-  if (cells[1].cost.ns && cells[3].cost.ns)
-    std::cout << fmt::format("\n10,000 prefixes / 1 prefix, listed host: {}; no listed host: {}\n",
-                             ratio2(cells[3].cost, cells[1].cost), ratio2(cells[4].cost, cells[2].cost));
+  for (int exact : {0, 1}) {
+    const auto& one_hit = cells[1 + 4 * exact].cost;
+    const auto& one_miss = cells[2 + 4 * exact].cost;
+    const auto& many_hit = cells[3 + 4 * exact].cost;
+    const auto& many_miss = cells[4 + 4 * exact].cost;
+    if (one_hit.ns && many_hit.ns)
+      std::cout << fmt::format("\n{}: 10,000 prefixes / 1 prefix, listed host: {}; no listed host: {}\n",
+                               exact ? "exact-match map (as qosrun fills it)" : "trie only",
+                               ratio2(many_hit, one_hit), ratio2(many_miss, one_miss));
+  }
   if (floor.ns) std::cout << fmt::format("(The empty XDP program of this run: {} ns.)\n", cell(floor));
 }
 

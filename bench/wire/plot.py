@@ -57,6 +57,11 @@ empty = statistics.median(vals["empty"]["xdp_ns"]) if vals["empty"]["xdp_ns"] el
 if empty:
     a1.axvline(empty, color="k", lw=1, ls=":", label=f"empty XDP program ({empty:.0f} ns)")
     a1.axvline(1.5 * empty, color="tab:red", lw=1.2, ls="--", label=f"target: 1.5x empty XDP ({1.5 * empty:.0f} ns)")
+empty_tc = statistics.median(vals["empty"]["tc_ns"]) if vals["empty"]["tc_ns"] else None
+if empty_tc:
+    # The reading of the target in docs/wire-cost.md: each hook against an empty program of the same hook.
+    a1.axvline(1.5 * empty_tc, color="tab:orange", lw=1.2, ls="--",
+               label=f"1.5x empty TC program ({1.5 * empty_tc:.0f} ns)")
 a1.set_yticks(list(y))
 a1.set_yticklabels([label(c) for c in prog_cfgs])
 a1.invert_yaxis()

@@ -44,8 +44,22 @@ def ratio(cfg, field, base_cfg, base_field):
 reps = sorted({r["rep"] for r in rows})
 print(f"# The cost on the wire: {len(reps)} repetitions\n")
 print("Median (min-max) over the repetitions; ratios are taken within each repetition, then summarised.\n")
-print("| configuration | sink kpps | x none | XDP ns/pkt | x empty XDP | TC ns/pkt | x empty TC | TC x empty XDP |")
-print("|---|---|---|---|---|---|---|---|")
+def sum_ratio(cfg):
+    """(XDP + TC) / (empty XDP + empty TC) of the same repetition: what a forwarded packet pays in both."""
+    out = []
+    for rep, r in by[cfg].items():
+        b = by.get("empty", {}).get(rep)
+        if b is None:
+            continue
+        x, t, ex, et = num(r["xdp_ns"]), num(r["tc_ns"]), num(b["xdp_ns"]), num(b["tc_ns"])
+        if None not in (x, t, ex, et) and ex + et:
+            out.append((x + t) / (ex + et))
+    return out
+
+
+print("| configuration | sink kpps | x none | XDP ns/pkt | x empty XDP | TC ns/pkt | x empty TC | TC x empty XDP "
+      "| XDP+TC x empty XDP+TC |")
+print("|---|---|---|---|---|---|---|---|---|")
 for cfg in order:
     rs = by[cfg].values()
     pps = [num(r["sink_pps"]) / 1000 for r in rs]
@@ -54,6 +68,6 @@ for cfg in order:
     print(f"| {cfg} | {stat(pps)} | {stat(ratio(cfg, 'sink_pps', 'none', 'sink_pps'), '{:.2f}')} "
           f"| {stat(xdp, '{:.1f}')} | {stat(ratio(cfg, 'xdp_ns', 'empty', 'xdp_ns'), '{:.2f}')} "
           f"| {stat(tc, '{:.1f}')} | {stat(ratio(cfg, 'tc_ns', 'empty', 'tc_ns'), '{:.2f}')} "
-          f"| {stat(ratio(cfg, 'tc_ns', 'empty', 'xdp_ns'), '{:.2f}')} |")
+          f"| {stat(ratio(cfg, 'tc_ns', 'empty', 'xdp_ns'), '{:.2f}')} | {stat(sum_ratio(cfg), '{:.2f}')} |")
 loads = [num(r["load1"]) for r in rows]
 print(f"\nLoad average (1 min) while measuring: {stat(loads, '{:.2f}')}.")

@@ -325,6 +325,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     rec.main.queues.plan = std::move(*plan);
     notes.insert(notes.end(), rec.main.queues.plan.notes.begin(), rec.main.queues.plan.notes.end());
   }
+  if (Status st = hosts::check_ingress_shape(m, o.ingress_shape); !st) return st.error();
   if (o.ingress_shape) {
     state::Ingress in;
     in.ifb.has_queues = true;
@@ -413,7 +414,8 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     // when the first packet is classified.
     if (Status f = state::fail_point("hosts"); !f) return fail(f.error());
     int fd = bpf_object__find_map_fd_by_name(policy->object(), m.hosts->map.c_str());
-    auto sum = hosts::attach_hosts(*sock, rec, fd, *host_table);
+    auto sum = hosts::attach_hosts(*sock, rec, fd, *host_table,
+                                   bpf_object__find_map_fd_by_name(policy->object(), QOS_HOSTS_EXACT_MAP));
     if (!sum) return fail(sum.error());
     notes.insert(notes.end(), sum->notes.begin(), sum->notes.end());
     hosts_line = fmt::format("{} hosts in {} groups ({:.1f} ms, {} netlink requests)", sum->added, sum->groups,

@@ -69,13 +69,16 @@ std::string key_bytes(const Prefix& p) {
   return k;
 }
 
-// The map writes of an apply, with what each key held before, for undo.
+// The map writes of an apply, with what each key held before, for undo. A
+// single-address prefix goes into the exact-match map when the object has one
+// (qos_abi.h QOS_HOSTS_EXACT_MAP: one hash lookup instead of the trie's walk),
+// every other prefix into the trie.
 class MapWriter {
  public:
-  explicit MapWriter(int fd) : fd_(fd) {}
+  MapWriter(int fd, int exact_fd) : fd_(fd), exact_fd_(exact_fd) {}
   Status put(const Prefix& p, const qos_host_val& v, const std::optional<qos_host_val>& before) {
     qos_host_key k = map_key(p);
-    if (bpf_map_update_elem(fd_, &k, &v, BPF_ANY) != 0)
+    if (bpf_map_update_elem(fd_of(k), key_of(k), &v, BPF_ANY) != 0)
       return errno_error(errno, fmt::format("cannot write prefix {} into the hosts map", p.text()));
     log_.push_back({k, before});
     ++writes;
@@ -83,23 +86,57 @@ class MapWriter {
   }
   Status erase(const Prefix& p, const std::optional<qos_host_val>& before) {
     qos_host_key k = map_key(p);
-    if (bpf_map_delete_elem(fd_, &k) != 0 && errno != ENOENT)
+    if (bpf_map_delete_elem(fd_of(k), key_of(k)) != 0 && errno != ENOENT)
       return errno_error(errno, fmt::format("cannot delete prefix {} from the hosts map", p.text()));
+    if (exact(k)) (void)bpf_map_delete_elem(fd_, &k);   // in the trie when an older qosrun wrote it
     log_.push_back({k, before});
     ++writes;
     return {};
   }
   void undo() {
     for (auto it = log_.rbegin(); it != log_.rend(); ++it) {
-      if (it->second) (void)bpf_map_update_elem(fd_, &it->first, &*it->second, BPF_ANY);
-      else (void)bpf_map_delete_elem(fd_, &it->first);
+      if (it->second) (void)bpf_map_update_elem(fd_of(it->first), key_of(it->first), &*it->second, BPF_ANY);
+      else (void)bpf_map_delete_elem(fd_of(it->first), key_of(it->first));
     }
     log_.clear();
+  }
+  // After an interrupted apply: the maps hold exactly `want`, whatever they
+  // held (not undone: what they held belonged to no recorded placement).
+  void resync(const std::vector<std::pair<qos_host_key, qos_host_val>>& want) {
+    auto bytes = [](const qos_host_key& k) { return std::string(reinterpret_cast<const char*>(&k), sizeof k); };
+    std::unordered_set<std::string> keep;
+    for (const auto& [k, v] : want) {
+      if (bpf_map_update_elem(fd_of(k), key_of(k), &v, BPF_ANY) == 0) ++writes;
+      keep.insert(bytes(k));
+    }
+    // Keys are collected first: deleting while walking would skip some.
+    std::vector<qos_host_key> stray;
+    qos_host_key k{}, nk{};
+    for (bool first = true; bpf_map_get_next_key(fd_, first ? nullptr : &k, &nk) == 0; first = false) {
+      k = nk;
+      if (exact(k) || !keep.count(bytes(k))) stray.push_back(k);   // a single address belongs in the exact map
+    }
+    for (const auto& x : stray)
+      if (bpf_map_delete_elem(fd_, &x) == 0) ++writes;
+    if (exact_fd_ < 0) return;
+    stray.clear();
+    qos_host_key e{}, ne{};
+    e.prefixlen = ne.prefixlen = 128;
+    for (bool first = true; bpf_map_get_next_key(exact_fd_, first ? nullptr : e.addr, ne.addr) == 0; first = false) {
+      std::memcpy(e.addr, ne.addr, sizeof e.addr);
+      if (!keep.count(bytes(e))) stray.push_back(e);
+    }
+    for (const auto& x : stray)
+      if (bpf_map_delete_elem(exact_fd_, x.addr) == 0) ++writes;
   }
   size_t writes = 0;
 
  private:
+  bool exact(const qos_host_key& k) const { return exact_fd_ >= 0 && k.prefixlen == 128; }
+  int fd_of(const qos_host_key& k) const { return exact(k) ? exact_fd_ : fd_; }
+  const void* key_of(const qos_host_key& k) const { return exact(k) ? static_cast<const void*>(k.addr) : &k; }
   int fd_;
+  int exact_fd_;
   std::vector<std::pair<qos_host_key, std::optional<qos_host_val>>> log_;
 };
 
@@ -301,7 +338,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
 
   // 3. The map: new values first (a prefix that moves to another host is
   // overwritten in place, never missing), then the prefixes that are gone.
-  MapWriter map(t.map_fd);
+  MapWriter map(t.map_fd, t.exact_fd);
   auto fail_map = [&](const Error& e) -> Error {
     map.undo();
     take_back();
@@ -371,27 +408,11 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   if (recovering) {
     // An interrupted apply may have written entries of hosts that never were
     // recorded, or values of its own: every host's entries again, and no other.
-    std::unordered_set<std::string> keep;
-    for (const auto& h : next.hosts) {
-      auto v = value_of(next, h, new_cache);
-      if (!v) continue;
-      for (const auto& p : h.prefixes) {
-        qos_host_key k = map_key(p);
-        if (bpf_map_update_elem(t.map_fd, &k, &*v, BPF_ANY) == 0) ++map.writes;
-        keep.insert(key_bytes(p));
-      }
-    }
-    qos_host_key k{}, nk{};
-    std::vector<qos_host_key> stray;
-    for (bool first = true; bpf_map_get_next_key(t.map_fd, first ? nullptr : &k, &nk) == 0; first = false) {
-      k = nk;
-      Prefix p;
-      std::memcpy(p.addr.data(), k.addr, 16);
-      p.len = static_cast<uint8_t>(k.prefixlen);
-      if (!keep.count(key_bytes(p))) stray.push_back(k);
-    }
-    for (auto& sk : stray)
-      if (bpf_map_delete_elem(t.map_fd, &sk) == 0) ++map.writes;
+    std::vector<std::pair<qos_host_key, qos_host_val>> want;
+    for (const auto& h : next.hosts)
+      if (auto v = value_of(next, h, new_cache))
+        for (const auto& p : h.prefixes) want.emplace_back(map_key(p), *v);
+    map.resync(want);
   }
   sum.map_writes = map.writes;
   sum.added = added.size();

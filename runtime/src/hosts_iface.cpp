@@ -57,16 +57,31 @@ Status size_map(bpf_object* obj, const qosc::Manifest& m, const HostTable& t) {
   while (n < need) n *= 2;
   int err = bpf_map__set_max_entries(map, n);
   if (err) return errno_error(err, fmt::format("cannot make map {} hold {} prefixes", m.hosts->map, need));
+  if (bpf_map* exact = bpf_object__find_map_by_name(obj, QOS_HOSTS_EXACT_MAP))
+    if (int e = bpf_map__set_max_entries(exact, n))
+      return errno_error(e, fmt::format("cannot make map {} hold {} prefixes", QOS_HOSTS_EXACT_MAP, need));
   return {};
 }
 
-Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t) {
+Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t,
+                             int exact_fd) {
   Shape shape = shape_of(rec);
   auto next = plan_placement(Placement{}, t, shape);
   if (!next) return next.error();
   const std::string file = placement_file(rec.ifname);
-  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 0, journaler(file)};
+  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 0, exact_fd, journaler(file)};
   return apply(target, shape, Placement{}, *next, recorder(file));
+}
+
+Status check_ingress_shape(const qosc::Manifest& m, bool ingress_shape) {
+  if (!m.hosts || !ingress_shape) return {};
+  const bool dst = m.hosts->by == "daddr";
+  return Error{fmt::format(
+      "policy '{}' has per-host plans (`hosts {}`), which shape what leaves the interface; --ingress-shape would "
+      "shape what arrives on an IFB that has no hosts' subtrees, so listed hosts' packets there would skip their "
+      "plans and classes: shape the other direction where it leaves the router (on the {} interface, a policy with "
+      "`hosts {}`), or attach without --ingress-shape (docs/hosts.md, \"Both directions\")",
+      m.policy, dst ? "daddr" : "saddr", dst ? "uplink" : "subscribers'", dst ? "saddr" : "daddr")};
 }
 
 void remove_groups(nl::RtnlSocket& s, int ifindex, const std::string& ifname) {
@@ -100,7 +115,7 @@ Status check_reload(const std::string& ifname, const qosc::Manifest& next) {
   return {};
 }
 
-Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd) {
+Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd, int exact_fd) {
   const std::string file = placement_file(rec.ifname);
   auto old = read_placement(file);
   if (!old) return old.error();
@@ -110,7 +125,7 @@ Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd)
   Shape shape = shape_of(rec);
   auto next = plan_placement(*old, t, shape);
   if (!next) return next.error();
-  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 200, journaler(file)};
+  ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 200, exact_fd, journaler(file)};
   return apply(target, shape, *old, *next, recorder(file));
 }
 
@@ -198,7 +213,9 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   lap("planned");
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
-  ApplyTarget target{&*sock, *ifindex, o.ifname, map.get(), o.drain_ms, journaler(file)};
+  // The exact-match map of single addresses, when the object has one (pinned next to qos_hosts).
+  Fd exact(bpf_obj_get((rec->pin_dir + "/" + QOS_HOSTS_EXACT_MAP).c_str()));
+  ApplyTarget target{&*sock, *ifindex, o.ifname, map.get(), o.drain_ms, exact.get(), journaler(file)};
   auto sum = apply(target, shape, *old, *next, recorder(file));
   if (!sum) return sum.error();
   lap("applied and recorded");

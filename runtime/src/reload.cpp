@@ -177,7 +177,10 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   // The hosts stay: their map is kept (its entries name groups and classes
   // that stay too) and their groups are not part of the root's plan.
   if (Status st = hosts::check_reload(o.ifname, m); !st) return st.error();
-  if (old.manifest.hosts && m.hosts) stateful.insert(m.hosts->map);
+  if (Status st = hosts::check_ingress_shape(m, old.ingress.has_value()); !st) return st.error();
+  // (An old object without the exact-match map: the new one starts empty and
+  // the kept trie still holds the single addresses, found there, only slower.)
+  if (old.manifest.hosts && m.hosts) stateful.insert({m.hosts->map, QOS_HOSTS_EXACT_MAP});
   else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
     out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
   std::vector<Fd> keep;
@@ -195,7 +198,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
       continue;
     }
     keep.emplace_back(fd);
-    if (m.hosts && name == m.hosts->map) {
+    if (m.hosts && (name == m.hosts->map || name == QOS_HOSTS_EXACT_MAP)) {
       // attach may have made it larger than the object's default for its table.
       bpf_map_info info{};
       uint32_t len = sizeof info;
@@ -340,7 +343,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   // The hosts under the new plans: only classes whose parameters moved change.
   if (m.hosts && rec.main.has_queues) {
     int fd = bpf_object__find_map_fd_by_name(policy->object(), m.hosts->map.c_str());
-    auto sum = hosts::reapply(*sock, rec, fd);
+    auto sum = hosts::reapply(*sock, rec, fd, bpf_object__find_map_fd_by_name(policy->object(), QOS_HOSTS_EXACT_MAP));
     if (!sum) out.notes.push_back("the hosts under the new plans: " + sum.error().message);
     else if (sum->changed) out.notes.push_back(fmt::format("{} host(s) changed to the new plans", sum->changed));
   }

@@ -3,9 +3,15 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -281,6 +287,90 @@ int Background::wait() {
 }
 
 // ---- statistics ---------------------------------------------------------------------------------
+
+int socket_in(const std::string& ns, int type) {
+  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+  int s = -1;
+  if (self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0) {
+    s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    (void)::setns(self, CLONE_NEWNET);
+  }
+  if (self >= 0) ::close(self);
+  if (target >= 0) ::close(target);
+  return s;
+}
+
+NumberedUdpStream::NumberedUdpStream(const Pair& p, uint32_t packets, size_t payload_bytes)
+    : packets_(packets), seen_(packets, 0) {
+  rx_ = socket_in(p.ns_b, SOCK_DGRAM);
+  tx_ = socket_in(p.ns_a, SOCK_DGRAM);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(5001);
+  inet_pton(AF_INET, p.ip_b.c_str(), &dst.sin_addr);
+  if (rx_ < 0 || tx_ < 0) {
+    error_ = "cannot open sockets in " + p.ns_a + " / " + p.ns_b;
+    return;
+  }
+  if (::bind(rx_, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0) {
+    error_ = std::string("cannot bind the receiver: ") + std::strerror(errno);
+    return;
+  }
+  int rcvbuf = 4 << 20;
+  setsockopt(rx_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  timeval tv{0, 100000};   // the receiver looks at the clock at least every 100 ms
+  setsockopt(rx_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  receiver_ = std::thread([this] {
+    auto idle_since = std::chrono::steady_clock::now();
+    for (;;) {
+      uint32_t buf[64];
+      ssize_t n = ::recv(rx_, buf, sizeof buf, 0);
+      auto now = std::chrono::steady_clock::now();
+      if (n >= 4) {
+        if (buf[0] < packets_) seen_[buf[0]] = 1;
+        idle_since = now;
+        continue;
+      }
+      if (done_.load() && now - idle_since > std::chrono::milliseconds(500)) break;
+    }
+  });
+  sender_ = std::thread([this, dst, payload_bytes] {
+    timespec next{};
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    std::vector<char> payload(std::max<size_t>(payload_bytes, sizeof(uint32_t)), 0);
+    for (uint32_t i = 0; i < packets_; ++i) {
+      std::memcpy(payload.data(), &i, sizeof i);
+      if (::sendto(tx_, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) ==
+          static_cast<ssize_t>(payload.size()))
+        sent_.fetch_add(1);
+      next.tv_nsec += 1000000;
+      if (next.tv_nsec >= 1000000000) {
+        next.tv_nsec -= 1000000000;
+        ++next.tv_sec;
+      }
+      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
+    }
+    done_.store(true);
+  });
+}
+
+void NumberedUdpStream::wait() {
+  if (sender_.joinable()) sender_.join();
+  if (receiver_.joinable()) receiver_.join();
+}
+
+NumberedUdpStream::~NumberedUdpStream() {
+  wait();
+  if (rx_ >= 0) ::close(rx_);
+  if (tx_ >= 0) ::close(tx_);
+}
+
+uint32_t NumberedUdpStream::received() const {
+  uint32_t n = 0;
+  for (uint8_t s : seen_) n += s;
+  return n;
+}
 
 std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, uint32_t slots) {
   int fd = bpf_obj_get(path.c_str());

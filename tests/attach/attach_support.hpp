@@ -5,8 +5,10 @@
 // text, and policies compiled with the real qosc binary.
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace qt_att {
@@ -92,6 +94,37 @@ struct Background {
   int wait();               // exit status (-1 when killed)
 };
 Background start_background(const std::string& cmd, const std::string& tag);
+
+// A UDP socket (SOCK_DGRAM or SOCK_RAW ...) made inside network namespace `ns`; -1 on failure.
+int socket_in(const std::string& ns, int type);
+
+// A numbered UDP stream from namespace a of `p` to b (port 5001), paced at
+// 1000 packets/s, and a receiver noting which numbers arrived: the measure
+// of "loses no packet" while qosrun changes what is under the stream.
+// Sender and receiver start in the constructor; wait() returns once the last
+// packet is sent and nothing has arrived for 500 ms.
+class NumberedUdpStream {
+ public:
+  NumberedUdpStream(const Pair& p, uint32_t packets, size_t payload_bytes);
+  ~NumberedUdpStream();
+  NumberedUdpStream(const NumberedUdpStream&) = delete;
+  NumberedUdpStream& operator=(const NumberedUdpStream&) = delete;
+
+  const std::string& error() const { return error_; }   // "" when the stream runs
+  void wait();
+  uint32_t packets() const { return packets_; }
+  uint32_t sent() const { return sent_.load(); }
+  uint32_t received() const;   // distinct numbers that arrived
+
+ private:
+  uint32_t packets_;
+  int rx_ = -1, tx_ = -1;
+  std::string error_;
+  std::vector<uint8_t> seen_;
+  std::atomic<bool> done_{false};
+  std::atomic<uint32_t> sent_{0};
+  std::thread sender_, receiver_;
+};
 
 // Sums the per-CPU qos_stats map pinned at `path`: packets per class and hook
 // (index [class][hook], hook 0 = XDP, 1 = TC). Empty on failure.

@@ -95,19 +95,6 @@ const nlohmann::json* host_in(const nlohmann::json& j, const std::string& name) 
   return nullptr;
 }
 
-int socket_in(const std::string& ns, int type) {
-  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  int s = -1;
-  if (self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0) {
-    s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    (void)::setns(self, CLONE_NEWNET);
-  }
-  if (self >= 0) ::close(self);
-  if (target >= 0) ::close(target);
-  return s;
-}
-
 }  // namespace
 
 TEST(Hosts, AttachWithATableBuildsTheTreeAndTheMapAndDetachRestores) {
@@ -140,17 +127,26 @@ TEST(Hosts, AttachWithATableBuildsTheTreeAndTheMapAndDetachRestores) {
   EXPECT_NE(cls[host_class].find("rate 10Mbit ceil 20Mbit"), std::string::npos) << cls[host_class];
   Cmd f = p.in_a("tc filter show dev " + p.if_a + " parent " + group);
   EXPECT_NE(f.out.find("qos_hosts"), std::string::npos) << f.all();
-  // The map: one entry per prefix, steady's value names its group and leaves.
+  // The maps: one entry per prefix, steady's value names its group and leaves. A single
+  // address (steady's /32) is in the exact-match map, not in the trie; six's /64 in the trie.
   int map = bpf_obj_get((p.pin_dir() + "/qos_hosts").c_str());
   ASSERT_GE(map, 0) << p.pin_dir();
+  int exact = bpf_obj_get((p.pin_dir() + "/" QOS_HOSTS_EXACT_MAP).c_str());
+  ASSERT_GE(exact, 0) << p.pin_dir();
   qos_host_key k{};
   k.prefixlen = 128;
   k.addr[10] = k.addr[11] = 0xff;
   inet_pton(AF_INET, "10.77.0.2", &k.addr[12]);
   qos_host_val v{};
-  ASSERT_EQ(bpf_map_lookup_elem(map, &k, &v), 0);
+  ASSERT_EQ(bpf_map_lookup_elem(exact, k.addr, &v), 0);
   EXPECT_EQ(v.outer_classid, 0x11000u);
   EXPECT_EQ(v.group_major, std::stoul(group, nullptr, 16));
+  EXPECT_NE(bpf_map_lookup_elem(map, &k, &v), 0) << "a /32 is not in the trie too";
+  qos_host_key k6{};
+  k6.prefixlen = 64;
+  inet_pton(AF_INET6, "2001:db8::", k6.addr);
+  EXPECT_EQ(bpf_map_lookup_elem(map, &k6, &v), 0) << "six's /64 is in the trie";
+  ::close(exact);
   ::close(map);
 
   // Traffic to steady on UDP 5001 (class game) lands in steady's game leaf.
@@ -289,76 +285,26 @@ TEST(Hosts, AnUnchangedHostLosesNoPacketWhileOthersChange) {
   ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t0).rc, 0);
   ASSERT_EQ(p.in_a("ping -c 1 -W 1 -q " + p.ip_b).rc, 0);
 
-  int rx = socket_in(p.ns_b, SOCK_DGRAM), tx = socket_in(p.ns_a, SOCK_DGRAM);
-  ASSERT_GE(rx, 0);
-  ASSERT_GE(tx, 0);
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(5001);
-  inet_pton(AF_INET, p.ip_b.c_str(), &dst.sin_addr);
-  ASSERT_EQ(::bind(rx, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 0) << std::strerror(errno);
-  int rcvbuf = 4 << 20;
-  setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  timeval tv{0, 100000};
-  setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   // 1000 packets/s of 200 bytes (1.6 Mbit/s, below steady's 10 Mbit/s) for 4 s.
-  constexpr uint32_t kPackets = 4000;
-  std::vector<uint8_t> seen(kPackets, 0);
-  std::atomic<bool> done{false};
-  std::atomic<uint32_t> sent{0};
-  std::thread receiver([&] {
-    auto idle_since = std::chrono::steady_clock::now();
-    for (;;) {
-      uint32_t buf[64];
-      ssize_t n = ::recv(rx, buf, sizeof buf, 0);
-      auto now = std::chrono::steady_clock::now();
-      if (n >= 4) {
-        if (buf[0] < kPackets) seen[buf[0]] = 1;
-        idle_since = now;
-        continue;
-      }
-      if (done.load() && now - idle_since > std::chrono::milliseconds(500)) break;
-    }
-  });
-  std::thread sender([&] {
-    timespec next{};
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    char payload[200] = {};
-    for (uint32_t i = 0; i < kPackets; ++i) {
-      std::memcpy(payload, &i, sizeof i);
-      if (::sendto(tx, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == sizeof payload)
-        sent.fetch_add(1);
-      next.tv_nsec += 1000000;
-      if (next.tv_nsec >= 1000000000) {
-        next.tv_nsec -= 1000000000;
-        ++next.tv_sec;
-      }
-      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
-    }
-    done.store(true);
-  });
+  NumberedUdpStream stream(p, 4000, 200);
+  ASSERT_EQ(stream.error(), "");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::vector<Cmd> applies;
   for (const auto& t : tables) {
     applies.push_back(p.qosrun("hosts apply " + p.if_a + " " + t));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  sender.join();
-  receiver.join();
-  ::close(rx);
-  ::close(tx);
+  stream.wait();
   for (const auto& a : applies) EXPECT_EQ(a.rc, 0) << a.all();
   EXPECT_NE(applies[0].out.find("100 added"), std::string::npos) << applies[0].all();
   EXPECT_NE(applies[2].out.find("100 removed"), std::string::npos) << applies[2].all();
-  ASSERT_EQ(sent.load(), kPackets);
-  uint32_t received = 0;
-  for (uint8_t s : seen) received += s;
-  EXPECT_EQ(received, kPackets) << "packets of the unchanged host lost during 5 applies";
+  ASSERT_EQ(stream.sent(), stream.packets());
+  EXPECT_EQ(stream.received(), stream.packets()) << "packets of the unchanged host lost during 5 applies";
   // ... and every one went through steady's class, none around it.
   const nlohmann::json shown = hosts_json(p);
   const nlohmann::json* steady = host_in(shown, "steady");
   ASSERT_TRUE(steady) << shown.dump();
-  EXPECT_GE((*steady)["packets"].get<uint64_t>(), kPackets);
+  EXPECT_GE((*steady)["packets"].get<uint64_t>(), stream.packets());
   ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
   EXPECT_EQ(p.leftovers(), "");
 }
@@ -393,6 +339,48 @@ TEST(Hosts, ReloadKeepsTheHosts) {
   EXPECT_EQ(p.leftovers(), "");
 }
 
+// Hosts shape what leaves the interface; the IFB of --ingress-shape has no
+// hosts' subtrees (docs/hosts.md "Both directions"). Both together are
+// refused, at attach and at reload onto an interface shaped both ways,
+// with what to do, and nothing changes.
+TEST(Hosts, IngressShapeWithHostsIsRefusedAndNothingChanges) {
+  REQUIRE_ROOT();
+  Pair p("ig", "qh-");
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qh", kPolicy, "");
+  const std::string plain = compile("qh_plain", R"(policy plain {
+    link 200mbit;
+    class game { priority 0; }
+    class bulk { priority 5; default; }
+    rule udp dport 5001 -> game;
+}
+)", "");
+  const std::string t = write_file(p.state_root + "-t.csv", table(0, 3));
+  const std::string before = p.snapshot();
+  for (const std::string& extra : {" --hosts " + t, std::string()}) {
+    Cmd a = p.qosrun("attach " + obj + " " + p.if_a + " --ingress-shape" + extra);
+    EXPECT_NE(a.rc, 0) << a.all();
+    EXPECT_NE(a.err.find("per-host plans (`hosts daddr`)"), std::string::npos) << a.all();
+    EXPECT_NE(a.err.find("on the uplink interface, a policy with `hosts saddr`"), std::string::npos) << a.all();
+    EXPECT_NE(a.err.find("attach without --ingress-shape"), std::string::npos) << a.all();
+    EXPECT_EQ(p.snapshot(), before) << extra;
+    EXPECT_EQ(p.leftovers(), "") << extra;
+  }
+  // Without --ingress-shape the same attach works.
+  ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t).rc, 0);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  // A policy without hosts shaping both ways cannot be reloaded into one with hosts.
+  ASSERT_EQ(p.qosrun("attach " + plain + " " + p.if_a + " --ingress-shape").rc, 0);
+  const std::string attached = p.snapshot();
+  Cmd rl = p.qosrun("reload " + obj + " " + p.if_a);
+  EXPECT_NE(rl.rc, 0) << rl.all();
+  EXPECT_NE(rl.err.find("attach without --ingress-shape"), std::string::npos) << rl.all();
+  EXPECT_EQ(p.snapshot(), attached);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+}
+
 // kill -9 of `qosrun hosts apply` paused at each of its steps (QOSRUN_PAUSE_AT,
 // as Reload.KilledAtAnyStepIsUndoneByTheNextCommand): after classes were
 // created (hosts-change), after they were changed (hosts-map), after the new
@@ -414,15 +402,17 @@ TEST(Hosts, AKilledApplyIsRecoveredByTheNextCommand) {
     for (const auto& [id, line] : classes_of(p)) ids.insert(id);
     return ids;
   };
-  auto map_entries = [&] {
-    int map = bpf_obj_get((p.pin_dir() + "/qos_hosts").c_str());
+  auto map_entries = [&] {   // the trie's and the exact-match map's
     size_t n = 0;
-    qos_host_key k{}, nk{};
-    for (bool first = true; map >= 0 && bpf_map_get_next_key(map, first ? nullptr : &k, &nk) == 0; first = false) {
-      k = nk;
-      ++n;
+    for (const char* name : {"/qos_hosts", "/" QOS_HOSTS_EXACT_MAP}) {
+      int map = bpf_obj_get((p.pin_dir() + name).c_str());
+      qos_host_key k{}, nk{};   // the larger key of the two
+      for (bool first = true; map >= 0 && bpf_map_get_next_key(map, first ? nullptr : &k, &nk) == 0; first = false) {
+        k = nk;
+        ++n;
+      }
+      if (map >= 0) ::close(map);
     }
-    if (map >= 0) ::close(map);
     return n;
   };
   ASSERT_EQ(p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t1).rc, 0);

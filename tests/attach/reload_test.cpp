@@ -55,20 +55,6 @@ const char* kPolicyB = R"(policy reload_b {
 }
 )";
 
-// A socket created inside a named network namespace.
-int socket_in(const std::string& ns, int type) {
-  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  int s = -1;
-  if (self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0) {
-    s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    (void)::setns(self, CLONE_NEWNET);
-  }
-  if (self >= 0) ::close(self);
-  if (target >= 0) ::close(target);
-  return s;
-}
-
 uint64_t htb_sent_packets(const Pair& p, const std::string& classid) {
   Cmd c = p.in_a("tc -s class show dev " + p.if_a + " classid " + classid);
   std::smatch m;
@@ -91,82 +77,30 @@ TEST(Reload, UnderSteadyTrafficLosesNothingAndCountersContinue) {
   ASSERT_EQ(at.rc, 0) << at.all();
   ASSERT_EQ(p.in_a("ping -c 1 -W 1 -q " + p.ip_b).rc, 0);   // neighbour resolved before the stream
 
-  int rx = socket_in(p.ns_b, SOCK_DGRAM), tx = socket_in(p.ns_a, SOCK_DGRAM);
-  ASSERT_GE(rx, 0);
-  ASSERT_GE(tx, 0);
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(5001);
-  inet_pton(AF_INET, p.ip_b.c_str(), &dst.sin_addr);
-  ASSERT_EQ(::bind(rx, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 0) << std::strerror(errno);
-  int rcvbuf = 4 << 20;
-  setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  timeval tv{0, 100000};
-  setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-
-  constexpr uint32_t kPackets = 3000;   // 1000 packets/s for 3 s
-  std::vector<uint8_t> seen(kPackets, 0);
-  std::atomic<bool> sending_done{false};
-  std::atomic<uint32_t> sent{0};
-  std::thread receiver([&] {
-    auto idle_since = std::chrono::steady_clock::now();
-    for (;;) {
-      uint32_t seq;
-      ssize_t n = ::recv(rx, &seq, sizeof seq, 0);
-      auto now = std::chrono::steady_clock::now();
-      if (n == sizeof seq) {
-        if (seq < kPackets) seen[seq] = 1;
-        idle_since = now;
-        continue;
-      }
-      if (sending_done.load() && now - idle_since > std::chrono::milliseconds(500)) break;
-    }
-  });
-  std::thread sender([&] {
-    timespec next{};
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    char payload[64] = {};
-    for (uint32_t i = 0; i < kPackets; ++i) {
-      std::memcpy(payload, &i, sizeof i);
-      if (::sendto(tx, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == sizeof payload)
-        sent.fetch_add(1);
-      next.tv_nsec += 1000000;
-      if (next.tv_nsec >= 1000000000) {
-        next.tv_nsec -= 1000000000;
-        ++next.tv_sec;
-      }
-      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
-    }
-    sending_done.store(true);
-  });
-
+  NumberedUdpStream stream(p, 3000, 64);   // 1000 packets/s for 3 s
+  ASSERT_EQ(stream.error(), "");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::vector<Cmd> reloads;
   for (int i = 0; i < 5; ++i) {
     reloads.push_back(p.qosrun("reload " + std::string(i % 2 == 0 ? b : a) + " " + p.if_a));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
-  sender.join();
-  receiver.join();
-  ::close(rx);
-  ::close(tx);
+  stream.wait();
 
   for (const auto& r : reloads) {
     EXPECT_EQ(r.rc, 0) << r.all();
     EXPECT_NE(r.out.find("reloaded policy"), std::string::npos) << r.all();
   }
-  ASSERT_EQ(sent.load(), kPackets);
-  uint32_t received = 0;
-  for (uint8_t s : seen) received += s;
-  EXPECT_EQ(received, kPackets) << "packets lost across 5 reloads";
+  ASSERT_EQ(stream.sent(), stream.packets());
+  EXPECT_EQ(stream.received(), stream.packets()) << "packets lost across 5 reloads";
 
   // The statistics map was kept: the gaming class (id 1) counted every
   // packet of the stream at the TC hook across all five swaps.
   auto stats = read_pinned_stats(p.pin_dir() + "/qos_stats", 5);
   ASSERT_EQ(stats.size(), 5u) << "cannot read " << p.pin_dir() << "/qos_stats";
-  EXPECT_EQ(stats[1][1], kPackets) << "TC packets of class gaming";
+  EXPECT_EQ(stats[1][1], stream.packets()) << "TC packets of class gaming";
   // And HTB put every one of them into gaming's leaf 1:11: none misclassified.
-  EXPECT_EQ(htb_sent_packets(p, "1:11"), kPackets);
+  EXPECT_EQ(htb_sent_packets(p, "1:11"), stream.packets());
   Cmd st = p.qosrun("status " + p.if_a);
   EXPECT_NE(st.out.find("reloaded 5 time(s)"), std::string::npos) << st.all();
   EXPECT_EQ(st.out.find("MISSING"), std::string::npos) << st.all();

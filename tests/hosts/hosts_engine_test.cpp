@@ -99,7 +99,7 @@ struct Engine {
   Result<Summary> apply_csv(const std::string& csv) {
     auto next = plan_placement(now, parse(csv, m), shape);
     if (!next) return next.error();
-    ApplyTarget t{&sock, ifindex, "qhe0", map.get(), 200, {}};
+    ApplyTarget t{&sock, ifindex, "qhe0", map.get(), 200, -1, {}};
     auto s = apply(t, shape, now, *next, [](const Placement&, const std::vector<uint32_t>&) { return Status{}; });
     if (s) now = *next;
     return s;

@@ -519,7 +519,7 @@ OneWay one_way_delays(const std::string& from_ns, const std::string& from_addr, 
       timespec ts{};
       clock_gettime(CLOCK_REALTIME, &ts);
       int64_t sent_ns = int64_t(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
-      char buf[64] = {};
+      char buf[kOneWayPayload] = {};
       std::memcpy(buf, &sent_ns, sizeof sent_ns);
       if (sendto(tx, buf, sizeof buf, 0, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) > 0) ++r.sent;
     }
@@ -528,7 +528,7 @@ OneWay one_way_delays(const std::string& from_ns, const std::string& from_addr, 
   for (uint64_t now = now_ns(); now < stop; now = now_ns()) {
     pollfd p{rx, POLLIN, 0};
     if (poll(&p, 1, static_cast<int>((stop - now) / 1000000 + 1)) <= 0) continue;
-    char buf[64];
+    char buf[kOneWayPayload];
     char ctl[CMSG_SPACE(sizeof(timespec))];
     iovec iov{buf, sizeof buf};
     msghdr m{};

@@ -180,6 +180,7 @@ class TcpBulk {
 // one-way delay through the path, queues included, without the receiver's
 // wake-up delay (which is what a user-space RTT tool like irtt adds on a busy
 // machine). Blocks for `seconds` (+0.5 s for the last datagrams).
+inline constexpr size_t kOneWayPayload = 64;   // bytes of each datagram one_way_delays sends
 struct OneWay {
   std::vector<double> ms;   // one-way delay of each datagram received
   std::vector<double> sent_at;   // when each of them was sent (CLOCK_REALTIME, unix seconds): ms[i]'s datagram

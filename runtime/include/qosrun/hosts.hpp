@@ -189,6 +189,7 @@ struct ApplyTarget {
   std::string ifname;
   int map_fd = -1;            // the qos_hosts map
   int drain_ms = 200;         // how long a removed host's queue may take to empty
+  int exact_fd = -1;          // qos_hosts_exact (single addresses), -1: the object has none, all in qos_hosts
   // Called with the classes an apply is about to create (in the order to
   // delete them) before it creates any; empty: no journal (tests).
   std::function<Status(const Placement& old, const std::vector<uint32_t>& creating)> journal;
@@ -221,7 +222,15 @@ Status size_map(bpf_object* obj, const qosc::Manifest& m, const HostTable& t);
 // After the root HTB is built: groups, hosts and map entries of `t`; the
 // placement written beside the record. A failure leaves what it made for
 // the attach's undo (which removes the root qdisc and with it every group).
-Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t);
+Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int map_fd, const HostTable& t,
+                             int exact_fd = -1);
+
+// attach and reload: a policy with `hosts` and downloads shaped on an IFB
+// (--ingress-shape) are refused together. The TC program is the same on the
+// IFB, where a host's address is the other one (saddr for `hosts daddr`)
+// and where no host groups exist: a listed host's packet there would leave
+// the IFB's classes for its default one. The error says what to do instead.
+Status check_ingress_shape(const qosc::Manifest& m, bool ingress_shape);
 
 // Before the root qdisc goes (detach): the host groups of `ifname`, newest
 // group first. Every HTB class and qdisc holds a filter block that a device
@@ -237,7 +246,7 @@ void remove_groups(nl::RtnlSocket& s, int ifindex, const std::string& ifname);
 Status check_reload(const std::string& ifname, const qosc::Manifest& next);
 // After a reload: the same hosts under the new policy's plans; classes whose
 // parameters moved are changed in place, the others are not touched.
-Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd);
+Result<Summary> reapply(nl::RtnlSocket& s, const state::Record& rec, int map_fd, int exact_fd = -1);
 
 struct ApplyOptions {
   std::string ifname;
