@@ -112,6 +112,8 @@ PY
   echo "group filters beyond one per group $((filters - groups)) (of $filters)"
   echo "programs attached beyond XDP, TC and one per group $(( $(q bpftool -j net show dev $IF | python3 -c 'import json,sys; print(sum(len(s.get(h, [])) for s in json.load(sys.stdin) for h in ("xdp", "tc")))') - 2 - groups ))"
   echo "maps of the attached programs $maps"
+  # (`ip netns exec` remounts /sys: bpffs is not mounted under it there, so
+  # qosrun finds its maps by id; this counts what it pinned on the machine's bpffs.)
   echo "pins $(find "$QOSRUN_PIN_ROOT" 2>/dev/null | wc -l)"
   echo "state files $(find "$QOSRUN_STATE_ROOT" -type f | wc -l)"
 }
