@@ -111,7 +111,7 @@ TEST(HostsLayout, PlansChangeLeavesAndMapValue) {
   EXPECT_EQ(a->host.classid, g.major | ha.host_minor());
   EXPECT_EQ(a->leaves[1].params.classid, g.major | (ha.minor_base() + 1));
   EXPECT_EQ(a->leaves[1].params.parent, a->host.classid);
-  qos_host_val v = map_value(g, ha, *a);
+  qos_host_val v = map_value(shape, g, ha, *a);
   EXPECT_EQ(v.outer_classid, (1u << 16) | (kGroupMinorBase + g.index));
   EXPECT_EQ(v.group_major, g.major >> 16);
   EXPECT_EQ(v.minor_base, ha.minor_base());

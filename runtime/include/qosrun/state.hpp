@@ -26,6 +26,7 @@
 #include "qosrun/htb.hpp"
 #include "qosrun/loader.hpp"
 #include "qosrun/netlink.hpp"
+#include "qosrun/txq.hpp"
 
 namespace qosrun::state {
 
@@ -129,6 +130,9 @@ struct Queues {
   // (handle 0:), restored by deleting our root.
   std::optional<nl::QdiscInfo> previous;
   bool previous_restorable = true;   // false with --force over a qdisc we cannot rebuild
+  // One HTB per TX queue under an mq root (qosrun/txq.hpp): `plan` is queue
+  // 0's; nullopt: `plan` is the root.
+  std::optional<txq::Layout> tx;
 };
 // One interface's share of the work: the interface itself, or the IFB of
 // --ingress-shape.
