@@ -7,8 +7,8 @@
 #
 # Three namespaces, every veth with 2 TX and 2 RX queues:
 #   qm-snd [qm-s0] -- [qm-r0] qm-rtr [qm-r1] -- [qm-k0] qm-sink
-# trafgen sends 64-byte UDP frames from both CPUs (cpu(0) to host h000 at
-# 10.72.0.1, cpu(1) to host h064 at 10.72.64.1, 4096 flows each); the router
+# trafgen sends 64-byte UDP frames from both CPUs (each in turn to host h000
+# at 10.72.0.1 and to h064 at 10.72.64.1, 4096 flows each); the router
 # forwards them out of qm-r1, where `qosrun attach` put a policy with hosts
 # (link 10gbit, 128 hosts of a plan whose ceiling is the link: nothing is
 # limited by a rate, only by how fast the shaper runs); the sink drops them
@@ -19,7 +19,7 @@
 #   none    no qdisc on qm-r1 (veth's noqueue): the forwarding ceiling
 #   htb1    attach --hosts --tx-queues 1: one HTB, one lock for both CPUs
 #   mq2     attach --hosts (auto: 2 TX queues): mq + one HTB per queue; h000's
-#           group is on queue 1, h064's on queue 0, so each CPU has its own lock
+#           group is on queue 1, h064's on queue 0: two locks, two qdisc runs
 # Measured: packets per second qm-r1 sent (its tx_packets), and what trafgen
 # offered (qm-s0's tx_packets). Writes OUT/runs.csv and OUT/summary.txt.
 #
@@ -101,14 +101,18 @@ up() {
 }
 up
 rmac=$(mac qm-rtr qm-r0)
+# Two packets, sent in turn by each of trafgen's 2 processes (one per CPU):
+# one to h000 (its group is on queue 1), one to h064 (queue 0). trafgen 0.6.8
+# sends nothing with per-CPU packets (`cpu(N): {...}`) here, so each CPU
+# carries both hosts' packets, as a NIC's receive CPUs do for a router.
 cat >"$work/flows.cfg" <<EOF
-cpu(0): {
+{
   eth(da=$rmac, type=0x0800),
   ipv4(sa=10.71.0.1, da=10.72.0.1, ttl=64),
   udp(sp=dinc(10000, 14095), dp=20000),
   fill(0x00, 18)
 }
-cpu(1): {
+{
   eth(da=$rmac, type=0x0800),
   ipv4(sa=10.71.0.1, da=10.72.64.1, ttl=64),
   udp(sp=dinc(10000, 14095), dp=20000),
@@ -131,7 +135,7 @@ teardown() {
 }
 measure() {  # REP CONFIG -> a CSV line
   setup "$2"
-  ip netns exec qm-snd timeout -k 2 $((secs + 3)) trafgen -o qm-s0 -i "$work/flows.cfg" -P 2 -q -C >>"$out/raw/trafgen.log" 2>&1 &
+  ip netns exec qm-snd timeout -k 2 $((secs + 3)) trafgen --no-sock-mem -o qm-s0 -i "$work/flows.cfg" -P 2 -q -C >>"$out/raw/trafgen.log" 2>&1 &
   local pid=$!
   sleep 1.5
   local o0 t0 s0 o1 t1 s1
