@@ -358,10 +358,11 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   // One HTB per TX queue (qosrun/txq.hpp): hosts on an interface of several TX queues.
   if (o.queues && (m.hosts || o.tx_queues > 1)) {
     auto real = txq::real_tx_queues(o.ifname);
-    if (!real) return real.error();
-    auto n = txq::choose(o.ifname, o.tx_queues, m.hosts.has_value(), *real);
+    if (!real && o.tx_queues > 1) return real.error();
+    if (!real) notes.push_back(fmt::format("{}; one HTB for all TX queues", real.error().message));
+    auto n = txq::choose(o.ifname, o.tx_queues, m.hosts.has_value(), real ? *real : 1);
     if (!n) return n.error();
-    if (*real > 1 && *n > 1) {
+    if (real && *real > 1 && *n > 1) {
       rec.main.queues.tx = txq::Layout{*n, *real, false, {}};
       policy->set_unlisted_queue(txq::queue_mapping(0));   // the policy's own leaves are on queue 0
     }

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <linux/pkt_sched.h>
+#include <net/if.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -123,6 +124,12 @@ Result<uint32_t> real_tx_queues(const std::string& ifname) {
     DIR* d = ::opendir(queues_dir(ifname).c_str());
     if (!d) return "!" + fmt::format("cannot list {}: {}", queues_dir(ifname), std::strerror(errno));
     ::closedir(d);
+    // A /sys of another namespace (no private mount was possible) may have an interface of the same name.
+    bool ok = false;
+    std::string idx = read_text("/sys/class/net/" + ifname + "/ifindex", &ok);
+    if (!ok || std::strtoul(idx.c_str(), nullptr, 10) != ::if_nametoindex(ifname.c_str()))
+      return "!" + fmt::format("/sys/class/net/{} is not this namespace's {} (qosrun cannot mount a sysfs of its own)",
+                               ifname, ifname);
     return std::to_string(tx_dirs(ifname).size());
   });
   if (!r) return r.error();
