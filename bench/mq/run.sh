@@ -3,7 +3,7 @@
 # HTB per TX queue (issue 11, "every core"; docs/hosts.md). Not part of the
 # test suite; needs root; about 2 minutes.
 #
-#   bench/mq/run.sh [--runs N] [--secs S] [--build DIR] [--out DIR]
+#   bench/mq/run.sh [--runs N] [--secs S] [--direct] [--build DIR] [--out DIR]
 #
 # Three namespaces, every veth with 2 TX and 2 RX queues:
 #   qm-snd [qm-s0] -- [qm-r0] qm-rtr [qm-r1] -- [qm-k0] qm-sink
@@ -23,6 +23,11 @@
 # Measured: packets per second qm-r1 sent (its tx_packets), and what trafgen
 # offered (qm-s0's tx_packets). Writes OUT/runs.csv and OUT/summary.txt.
 #
+# --direct: trafgen runs in qm-rtr and sends on qm-r1 itself through the
+# qdisc path (trafgen -q: dev_queue_xmit, so the TC program and the qdisc
+# run), without the first veth hop and the forwarding: more of each CPU's
+# time is the shaper's, so its lock weighs more.
+#
 # Holds /tmp/qosc-measuring while measuring (waits up to 10 min for it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,10 +36,12 @@ build=$src/build
 out=$here/results
 runs=3
 secs=6
+direct=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
+    --direct) direct=1; shift ;;
     --build) build=$(realpath "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -105,16 +112,21 @@ rmac=$(mac qm-rtr qm-r0)
 # one to h000 (its group is on queue 1), one to h064 (queue 0). trafgen 0.6.8
 # sends nothing with per-CPU packets (`cpu(N): {...}`) here, so each CPU
 # carries both hosts' packets, as a NIC's receive CPUs do for a router.
+if [ "$direct" = 1 ]; then
+  dmac=$(mac qm-sink qm-k0); src_ip=10.71.1.2; snd_ns=qm-rtr; snd_dev=qm-r1; qpath=-q
+else
+  dmac=$rmac; src_ip=10.71.0.1; snd_ns=qm-snd; snd_dev=qm-s0; qpath=
+fi
 cat >"$work/flows.cfg" <<EOF
 {
-  eth(da=$rmac, type=0x0800),
-  ipv4(sa=10.71.0.1, da=10.72.0.1, ttl=64),
+  eth(da=$dmac, type=0x0800),
+  ipv4(sa=$src_ip, da=10.72.0.1, ttl=64),
   udp(sp=dinc(10000, 14095), dp=20000),
   fill(0x00, 18)
 }
 {
-  eth(da=$rmac, type=0x0800),
-  ipv4(sa=10.71.0.1, da=10.72.64.1, ttl=64),
+  eth(da=$dmac, type=0x0800),
+  ipv4(sa=$src_ip, da=10.72.64.1, ttl=64),
   udp(sp=dinc(10000, 14095), dp=20000),
   fill(0x00, 18)
 }
@@ -135,13 +147,15 @@ teardown() {
 }
 measure() {  # REP CONFIG -> a CSV line
   setup "$2"
-  ip netns exec qm-snd timeout -k 2 $((secs + 3)) trafgen --no-sock-mem -o qm-s0 -i "$work/flows.cfg" -P 2 -q -C >>"$out/raw/trafgen.log" 2>&1 &
+  # shellcheck disable=SC2086
+  ip netns exec "$snd_ns" timeout -k 2 $((secs + 3)) trafgen --no-sock-mem -o "$snd_dev" -i "$work/flows.cfg" -P 2 $qpath -C \
+    >>"$out/raw/trafgen.log" 2>&1 &
   local pid=$!
   sleep 1.5
   local o0 t0 s0 o1 t1 s1
-  o0=$(stat qm-snd qm-s0 tx_packets); t0=$(stat qm-rtr qm-r1 tx_packets); s0=$(date +%s.%N)
+  o0=$(stat "$snd_ns" "$snd_dev" tx_packets); t0=$(stat qm-rtr qm-r1 tx_packets); s0=$(date +%s.%N)
   sleep "$secs"
-  o1=$(stat qm-snd qm-s0 tx_packets); t1=$(stat qm-rtr qm-r1 tx_packets); s1=$(date +%s.%N)
+  o1=$(stat "$snd_ns" "$snd_dev" tx_packets); t1=$(stat qm-rtr qm-r1 tx_packets); s1=$(date +%s.%N)
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   if [ "$2" != none ]; then
     { echo "== $1 $2"; tc -n qm-rtr -s qdisc show dev qm-r1 | grep -A1 "qdisc htb [0-9a-f]*: \(root\|parent 400\)"; } >>"$out/raw/qdisc-stats.txt"
@@ -154,7 +168,7 @@ measure() {  # REP CONFIG -> a CSV line
 csv=$out/runs.csv
 echo "rep,config,secs,offered_pps,shaped_pps,load1" >"$csv"
 : >"$out/raw/trafgen.log"; : >"$out/raw/attach.log"; : >"$out/raw/trees.txt"; : >"$out/raw/qdisc-stats.txt"
-{ echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ)"; echo "commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null)$(git -C "$src" diff --quiet 2>/dev/null || echo +dirty)"; } >"$out/raw/host.txt"
+{ echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ), $([ "$direct" = 1 ] && echo "direct: trafgen -q on qm-r1" || echo "forwarded: trafgen on qm-s0")"; echo "commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null)$(git -C "$src" diff --quiet 2>/dev/null || echo +dirty)"; } >"$out/raw/host.txt"
 i=0
 while [ -e /tmp/qosc-measuring ] && [ $i -lt 30 ]; do sleep 20; i=$((i + 1)); done
 echo "bench/mq $(date -u +%FT%TZ)" >/tmp/qosc-measuring; holding=1

@@ -2,7 +2,8 @@
 // policy with hosts on a veth pair of 2 TX queues, in namespaces of their own
 // (qm-<case>-a/-b): the tree (mq + 2 HTB, the stray leaf), host groups on
 // both queues, a host's packets counted in its own queue's HTB and nowhere
-// else, traffic of no listed host on queue 0, XPS off while attached and put
+// else, traffic of no listed host on queue 0, a packet on a queue without its
+// class shaped by that queue's stray leaf, XPS off while attached and put
 // back on detach, reload keeping it all, detach leaving the interface as it was.
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
@@ -200,6 +201,19 @@ TEST(HostsMq, OneHtbPerTxQueueHostsOnBothQueuesXpsOffAndRestored) {
     if (h["host"] != "a-first" && h["host"] != "steady") continue;
     EXPECT_GE(h["packets"].get<uint64_t>(), uint64_t{kN}) << h.dump();
   }
+
+  // XPS back on (as a driver reset does), every CPU on queue 1: the kernel
+  // sends everything there, and what queue 1's HTB has no class for goes
+  // through its stray leaf, shaped, not around the tree; status says so.
+  ASSERT_EQ(sh(fmt::format("ip netns exec {0} sh -c 'echo 3 > /sys/class/net/{1}/queues/tx-1/xps_cpus'", p.ns_a, p.if_a)).rc, 0);
+  auto x0 = sent_of(p, "class");
+  ASSERT_EQ(send_udp(p, "10.77.0.4", kN), kN);   // no listed host: its class is 1:11, only in queue 0's HTB
+  ::usleep(300000);
+  auto x1 = sent_of(p, "class");
+  EXPECT_GE(delta(x0, x1, "htb 402:2"), kN) << "a packet on a queue without its class is shaped by the stray leaf";
+  Cmd st2 = p.qosrun("status " + p.if_a);
+  EXPECT_NE(st2.all().find("XPS is on again"), std::string::npos) << st2.all();
+  ASSERT_EQ(sh(fmt::format("ip netns exec {0} sh -c 'echo 0 > /sys/class/net/{1}/queues/tx-1/xps_cpus'", p.ns_a, p.if_a)).rc, 0);
 
   // Reload keeps the queues, the hosts and where they are.
   Cmd rl = p.qosrun("reload " + obj + " " + p.if_a);
