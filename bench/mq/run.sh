@@ -3,7 +3,7 @@
 # HTB per TX queue (issue 11, "every core"; docs/hosts.md). Not part of the
 # test suite; needs root; about 2 minutes.
 #
-#   bench/mq/run.sh [--runs N] [--secs S] [--direct] [--build DIR] [--out DIR]
+#   bench/mq/run.sh [--runs N] [--secs S] [--per-cpu] [--direct] [--build DIR] [--out DIR]
 #
 # Three namespaces, every veth with 2 TX and 2 RX queues:
 #   qm-snd [qm-s0] -- [qm-r0] qm-rtr [qm-r1] -- [qm-k0] qm-sink
@@ -23,6 +23,9 @@
 # Measured: packets per second qm-r1 sent (its tx_packets), and what trafgen
 # offered (qm-s0's tx_packets). Writes OUT/runs.csv and OUT/summary.txt.
 #
+# --per-cpu: CPU 0 sends only to h000 (queue 1) and CPU 1 only to h064
+# (queue 0), as when a NIC's receive queues are steered by host: with mq2
+# each CPU then takes only its own queue's lock.
 # --direct: trafgen runs in qm-rtr and sends on qm-r1 itself through the
 # qdisc path (trafgen -q: dev_queue_xmit, so the TC program and the qdisc
 # run), without the first veth hop and the forwarding: more of each CPU's
@@ -37,11 +40,13 @@ out=$here/results
 runs=3
 secs=6
 direct=0
+per_cpu=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
     --direct) direct=1; shift ;;
+    --per-cpu) per_cpu=1; shift ;;
     --build) build=$(realpath "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -108,16 +113,17 @@ up() {
 }
 up
 rmac=$(mac qm-rtr qm-r0)
-# Two packets, sent in turn by each of trafgen's 2 processes (one per CPU):
-# one to h000 (its group is on queue 1), one to h064 (queue 0). trafgen 0.6.8
-# sends nothing with per-CPU packets (`cpu(N): {...}`) here, so each CPU
-# carries both hosts' packets, as a NIC's receive CPUs do for a router.
+# Two packets: one to h000 (its group is on queue 1), one to h064 (queue 0);
+# each of trafgen's 2 processes (one per CPU) sends both in turn, as a NIC's
+# receive CPUs carry every host's packets for a router, or, with --per-cpu,
+# CPU 0 only the first and CPU 1 only the second.
 if [ "$direct" = 1 ]; then
   dmac=$(mac qm-sink qm-k0); src_ip=10.71.1.2; snd_ns=qm-rtr; snd_dev=qm-r1; qpath=-q
 else
   dmac=$rmac; src_ip=10.71.0.1; snd_ns=qm-snd; snd_dev=qm-s0; qpath=
 fi
-cat >"$work/flows.cfg" <<EOF
+if [ "$per_cpu" = 0 ]; then
+  cat >"$work/flows.cfg" <<EOF
 {
   eth(da=$dmac, type=0x0800),
   ipv4(sa=$src_ip, da=10.72.0.1, ttl=64),
@@ -131,6 +137,18 @@ cat >"$work/flows.cfg" <<EOF
   fill(0x00, 18)
 }
 EOF
+else
+  # trafgen 0.6.8 sends nothing when cpu(N): packets use eth()/ipv4()/udp():
+  # the same frame in raw bytes (IPv4 checksum by csumip, UDP checksum 0,
+  # 256 source ports).
+  raw() {  # CPU THIRD-OCTET
+    local d s
+    d=$(echo "$dmac" | sed 's/\([0-9a-f][0-9a-f]\)/0x\1/g; s/:/, /g')
+    s=$(echo "$src_ip" | tr . ,)
+    echo "cpu($1): { $d, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, c16(0x0800), 0x45, 0x00, c16(46), c16(0), c16(0x4000), 64, 17, csumip(14, 33), $s, 10, 72, $2, 1, 0x27, dinc(0, 255), c16(20000), c16(26), c16(0), fill(0x00, 18) }"
+  }
+  { raw 0 0; raw 1 64; } >"$work/flows.cfg"
+fi
 cp "$work/flows.cfg" "$out/raw/"
 
 stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
@@ -168,7 +186,7 @@ measure() {  # REP CONFIG -> a CSV line
 csv=$out/runs.csv
 echo "rep,config,secs,offered_pps,shaped_pps,load1" >"$csv"
 : >"$out/raw/trafgen.log"; : >"$out/raw/attach.log"; : >"$out/raw/trees.txt"; : >"$out/raw/qdisc-stats.txt"
-{ echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ), $([ "$direct" = 1 ] && echo "direct: trafgen -q on qm-r1" || echo "forwarded: trafgen on qm-s0")"; echo "commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null)$(git -C "$src" diff --quiet 2>/dev/null || echo +dirty)"; } >"$out/raw/host.txt"
+{ echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ), $([ "$direct" = 1 ] && echo "direct: trafgen -q on qm-r1" || echo "forwarded: trafgen on qm-s0"), $([ "$per_cpu" = 1 ] && echo "one host per CPU" || echo "both hosts from each CPU")"; echo "commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null)$(git -C "$src" diff --quiet 2>/dev/null || echo +dirty)"; } >"$out/raw/host.txt"
 i=0
 while [ -e /tmp/qosc-measuring ] && [ $i -lt 30 ]; do sleep 20; i=$((i + 1)); done
 echo "bench/mq $(date -u +%FT%TZ)" >/tmp/qosc-measuring; holding=1
