@@ -158,7 +158,7 @@ setup() {
     htb1) nsenter --net=/run/netns/qm-rtr "$qosrun" attach "$work/mq.bpf.o" qm-r1 --hosts "$work/hosts.csv" --tx-queues 1 >>"$out/raw/attach.log" 2>&1 ;;
     mq2) nsenter --net=/run/netns/qm-rtr "$qosrun" attach "$work/mq.bpf.o" qm-r1 --hosts "$work/hosts.csv" >>"$out/raw/attach.log" 2>&1 ;;
   esac
-  { echo "== $1"; tc -n qm-rtr qdisc show dev qm-r1; } >>"$out/raw/trees.txt"
+  { echo "== $1"; tc -n qm-rtr qdisc show dev qm-r1 | grep -v "qdisc bfifo"; } >>"$out/raw/trees.txt"
 }
 teardown() {
   nsenter --net=/run/netns/qm-rtr "$qosrun" detach qm-r1 >/dev/null 2>&1 || true

@@ -536,7 +536,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
       if (!groups.count(h.group)) {
         if (const Group* g = old.group(h.group)) groups.emplace(h.group, *g);
       }
-      load.add(groups.at(h.group).queue, h.rate_bps);
+      if (auto it = groups.find(h.group); it != groups.end()) load.add(it->second.queue, h.rate_bps);
     }
     for (uint32_t cls : plan_class_ids(m, h.plan)) {
       if (h.leaves.count(cls)) continue;
