@@ -104,6 +104,7 @@ Status build_queues(Ctx& c, state::Side& side, bool force, const char* fail_step
   tx.xps = std::move(*xps);
   tx.xps_off = !tx.xps.empty();
   if (Status st = c.save(); !st) return st;
+  if (Status f = state::fail_point("xps"); !f) return f;
   if (Status st = txq::write_xps(side.ifname, tx.xps, true); !st) return st;
   say(c.log, c.v, 1, fmt::format("{}: {}", side.ifname, txq::describe(tx)));
   return txq::build(c.s, side.ifindex, side.queues.plan, tx);

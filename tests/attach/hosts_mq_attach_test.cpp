@@ -269,3 +269,44 @@ TEST(HostsMq, TxQueuesOneKeepsOneHtbAndAskingTooManyIsRefused) {
   EXPECT_EQ(p.snapshot(), before);
   EXPECT_EQ(p.leftovers(), "");
 }
+
+// An attach that fails or is killed after XPS went off: the undo, or the
+// detach that cleans up after the kill, puts XPS back with everything else.
+TEST(HostsMq, FailedOrKilledAttachPutsXpsBack) {
+  REQUIRE_ROOT();
+  Pair p("k9", "qm-", 2);
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  const std::string obj = compile("qm", kPolicy, "");
+  ASSERT_FALSE(obj.empty());
+  ASSERT_EQ(sh(fmt::format("ip netns exec {0} sh -c 'echo 2 > /sys/class/net/{1}/queues/tx-0/xps_cpus && echo 1 > "
+                           "/sys/class/net/{1}/queues/tx-1/xps_cpus'",
+                           p.ns_a, p.if_a))
+                .rc,
+            0);
+  const std::string xps_before = xps(p);
+  const std::string before = p.snapshot();
+  const std::string t = write_file(p.state_root + "-t.csv", table());
+  for (const char* step : {"xps", "htb-leaf", "hosts", "tc-filter"}) {
+    SCOPED_TRACE(step);
+    Cmd f = p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t, std::string("QOSRUN_FAIL_AT=") + step);
+    EXPECT_NE(f.rc, 0) << f.all();
+    EXPECT_EQ(xps(p), xps_before);
+    EXPECT_EQ(p.snapshot(), before);
+    EXPECT_EQ(p.leftovers(), "");
+  }
+  for (const char* step : {"htb-leaf", "hosts", "xdp"}) {
+    SCOPED_TRACE(step);
+    Background bg = start_background(p.qosrun_cmdline("attach " + obj + " " + p.if_a + " --hosts " + t,
+                                                      std::string("QOSRUN_PAUSE_AT=") + step),
+                                     std::string("qm-k9-") + step);
+    ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
+    EXPECT_EQ(xps(p).find("tx-1 1"), std::string::npos) << "XPS is off by then";
+    bg.kill9();
+    bg.wait();
+    Cmd d = p.qosrun("detach " + p.if_a);
+    EXPECT_EQ(d.rc, 0) << d.all();
+    EXPECT_EQ(xps(p), xps_before);
+    EXPECT_EQ(p.snapshot(), before);
+    EXPECT_EQ(p.leftovers(), "");
+  }
+}

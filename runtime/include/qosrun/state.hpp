@@ -49,7 +49,8 @@ std::string state_file(const std::string& ifname);
 // ---- injected failures (tests) ------------------------------------------------------------
 
 // Returns an error when $QOSRUN_FAIL_AT names `step` (a comma-separated
-// list may name several). Steps: load, pin, htb-root, htb-class, htb-leaf,
+// list may name several). Steps: load, pin, htb-root, xps (XPS recorded, not
+// yet off: one HTB per TX queue), htb-class, htb-leaf,
 // clsact, tc-filter, xdp, ifb, ifb-redirect, ifb-htb, ifb-tc, state;
 // reload: reload-load, reload-htb, reload-tc, reload-xdp, reload-change;
 // hosts (attach --hosts, hosts apply): hosts, hosts-group, hosts-create,
