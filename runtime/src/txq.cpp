@@ -249,7 +249,7 @@ std::string describe(const Layout& l) {
   if (l.real > 4) majors += fmt::format(" ... {:x}:", htb_major(l.real - 1));
   return fmt::format("mq {:x}: with an htb per TX queue ({}); hosts on {} of {} queue{}, XPS {}", kMqMajor, majors,
                      l.queues, l.real, l.real == 1 ? "" : "s",
-                     l.xps_off ? (l.xps.empty() ? "was off" : "turned off") : "untouched");
+                     l.xps_off ? "turned off (put back on detach)" : "off (it was already)");
 }
 
 }  // namespace qosrun::txq
