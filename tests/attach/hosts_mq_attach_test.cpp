@@ -18,6 +18,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -50,8 +51,18 @@ std::string table() {
   return s;
 }
 
+// Tables live beside the state root; each is removed when the test ends.
+struct TempFiles {
+  std::vector<std::string> paths;
+  ~TempFiles() {
+    for (const auto& p : paths) ::unlink(p.c_str());
+  }
+};
+TempFiles temp_files;
+
 std::string write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::trunc) << text;
+  temp_files.paths.push_back(path);
   return path;
 }
 
