@@ -282,7 +282,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     if (!g) return std::nullopt;
     auto c = cache.get(shape, h.plan, h.rate_bps);
     if (!c) return std::nullopt;
-    return map_value(*g, h, **c);
+    return map_value(shape, *g, h, **c);
   };
   // What a prefix held before, for undo: its own host's old value, else (a
   // prefix that moved between hosts) found through an index built only then.
@@ -364,7 +364,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   }
   // A group left empty goes whole: its leaf in the root HTB takes its qdisc and classes along.
   for (const auto& g : old.groups)
-    if (!next.group(g.index)) deletes.push_back(htb::classid(htb::kMajor, kGroupMinorBase + g.index));
+    if (!next.group(g.index)) deletes.push_back(g.leaf_classid());
   // Nothing changed: the record stays as it is (no write at all).
   const bool any = sum.added || sum.removed || sum.changed || !old.pending_deletes.empty() ||
                    old.next_host_id != next.next_host_id;

@@ -162,7 +162,8 @@ std::string with_flipped_bit(const std::string& object, const std::string& secti
 
 // ---- Pair -----------------------------------------------------------------------------------
 
-Pair::Pair(const std::string& t, const std::string& prefix) : tag(t) {
+Pair::Pair(const std::string& t, const std::string& prefix, unsigned queues) : tag(t) {
+  const std::string mq = queues > 1 ? " numtxqueues " + std::to_string(queues) + " numrxqueues " + std::to_string(queues) : "";
   ns_a = prefix + tag + "-a";
   ns_b = prefix + tag + "-b";
   if_a = "qa" + tag + "0";
@@ -175,7 +176,7 @@ Pair::Pair(const std::string& t, const std::string& prefix) : tag(t) {
       "ip netns add " + ns_b,
       "ip netns exec " + ns_a + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
       "ip netns exec " + ns_b + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-      "ip -n " + ns_a + " link add " + if_a + " type veth peer name " + if_b + " netns " + ns_b,
+      "ip -n " + ns_a + " link add name " + if_a + mq + " type veth peer name " + if_b + mq + " netns " + ns_b,
       "ip -n " + ns_a + " addr add " + ip_a + "/24 dev " + if_a,
       "ip -n " + ns_b + " addr add " + ip_b + "/24 dev " + if_b,
       "ip -n " + ns_a + " link set " + if_a + " up",
