@@ -68,6 +68,14 @@ struct qos_cfg {
 	 * instead of CO-RE relocations: clang 19 crashes when one process
 	 * compiles a program with several CO-RE field reads twice. */
 	__u32 ct_src_off;
+	/* The TC program's skb->queue_mapping for every packet that is not a
+	 * listed host's (and qosrun's probes): 0 = left alone; q + 1 = TX queue
+	 * q (qos_host_val.queue says how the kernel reads it). qosrun sets 1
+	 * when it shapes hosts with one HTB per TX queue under mq
+	 * (docs/hosts.md, "Every core"): the policy's own leaves are only in
+	 * queue 0's HTB. Objects of an older qosc lack the field (their section
+	 * is 8 bytes); the loader refuses them for such a tree. */
+	__u32 unlisted_queue;
 };
 struct qos_meta {
 	__u16 magic;      /* QOS_META_MAGIC */

@@ -20,6 +20,7 @@
 #include "qosrun/htb.hpp"
 #include "qosrun/netlink.hpp"
 #include "qosrun/state.hpp"
+#include "qosrun/txq.hpp"
 
 #include "lifecycle.hpp"
 
@@ -94,7 +95,19 @@ Status build_queues(Ctx& c, state::Side& side, bool force, const char* fail_step
   if (Status st = c.save(); !st) return st;
   say(c.log, c.v, 1, fmt::format("{}: replacing root qdisc {} with\n{}", side.ifname,
                                  *root ? nl::describe(**root) : "none", htb::describe(side.queues.plan)));
-  return htb::build(c.s, side.ifindex, side.queues.plan);
+  if (!side.queues.tx) return htb::build(c.s, side.ifindex, side.queues.plan);
+  // One HTB per TX queue. XPS off first, its values recorded before the
+  // first write, so that detach (or the cleanup of a killed attach) puts them back.
+  txq::Layout& tx = *side.queues.tx;
+  auto xps = txq::xps_now(side.ifname);
+  if (!xps) return xps.error();
+  tx.xps = std::move(*xps);
+  tx.xps_off = !tx.xps.empty();
+  if (Status st = c.save(); !st) return st;
+  if (Status f = state::fail_point("xps"); !f) return f;
+  if (Status st = txq::write_xps(side.ifname, tx.xps, true); !st) return st;
+  say(c.log, c.v, 1, fmt::format("{}: {}", side.ifname, txq::describe(tx)));
+  return txq::build(c.s, side.ifindex, side.queues.plan, tx);
 }
 
 Result<bool> clsact_exists(nl::RtnlSocket& s, int ifindex, const std::string& ifname) {
@@ -344,6 +357,18 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     host_table = std::move(*t);
   }
   if (m.hosts && o.queues) hosts::make_room_for_hosts(rec.main.queues.plan);
+  // One HTB per TX queue (qosrun/txq.hpp): hosts on an interface of several TX queues.
+  if (o.queues && (m.hosts || o.tx_queues > 1)) {
+    auto real = txq::real_tx_queues(o.ifname);
+    if (!real && o.tx_queues > 1) return real.error();
+    if (!real) notes.push_back(fmt::format("{}; one HTB for all TX queues", real.error().message));
+    auto n = txq::choose(o.ifname, o.tx_queues, m.hosts.has_value(), real ? *real : 1);
+    if (!n) return n.error();
+    if (real && *real > 1 && *n > 1) {
+      rec.main.queues.tx = txq::Layout{*n, *real, false, {}};
+      policy->set_unlisted_queue(txq::queue_mapping(0));   // the policy's own leaves are on queue 0
+    }
+  }
 
   if (Status st = require_admin("qosrun attach"); !st) return st.error();
   auto lock = state::Lock::acquire(o.ifname);

@@ -20,6 +20,7 @@
 #include "qosrun/adaptive.hpp"
 #include "qosrun/attach.hpp"
 #include "qosrun/cli.hpp"
+#include "qosrun/txq.hpp"
 
 namespace qosrun {
 
@@ -48,10 +49,12 @@ std::string summary(const state::Record& r) {
   std::string s = fmt::format("policy '{}' ({} classes, {}) on {}: XDP {} (id {}), TC egress (id {})", r.manifest.policy,
                               r.manifest.classes.size(), r.manifest.scheduler, r.ifname, to_string(r.xdp.mode), r.xdp.prog_id,
                               r.main.tc.prog_id);
-  if (r.main.has_queues)
+  if (r.main.has_queues) {
     s += fmt::format(", htb {:x}: at {} with {} leaves", r.main.queues.plan.major,
                      qosc::units::format_rate(r.main.queues.plan.link.rate_bps), r.main.queues.plan.leaves.size());
-  else
+    if (const auto& tx = r.main.queues.tx)
+      s += fmt::format(" under mq {:x}: with an htb per TX queue ({} queues)", txq::kMqMajor, tx->real);
+  } else
     s += ", no queues (--queues none)";
   if (r.ingress) s += fmt::format(", downloads shaped on {}", r.ingress->ifb_name);
   return s;
@@ -79,6 +82,7 @@ nlohmann::json status_json(const StatusReport& s) {
              {"ok", s.tc_ok}};
   j["queues"] = r.main.has_queues ? nlohmann::json(htb::to_json(r.main.queues.plan)) : nlohmann::json("none");
   j["queues_ok"] = s.queues_ok;
+  j["tx_queues"] = r.main.has_queues && r.main.queues.tx ? txq::to_json(*r.main.queues.tx) : nlohmann::json(nullptr);
   j["ingress"] = r.ingress ? nlohmann::json{{"ifb", r.ingress->ifb_name}, {"ok", s.ingress_ok}} : nlohmann::json(nullptr);
   j["pin_dir"] = r.pin_dir;
   j["state_file"] = state::state_file(r.ifname);
@@ -114,6 +118,7 @@ std::string status_text(const StatusReport& s, int verbosity) {
   if (r.main.has_queues) {
     out += fmt::format("  queues  htb {:x}: {} leaves {}\n", r.main.queues.plan.major, r.main.queues.plan.leaves.size(),
                        ok(s.queues_ok));
+    if (const auto& tx = r.main.queues.tx) out += "          " + txq::describe(*tx) + "\n";
     if (verbosity >= 1) {
       std::string d = htb::describe(r.main.queues.plan);
       for (size_t pos = 0; pos < d.size();) {
@@ -258,6 +263,7 @@ struct AttachArgs {
   AttachOptions o;
   std::string mode = "auto";
   std::string queues = "htb";
+  std::string tx_queues = "auto";
 };
 
 void add_attach_options(CLI::App* app, AttachArgs& a, bool positionals_required) {
@@ -288,12 +294,23 @@ void add_attach_options(CLI::App* app, AttachArgs& a, bool positionals_required)
   app->add_option("--hosts", a.o.hosts_table,
                   "a host table (CSV host,plan,prefixes or JSON) for a policy with `hosts`: each host gets its plan's "
                   "subtree (docs/hosts.md); `qosrun hosts apply` changes it later");
+  app->add_option("--tx-queues", a.tx_queues,
+                  "a policy with hosts on an interface of several TX queues: auto (default) spreads host groups over "
+                  "every TX queue, each with its own HTB under an mq root, so CPUs never share a lock (XPS is off "
+                  "while attached); N: over queues 0..N-1; 1: one HTB for everything (docs/hosts.md, \"Every core\")")
+      ->check([](const std::string& v) -> std::string {
+        if (v == "auto") return {};
+        char* end = nullptr;
+        unsigned long n = std::strtoul(v.c_str(), &end, 10);
+        return v.empty() || *end || n == 0 ? "auto or a number of queues (1 or more)" : "";
+      });
 }
 
 AttachOptions finish(const AttachArgs& a, int verbosity) {
   AttachOptions o = a.o;
   o.mode = a.mode == "native" ? XdpMode::Native : a.mode == "skb" ? XdpMode::Skb : XdpMode::Auto;
   o.queues = a.queues != "none";
+  o.tx_queues = a.tx_queues == "auto" ? 0 : static_cast<uint32_t>(std::strtoul(a.tx_queues.c_str(), nullptr, 10));
   o.verbosity = verbosity;
   return o;
 }

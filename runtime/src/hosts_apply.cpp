@@ -267,14 +267,15 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     // New groups whole (their leaf in the root takes everything inside), then
     // the other new classes, leaves before their host (the reverse of creation).
     std::vector<uint32_t> creating, classes;
-    std::set<uint32_t> new_majors;
+    std::set<uint32_t> new_leaves, new_majors;
     for (const auto& g : next.groups)
       if (!old.group(g.index)) {
-        creating.push_back(htb::classid(htb::kMajor, kGroupMinorBase + g.index));
+        creating.push_back(g.leaf_classid());
+        new_leaves.insert(g.leaf_classid());
         new_majors.insert(g.major);
       }
     for (const auto& op : ops)
-      if (op.verb == std::string_view("create HTB class") && (op.id >> 16) != htb::kMajor &&
+      if (op.verb == std::string_view("create HTB class") && !new_leaves.count(op.id) &&
           !new_majors.count(op.id & 0xffff0000u))
         classes.push_back(op.id);
     creating.insert(creating.end(), classes.rbegin(), classes.rend());
@@ -349,7 +350,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     if (!g) return std::nullopt;
     auto c = cache.get(shape, h.plan, h.rate_bps);
     if (!c) return std::nullopt;
-    return map_value(*g, h, **c);
+    return map_value(shape, *g, h, **c);
   };
   // What a prefix held before, for undo: its own host's old value, else (a
   // prefix that moved between hosts) found through an index built only then.
@@ -441,7 +442,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   }
   // A group left empty goes whole: its leaf in the root HTB takes its qdisc and classes along.
   for (const auto& g : old.groups)
-    if (!next.group(g.index)) deletes.push_back(htb::classid(htb::kMajor, kGroupMinorBase + g.index));
+    if (!next.group(g.index)) deletes.push_back(g.leaf_classid());
   // Nothing changed: the record stays as it is (no write at all).
   const bool any = sum.added || sum.removed || sum.changed || !old.pending_deletes.empty() || recovering ||
                    old.next_host_id != next.next_host_id;

@@ -38,6 +38,7 @@ int show(const std::string& ifname, bool json, int verbosity) {
                    {"plan", v.host.plan},
                    {"prefixes", prefixes_text(v.host)},
                    {"group", v.host.group},
+                   {"queue", v.queue},
                    {"class", nl::handle_string(v.classid)},
                    {"rate_bps", v.host.rate_bps},
                    {"bytes", v.bytes},
@@ -45,19 +46,27 @@ int show(const std::string& ifname, bool json, int verbosity) {
                    {"drops", v.drops},
                    {"backlog_bytes", v.backlog},
                    {"present", v.found}});
-    std::cout << nlohmann::json{{"interface", r->ifname}, {"policy", r->policy}, {"groups", r->groups}, {"hosts", a}}
+    std::cout << nlohmann::json{{"interface", r->ifname}, {"policy", r->policy}, {"groups", r->groups},
+                                {"tx_queues", r->tx_queues}, {"groups_per_queue", r->groups_per_queue}, {"hosts", a}}
                      .dump(2)
               << "\n";
     return kExitOk;
   }
-  std::cout << fmt::format("{}: policy '{}', {} hosts in {} groups\n", r->ifname, r->policy, r->hosts.size(), r->groups);
+  // With one HTB per TX queue: which queue each group is on (one column more).
+  const bool mq = r->tx_queues > 1;
+  std::string per_queue;
+  for (size_t q = 0; q < r->groups_per_queue.size(); ++q) per_queue += fmt::format("{}{}", q ? "/" : "", r->groups_per_queue[q]);
+  std::cout << fmt::format("{}: policy '{}', {} hosts in {} groups{}\n", r->ifname, r->policy, r->hosts.size(), r->groups,
+                           mq ? fmt::format(" on {} TX queues ({} groups per queue)", r->tx_queues, per_queue) : "");
   if (r->hosts.empty()) return kExitOk;
-  std::cout << fmt::format("{:<20} {:<10} {:>5} {:<10} {:>10} {:>12} {:>10} {:>6}  {}\n", "HOST", "PLAN", "GROUP",
-                           "CLASS", "RATE", "BYTES", "PACKETS", "DROPS", "PREFIXES");
+  const std::string qhead = mq ? fmt::format(" {:>5}", "QUEUE") : "";
+  std::cout << fmt::format("{:<20} {:<10} {:>5}{} {:<10} {:>10} {:>12} {:>10} {:>6}  {}\n", "HOST", "PLAN", "GROUP",
+                           qhead, "CLASS", "RATE", "BYTES", "PACKETS", "DROPS", "PREFIXES");
   for (const auto& v : r->hosts)
-    std::cout << fmt::format("{:<20} {:<10} {:>5} {:<10} {:>10} {:>12} {:>10} {:>6}  {}{}\n", v.host.name, v.host.plan,
-                             v.host.group, nl::handle_string(v.classid), qosc::units::format_rate(v.host.rate_bps),
-                             v.bytes, v.packets, v.drops, prefixes_text(v.host), v.found ? "" : "  (class MISSING)");
+    std::cout << fmt::format("{:<20} {:<10} {:>5}{} {:<10} {:>10} {:>12} {:>10} {:>6}  {}{}\n", v.host.name, v.host.plan,
+                             v.host.group, mq ? fmt::format(" {:>5}", v.queue) : "", nl::handle_string(v.classid),
+                             qosc::units::format_rate(v.host.rate_bps), v.bytes, v.packets, v.drops,
+                             prefixes_text(v.host), v.found ? "" : "  (class MISSING)");
   return kExitOk;
 }
 

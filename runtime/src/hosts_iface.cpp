@@ -34,7 +34,9 @@ auto journaler(const std::string& file) {
 Shape shape_of(const state::Record& r) {
   const htb::Plan& root = r.main.queues.plan;
   uint32_t mtu = root.frame_bytes > 14 ? root.frame_bytes - 14 : 1500;
-  return Shape::of(r.manifest, root, mtu, nl::link_max_skb(r.ifname));
+  Shape s = Shape::of(r.manifest, root, mtu, nl::link_max_skb(r.ifname));
+  if (r.main.queues.tx) s.tx_queues = r.main.queues.tx->queues;
+  return s;
 }
 
 Result<HostTable> table_for_attach(const qosc::Manifest& m, const std::string& path, bool queues) {
@@ -90,7 +92,7 @@ void remove_groups(nl::RtnlSocket& s, int ifindex, const std::string& ifname) {
   std::vector<nl::NlMessage> dels;
   // Groups are made in index order (attach), so the highest index is the newest.
   for (auto it = placement->groups.rbegin(); it != placement->groups.rend(); ++it)
-    dels.push_back(nl::delete_class_message(ifindex, htb::classid(htb::kMajor, kGroupMinorBase + it->index)));
+    dels.push_back(nl::delete_class_message(ifindex, it->leaf_classid()));
   (void)s.batch(dels);
 }
 
@@ -247,6 +249,12 @@ Result<HostsReport> show(const std::string& ifname) {
   out.ifname = ifname;
   out.policy = rec->manifest.policy;
   out.groups = placement->groups.size();
+  if (rec->main.queues.tx) {
+    out.tx_queues = rec->main.queues.tx->queues;
+    out.groups_per_queue.assign(out.tx_queues, 0);
+    for (const auto& g : placement->groups)
+      if (g.queue < out.tx_queues) ++out.groups_per_queue[g.queue];
+  }
   std::map<uint32_t, nl::TcCounters> counters;
   for (const auto& g : placement->groups) {
     auto cs = nl::qdisc_class_counters(*sock, *ifindex, g.major);
@@ -258,6 +266,7 @@ Result<HostsReport> show(const std::string& ifname) {
     v.host = h;
     const Group* g = placement->group(h.group);
     v.group_major = g ? g->major : 0;
+    v.queue = g ? g->queue : 0;
     v.classid = v.group_major | h.host_minor();
     if (auto it = counters.find(v.classid); it != counters.end()) {
       v.found = true;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <arpa/inet.h>
+#include <tuple>
 #include <unistd.h>
 
 #include <fmt/compile.h>
@@ -17,6 +18,7 @@
 
 #include "qosrun/hosts.hpp"
 #include "qosrun/state.hpp"
+#include "qosrun/txq.hpp"
 
 namespace qosrun::hosts {
 
@@ -42,7 +44,8 @@ std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
   b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
   fmt::appender out(b);
   fmt::format_to(out, FMT_COMPILE("qosc-hosts\t1\nnext_host_id\t{}\ngeneration\t{}\n"), p.next_host_id, p.generation);
-  for (const auto& g : p.groups) fmt::format_to(out, FMT_COMPILE("group\t{}\t{}\t{}\n"), g.index, g.major >> 16, g.rate_bps);
+  for (const auto& g : p.groups) fmt::format_to(out, FMT_COMPILE("group\t{}\t{}\t{}\t{}\n"), g.index, g.major >> 16, g.rate_bps,
+                   g.queue);
   for (const auto& h : p.hosts) {
     fmt::format_to(out, FMT_COMPILE("host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t"), h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
                    h.name, h.plan);
@@ -112,8 +115,10 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
         p.generation = num(f[1]);
       } else if (f[0] == "next_host_id" && f.size() == 2) {
         p.next_host_id = static_cast<uint32_t>(num(f[1]));
-      } else if (f[0] == "group" && f.size() == 4) {
-        p.groups.push_back({static_cast<uint32_t>(num(f[1])), static_cast<uint32_t>(num(f[2]) << 16), num(f[3])});
+      } else if (f[0] == "group" && (f.size() == 4 || f.size() == 5)) {   // 4: before TX queues (queue 0)
+        Group g{static_cast<uint32_t>(num(f[1])), static_cast<uint32_t>(num(f[2]) << 16), num(f[3])};
+        if (f.size() == 5) g.queue = static_cast<uint32_t>(num(f[4]));
+        p.groups.push_back(g);
       } else if (f[0] == "host" && f.size() == 10) {
         PlacedHost h;
         h.group = static_cast<uint32_t>(num(f[1]));
@@ -372,11 +377,13 @@ Result<HostClasses> host_classes(const Shape& shape, const Group& g, const Place
   return hc;
 }
 
+uint32_t Group::leaf_classid() const { return htb::classid(txq::htb_major(queue), kGroupMinorBase + index); }
+
 nl::HtbClassParams group_leaf(const Shape& shape, const Group& g) {
   const uint32_t frame = std::max<uint32_t>(shape.mtu, 68) + 14;
   nl::HtbClassParams c;
-  c.classid = htb::classid(htb::kMajor, kGroupMinorBase + g.index);
-  c.parent = htb::classid(htb::kMajor, htb::kRootMinor);
+  c.classid = g.leaf_classid();
+  c.parent = htb::classid(txq::htb_major(g.queue), htb::kRootMinor);   // each queue's HTB has the link at :1
   c.ceil_bps = shape.link_bps;
   c.rate_bps = std::clamp<uint64_t>(g.rate_bps, htb::kMinRateBps, shape.link_bps);
   c.burst_bytes = htb::default_burst(c.rate_bps, frame);
@@ -404,14 +411,14 @@ qos_host_key map_key(const Prefix& p) {
   return k;
 }
 
-qos_host_val map_value(const Group& g, const PlacedHost& h, const HostClasses& c) {
+qos_host_val map_value(const Shape& shape, const Group& g, const PlacedHost& h, const HostClasses& c) {
   qos_host_val v{};
-  v.outer_classid = htb::classid(htb::kMajor, kGroupMinorBase + g.index);
+  v.outer_classid = g.leaf_classid();
   v.group_major = static_cast<uint16_t>(g.major >> 16);
   v.minor_base = static_cast<uint16_t>(h.minor_base());
   v.class_mask = c.class_mask;
   v.default_leaf = c.default_leaf;
-  v.queue = QOS_HOST_ANY_QUEUE;
+  v.queue = shape.tx_queues > 1 ? txq::queue_mapping(g.queue) : QOS_HOST_ANY_QUEUE;
   v.host_id = h.host_id;
   return v;
 }
@@ -448,6 +455,31 @@ class Handles {
   std::bitset<0x10000> used_;
   uint32_t last_;
   uint32_t cursor_ = 0, group_cursor_ = 0;
+};
+
+// Where a new group goes: the TX queue whose hosts are assured the least
+// (then: fewest groups, then a queue other than 0, which also carries the
+// traffic of no listed host). Groups never move, so this balances as hosts come.
+class QueueLoad {
+ public:
+  explicit QueueLoad(uint32_t queues) : rate_(std::max<uint32_t>(queues, 1), 0), groups_(rate_.size(), 0) {}
+  void add(uint32_t q, uint64_t rate) {
+    if (q < rate_.size()) rate_[q] += rate;
+  }
+  void add_group(uint32_t q) {
+    if (q < groups_.size()) ++groups_[q];
+  }
+  uint32_t lightest() const {
+    uint32_t best = 0;
+    auto key = [&](uint32_t q) { return std::make_tuple(rate_[q], groups_[q], q == 0 ? 1 : 0, q); };
+    for (uint32_t q = 1; q < rate_.size(); ++q)
+      if (key(q) < key(best)) best = q;
+    return best;
+  }
+
+ private:
+  std::vector<uint64_t> rate_;
+  std::vector<uint32_t> groups_;
 };
 
 std::vector<uint32_t> plan_class_ids(const qosc::Manifest& m, const std::string& plan) {
@@ -499,6 +531,11 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   std::sort(order.begin(), order.end(), [](const HostEntry* a, const HostEntry* b) { return a->name < b->name; });
 
   std::map<uint32_t, Group> groups;   // of the new placement, by index
+  QueueLoad load(shape.tx_queues);
+  for (const auto& g : old.groups) load.add_group(g.queue);
+  for (const auto& e : table.hosts)
+    if (const PlacedHost* was = old.host(e.name))
+      if (const Group* g = old.group(was->group)) load.add(g->queue, rates.at(e.plan));
   std::map<uint32_t, uint32_t> counts;
   for (const auto& [idx, occ] : occupied) counts[idx] = static_cast<uint32_t>(std::count(occ.begin(), occ.end(), true));
   for (const HostEntry* e : order) {
@@ -551,11 +588,14 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
         Group g;
         g.index = idx;
         g.major = *major;
+        g.queue = load.lightest();
+        load.add_group(g.queue);
         groups.emplace(idx, g);
       }
       if (!groups.count(h.group)) {
         if (const Group* g = old.group(h.group)) groups.emplace(h.group, *g);
       }
+      if (auto it = groups.find(h.group); it != groups.end()) load.add(it->second.queue, h.rate_bps);
     }
     for (uint32_t cls : ids_of(h.plan)) {
       if (h.leaves.count(cls)) continue;

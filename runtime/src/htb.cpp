@@ -433,9 +433,11 @@ Status add_leaf(nl::RtnlSocket& s, int ifindex, const Leaf& l) {
 }
 }  // namespace
 
-Status build(nl::RtnlSocket& s, int ifindex, const Plan& p) {
-  if (Status f = state::fail_point("htb-root"); !f) return f;
+Status build(nl::RtnlSocket& s, int ifindex, const Plan& p, uint32_t parent) {
+  if (parent == TC_H_ROOT)
+    if (Status f = state::fail_point("htb-root"); !f) return f;
   nl::HtbRootSpec root;
+  root.parent = parent;
   root.handle = p.major << 16;
   root.default_minor = p.default_minor;
   root.r2q = p.r2q;

@@ -16,6 +16,7 @@
 #include "qosrun/adaptive.hpp"
 #include "qosrun/hosts.hpp"
 #include "qosrun/htb.hpp"
+#include "qosrun/txq.hpp"
 
 namespace qosrun::lifecycle {
 
@@ -114,20 +115,42 @@ bool gone(const Status& st) {
   return c == ENOENT || c == ENODEV || c == EINVAL;
 }
 
+// XPS as it was before attach (qosrun/txq.hpp): after the tree is gone.
+void restore_xps(state::Side& side, Teardown& t, std::ostream& log, int v) {
+  auto& tx = side.queues.tx;
+  if (!tx || !tx->xps_off) return;
+  if (Status st = txq::write_xps(side.ifname, tx->xps, false); !st) {
+    t.fail(st.error());
+    return;
+  }
+  if (!tx->xps.empty()) say(log, v, 1, fmt::format("{}: XPS put back on {} queue setting(s)", side.ifname, tx->xps.size()));
+  tx->xps_off = false;
+}
+
+void restore_root(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log, int v);
+
 void restore_queues(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log,
                     int v) {
-  if (!side.has_queues || !side.queues.created) return;
+  if (!side.has_queues) return;
+  if (side.queues.created) restore_root(s, side, phase, t, log, v);
+  if (!t.error) restore_xps(side, t, log, v);
+}
+
+void restore_root(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log, int v) {
   auto root = nl::root_qdisc(s, side.ifindex);
   if (!root) {
     if (root.error().code != ENODEV) t.fail(root.error());
     return;
   }
-  uint32_t ours = side.queues.plan.major << 16;
-  if (!*root || (*root)->kind != "htb" || (*root)->handle != ours) {
+  // One HTB per TX queue: the root is our mq.
+  const bool mq = side.queues.tx.has_value();
+  const uint32_t ours = mq ? txq::kMqMajor << 16 : side.queues.plan.major << 16;
+  const char* kind = mq ? "mq" : "htb";
+  if (!*root || (*root)->kind != kind || (*root)->handle != ours) {
     if (phase != state::Phase::Attaching)
-      t.warnings.push_back(fmt::format("the root qdisc of {} is {} now, not qosrun's htb {:x}: (changed by someone "
+      t.warnings.push_back(fmt::format("the root qdisc of {} is {} now, not qosrun's {} {:x}: (changed by someone "
                                        "else): left as it is",
-                                       side.ifname, *root ? nl::describe(**root) : "none", side.queues.plan.major));
+                                       side.ifname, *root ? nl::describe(**root) : "none", kind, ours >> 16));
     side.queues.created = false;
     return;
   }
@@ -151,8 +174,8 @@ void restore_queues(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Te
       t.warnings.push_back(fmt::format("{}: the root qdisc {} that was there before could not be rebuilt exactly "
                                        "(attach --force replaced it); the kernel's default qdisc is back",
                                        side.ifname, nl::describe(*prev)));
-    say(log, v, 1, fmt::format("{}: removed htb {:x}: (the kernel's default qdisc is back)", side.ifname,
-                               side.queues.plan.major));
+    say(log, v, 1, fmt::format("{}: removed {} {:x}: (the kernel's default qdisc is back)", side.ifname, kind,
+                               ours >> 16));
   }
   side.queues.created = false;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cerrno>
 #include <chrono>
 #include <cstdarg>
@@ -335,12 +336,19 @@ Status LoadedPolicy::load() {
   if (bpf_map* cfg = bpf_object__find_map_by_name(obj_.get(), QOS_CFG_SECTION)) {
     size_t size = 0;
     const void* init = bpf_map__initial_value(cfg, &size);
-    if (!init || size != sizeof(qos_cfg))
+    // An older qosc's section ends before unlisted_queue.
+    constexpr size_t kBeforeUnlistedQueue = offsetof(qos_cfg, unlisted_queue);
+    if (!init || (size != sizeof(qos_cfg) && size != kBeforeUnlistedQueue))
       return Error{fmt::format("{} has a damaged {} section ({} bytes, expected {}): recompile it", name_,
                                QOS_CFG_SECTION, size, sizeof(qos_cfg))};
-    qos_cfg c;
-    std::memcpy(&c, init, sizeof c);
+    if (size < sizeof(qos_cfg) && opts_.unlisted_queue)
+      return Error{fmt::format("{} was compiled by a qosc that cannot steer packets to TX queue 0, which one HTB per "
+                               "TX queue needs: recompile it with this qosc, or attach with --tx-queues 1",
+                               name_)};
+    qos_cfg c{};
+    std::memcpy(&c, init, size);
     c.xdp_meta = opts_.xdp_meta ? 1 : 0;
+    c.unlisted_queue = opts_.unlisted_queue;
     if (std::any_of(manifest_.classes.begin(), manifest_.classes.end(),
                     [](const auto& k) { return k.isolate && k.isolate->nat; }) ||
         (manifest_.hosts && manifest_.hosts->nat)) {   // `hosts ... nat` reads conntrack the same way
@@ -348,7 +356,7 @@ Status LoadedPolicy::load() {
       if (!off) return off.error();
       c.ct_src_off = *off;
     }
-    if (int err = bpf_map__set_initial_value(cfg, &c, sizeof c))
+    if (int err = bpf_map__set_initial_value(cfg, &c, size))
       return errno_error(-err, fmt::format("cannot set the load-time switches of {}", name_));
   }
 

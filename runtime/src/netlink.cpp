@@ -492,6 +492,14 @@ Status replay_root_qdisc(RtnlSocket& s, const QdiscInfo& q) {
   return s.request(m, fmt::format("cannot put back the root qdisc {} on {}", describe(q), ifname_of(q.ifindex)));
 }
 
+Status add_root_qdisc(RtnlSocket& s, int ifindex, uint32_t handle, const std::string& kind) {
+  NlMessage m(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
+  m.header(tc_header(ifindex, TC_H_ROOT, handle));
+  m.attr_str(TCA_KIND, kind);
+  return s.request(m, fmt::format("cannot make {} {} the root qdisc of {}", kind, handle_string(handle),
+                                  ifname_of(ifindex)));
+}
+
 Status delete_root_qdisc(RtnlSocket& s, int ifindex) {
   NlMessage m(RTM_DELQDISC, 0);
   m.header(tc_header(ifindex, TC_H_ROOT, 0));

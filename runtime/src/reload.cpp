@@ -19,6 +19,7 @@
 #include "qosrun/htb.hpp"
 #include "qosrun/netlink.hpp"
 #include "qosrun/state.hpp"
+#include "qosrun/txq.hpp"
 
 #include "lifecycle.hpp"
 
@@ -217,6 +218,8 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   }
   if (Status f = state::fail_point("reload-load"); !f) return f.error();
   policy->set_xdp_meta(old.xdp_meta);
+  // One HTB per TX queue stays: what is not a listed host's still goes to queue 0.
+  if (old.main.has_queues && old.main.queues.tx) policy->set_unlisted_queue(txq::queue_mapping(0));
   if (Status st = policy->load(); !st) return st.error();
   int new_xdp = policy->prog_fd(Hook::Xdp), new_tc = policy->prog_fd(Hook::Tc);
 

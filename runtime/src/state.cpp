@@ -426,6 +426,7 @@ nlohmann::json side_json(const Side& s) {
                    {"plan", htb::to_json(s.queues.plan)},
                    {"previous", s.queues.previous ? qdisc_json(*s.queues.previous) : nlohmann::json(nullptr)},
                    {"previous_restorable", s.queues.previous_restorable}};
+    if (s.queues.tx) j["queues"]["tx"] = txq::to_json(*s.queues.tx);
   }
   return j;
 }
@@ -441,6 +442,7 @@ Side side_from(const nlohmann::json& j) {
     s.queues.plan = htb::plan_from_json(q.at("plan"));
     if (!q.at("previous").is_null()) s.queues.previous = qdisc_from(q.at("previous"), s.ifindex);
     s.queues.previous_restorable = q.at("previous_restorable").get<bool>();
+    if (auto tx = q.find("tx"); tx != q.end() && !tx->is_null()) s.queues.tx = txq::layout_from_json(*tx);   // absent: one HTB
   }
   return s;
 }

@@ -22,6 +22,7 @@
 #include "qosrun/netlink.hpp"
 #include "qosrun/stats.hpp"
 #include "qosrun/state.hpp"
+#include "qosrun/txq.hpp"
 
 namespace qosrun {
 
@@ -428,7 +429,11 @@ Result<Sample> StatsSource::sample(const SampleOptions& opts) const {
   if (opts.qdisc && !ifname_.empty()) {
     auto q = read_qdisc(ifname_, QOS_HTB_MAJOR);
     if (q) {
-      if (q->root.present && q->root.kind == "htb" && (q->root.handle >> 16) == QOS_HTB_MAJOR)
+      // One HTB per TX queue (qosrun/txq.hpp): the root is mq (its counters
+      // are every queue's), the policy's own leaves are in queue 0's htb 1:.
+      const bool ours = q->root.present && ((q->root.kind == "htb" && (q->root.handle >> 16) == QOS_HTB_MAJOR) ||
+                                            (q->root.kind == "mq" && (q->root.handle >> 16) == txq::kMqMajor));
+      if (ours)
         s.qdisc = std::move(*q);
       else
         s.qdisc_error = q->root.present ? fmt::format("root qdisc of {} is {} {:x}:, not qosrun's htb 1:", ifname_,

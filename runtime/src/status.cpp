@@ -9,6 +9,7 @@
 
 #include "qosrun/netlink.hpp"
 #include "qosrun/state.hpp"
+#include "qosrun/txq.hpp"
 
 #include "lifecycle.hpp"
 
@@ -58,10 +59,25 @@ Result<StatusReport> status_of(const std::string& ifname) {
   s.tc_ok = r.main.tc.attached && tc == r.main.tc.prog_id;
   if (!s.tc_ok) s.problems.push_back(fmt::format("TC egress: expected program id {}, found {}", r.main.tc.prog_id, tc));
   if (r.main.has_queues) {
-    s.queues_ok = s.root_qdisc_now == fmt::format("htb {:x}:", r.main.queues.plan.major);
+    const auto& tx = r.main.queues.tx;
+    const std::string want = tx ? fmt::format("mq {:x}:", txq::kMqMajor) : fmt::format("htb {:x}:", r.main.queues.plan.major);
+    s.queues_ok = s.root_qdisc_now == want;
     if (!s.queues_ok)
-      s.problems.push_back(fmt::format("queues: expected htb {:x}: as root qdisc, found {}", r.main.queues.plan.major,
+      s.problems.push_back(fmt::format("queues: expected {} as root qdisc, found {}", want,
                                        s.root_qdisc_now.empty() ? "none" : s.root_qdisc_now));
+    if (tx) {
+      // The program's queue choice holds only while XPS is off and the queues are those it was built for.
+      if (auto real = txq::real_tx_queues(ifname); real && *real != tx->real)
+        s.problems.push_back(fmt::format("{} has {} TX queues now, {} when attached: hosts on queues that are gone "
+                                         "are sent through another queue's stray leaf; detach and attach again",
+                                         ifname, *real, tx->real));
+      if (auto xps = txq::xps_now(ifname); xps && !xps->empty())
+        s.problems.push_back(fmt::format("XPS is on again ({} = {}{}): hosts' packets may go to queues without their "
+                                         "class (sent through the stray leaf); write 0 there, or detach and attach "
+                                         "again",
+                                         xps->front().file, xps->front().value,
+                                         xps->size() > 1 ? fmt::format(" and {} more", xps->size() - 1) : ""));
+    }
   } else {
     s.queues_ok = true;
   }

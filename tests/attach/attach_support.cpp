@@ -162,7 +162,8 @@ std::string with_flipped_bit(const std::string& object, const std::string& secti
 
 // ---- Pair -----------------------------------------------------------------------------------
 
-Pair::Pair(const std::string& t, const std::string& prefix_) : tag(t) {
+Pair::Pair(const std::string& t, const std::string& prefix_, unsigned queues) : tag(t) {
+  const std::string mq = queues > 1 ? " numtxqueues " + std::to_string(queues) + " numrxqueues " + std::to_string(queues) : "";
   // QOSC_NS_PREFIX=qs-: namespaces qs-qh-..., so that runs of the same
   // cases by several people on one machine do not meet.
   const char* outer = std::getenv("QOSC_NS_PREFIX");
@@ -179,7 +180,7 @@ Pair::Pair(const std::string& t, const std::string& prefix_) : tag(t) {
       "ip netns add " + ns_b,
       "ip netns exec " + ns_a + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
       "ip netns exec " + ns_b + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-      "ip -n " + ns_a + " link add " + if_a + " type veth peer name " + if_b + " netns " + ns_b,
+      "ip -n " + ns_a + " link add name " + if_a + mq + " type veth peer name " + if_b + mq + " netns " + ns_b,
       "ip -n " + ns_a + " addr add " + ip_a + "/24 dev " + if_a,
       "ip -n " + ns_b + " addr add " + ip_b + "/24 dev " + if_b,
       "ip -n " + ns_a + " link set " + if_a + " up",

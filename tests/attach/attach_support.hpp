@@ -44,7 +44,8 @@ std::string with_flipped_bit(const std::string& object, const std::string& secti
 class Pair {
  public:
   // `prefix` names the namespaces and roots (<prefix><tag>-a ...): each feature's tests keep their own.
-  explicit Pair(const std::string& tag, const std::string& prefix = "qt-att-");
+  // `queues` > 1: a veth pair with that many TX and RX queues on each end.
+  explicit Pair(const std::string& tag, const std::string& prefix = "qt-att-", unsigned queues = 1);
   ~Pair();
   Pair(const Pair&) = delete;
   Pair& operator=(const Pair&) = delete;

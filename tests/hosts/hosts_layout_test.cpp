@@ -5,6 +5,7 @@
 
 #include "hosts_test_support.hpp"
 #include "qosrun/hosts.hpp"
+#include "qosrun/txq.hpp"
 
 namespace qosrun::hosts {
 namespace {
@@ -111,7 +112,7 @@ TEST(HostsLayout, PlansChangeLeavesAndMapValue) {
   EXPECT_EQ(a->host.classid, g.major | ha.host_minor());
   EXPECT_EQ(a->leaves[1].params.classid, g.major | (ha.minor_base() + 1));
   EXPECT_EQ(a->leaves[1].params.parent, a->host.classid);
-  qos_host_val v = map_value(g, ha, *a);
+  qos_host_val v = map_value(f.shape, g, ha, *a);
   EXPECT_EQ(v.outer_classid, (1u << 16) | (kGroupMinorBase + g.index));
   EXPECT_EQ(v.group_major, g.major >> 16);
   EXPECT_EQ(v.minor_base, ha.minor_base());
@@ -156,6 +157,77 @@ TEST(HostsLayout, PlacementTextRoundTrips) {
   auto bad = placement_from_text("qosc-hosts\t1\nhost\tx\n", "hosts.state");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("hosts.state:2 is damaged"), std::string::npos) << bad.error().message;
+}
+
+
+// One HTB per TX queue (qosrun/txq.hpp): groups spread over the queues by
+// assured rate, kept where they are, named in the map value and the text.
+TEST(HostsLayout, GroupsSpreadOverTxQueuesAndStayThere) {
+  Fixture f;
+  f.shape.tx_queues = 2;
+  Placement p = f.place(table_csv(0, 200));
+  ASSERT_EQ(p.groups.size(), 4u);   // 64 + 64 + 64 + 8
+  std::vector<uint64_t> rate(2, 0);
+  std::vector<int> groups(2, 0);
+  for (const auto& g : p.groups) {
+    ASSERT_LT(g.queue, 2u);
+    ++groups[g.queue];
+    rate[g.queue] += g.rate_bps;
+    EXPECT_EQ(g.leaf_classid() >> 16, txq::htb_major(g.queue));
+    EXPECT_EQ(group_leaf(f.shape, g).parent, htb::classid(txq::htb_major(g.queue), 1));
+  }
+  EXPECT_EQ(p.groups[0].queue, 1u) << "the first group avoids queue 0 (it carries the unlisted traffic)";
+  EXPECT_EQ(groups[0], 2);
+  EXPECT_EQ(groups[1], 2);
+  // The map value sends the host to its group's queue and its queue's HTB.
+  ClassCache cache;
+  for (const auto& h : p.hosts) {
+    const Group& g = *p.group(h.group);
+    auto c = cache.get(f.shape, h.plan, h.rate_bps);
+    ASSERT_TRUE(c.ok());
+    qos_host_val v = map_value(f.shape, g, h, **c);
+    EXPECT_EQ(v.queue, g.queue + 1) << h.name;
+    EXPECT_EQ(v.outer_classid, g.leaf_classid()) << h.name;
+  }
+  // More hosts: the old groups keep their queues; the new group goes where less is assured.
+  Placement q = f.place(table_csv(0, 300), p);
+  for (const auto& g : p.groups) EXPECT_EQ(q.group(g.index)->queue, g.queue);
+  const Group* fifth = nullptr;
+  for (const auto& g : q.groups)
+    if (!p.group(g.index)) fifth = &g;
+  ASSERT_TRUE(fifth);
+  EXPECT_EQ(q.groups.size(), 5u);
+  // The 4th group (8 hosts) fills up first; the 5th goes where less is assured (a tie: not queue 0).
+  uint64_t r0 = 0, r1 = 0;
+  for (const auto& g : q.groups)
+    if (&g != fifth) (g.queue == 0 ? r0 : r1) += g.rate_bps;
+  EXPECT_LE(fifth->queue == 0 ? r0 : r1, fifth->queue == 0 ? r1 : r0) << "it went to the queue assured less";
+  // The queue survives the placement file; a group line of four fields (before queues) is queue 0.
+  auto back = placement_from_text(to_text(q), "hosts.state");
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, q);
+  auto old = placement_from_text("qosc-hosts\t1\nnext_host_id\t1\ngroup\t0\t8192\t1000\n", "hosts.state");
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  ASSERT_EQ(old->groups.size(), 1u);
+  EXPECT_EQ(old->groups[0].queue, 0u);
+}
+
+TEST(HostsLayout, TxQueueMajorsAndChoice) {
+  EXPECT_EQ(txq::htb_major(0), htb::kMajor);
+  EXPECT_EQ(txq::htb_major(1), 0x402u);
+  EXPECT_EQ(txq::mq_class(1), 0x04000002u);
+  EXPECT_EQ(txq::queue_mapping(0), 1u);
+  EXPECT_LE(txq::htb_major(txq::kMaxQueues - 1), 0x7ffu);
+  // Every major a queue takes is one the placement never hands out.
+  Fixture f;
+  for (uint32_t q : {1u, 2u, txq::kMaxQueues - 1})
+    for (uint32_t major : {txq::htb_major(q), txq::stray_qdisc(q) >> 16, txq::kMqMajor}) EXPECT_LT(major, kFirstHandle);
+  EXPECT_EQ(txq::choose("eth0", 0, true, 4).value(), 4u);
+  EXPECT_EQ(txq::choose("eth0", 0, false, 4).value(), 1u);
+  EXPECT_EQ(txq::choose("eth0", 1, true, 4).value(), 1u);
+  EXPECT_EQ(txq::choose("eth0", 2, true, 4).value(), 2u);
+  EXPECT_FALSE(txq::choose("eth0", 5, true, 4).ok());
+  EXPECT_FALSE(txq::choose("eth0", 2, false, 4).ok());
 }
 
 }  // namespace

@@ -172,6 +172,12 @@ void emit_program(EmitContext& cx, const Target& t) {
     out.line("if ((long)ctx->data_end - (long)ctx->data < (long)want)");
     out.line("\tbpf_skb_pull_data(ctx, want);");
     out.line("qos_parse((void *)(long)ctx->data, (void *)(long)ctx->data_end, ctx->len, p);");
+    // One HTB per TX queue (qosrun's mq tree for hosts): what is not a listed
+    // host's goes to queue 0, the only one with the policy's own leaves; a
+    // host's packet gets its own queue in qos_host_choose. Off (0) the
+    // verifier drops the line.
+    out.line("if (qos_cfg.unlisted_queue)");
+    out.line("\tctx->queue_mapping = qos_cfg.unlisted_queue;  /* TX queue 0 under qosrun's mq tree */");
   } else {
     out.line("void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;");
     out.line("qos_parse(data, data_end, (__u32)(data_end - data), p);");

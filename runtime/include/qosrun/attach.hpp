@@ -50,6 +50,10 @@ struct AttachOptions {
   // --hosts: a host table (docs/hosts.md), checked against the policy's plans
   // before anything changes; only for a policy with `hosts`.
   std::string hosts_table;
+  // --tx-queues: how many TX queues hosts are spread over, each with its own
+  // HTB under an mq root (qosrun/txq.hpp). 0 (auto): every real TX queue for
+  // a policy with hosts, one HTB otherwise; 1: one HTB as without hosts.
+  uint32_t tx_queues = 0;
   int verbosity = 0;
 };
 

@@ -3,7 +3,7 @@
 // host table lives in the HTB tree, and applying a table as the difference
 // to what is there.
 //
-//   root htb 1:
+//   root htb 1: (or, with several TX queues, one HTB per queue under mq: qosrun/txq.hpp)
 //     1:1                      the link
 //       1:<0x10+id> ...        the policy's own leaves (traffic of no listed host)
 //       1:<0x1000+g>           group g: rate = its hosts' assured rates, ceil = link
@@ -86,7 +86,12 @@ static_assert(std::is_nothrow_move_constructible_v<PlacedHost>, "vectors of host
 struct Group {
   uint32_t index = 0;
   uint32_t major = 0;             // its HTB qdisc handle (major << 16)
-  uint64_t rate_bps = 0;          // its leaf 1:(0x1000 + g) as applied
+  uint64_t rate_bps = 0;          // its leaf Q:(0x1000 + g) as applied
+  // The TX queue it lives on (qosrun/txq.hpp): its leaf is in that queue's
+  // HTB (Q = txq::htb_major(queue); 1 for queue 0, and always without mq).
+  // Chosen when the group is made, kept while it exists.
+  uint32_t queue = 0;
+  uint32_t leaf_classid() const;  // Q:(0x1000 + g)
   friend bool operator==(const Group&, const Group&) = default;
 };
 
@@ -128,6 +133,8 @@ struct Shape {
   // Handles the placement must not take (the root tree's and isolation's).
   std::vector<std::pair<uint32_t, uint32_t>> reserved_majors;   // [first, last]
   uint32_t last_handle = 0xffff;
+  // TX queues host groups are spread over, each with its own HTB (qosrun/txq.hpp); 1: one HTB, no queue_mapping.
+  uint32_t tx_queues = 1;
   static Shape of(const qosc::Manifest& m, const htb::Plan& root, uint32_t mtu, uint32_t max_skb);
   uint32_t hosts_per_group() const;
 };
@@ -171,8 +178,8 @@ Result<HostClasses> host_classes(const Shape& shape, const Group& g, const Place
 // Group g's leaf in the root HTB, and the never-limiting root of its own HTB.
 nl::HtbClassParams group_leaf(const Shape& shape, const Group& g);
 nl::HtbClassParams group_root(const Shape& shape, const Group& g);
-// The qos_hosts value of a host.
-qos_host_val map_value(const Group& g, const PlacedHost& h, const HostClasses& c);
+// The qos_hosts value of a host (its queue_mapping only with several TX queues).
+qos_host_val map_value(const Shape& shape, const Group& g, const PlacedHost& h, const HostClasses& c);
 qos_host_key map_key(const Prefix& p);
 
 struct Summary {
@@ -261,6 +268,7 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log);
 struct HostView {
   PlacedHost host;
   uint32_t group_major = 0;
+  uint32_t queue = 0;         // its group's TX queue
   uint32_t classid = 0;       // the host's class
   uint64_t bytes = 0, packets = 0, drops = 0;
   uint32_t backlog = 0;
@@ -270,6 +278,8 @@ struct HostsReport {
   std::string ifname, policy;
   std::vector<HostView> hosts;
   size_t groups = 0;
+  uint32_t tx_queues = 1;     // queues hosts are spread over (1: one HTB)
+  std::vector<size_t> groups_per_queue;   // with tx_queues > 1
 };
 Result<HostsReport> show(const std::string& ifname);
 

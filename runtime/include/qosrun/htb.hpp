@@ -160,7 +160,8 @@ std::string describe(const Plan& p);
 // error; what was created stays (the caller's undo removes the root).
 // Honours the injected failure points htb-root, htb-class and htb-leaf
 // (QOSRUN_FAIL_AT, see qosrun/state.hpp).
-Status build(nl::RtnlSocket& s, int ifindex, const Plan& p);
+// `parent`: the root, or a class of another qdisc (an mq queue, qosrun/txq.hpp).
+Status build(nl::RtnlSocket& s, int ifindex, const Plan& p, uint32_t parent = 0xffffffffu);
 
 // Changing a tree built from `from` into `to` in place (reload), in three
 // steps around the program swap: create the leaves `to` adds (before the new

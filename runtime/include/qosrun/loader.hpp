@@ -141,6 +141,11 @@ struct LoadOptions {
   // nothing on the egress path reads it and it costs ~9 ns per packet.
   // Objects without the switch (older qosc) always write it.
   bool xdp_meta = true;
+  // Load-time switch qos_cfg.unlisted_queue: the TC program's queue_mapping
+  // for packets of no listed host (0: left alone; 1: TX queue 0, under
+  // qosrun's one-HTB-per-queue tree, qosrun/txq.hpp). An object without the
+  // field (older qosc) is refused when it is not 0.
+  uint32_t unlisted_queue = 0;
   // Per-program verifier log buffer, used only when a load fails.
   size_t log_size = 16u << 20;
 };
@@ -174,6 +179,8 @@ class LoadedPolicy {
   bool loaded() const { return loaded_; }
   // Before load(): change LoadOptions::xdp_meta.
   void set_xdp_meta(bool on) { opts_.xdp_meta = on; }
+  // Before load(): change LoadOptions::unlisted_queue.
+  void set_unlisted_queue(uint32_t q) { opts_.unlisted_queue = q; }
 
   LoadedPolicy(LoadedPolicy&&) noexcept;
   LoadedPolicy& operator=(LoadedPolicy&&) noexcept;

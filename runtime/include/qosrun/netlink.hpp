@@ -145,6 +145,8 @@ std::string handle_string(uint32_t handle);  // "1:", "1:10", "ffff:fff1"
 // Puts a qdisc back exactly as it was dumped (kind, handle, raw options) as
 // the root: RTM_NEWQDISC with CREATE|REPLACE.
 Status replay_root_qdisc(RtnlSocket& s, const QdiscInfo& q);
+// A classless-configured root qdisc without options (mq): CREATE|REPLACE.
+Status add_root_qdisc(RtnlSocket& s, int ifindex, uint32_t handle, const std::string& kind);
 Status delete_root_qdisc(RtnlSocket& s, int ifindex);
 Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle);
 

@@ -26,6 +26,7 @@
 #include "qosrun/htb.hpp"
 #include "qosrun/loader.hpp"
 #include "qosrun/netlink.hpp"
+#include "qosrun/txq.hpp"
 
 namespace qosrun::state {
 
@@ -48,7 +49,8 @@ std::string state_file(const std::string& ifname);
 // ---- injected failures (tests) ------------------------------------------------------------
 
 // Returns an error when $QOSRUN_FAIL_AT names `step` (a comma-separated
-// list may name several). Steps: load, pin, htb-root, htb-class, htb-leaf,
+// list may name several). Steps: load, pin, htb-root, xps (XPS recorded, not
+// yet off: one HTB per TX queue), htb-class, htb-leaf,
 // clsact, tc-filter, xdp, ifb, ifb-redirect, ifb-htb, ifb-tc, state;
 // reload: reload-load, reload-htb, reload-tc, reload-xdp, reload-change;
 // hosts (attach --hosts, hosts apply): hosts, hosts-group, hosts-create,
@@ -129,6 +131,9 @@ struct Queues {
   // (handle 0:), restored by deleting our root.
   std::optional<nl::QdiscInfo> previous;
   bool previous_restorable = true;   // false with --force over a qdisc we cannot rebuild
+  // One HTB per TX queue under an mq root (qosrun/txq.hpp): `plan` is queue
+  // 0's; nullopt: `plan` is the root.
+  std::optional<txq::Layout> tx;
 };
 // One interface's share of the work: the interface itself, or the IFB of
 // --ingress-shape.
