@@ -17,30 +17,17 @@ BUILD_DIR=${QOSC_BUILD_DIR:-build}
 bash scripts/build.sh qosc qosrun
 QOSC=$PWD/$BUILD_DIR/bin/qosc
 QOSRUN=$PWD/$BUILD_DIR/bin/qosrun
-# QOSC_NS_PREFIX=qs-: namespaces qs-qh-bench-a/-b, for runs beside others on one machine.
-P=${QOSC_NS_PREFIX:-}
-NS_A=${P}qh-bench-a NS_B=${P}qh-bench-b IF=qhbench0
-WORK=$(mktemp -d /tmp/qh-bench-XXXXXX)
-export QOSRUN_STATE_ROOT=$WORK/run QOSRUN_PIN_ROOT=/sys/fs/bpf/${P}qh-bench
+source bench/hosts/pair.sh
+pair_init bench
 MEASURING=/tmp/qosc-measuring
 held=0
 cleanup() {
-  ip netns exec $NS_A env QOSRUN_STATE_ROOT=$QOSRUN_STATE_ROOT QOSRUN_PIN_ROOT=$QOSRUN_PIN_ROOT \
-    timeout -k 2 30 "$QOSRUN" detach $IF >/dev/null 2>&1 || true
-  ip netns del $NS_A 2>/dev/null || true
-  ip netns del $NS_B 2>/dev/null || true
-  rm -rf "$WORK" "$QOSRUN_PIN_ROOT"
+  pair_down
   if [ $held = 1 ]; then rm -f $MEASURING; fi
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM
-ip netns del $NS_A 2>/dev/null || true
-ip netns del $NS_B 2>/dev/null || true
-ip netns add $NS_A
-ip netns add $NS_B
-ip -n $NS_A link add $IF type veth peer name qhbench1 netns $NS_B
-ip -n $NS_A link set $IF up
-ip -n $NS_B link set qhbench1 up
+pair_up
 
 timeout -k 5 120 "$QOSC" examples/isp.qos --link 10gbit -o "$WORK/isp.bpf.o"
 # 10,000 hosts: plans basic/premium/business 80/15/5 %, one IPv4 address each
@@ -68,7 +55,6 @@ basic = [i for i in range(10000) if plans[i] == "basic"][:500]
 premium = [i for i in range(10000) if plans[i] == "premium"][:500]
 table(f"{work}/t1000.csv", basic + premium)
 PY
-q() { ip netns exec $NS_A env QOSRUN_STATE_ROOT=$QOSRUN_STATE_ROOT QOSRUN_PIN_ROOT=$QOSRUN_PIN_ROOT "$@"; }
 now() { date +%s.%N; }
 # wall time of one command in ms (its output to $WORK/last.out)
 timed() {

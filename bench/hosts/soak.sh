@@ -27,30 +27,16 @@ BUILD_DIR=${QOSC_BUILD_DIR:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$PWD/$BUILD_DIR ;; esac
 QOSC=$BUILD_DIR/bin/qosc
 QOSRUN=$BUILD_DIR/bin/qosrun
-P=${QOSC_NS_PREFIX:-}
-NS_A=${P}qh-soak-a NS_B=${P}qh-soak-b IF=qhsoak0
-WORK=$(mktemp -d /tmp/qh-soak-XXXXXX)
-export QOSRUN_STATE_ROOT=$WORK/run QOSRUN_PIN_ROOT=/sys/fs/bpf/${P}qh-soak
+source bench/hosts/pair.sh
+pair_init soak
 SENDER=
 cleanup() {
   [ -n "$SENDER" ] && kill "$SENDER" 2>/dev/null || true
-  ip netns exec $NS_A env QOSRUN_STATE_ROOT=$QOSRUN_STATE_ROOT QOSRUN_PIN_ROOT=$QOSRUN_PIN_ROOT \
-    timeout -k 2 30 "$QOSRUN" detach $IF >/dev/null 2>&1 || true
-  ip netns del $NS_A 2>/dev/null || true
-  ip netns del $NS_B 2>/dev/null || true
-  rm -rf "$WORK" "$QOSRUN_PIN_ROOT"
+  pair_down
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM
-ip netns del $NS_A 2>/dev/null || true
-ip netns del $NS_B 2>/dev/null || true
-ip netns add $NS_A
-ip netns add $NS_B
-ip -n $NS_A link add $IF type veth peer name qhsoak1 netns $NS_B
-ip -n $NS_A addr add 10.77.0.1/24 dev $IF
-ip -n $NS_B addr add 10.77.0.2/24 dev qhsoak1
-ip -n $NS_A link set $IF up
-ip -n $NS_B link set qhsoak1 up
+pair_up
 
 # Two policies that differ in plan rates: every reload changes classes in place.
 timeout -k 5 120 "$QOSC" examples/isp.qos --link 1gbit -o "$WORK/isp.bpf.o"
@@ -74,7 +60,6 @@ for k in range(n):
     write(f"{work}/t{k + 1}.csv", {i: rnd.choice(plans) for i in rnd.sample(range(300), 150)})
 PY
 
-q() { ip netns exec $NS_A env QOSRUN_STATE_ROOT=$QOSRUN_STATE_ROOT QOSRUN_PIN_ROOT=$QOSRUN_PIN_ROOT "$@"; }
 attached_ids() {   # the programs attached to $IF (XDP, clsact, the host groups' filters), each id once
   q bpftool -j net show dev $IF | python3 -c '
 import json, sys
