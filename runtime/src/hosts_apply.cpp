@@ -22,11 +22,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The verb of an Op that creates an HTB class; the journal picks those ops out by this
+// pointer (every such Op is made with it), not by comparing text.
+constexpr const char* kCreateClass = "create HTB class";
+
 // One netlink request of an apply, and how to take it back.
 struct Op {
   nl::NlMessage msg;
   std::string who;        // "host 'alice'", "group 3": for messages (cheap: names only)
-  const char* verb;       // "create HTB class", ...
+  const char* verb;       // kCreateClass, "create the bfifo of", ...
   uint32_t id = 0;        // the class or qdisc it concerns
   std::optional<nl::NlMessage> undo;
 };
@@ -224,7 +228,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     if (Status f = state::fail_point("hosts-group"); !f) return f.error();
     const std::string who = fmt::format("group {}", g.index);
     nl::HtbClassParams leaf = group_leaf(shape, g);
-    ops.push_back({nl::htb_class_message(ifx, leaf, true), who, "create HTB class", leaf.classid,
+    ops.push_back({nl::htb_class_message(ifx, leaf, true), who, kCreateClass, leaf.classid,
                    nl::delete_class_message(ifx, leaf.classid)});
     nl::HtbRootSpec q;
     q.handle = g.major;
@@ -232,14 +236,14 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     q.default_minor = 0;   // a classid the filter names that is gone: the group's direct queue
     ops.push_back({nl::htb_qdisc_message(ifx, q), who, "create HTB qdisc", g.major, std::nullopt});
     nl::HtbClassParams root = group_root(shape, g);
-    ops.push_back({nl::htb_class_message(ifx, root, true), who, "create HTB class", root.classid, std::nullopt});
+    ops.push_back({nl::htb_class_message(ifx, root, true), who, kCreateClass, root.classid, std::nullopt});
     auto fd = progs.fd(QOS_CB_HOST);
     if (!fd) return fd.error();
     ops.push_back({nl::classid_filter_message(ifx, g.major, *fd, "qos_hosts"), who, "attach the host filter to",
                    g.major, std::nullopt});
   }
   auto add_leaf = [&](const std::string& who, const HostClasses::Leaf& l, uint32_t handle) {
-    ops.push_back({nl::htb_class_message(ifx, l.params, true), who, "create HTB class", l.params.classid,
+    ops.push_back({nl::htb_class_message(ifx, l.params, true), who, kCreateClass, l.params.classid,
                    nl::delete_class_message(ifx, l.params.classid)});
     ops.push_back(
         {nl::bfifo_message(ifx, l.params.classid, handle, l.queue_limit, true), who, "create the bfifo of", l.params.classid,
@@ -249,7 +253,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     auto c = host_classes(shape, *next.group(h->group), *h, &new_cache);
     if (!c) return c.error();
     const std::string who = host_who(*h);
-    ops.push_back({nl::htb_class_message(ifx, c->host, true), who, "create HTB class", c->host.classid,
+    ops.push_back({nl::htb_class_message(ifx, c->host, true), who, kCreateClass, c->host.classid,
                    nl::delete_class_message(ifx, c->host.classid)});
     for (const auto& l : c->leaves) add_leaf(who, l, h->leaves.at(l.class_id));
   }
@@ -275,7 +279,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
         new_majors.insert(g.major);
       }
     for (const auto& op : ops)
-      if (op.verb == std::string_view("create HTB class") && !new_leaves.count(op.id) &&
+      if (op.verb == kCreateClass && !new_leaves.count(op.id) &&
           !new_majors.count(op.id & 0xffff0000u))
         classes.push_back(op.id);
     creating.insert(creating.end(), classes.rbegin(), classes.rend());
