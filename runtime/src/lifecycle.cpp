@@ -127,15 +127,8 @@ void restore_xps(state::Side& side, Teardown& t, std::ostream& log, int v) {
   tx->xps_off = false;
 }
 
-void restore_root(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log, int v);
-
-void restore_queues(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log,
-                    int v) {
-  if (!side.has_queues) return;
-  if (side.queues.created) restore_root(s, side, phase, t, log, v);
-  if (!t.error) restore_xps(side, t, log, v);
-}
-
+// The root qdisc qosrun made (htb, or mq with an HTB per TX queue) removed,
+// host groups first, and the one that was there before put back.
 void restore_root(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log, int v) {
   auto root = nl::root_qdisc(s, side.ifindex);
   if (!root) {
@@ -178,6 +171,13 @@ void restore_root(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Tear
                                ours >> 16));
   }
   side.queues.created = false;
+}
+
+void restore_queues(nl::RtnlSocket& s, state::Side& side, state::Phase phase, Teardown& t, std::ostream& log,
+                    int v) {
+  if (!side.has_queues) return;
+  if (side.queues.created) restore_root(s, side, phase, t, log, v);
+  if (!t.error) restore_xps(side, t, log, v);
 }
 
 void detach_tc(state::Side& side, const std::string& our_prog, Teardown& t, std::ostream& log, int v) {
