@@ -118,6 +118,19 @@ const QueueCounters* QdiscSnapshot::find(uint32_t minor) const {
   return nullptr;
 }
 
+namespace {
+// The kernel's counters of a qdisc or class (TCA_STATS2) into the root's or a class's figures.
+template <class Counters>
+void copy_counters(const nl::TcCounters& from, Counters& to) {
+  to.bytes = from.bytes;
+  to.packets = from.packets;
+  to.drops = from.drops;
+  to.overlimits = from.overlimits;
+  to.backlog_bytes = from.backlog_bytes;
+  to.qlen = from.qlen;
+}
+}  // namespace
+
 Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
   unsigned ifindex = if_nametoindex(ifname.c_str());
   if (ifindex == 0)
@@ -134,12 +147,7 @@ Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
     snap.root.present = true;
     snap.root.handle = q.handle;
     snap.root.kind = q.kind;
-    snap.root.bytes = q.counters.bytes;
-    snap.root.packets = q.counters.packets;
-    snap.root.drops = q.counters.drops;
-    snap.root.overlimits = q.counters.overlimits;
-    snap.root.backlog_bytes = q.counters.backlog_bytes;
-    snap.root.qlen = q.counters.qlen;
+    copy_counters(q.counters, snap.root);
   }
   auto classes = nl::list_classes(*sock, int(ifindex));
   if (!classes) return classes.error();
@@ -148,12 +156,7 @@ Result<QdiscSnapshot> read_qdisc(const std::string& ifname, uint32_t major) {
     QueueCounters q;
     q.handle = c.handle;
     q.parent = c.parent;
-    q.bytes = c.counters.bytes;
-    q.packets = c.counters.packets;
-    q.drops = c.counters.drops;
-    q.overlimits = c.counters.overlimits;
-    q.backlog_bytes = c.counters.backlog_bytes;
-    q.qlen = c.counters.qlen;
+    copy_counters(c.counters, q);
     q.rate_bps = c.rate_bps;
     q.ceil_bps = c.ceil_bps;
     q.prio = c.prio;
