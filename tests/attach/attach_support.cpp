@@ -260,6 +260,16 @@ Background start_background(const std::string& cmd, const std::string& tag) {
   return b;
 }
 
+std::string kill9_at_step(const Pair& p, const std::string& args, const std::string& step, const std::string& tag,
+                          const std::function<void()>& while_paused) {
+  Background bg = start_background(p.qosrun_cmdline(args, "QOSRUN_PAUSE_AT=" + step), tag);
+  const bool paused = bg.wait_for("paused at step", 15000);
+  if (paused && while_paused) while_paused();
+  bg.kill9();
+  bg.wait();
+  return paused ? std::string() : "qosrun " + args + " never paused at step " + step + ": " + bg.err();
+}
+
 std::string Background::out() const { return slurp(out_file); }
 std::string Background::err() const { return slurp(err_file); }
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -95,6 +96,12 @@ struct Background {
   int wait();               // exit status (-1 when killed)
 };
 Background start_background(const std::string& cmd, const std::string& tag);
+// `qosrun ARGS` of `p` started in the background with QOSRUN_PAUSE_AT=`step`
+// and killed with SIGKILL once it says it paused there (`while_paused` runs
+// first): a qosrun killed in the middle of that step. "" when it paused;
+// else why not, with what it printed.
+std::string kill9_at_step(const Pair& p, const std::string& args, const std::string& step, const std::string& tag,
+                          const std::function<void()>& while_paused = {});
 
 // A UDP socket (SOCK_DGRAM or SOCK_RAW ...) made inside network namespace `ns`; -1 on failure.
 int socket_in(const std::string& ns, int type);

@@ -419,12 +419,8 @@ TEST(AttachKill, KilledHalfwayThroughAttach) {
   const std::string before = p.snapshot();
   for (const char* step : {"htb-leaf", "xdp", "ifb-redirect"}) {
     SCOPED_TRACE(step);
-    Background bg = start_background(
-        p.qosrun_cmdline("attach " + gaming() + " " + p.if_a + " --ingress-shape", std::string("QOSRUN_PAUSE_AT=") + step),
-        std::string("k9h-") + step);
-    ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
-    bg.kill9();
-    bg.wait();
+    ASSERT_EQ(kill9_at_step(p, "attach " + gaming() + " " + p.if_a + " --ingress-shape", step, std::string("k9h-") + step),
+              "");
     Cmd d = p.qosrun("detach " + p.if_a);
     EXPECT_EQ(d.rc, 0) << d.all();
     EXPECT_EQ(p.snapshot(), before);

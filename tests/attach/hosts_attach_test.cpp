@@ -435,12 +435,7 @@ TEST(Hosts, AKilledApplyIsRecoveredByTheNextCommand) {
   }
   for (const char* step : {"hosts-change", "hosts-map", "hosts-delete"}) {
     SCOPED_TRACE(step);
-    Background bg = start_background(
-        p.qosrun_cmdline("hosts apply " + p.if_a + " " + t2, std::string("QOSRUN_PAUSE_AT=") + step),
-        std::string("kl-") + step);
-    ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
-    bg.kill9();
-    bg.wait();
+    ASSERT_EQ(kill9_at_step(p, "hosts apply " + p.if_a + " " + t2, step, std::string("kl-") + step), "");
     Cmd r = p.qosrun("hosts apply " + p.if_a + " " + t2);
     ASSERT_EQ(r.rc, 0) << r.all();
     if (std::string(step) != "hosts-delete") {
@@ -458,11 +453,7 @@ TEST(Hosts, AKilledApplyIsRecoveredByTheNextCommand) {
     EXPECT_EQ(map_entries(), 41u);
   }
   // Killed after creating, then detached: the interface is as before the attach.
-  Background bg = start_background(
-      p.qosrun_cmdline("hosts apply " + p.if_a + " " + t2, "QOSRUN_PAUSE_AT=hosts-map"), "kl-detach");
-  ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
-  bg.kill9();
-  bg.wait();
+  ASSERT_EQ(kill9_at_step(p, "hosts apply " + p.if_a + " " + t2, "hosts-map", "kl-detach"), "");
   Cmd st = p.qosrun("status " + p.if_a);
   EXPECT_EQ(st.rc, 0) << st.all();
   Cmd d = p.qosrun("detach " + p.if_a);

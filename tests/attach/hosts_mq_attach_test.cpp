@@ -307,13 +307,9 @@ TEST(HostsMq, FailedOrKilledAttachPutsXpsBack) {
   }
   for (const char* step : {"htb-leaf", "hosts", "xdp"}) {
     SCOPED_TRACE(step);
-    Background bg = start_background(p.qosrun_cmdline("attach " + obj + " " + p.if_a + " --hosts " + t,
-                                                      std::string("QOSRUN_PAUSE_AT=") + step),
-                                     std::string("qm-k9-") + step);
-    ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
-    EXPECT_EQ(xps(p).find("tx-1 1"), std::string::npos) << "XPS is off by then";
-    bg.kill9();
-    bg.wait();
+    ASSERT_EQ(kill9_at_step(p, "attach " + obj + " " + p.if_a + " --hosts " + t, step, std::string("qm-k9-") + step,
+                            [&] { EXPECT_EQ(xps(p).find("tx-1 1"), std::string::npos) << "XPS is off by then"; }),
+              "");
     Cmd d = p.qosrun("detach " + p.if_a);
     EXPECT_EQ(d.rc, 0) << d.all();
     EXPECT_EQ(xps(p), xps_before);

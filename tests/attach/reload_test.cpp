@@ -265,12 +265,7 @@ TEST(Reload, KilledAtAnyStepIsUndoneByTheNextCommand) {
   const std::string attached = trees();
   for (const char* step : {"reload-htb", "reload-tc", "reload-xdp", "reload-change"}) {
     SCOPED_TRACE(step);
-    Background bg = start_background(
-        p.qosrun_cmdline("reload " + gaming + " " + p.if_a, std::string("QOSRUN_PAUSE_AT=") + step),
-        std::string("rlk-") + step);
-    ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
-    bg.kill9();
-    bg.wait();
+    ASSERT_EQ(kill9_at_step(p, "reload " + gaming + " " + p.if_a, step, std::string("rlk-") + step), "");
     Cmd st = p.qosrun("status " + p.if_a);
     EXPECT_NE(st.out.find("was interrupted"), std::string::npos) << st.all();
     // The next reload first undoes the interrupted one, then does its own.
@@ -285,11 +280,7 @@ TEST(Reload, KilledAtAnyStepIsUndoneByTheNextCommand) {
     EXPECT_EQ(trees(), attached);
   }
   // Killed after the programs were swapped, then detached: the interface is as before the attach.
-  Background bg = start_background(
-      p.qosrun_cmdline("reload " + gaming + " " + p.if_a, "QOSRUN_PAUSE_AT=reload-change"), "rlk-detach");
-  ASSERT_TRUE(bg.wait_for("paused at step", 15000)) << bg.err();
-  bg.kill9();
-  bg.wait();
+  ASSERT_EQ(kill9_at_step(p, "reload " + gaming + " " + p.if_a, "reload-change", "rlk-detach"), "");
   Cmd d = p.qosrun("detach " + p.if_a);
   EXPECT_EQ(d.rc, 0) << d.all();
   EXPECT_EQ(p.snapshot(), before);
