@@ -99,16 +99,6 @@ void sides_of(const state::Record& r, Side (&sides)[2]) {
   }
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) return;
-    f << text;
-  }
-  (void)::rename(tmp.c_str(), path.c_str());
-}
-
 }  // namespace
 
 nlohmann::json to_json(const Snapshot& s) {
@@ -319,7 +309,7 @@ int run_adaptive(const RunOptions& o, std::ostream& err) {
     if (t >= next_write) {
       Snapshot snap = snapshot_of(ctl);
       snap.generation = generation;
-      write_atomically(file, to_json(snap).dump() + "\n");
+      (void)replace_file(file, to_json(snap).dump() + "\n");   // a snapshot for `status`: the next one tries again
       next_write = t + 0.5;
     }
     if (t >= next_check) {

@@ -7,9 +7,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
+#include <deque>
 #include <map>
-#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -64,7 +63,7 @@ class Checker {
   Checker(const TableRules& rules, std::vector<Problem>& problems) : rules_(rules), problems_(problems) {}
 
   // One host as read; `prefix_texts` as written (split already).
-  void add(HostEntry h, const std::vector<std::string>& prefix_texts) {
+  void add(HostEntry h, const std::vector<std::string_view>& prefix_texts) {
     bool ok = true;
     if (std::string p = name_problem(h.name, "host name"); !p.empty()) {
       problem(h.line, p);
@@ -92,9 +91,9 @@ class Checker {
       problem(h.line, fmt::format("host '{}' has no prefixes: give at least one address or prefix", h.name));
       ok = false;
     }
-    for (const auto& t : prefix_texts) {
-      std::string canonical;
-      auto p = parse_prefix(t, &canonical);
+    h.prefixes.reserve(prefix_texts.size());
+    for (std::string_view t : prefix_texts) {
+      auto p = parse_prefix(t);
       if (!p) {
         problem(h.line, fmt::format("host '{}': {}", h.name, p.error().message));
         ok = false;
@@ -115,6 +114,9 @@ class Checker {
       const Prefix* prefix;
     };
     std::vector<Item> items;
+    size_t n = 0;
+    for (const auto& h : hosts_) n += h.prefixes.size();
+    items.reserve(n);
     for (size_t i = 0; i < hosts_.size(); ++i)
       for (const auto& p : hosts_[i].prefixes) {
         u128 s = to_u128(p.addr);
@@ -174,28 +176,33 @@ class Checker {
   std::unordered_map<std::string, uint32_t> seen_;
 };
 
-std::vector<std::string> split_prefixes(std::string_view s) {
-  std::vector<std::string> out;
+// The prefixes of a field, separated by spaces or tabs, as views into it.
+void split_prefixes(std::string_view s, std::vector<std::string_view>& out) {
+  out.clear();
   size_t i = 0;
   while (i < s.size()) {
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
     size_t j = i;
     while (j < s.size() && s[j] != ' ' && s[j] != '\t') ++j;
-    if (j > i) out.emplace_back(s.substr(i, j - i));
+    if (j > i) out.push_back(s.substr(i, j - i));
     i = j;
   }
-  return out;
 }
 
 // One CSV line into fields; quotes around a field, "" for a quote inside.
 // False (and `why`) when a quote is left open or text follows a closing quote.
-bool split_csv(std::string_view line, std::vector<std::string>& fields, std::string* why) {
+// A field is a view into the line, or (quoted) into `unquoted`, which holds
+// the field's text with its quotes taken out.
+bool split_csv(std::string_view line, std::vector<std::string_view>& fields, std::deque<std::string>& unquoted,
+               std::string* why) {
   fields.clear();
+  unquoted.clear();
   size_t i = 0;
   for (;;) {
     while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-    std::string f;
+    std::string_view field;
     if (i < line.size() && line[i] == '"') {
+      std::string& f = unquoted.emplace_back();
       ++i;
       bool closed = false;
       while (i < line.size()) {
@@ -220,17 +227,18 @@ bool split_csv(std::string_view line, std::vector<std::string>& fields, std::str
         *why = "text after a closing quote: put the whole field inside the quotes";
         return false;
       }
+      field = f;
     } else {
       size_t j = line.find(',', i);
       if (j == std::string_view::npos) j = line.size();
-      f = trim(line.substr(i, j - i));
-      if (f.find('"') != std::string::npos) {
+      field = trim(line.substr(i, j - i));
+      if (field.find('"') != std::string_view::npos) {
         *why = "a quote inside an unquoted field: quote the whole field and double the quote (\"\")";
         return false;
       }
       i = j;
     }
-    fields.push_back(std::move(f));
+    fields.push_back(field);
     if (i >= line.size()) return true;
     ++i;   // the comma
   }
@@ -240,7 +248,8 @@ void parse_csv(std::string_view text, Checker& check) {
   check.reserve(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
   uint32_t lineno = 0;
   bool header_seen = false;
-  std::vector<std::string> fields;
+  std::vector<std::string_view> fields, prefixes;
+  std::deque<std::string> unquoted;
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t nl = text.find('\n', pos);
@@ -259,7 +268,7 @@ void parse_csv(std::string_view text, Checker& check) {
       continue;
     }
     std::string why;
-    if (!split_csv(line, fields, &why)) {
+    if (!split_csv(line, fields, unquoted, &why)) {
       check.problem(lineno, "malformed line: " + why);
       header_seen = true;
       if (nl == text.size()) break;
@@ -268,8 +277,8 @@ void parse_csv(std::string_view text, Checker& check) {
     if (!header_seen) {
       header_seen = true;
       std::string h;
-      for (const auto& f : fields) {
-        std::string l = f;
+      for (std::string_view f : fields) {
+        std::string l(f);
         std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
         h += (h.empty() ? "" : ",") + l;
       }
@@ -292,7 +301,8 @@ void parse_csv(std::string_view text, Checker& check) {
     h.name = fields[0];
     h.plan = fields[1];
     h.line = lineno;
-    check.add(std::move(h), split_prefixes(fields[2]));
+    split_prefixes(fields[2], prefixes);
+    check.add(std::move(h), prefixes);
     if (nl == text.size()) break;
   }
 }
@@ -387,13 +397,14 @@ void parse_json(std::string_view text, Checker& check) {
     h.name = str("host");
     h.plan = str("plan");
     h.line = line;
-    std::vector<std::string> prefixes;
+    std::vector<std::string> texts;   // the prefixes' own strings; `prefixes` views into them
+    std::vector<std::string_view> prefixes;
     auto pj = e.find("prefixes");
     if (pj == e.end()) {
       check.problem(line, fmt::format("entry {}: \"prefixes\" is missing: add a list of addresses or prefixes", i + 1));
       ok = false;
     } else if (pj->is_string()) {
-      prefixes = split_prefixes(pj->get<std::string>());
+      split_prefixes(pj->get_ref<const std::string&>(), prefixes);
     } else if (pj->is_array()) {
       for (const auto& p : *pj) {
         if (!p.is_string()) {
@@ -401,8 +412,9 @@ void parse_json(std::string_view text, Checker& check) {
           ok = false;
           continue;
         }
-        prefixes.push_back(p.get<std::string>());
+        texts.push_back(p.get<std::string>());
       }
+      prefixes.assign(texts.begin(), texts.end());
     } else {
       check.problem(line, fmt::format("entry {}: \"prefixes\" must be a list of strings", i + 1));
       ok = false;
@@ -516,14 +528,11 @@ Result<HostTable> parse_host_table(std::string_view text, const std::string& sou
 }
 
 Result<HostTable> read_host_table(const std::string& path, const TableRules& rules) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error(errno, fmt::format("cannot read the host table {}", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  auto text = read_file_text(path);
+  if (!text) return errno_error(text.error().code, fmt::format("cannot read the host table {}", path));
   TableFormat f = ends_with(path, ".json") ? TableFormat::Json : ends_with(path, ".csv") ? TableFormat::Csv
                                                                                          : TableFormat::Auto;
-  return parse_host_table(text, path, rules, f);
+  return parse_host_table(*text, path, rules, f);
 }
 
 }  // namespace qosrun::hosts

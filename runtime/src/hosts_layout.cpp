@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <arpa/inet.h>
 #include <tuple>
@@ -50,10 +49,16 @@ std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
     fmt::format_to(out, FMT_COMPILE("host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t"), h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
                    h.name, h.plan);
     for (size_t i = 0; i < h.prefixes.size(); ++i) {
-      // As Prefix::text(), straight into the buffer (10,000 hosts: no string each).
+      // As Prefix::text(), straight into the buffer (10,000 hosts: no string
+      // each, and IPv4 without inet_ntop, which costs more than the rest of the line).
       const Prefix& pr = h.prefixes[i];
+      if (pr.v4) {
+        const uint8_t* a = pr.addr.data() + 12;
+        fmt::format_to(out, FMT_COMPILE("{}{}.{}.{}.{}/{}"), i ? " " : "", a[0], a[1], a[2], a[3], pr.family_len());
+        continue;
+      }
       char a[INET6_ADDRSTRLEN] = {};
-      inet_ntop(pr.v4 ? AF_INET : AF_INET6, pr.addr.data() + (pr.v4 ? 12 : 0), a, sizeof a);
+      inet_ntop(AF_INET6, pr.addr.data(), a, sizeof a);
       fmt::format_to(out, FMT_COMPILE("{}{}/{}"), i ? " " : "", a, pr.family_len());
     }
     b.push_back('\t');
@@ -140,7 +145,7 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
           for (auto t : words) {
             split(t, ':', c);
             if (c.size() != 2) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
-            h.leaves.emplace_hint(h.leaves.end(), static_cast<uint32_t>(num(c[0])), static_cast<uint32_t>(num(c[1]) << 16));
+            h.leaves.set(static_cast<uint32_t>(num(c[0])), static_cast<uint32_t>(num(c[1]) << 16));
           }
         }
         p.hosts.push_back(std::move(h));
@@ -163,18 +168,18 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
 }
 
 Result<Placement> read_placement(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return Placement{};
-    return errno_error(errno, fmt::format("cannot read {}", path));
+  auto text = read_file_text(path);
+  if (!text) {
+    if (text.error().code == ENOENT) return Placement{};
+    return text.error();
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto p = placement_from_text(ss.str(), path);
+  auto p = placement_from_text(*text, path);
   if (!p) return p;
   // A journal of this very placement: an apply was killed while creating.
-  std::ifstream j(journal_file(path));
-  std::string tag, line;
+  auto journal = read_file_text(journal_file(path));
+  if (!journal) return p;
+  std::istringstream j(*journal);
+  std::string tag;
   uint64_t gen = 0;
   if (j >> tag >> gen && tag == "generation" && gen == p->generation) {
     uint32_t c;
@@ -186,31 +191,14 @@ Result<Placement> read_placement(const std::string& path) {
 std::string journal_file(const std::string& placement_path) { return placement_path + ".journal"; }
 
 Status write_journal(const std::string& placement_path, const Placement& p, const std::vector<uint32_t>& creating) {
-  const std::string path = journal_file(placement_path), tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return errno_error(errno, fmt::format("cannot write {}", tmp));
-    out << "generation " << p.generation << "\n";
-    for (uint32_t c : creating) out << c << "\n";
-    out.flush();
-    if (!out) return errno_error(errno ? errno : EIO, fmt::format("cannot write {}", tmp));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(errno, fmt::format("cannot replace {}", path));
-  return {};
+  std::string text = fmt::format("generation {}\n", p.generation);
+  for (uint32_t c : creating) fmt::format_to(std::back_inserter(text), "{}\n", c);
+  return replace_file(journal_file(placement_path), text);
 }
 
 Status write_placement(const std::string& path, const Placement& p, const std::vector<uint32_t>* pending) {
   if (Status f = state::fail_point("hosts-state"); !f) return f;
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return errno_error(errno, fmt::format("cannot write {}", tmp));
-    out << to_text(p, pending);
-    out.flush();
-    if (!out) return errno_error(errno ? errno : EIO, fmt::format("cannot write {}", tmp));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(errno, fmt::format("cannot replace {}", path));
-  return {};
+  return replace_file(path, to_text(p, pending));
 }
 
 std::string placement_file(const std::string& ifname) { return state::paths_for(ifname).hosts_file; }
@@ -528,32 +516,59 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   order.reserve(table.hosts.size());
   next.hosts.reserve(table.hosts.size());
   for (const auto& h : table.hosts) order.push_back(&h);
-  std::sort(order.begin(), order.end(), [](const HostEntry* a, const HostEntry* b) { return a->name < b->name; });
+  // Stable (a merge sort): names like sub0 .. sub9999 in numeric order drive
+  // std::sort's introsort into its slow heapsort fallback.
+  std::stable_sort(order.begin(), order.end(), [](const HostEntry* a, const HostEntry* b) { return a->name < b->name; });
+  // Each host's old self, found by walking both name-sorted lists together.
+  std::vector<const PlacedHost*> was_of(order.size(), nullptr);
+  for (size_t i = 0, j = 0; i < order.size() && j < old.hosts.size();) {
+    const int c = order[i]->name.compare(old.hosts[j].name);
+    if (c == 0) was_of[i++] = &old.hosts[j++];
+    else if (c < 0) ++i;
+    else ++j;
+  }
+  // The plans' rates and class ids, looked up once per plan, not per host.
+  struct PlanInfo {
+    uint64_t rate = 0;
+    const std::vector<uint32_t>* class_ids = nullptr;
+  };
+  std::map<std::string, PlanInfo, std::less<>> plan_info;
+  for (const auto& [name, rate] : rates) plan_info[name] = {rate, &ids_of(name)};
+  std::vector<const PlanInfo*> plan_of(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    auto it = plan_info.find(order[i]->plan);
+    if (it == plan_info.end()) return Error{fmt::format("host '{}': unknown plan '{}'", order[i]->name, order[i]->plan)};
+    plan_of[i] = &it->second;
+  }
 
   std::map<uint32_t, Group> groups;   // of the new placement, by index
   QueueLoad load(shape.tx_queues);
   for (const auto& g : old.groups) load.add_group(g.queue);
-  for (const auto& e : table.hosts)
-    if (const PlacedHost* was = old.host(e.name))
-      if (const Group* g = old.group(was->group)) load.add(g->queue, rates.at(e.plan));
+  for (size_t i = 0; i < order.size(); ++i)
+    if (const PlacedHost* was = was_of[i])
+      if (const Group* g = old.group(was->group)) load.add(g->queue, plan_of[i]->rate);
   std::map<uint32_t, uint32_t> counts;
   for (const auto& [idx, occ] : occupied) counts[idx] = static_cast<uint32_t>(std::count(occ.begin(), occ.end(), true));
-  for (const HostEntry* e : order) {
+  for (size_t i = 0; i < order.size(); ++i) {
+    const HostEntry* e = order[i];
+    const std::vector<uint32_t>& class_ids = *plan_of[i]->class_ids;
     PlacedHost h;
     h.name = e->name;
     h.plan = e->plan;
     h.prefixes = e->prefixes;
     std::sort(h.prefixes.begin(), h.prefixes.end());
-    h.rate_bps = rates.at(e->plan);
-    if (const PlacedHost* was = old.host(e->name)) {
+    h.rate_bps = plan_of[i]->rate;
+    h.leaves.reserve(class_ids.size());
+    if (const PlacedHost* was = was_of[i]) {
       h.group = was->group;
       h.slot = was->slot;
       h.host_id = was->host_id;
-      for (uint32_t cls : ids_of(h.plan)) {
+      for (uint32_t cls : class_ids) {
         auto it = was->leaves.find(cls);
-        if (it != was->leaves.end()) h.leaves[cls] = it->second;
+        if (it != was->leaves.end()) h.leaves.set(cls, it->second);
       }
-      if (const Group* g = old.group(h.group)) groups.emplace(h.group, *g);
+      if (!groups.count(h.group))
+        if (const Group* g = old.group(h.group)) groups.emplace(h.group, *g);
     } else {
       h.host_id = next.next_host_id++;
       // The first group with a free slot that no host of the old placement holds.
@@ -597,22 +612,28 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
       }
       if (auto it = groups.find(h.group); it != groups.end()) load.add(it->second.queue, h.rate_bps);
     }
-    for (uint32_t cls : ids_of(h.plan)) {
+    for (uint32_t cls : class_ids) {
       if (h.leaves.count(cls)) continue;
       auto handle = handles.next();
       if (!handle) return handle.error();
-      h.leaves[cls] = *handle;
+      h.leaves.set(cls, *handle);
     }
     next.hosts.push_back(std::move(h));
   }
   // Group rates: their hosts' assured rates; fingerprints of every host.
   for (auto& [idx, g] : groups) g.rate_bps = 0;
   ClassCache cache;
-  for (auto& h : next.hosts) {
+  std::map<const PlanInfo*, uint64_t> fingerprints;   // a plan's hosts share one rate, so one fingerprint
+  for (size_t i = 0; i < next.hosts.size(); ++i) {
+    PlacedHost& h = next.hosts[i];
     groups.at(h.group).rate_bps += h.rate_bps;
-    auto c = cache.get(shape, h.plan, h.rate_bps);
-    if (!c) return Error{fmt::format("host '{}': {}", h.name, c.error().message)};
-    h.fingerprint = (*c)->fingerprint;
+    auto f = fingerprints.find(plan_of[i]);
+    if (f == fingerprints.end()) {
+      auto c = cache.get(shape, h.plan, h.rate_bps);
+      if (!c) return Error{fmt::format("host '{}': {}", h.name, c.error().message)};
+      f = fingerprints.emplace(plan_of[i], (*c)->fingerprint).first;
+    }
+    h.fingerprint = f->second;
   }
   for (auto& [idx, g] : groups) next.groups.push_back(g);
   return next;

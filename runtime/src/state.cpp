@@ -597,17 +597,7 @@ Status write(const Record& r) {
   if (Status f = fail_point("state"); !f) return f;
   Paths p = paths_for(r.ifname);
   if (Status st = mkdirs(p.state_dir, 0755); !st) return st;
-  std::string tmp = p.state_file + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return errno_error(errno, fmt::format("cannot write {}", tmp));
-    out << to_json(r).dump(2) << "\n";
-    out.flush();
-    if (!out) return errno_error(errno ? errno : EIO, fmt::format("cannot write {}", tmp));
-  }
-  if (::rename(tmp.c_str(), p.state_file.c_str()) != 0)
-    return errno_error(errno, fmt::format("cannot replace {}", p.state_file));
-  return {};
+  return replace_file(p.state_file, to_json(r).dump(2) + "\n");
 }
 
 namespace {

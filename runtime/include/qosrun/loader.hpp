@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -110,6 +111,13 @@ class Fd {
  private:
   int fd_ = -1;
 };
+
+// ---- whole files -------------------------------------------------------------
+
+// The whole of `path` (an error carries errno as its code: ENOENT when absent).
+Result<std::string> read_file_text(const std::string& path);
+// `path` holds `text`, whole or not at all: written to PATH.tmp, renamed over it.
+Status replace_file(const std::string& path, std::string_view text);
 
 // ---- libbpf chatter ---------------------------------------------------------
 
