@@ -3,7 +3,7 @@
 # HTB per TX queue (issue 11, "every core"; docs/hosts.md). Not part of the
 # test suite; needs root; about 2 minutes.
 #
-#   bench/mq/run.sh [--runs N] [--secs S] [--per-cpu] [--direct] [--build DIR] [--out DIR]
+#   bench/mq/run.sh [--runs N] [--secs S] [--per-cpu] [--direct] [--cpumap] [--build DIR] [--out DIR]
 #
 # Three namespaces, every veth with 2 TX and 2 RX queues:
 #   qm-snd [qm-s0] -- [qm-r0] qm-rtr [qm-r1] -- [qm-k0] qm-sink
@@ -20,6 +20,14 @@
 #   htb1    attach --hosts --tx-queues 1: one HTB, one lock for both CPUs
 #   mq2     attach --hosts (auto: 2 TX queues): mq + one HTB per queue; h000's
 #           group is on queue 1, h064's on queue 0: two locks, two qdisc runs
+#   (--cpumap adds:)
+#   mq2steer mq2 attached with --steer-from qm-r0: qosc's steering program on
+#           the router's ingress sends each host's packet through a cpumap to
+#           the CPU of its queue, so a host's packets take one CPU's way through
+#           forwarding, TC and their queue's HTB, wherever they came in
+#   htb1cpu htb1, and on qm-r0 the bench's own cpumap program (xdp_cpumap.bpf.c:
+#           the same split of the hosts over the 2 CPUs, which qosrun does not
+#           offer with one HTB): what a cpumap gives without a queue per CPU
 # Measured: packets per second qm-r1 sent (its tx_packets), and what trafgen
 # offered (qm-s0's tx_packets). Writes OUT/runs.csv and OUT/summary.txt.
 #
@@ -41,12 +49,14 @@ runs=3
 secs=6
 direct=0
 per_cpu=0
+cpumap=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
     --direct) direct=1; shift ;;
     --per-cpu) per_cpu=1; shift ;;
+    --cpumap) cpumap=1; shift ;;
     --build) build=$(realpath "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -54,7 +64,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (network namespaces, XDP)" >&2; exit 1; }
-for t in trafgen tc clang-19 nsenter; do
+for t in trafgen tc clang-19 nsenter bpftool; do
   command -v "$t" >/dev/null || { echo "run.sh: $t is missing: scripts/setup.sh installs it" >&2; exit 1; }
 done
 qosc=$build/bin/qosc
@@ -63,12 +73,14 @@ qosrun=$build/bin/qosrun
 
 mkdir -p "$out/raw"
 work=$(mktemp -d /tmp/qm-bench.XXXXXX)
+cpumap_pin=/sys/fs/bpf/qm-bench-cpumap
 holding=0
 down() { local ns; for ns in qm-snd qm-rtr qm-sink; do ip netns del "$ns" 2>/dev/null || true; done; }
 cleanup() {
   set +e
   nsenter --net=/run/netns/qm-rtr "$qosrun" detach qm-r1 >/dev/null 2>&1
   down
+  rm -rf "$cpumap_pin" "$cpumap_pin-maps"
   [ "$holding" = 1 ] && rm -f /tmp/qosc-measuring
   rm -rf "$work"
 }
@@ -76,6 +88,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 clang-19 -target bpf -O2 -g -I/usr/include/x86_64-linux-gnu -c "$here/xdp_drop.bpf.c" -o "$work/drop.o"
+clang-19 -target bpf -O2 -g -I/usr/include/x86_64-linux-gnu -c "$here/xdp_cpumap.bpf.c" -o "$work/cpumap.o"
 cat >"$work/mq.qos" <<'QOS'
 policy mqbench {
     link 10gbit;
@@ -152,16 +165,30 @@ fi
 cp "$work/flows.cfg" "$out/raw/"
 
 stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
+# The cpumap program on qm-r0, its map holding CPUs 0 and 1 (queue size 2048).
+cpumap_on() {
+  rm -rf "$cpumap_pin" "$cpumap_pin-maps"
+  bpftool prog load "$work/cpumap.o" "$cpumap_pin" type xdp pinmaps "$cpumap_pin-maps"
+  local c; for c in 0 1; do bpftool map update pinned "$cpumap_pin-maps/cpus" key $c 0 0 0 value 0 8 0 0 0 0 0 0; done
+  nsenter --net=/run/netns/qm-rtr ip link set dev qm-r0 xdpdrv pinned "$cpumap_pin"
+}
+cpumap_off() {
+  nsenter --net=/run/netns/qm-rtr ip link set dev qm-r0 xdpdrv off 2>/dev/null || true
+  rm -rf "$cpumap_pin" "$cpumap_pin-maps"
+}
 setup() {
   case "$1" in
     none) ;;
-    htb1) nsenter --net=/run/netns/qm-rtr "$qosrun" attach "$work/mq.bpf.o" qm-r1 --hosts "$work/hosts.csv" --tx-queues 1 >>"$out/raw/attach.log" 2>&1 ;;
+    htb1|htb1cpu) nsenter --net=/run/netns/qm-rtr "$qosrun" attach "$work/mq.bpf.o" qm-r1 --hosts "$work/hosts.csv" --tx-queues 1 >>"$out/raw/attach.log" 2>&1 ;;
     mq2) nsenter --net=/run/netns/qm-rtr "$qosrun" attach "$work/mq.bpf.o" qm-r1 --hosts "$work/hosts.csv" >>"$out/raw/attach.log" 2>&1 ;;
+    mq2steer) nsenter --net=/run/netns/qm-rtr "$qosrun" attach "$work/mq.bpf.o" qm-r1 --hosts "$work/hosts.csv" --steer-from qm-r0 >>"$out/raw/attach.log" 2>&1 ;;
   esac
+  if [ "$1" = htb1cpu ]; then cpumap_on; fi
   { echo "== $1"; tc -n qm-rtr qdisc show dev qm-r1 | grep -v "qdisc bfifo"; } >>"$out/raw/trees.txt"
 }
 teardown() {
   nsenter --net=/run/netns/qm-rtr "$qosrun" detach qm-r1 >/dev/null 2>&1 || true
+  cpumap_off
 }
 measure() {  # REP CONFIG -> a CSV line
   setup "$2"
@@ -192,7 +219,7 @@ while [ -e /tmp/qosc-measuring ] && [ $i -lt 30 ]; do sleep 20; i=$((i + 1)); do
 echo "bench/mq $(date -u +%FT%TZ)" >/tmp/qosc-measuring; holding=1
 for _ in $(seq 1 30); do pgrep -x cc1plus >/dev/null || pgrep -x clang-19 >/dev/null || break; sleep 2; done
 for rep in $(seq 1 "$runs"); do
-  for cfg in none htb1 mq2; do measure "$rep" "$cfg" | tee -a "$csv"; done
+  for cfg in none htb1 mq2 $([ "$cpumap" = 1 ] && echo htb1cpu mq2steer); do measure "$rep" "$cfg" | tee -a "$csv"; done
 done
 rm -f /tmp/qosc-measuring; holding=0
 python3 "$here/summarize.py" "$csv" "$out/raw/host.txt" >"$out/summary.txt"

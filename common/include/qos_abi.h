@@ -263,6 +263,13 @@ struct qos_iso_counters {
 #define QOS_HOSTS_EXACT_MAP "qos_hosts_exact"
 #define QOS_HOST_PREFIXES 65536
 #define QOS_HOST_ANY_QUEUE 0xffffu
+/* Steering (attach --steer-from; additive): the policy's XDP program
+ * "qos_steer" (manifest hosts.steer_prog) looks a packet's host up in the same
+ * two maps and redirects it into "qos_steer_cpus", a BPF_MAP_TYPE_CPUMAP with
+ * one entry per possible CPU (max_entries set by qosrun at load), to CPU
+ * queue - 1 of the host's value; an absent entry, or no listed host, passes
+ * on the receiving CPU. qosrun fills the entries of CPUs 0 .. TX queues - 1. */
+#define QOS_STEER_CPUS_MAP "qos_steer_cpus"
 struct qos_host_key {
 	__u32 prefixlen;      /* 96 + len for IPv4 */
 	__u8 addr[16];        /* network order; IPv4 as ::ffff:a.b.c.d */

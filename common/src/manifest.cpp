@@ -77,7 +77,10 @@ nlohmann::json to_json(const Manifest& m) {
                        {"burst_bytes", p.burst_bytes}, {"classes", p.classes}});
     j["plans"] = std::move(plans);
   }
-  if (m.hosts) j["hosts"] = {{"by", m.hosts->by}, {"nat", m.hosts->nat}, {"map", m.hosts->map}};
+  if (m.hosts) {
+    j["hosts"] = {{"by", m.hosts->by}, {"nat", m.hosts->nat}, {"map", m.hosts->map}};
+    if (!m.hosts->steer_prog.empty()) j["hosts"]["steer_prog"] = m.hosts->steer_prog;
+  }
   return j;
 }
 
@@ -217,6 +220,7 @@ Manifest manifest_from_json(const nlohmann::json& j) {
     get(*hj, "by", h.by, true);
     get(*hj, "nat", h.nat, false);
     get(*hj, "map", h.map, false);
+    get(*hj, "steer_prog", h.steer_prog, false);
     if (h.by != "saddr" && h.by != "daddr")
       throw std::runtime_error(fmt::format("manifest: hosts by '{}', which this qosrun does not know; use a qosrun "
                                            "as new as the qosc that compiled it",

@@ -9,7 +9,9 @@
 #include <net/if.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <optional>
 #include <ostream>
 
@@ -163,33 +165,80 @@ Status attach_tc(Ctx& c, state::Side& side, int prog_fd) {
   return {};
 }
 
-Status attach_xdp(Ctx& c, int prog_fd, XdpMode mode, std::vector<std::string>& notes) {
-  if (Status f = state::fail_point("xdp"); !f) return f;
-  state::Record& r = c.rec;
-  r.xdp.prog_id = prog_id_of(prog_fd);
-  r.xdp.mode = mode == XdpMode::Skb ? state::XdpAttachMode::Skb : state::XdpAttachMode::Native;
-  r.xdp.attached = true;
+// Attaches `prog_fd` to the XDP hook of `ifindex`, recording it in `x` (and
+// the record saved) before the kernel has it, so that a kill in between is
+// cleaned up by the next command.
+Status attach_xdp_to(Ctx& c, int ifindex, const std::string& ifname, state::XdpAttachment& x, int prog_fd, XdpMode mode,
+                     std::vector<std::string>& notes) {
+  x.prog_id = prog_id_of(prog_fd);
+  x.mode = mode == XdpMode::Skb ? state::XdpAttachMode::Skb : state::XdpAttachMode::Native;
+  x.attached = true;
   if (Status st = c.save(); !st) return st;
-  int err = bpf_xdp_attach(r.ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | xdp_mode_flag(r.xdp.mode), nullptr);
+  int err = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | xdp_mode_flag(x.mode), nullptr);
   if (err == -EOPNOTSUPP && mode == XdpMode::Auto) {
     notes.push_back(fmt::format("the driver of {} has no native XDP: the XDP program runs in skb (generic) mode",
-                                r.ifname));
-    r.xdp.mode = state::XdpAttachMode::Skb;
+                                ifname));
+    x.mode = state::XdpAttachMode::Skb;
     if (Status st = c.save(); !st) return st;
-    err = bpf_xdp_attach(r.ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE, nullptr);
+    err = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE, nullptr);
   }
   if (err) {
-    r.xdp.attached = false;
-    Error e = errno_error(err, fmt::format("cannot attach the XDP program to {} ({} mode)", r.ifname, to_string(r.xdp.mode)));
-    if (err == -EOPNOTSUPP && r.xdp.mode == state::XdpAttachMode::Native)
-      e.message = fmt::format("native XDP is not supported by the driver of {}: use --mode skb", r.ifname);
+    x.attached = false;
+    Error e = errno_error(err, fmt::format("cannot attach the XDP program to {} ({} mode)", ifname, to_string(x.mode)));
+    if (err == -EOPNOTSUPP && x.mode == state::XdpAttachMode::Native)
+      e.message = fmt::format("native XDP is not supported by the driver of {}: use --mode skb", ifname);
     else if (err == -EBUSY || err == -EEXIST)
-      e.message += fmt::format("\n  {} already has an XDP program: remove it (ip link set dev {} xdp off)", r.ifname,
-                               r.ifname);
+      e.message += fmt::format("\n  {} already has an XDP program: remove it (ip link set dev {} xdp off)", ifname,
+                               ifname);
     return e;
   }
-  say(c.log, c.v, 1, fmt::format("{}: XDP program attached ({} mode, id {})", r.ifname, to_string(r.xdp.mode), r.xdp.prog_id));
+  say(c.log, c.v, 1, fmt::format("{}: XDP program attached ({} mode, id {})", ifname, to_string(x.mode), x.prog_id));
   return {};
+}
+
+Status attach_xdp(Ctx& c, int prog_fd, XdpMode mode, std::vector<std::string>& notes) {
+  if (Status f = state::fail_point("xdp"); !f) return f;
+  return attach_xdp_to(c, c.rec.ifindex, c.rec.ifname, c.rec.xdp, prog_fd, mode, notes);
+}
+
+// Frames a steering CPU's queue holds (struct bpf_cpumap_val.qsize): the size
+// the kernel's own samples use; a burst beyond it is dropped, as a NIC's ring would.
+constexpr uint32_t kSteerQueueFrames = 2048;
+
+// --steer-from: the cpumap gets CPUs 0 .. TX queues - 1 (queue q is CPU q's),
+// then each interface the steering program. Queues beyond the CPUs there are
+// stay unsteered (their hosts' packets pass on the CPU they came in on).
+Status attach_steering(Ctx& c, const LoadedPolicy& policy, const std::vector<int>& ifindexes,
+                       const std::vector<std::string>& ifnames, XdpMode mode, std::vector<std::string>& notes) {
+  if (ifindexes.empty()) return {};
+  int cpus = bpf_object__find_map_fd_by_name(policy.object(), QOS_STEER_CPUS_MAP);
+  if (cpus < 0) return Error{fmt::format("the object has no map {}: recompile it with this qosc", QOS_STEER_CPUS_MAP)};
+  const uint32_t queues = c.rec.main.queues.tx ? c.rec.main.queues.tx->queues : 1;
+  const int possible = libbpf_num_possible_cpus();
+  uint32_t steered = 0;
+  for (uint32_t cpu = 0; cpu < queues && static_cast<int>(cpu) < possible; ++cpu) {
+    bpf_cpumap_val val{};
+    val.qsize = kSteerQueueFrames;
+    if (bpf_map_update_elem(cpus, &cpu, &val, BPF_ANY) != 0) {
+      notes.push_back(fmt::format("steering: CPU {} takes no packets ({}): queue {}'s hosts are not steered", cpu,
+                                  std::strerror(errno), cpu));
+      continue;
+    }
+    ++steered;
+  }
+  if (steered < queues)
+    notes.push_back(fmt::format("steering: {} of {} TX queues have a CPU of their number; the hosts of the others "
+                                "are shaped on the CPU their packets come in on",
+                                steered, queues));
+  for (size_t i = 0; i < ifindexes.size(); ++i) {
+    c.rec.steering.push_back({ifnames[i], ifindexes[i], {}});
+    if (Status st = attach_xdp_to(c, ifindexes[i], ifnames[i], c.rec.steering.back().xdp, policy.prog_fd(Hook::Steer),
+                                  mode, notes);
+        !st)
+      return st;
+  }
+  // (After the programs: a failure or kill here leaves them for the undo to take away.)
+  return state::fail_point("steer");
 }
 
 std::string ifb_name_for(int ifindex) {
@@ -302,6 +351,46 @@ Result<std::vector<std::string>> adaptive_reflectors(const qosc::Manifest& m, co
   return std::vector<std::string>{gw};
 }
 
+// --steer-from checked before anything changes: the policy can steer (hosts
+// without `nat`, an object with the program), its hosts are spread over TX
+// queues, and each interface exists, is another one and has no XDP program.
+Result<std::vector<int>> steering_interfaces(const qosc::Manifest& m, const AttachOptions& o,
+                                             const state::Record& rec) {
+  std::vector<int> out;
+  if (o.steer_from.empty()) return out;
+  if (!m.hosts)
+    return Error{fmt::format("--steer-from: policy '{}' has no hosts to steer: steering sends each listed host's "
+                             "packets to the CPU of its TX queue (docs/hosts.md \"Steering\")",
+                             m.policy)};
+  if (m.hosts->nat)
+    return Error{fmt::format("--steer-from: policy '{}' finds hosts before NAT (`hosts {} nat`), which only "
+                             "conntrack knows and XDP cannot see: leave out --steer-from",
+                             m.policy, m.hosts->by)};
+  if (m.hosts->steer_prog.empty())
+    return Error{fmt::format("--steer-from: {} has no steering program: recompile it with this qosc", o.object)};
+  if (!rec.main.queues.tx || rec.main.queues.tx->queues < 2)
+    return Error{fmt::format("--steer-from: {} shapes its hosts with one HTB (one TX queue{}): steering spreads "
+                             "hosts over the CPUs of several TX queues",
+                             o.ifname, o.tx_queues == 1 ? ", --tx-queues 1" : "")};
+  for (const std::string& name : o.steer_from) {
+    if (name == o.ifname)
+      return Error{fmt::format("--steer-from {}: that is the shaped interface itself; name the interfaces where "
+                               "the hosts' packets come in",
+                               name)};
+    if (std::count(o.steer_from.begin(), o.steer_from.end(), name) > 1)
+      return Error{fmt::format("--steer-from {} is given twice", name)};
+    auto idx = ifindex_of(name);
+    if (!idx) return Error{"--steer-from: " + idx.error().message};
+    LIBBPF_OPTS(bpf_xdp_query_opts, q);
+    if (bpf_xdp_query(*idx, 0, &q) == 0 && q.prog_id != 0)
+      return Error{fmt::format("--steer-from {}: it already has an XDP program (id {}, {}); steering needs its XDP "
+                               "hook: remove that program (ip link set dev {} xdp off), or steer from elsewhere",
+                               name, q.prog_id, prog_name_of_id(q.prog_id), name)};
+    out.push_back(*idx);
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---- attach ------------------------------------------------------------------------------------------
@@ -314,6 +403,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   LoadOptions lo;
   lo.verbosity = v;
   lo.xdp_meta = o.xdp_meta;
+  lo.load_steer = !o.steer_from.empty();
   auto policy = LoadedPolicy::open_file(o.object, lo);
   if (!policy) return policy.error();
   const qosc::Manifest& m = policy->manifest();
@@ -369,6 +459,9 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
       policy->set_unlisted_queue(txq::queue_mapping(0));   // the policy's own leaves are on queue 0
     }
   }
+
+  auto steer_ifindexes = steering_interfaces(m, o, rec);
+  if (!steer_ifindexes) return steer_ifindexes.error();
 
   if (Status st = require_admin("qosrun attach"); !st) return st.error();
   auto lock = state::Lock::acquire(o.ifname);
@@ -451,6 +544,8 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   if (Status st = attach_xdp(c, policy->prog_fd(Hook::Xdp), o.mode, notes); !st) return fail(st.error());
   if (rec.ingress)
     if (Status st = attach_ingress(c, policy->prog_fd(Hook::Tc), o.force); !st) return fail(st.error());
+  if (Status st = attach_steering(c, *policy, *steer_ifindexes, o.steer_from, o.mode, notes); !st)
+    return fail(st.error());
 
   if (!reflectors->empty()) {
     // The foreground form runs the controller itself (run_foreground).

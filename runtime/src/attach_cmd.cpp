@@ -57,6 +57,8 @@ std::string summary(const state::Record& r) {
   } else
     s += ", no queues (--queues none)";
   if (r.ingress) s += fmt::format(", downloads shaped on {}", r.ingress->ifb_name);
+  for (const auto& st : r.steering)
+    s += fmt::format(", steering from {} (XDP {}, id {})", st.ifname, to_string(st.xdp.mode), st.xdp.prog_id);
   return s;
 }
 
@@ -84,6 +86,12 @@ nlohmann::json status_json(const StatusReport& s) {
   j["queues_ok"] = s.queues_ok;
   j["tx_queues"] = r.main.has_queues && r.main.queues.tx ? txq::to_json(*r.main.queues.tx) : nlohmann::json(nullptr);
   j["ingress"] = r.ingress ? nlohmann::json{{"ifb", r.ingress->ifb_name}, {"ok", s.ingress_ok}} : nlohmann::json(nullptr);
+  j["steering"] = nlohmann::json::array();
+  for (size_t i = 0; i < r.steering.size(); ++i)
+    j["steering"].push_back({{"interface", r.steering[i].ifname},
+                             {"mode", to_string(r.steering[i].xdp.mode)},
+                             {"prog_id", r.steering[i].xdp.prog_id},
+                             {"ok", i < s.steering_ok.size() && s.steering_ok[i]}});
   j["pin_dir"] = r.pin_dir;
   j["state_file"] = state::state_file(r.ifname);
   if (r.adaptive) {
@@ -115,6 +123,10 @@ std::string status_text(const StatusReport& s, int verbosity) {
                      qosc::units::format_rate(r.manifest.link_bps), r.manifest.classes.size());
   out += fmt::format("  xdp     {:<7} prog id {:<6} {}\n", to_string(r.xdp.mode), r.xdp.prog_id, ok(s.xdp_ok));
   out += fmt::format("  tc      egress  prog id {:<6} {}\n", r.main.tc.prog_id, ok(s.tc_ok));
+  for (size_t i = 0; i < r.steering.size(); ++i)
+    out += fmt::format("  steer   {:<7} prog id {:<6} {}  (XDP on {}: hosts' packets to their queue's CPU)\n",
+                       to_string(r.steering[i].xdp.mode), r.steering[i].xdp.prog_id,
+                       ok(i < s.steering_ok.size() && s.steering_ok[i]), r.steering[i].ifname);
   if (r.main.has_queues) {
     out += fmt::format("  queues  htb {:x}: {} leaves {}\n", r.main.queues.plan.major, r.main.queues.plan.leaves.size(),
                        ok(s.queues_ok));
@@ -294,6 +306,11 @@ void add_attach_options(CLI::App* app, AttachArgs& a, bool positionals_required)
   app->add_option("--hosts", a.o.hosts_table,
                   "a host table (CSV host,plan,prefixes or JSON) for a policy with `hosts`: each host gets its plan's "
                   "subtree (docs/hosts.md); `qosrun hosts apply` changes it later");
+  app->add_option("--steer-from", a.o.steer_from,
+                  "with hosts on several TX queues: an interface where the hosts' packets come in (repeatable); its "
+                  "XDP program sends each listed host's packet to the CPU of its TX queue, so each queue's HTB is "
+                  "run by one CPU (docs/hosts.md, \"Steering\")")
+      ->allow_extra_args(false);
   app->add_option("--tx-queues", a.tx_queues,
                   "a policy with hosts on an interface of several TX queues: auto (default) spreads host groups over "
                   "every TX queue, each with its own HTB under an mq root, so CPUs never share a lock (XPS is off "

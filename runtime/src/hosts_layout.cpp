@@ -551,19 +551,19 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   for (const auto& [idx, occ] : occupied) counts[idx] = static_cast<uint32_t>(std::count(occ.begin(), occ.end(), true));
   for (size_t i = 0; i < order.size(); ++i) {
     const HostEntry* e = order[i];
-    const std::vector<uint32_t>& class_ids = *plan_of[i]->class_ids;
+    const std::vector<uint32_t>& plan_classes = *plan_of[i]->class_ids;
     PlacedHost h;
     h.name = e->name;
     h.plan = e->plan;
     h.prefixes = e->prefixes;
     std::sort(h.prefixes.begin(), h.prefixes.end());
     h.rate_bps = plan_of[i]->rate;
-    h.leaves.reserve(class_ids.size());
+    h.leaves.reserve(plan_classes.size());
     if (const PlacedHost* was = was_of[i]) {
       h.group = was->group;
       h.slot = was->slot;
       h.host_id = was->host_id;
-      for (uint32_t cls : class_ids) {
+      for (uint32_t cls : plan_classes) {
         auto it = was->leaves.find(cls);
         if (it != was->leaves.end()) h.leaves.set(cls, it->second);
       }
@@ -612,7 +612,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
       }
       if (auto it = groups.find(h.group); it != groups.end()) load.add(it->second.queue, h.rate_bps);
     }
-    for (uint32_t cls : class_ids) {
+    for (uint32_t cls : plan_classes) {
       if (h.leaves.count(cls)) continue;
       auto handle = handles.next();
       if (!handle) return handle.error();

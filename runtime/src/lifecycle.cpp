@@ -230,30 +230,48 @@ void destroy_clsact_if_empty(nl::RtnlSocket& s, int ifindex, const std::string& 
   say(log, v, 1, fmt::format("{}: removed clsact", ifname));
 }
 
-void detach_xdp(state::Record& r, Teardown& t, std::ostream& log, int v) {
-  if (!r.xdp.attached) return;
-  uint32_t now = xdp_prog_now(r.ifindex, r.xdp.mode);
+// The XDP program `x` records on `ifindex`, removed unless another one took
+// its place (`prog_name`: ours by name, when its id changed in a reload).
+void detach_xdp(int ifindex, const std::string& ifname, state::XdpAttachment& x, const std::string& prog_name,
+                Teardown& t, std::ostream& log, int v) {
+  if (!x.attached) return;
+  uint32_t now = xdp_prog_now(ifindex, x.mode);
   if (now == 0) {
-    r.xdp.attached = false;
+    x.attached = false;
     return;
   }
-  if (now != r.xdp.prog_id && prog_name_of_id(now) != r.manifest.xdp_prog) {
-    t.warnings.push_back(fmt::format("{}: the XDP program now attached (id {}) is not qosrun's: left alone", r.ifname,
+  if (now != x.prog_id && prog_name_of_id(now) != prog_name) {
+    t.warnings.push_back(fmt::format("{}: the XDP program now attached (id {}) is not qosrun's: left alone", ifname,
                                      now));
-    r.xdp.attached = false;
+    x.attached = false;
     return;
   }
   int fd = bpf_prog_get_fd_by_id(now);
   LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = fd);
-  int err = bpf_xdp_detach(r.ifindex, xdp_mode_flag(r.xdp.mode) | (fd >= 0 ? XDP_FLAGS_REPLACE : 0),
+  int err = bpf_xdp_detach(ifindex, xdp_mode_flag(x.mode) | (fd >= 0 ? XDP_FLAGS_REPLACE : 0),
                            fd >= 0 ? &o : nullptr);
   if (fd >= 0) ::close(fd);
   if (err && err != -ENOENT) {
-    t.fail(errno_error(err, fmt::format("cannot remove the XDP program from {}", r.ifname)));
+    t.fail(errno_error(err, fmt::format("cannot remove the XDP program from {}", ifname)));
     return;
   }
-  r.xdp.attached = false;
-  say(log, v, 1, fmt::format("{}: removed the XDP program (id {}, {})", r.ifname, now, to_string(r.xdp.mode)));
+  x.attached = false;
+  say(log, v, 1, fmt::format("{}: removed the XDP program (id {}, {})", ifname, now, to_string(x.mode)));
+}
+
+// The steering programs, from the interfaces that still are the ones recorded.
+void detach_steering(state::Record& r, Teardown& t, std::ostream& log, int v) {
+  const std::string name = r.manifest.hosts ? r.manifest.hosts->steer_prog : "";
+  for (auto& s : r.steering) {
+    if (!s.xdp.attached) continue;
+    if (ifname_of(s.ifindex) != s.ifname) {
+      t.warnings.push_back(fmt::format("interface {} (ifindex {}) that steered hosts' packets is gone", s.ifname,
+                                       s.ifindex));
+      s.xdp.attached = false;
+      continue;
+    }
+    detach_xdp(s.ifindex, s.ifname, s.xdp, name, t, log, v);
+  }
 }
 
 // Removes everything `r` says exists. Idempotent: what is already gone is fine.
@@ -289,8 +307,10 @@ void teardown(state::Record& r, nl::RtnlSocket& s, Teardown& t, std::ostream& lo
     }
     in.ifb_created = false;
   }
+  // Steering first: nothing is sent to the CPUs of queues about to go.
+  detach_steering(r, t, log, v);
   if (main_exists) {
-    detach_xdp(r, t, log, v);
+    detach_xdp(r.ifindex, r.ifname, r.xdp, r.manifest.xdp_prog, t, log, v);
     detach_tc(r.main, r.manifest.tc_prog, t, log, v);
     bool clsact_ours = r.main.tc.clsact_created || (r.ingress && r.ingress->clsact_created);
     if (clsact_ours && !t.error) destroy_clsact_if_empty(s, r.ifindex, r.ifname, t, log, v);

@@ -48,7 +48,8 @@ struct Teardown {
 };
 
 // Takes everything `r` records off its interface (supervisor, ingress
-// redirect and IFB, XDP, TC, clsact, the root qdisc as it was, pins) and
+// redirect and IFB, steering programs on other interfaces, XDP, TC, clsact,
+// the root qdisc as it was, pins) and
 // marks in `r` what is gone; failures are collected in `t`.
 void teardown(state::Record& r, nl::RtnlSocket& s, Teardown& t, std::ostream& log, int v);
 // `e` with what the teardown that undid a failed step could not do.

@@ -156,7 +156,14 @@ void set_libbpf_verbosity(int level) {
   g_libbpf_verbosity = level;
 }
 
-const char* to_string(Hook h) { return h == Hook::Xdp ? "xdp" : "tc"; }
+const char* to_string(Hook h) {
+  switch (h) {
+    case Hook::Xdp: return "xdp";
+    case Hook::Tc: return "tc";
+    case Hook::Steer: return "steer";
+  }
+  return "?";
+}
 
 void BpfObjectDeleter::operator()(bpf_object* obj) const { bpf_object__close(obj); }
 
@@ -280,11 +287,12 @@ Result<LoadedPolicy> LoadedPolicy::open_bytes(std::vector<unsigned char> bytes, 
   p.obj_.reset(obj);
 
   // Programs: load only what was asked for.
-  for (Hook h : {Hook::Xdp, Hook::Tc}) {
+  for (Hook h : kHooks) {
     bpf_program* prog = p.program(h);
-    bool want = h == Hook::Xdp ? opts.load_xdp : opts.load_tc;
+    bool want = h == Hook::Xdp ? opts.load_xdp : h == Hook::Tc ? opts.load_tc : opts.load_steer;
     if (!prog) {
-      if (want && p.has_manifest_)
+      // (No steering program is the policy's own matter: attach --steer-from says why.)
+      if (want && p.has_manifest_ && h != Hook::Steer)
         return Error{fmt::format("{} has no program '{}' although its manifest names it: the object is damaged, "
                                  "recompile it",
                                  shown, h == Hook::Xdp ? p.manifest_.xdp_prog : p.manifest_.tc_prog)};
@@ -303,7 +311,13 @@ Result<LoadedPolicy> LoadedPolicy::open_bytes(std::vector<unsigned char> bytes, 
   // Any other program in the object is not ours to load.
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, obj) {
-    if (prog != p.program(Hook::Xdp) && prog != p.program(Hook::Tc)) bpf_program__set_autoload(prog, false);
+    if (prog != p.program(Hook::Xdp) && prog != p.program(Hook::Tc) && prog != p.program(Hook::Steer))
+      bpf_program__set_autoload(prog, false);
+  }
+  // The steering cpumap (qos_hosts.h) has an entry per CPU the kernel may have.
+  if (bpf_map* cpus = bpf_object__find_map_by_name(obj, QOS_STEER_CPUS_MAP)) {
+    int n = libbpf_num_possible_cpus();
+    if (n > 0) (void)bpf_map__set_max_entries(cpus, static_cast<uint32_t>(n));
   }
 
   // Pinning: off unless a bpffs directory was given.
@@ -399,7 +413,7 @@ Status LoadedPolicy::load() {
   load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (err) {
     // A verifier rejection leaves the log in the failing program's buffer.
-    for (Hook h : {Hook::Xdp, Hook::Tc}) {
+    for (Hook h : kHooks) {
       const char* log = log_[static_cast<int>(h)].get();
       if (!log || !log[0]) continue;
       bpf_program* prog = program(h);
@@ -513,8 +527,11 @@ Status LoadedPolicy::fill_tables() {
 
 bpf_program* LoadedPolicy::program(Hook h) const {
   if (!obj_) return nullptr;
-  const std::string& n = h == Hook::Xdp ? manifest_.xdp_prog : manifest_.tc_prog;
-  return bpf_object__find_program_by_name(obj_.get(), n.c_str());
+  const std::string n = h == Hook::Xdp ? manifest_.xdp_prog
+                      : h == Hook::Tc ? manifest_.tc_prog
+                      : manifest_.hosts ? manifest_.hosts->steer_prog
+                                        : "";
+  return n.empty() ? nullptr : bpf_object__find_program_by_name(obj_.get(), n.c_str());
 }
 
 int LoadedPolicy::prog_fd(Hook h) const {

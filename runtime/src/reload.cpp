@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <map>
 #include <ostream>
@@ -182,6 +183,19 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
   // (An old object without the exact-match map: the new one starts empty and
   // the kept trie still holds the single addresses, found there, only slower.)
   if (old.manifest.hosts && m.hosts) stateful.insert({m.hosts->map, QOS_HOSTS_EXACT_MAP});
+  // Steering stays as attached: its programs read the host maps kept here and
+  // the cpumap, which is kept too; so the new policy must find hosts the same way.
+  if (!old.steering.empty()) {
+    const auto& was = *old.manifest.hosts;
+    if (!m.hosts || m.hosts->by != was.by || m.hosts->nat)
+      return Error{fmt::format("{} steers hosts' packets from {} by {}; policy '{}' finds hosts {}: steering would "
+                               "send them to the wrong CPUs. Detach and attach the new policy (with or without "
+                               "--steer-from)",
+                               o.ifname, old.steering.front().ifname, was.by, m.policy,
+                               !m.hosts ? "not at all" : m.hosts->nat ? fmt::format("by {} before NAT", m.hosts->by)
+                                                                      : "by " + m.hosts->by)};
+    stateful.insert(QOS_STEER_CPUS_MAP);
+  }
   else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
     out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
   std::vector<Fd> keep;
@@ -216,6 +230,12 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     if (err) return errno_error(err, fmt::format("cannot reuse map {} of the attached policy", name));
     out.reused_maps.push_back(name);
   }
+  if (!old.steering.empty())
+    for (const std::string& name : {m.hosts->map, std::string(QOS_HOSTS_EXACT_MAP), std::string(QOS_STEER_CPUS_MAP)})
+      if (std::find(out.reused_maps.begin(), out.reused_maps.end(), name) == out.reused_maps.end())
+        return Error{fmt::format("{} steers hosts' packets with programs that read map {}, which policy '{}' cannot "
+                                 "keep: detach and attach the new policy",
+                                 o.ifname, name, m.policy)};
   if (Status f = state::fail_point("reload-load"); !f) return f.error();
   policy->set_xdp_meta(old.xdp_meta);
   // One HTB per TX queue stays: what is not a listed host's still goes to queue 0.

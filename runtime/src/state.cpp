@@ -472,6 +472,12 @@ XdpAttachMode xdp_mode_from(const std::string& s) {
   if (s == "native" || s.empty()) return XdpAttachMode::Native;
   throw std::runtime_error(fmt::format("XDP mode \"{}\" is not known to this qosrun", s));
 }
+nlohmann::json xdp_json(const XdpAttachment& x) {
+  return {{"attached", x.attached}, {"mode", to_string(x.mode)}, {"prog_id", x.prog_id}};
+}
+XdpAttachment xdp_from(const nlohmann::json& x) {
+  return {x.at("attached").get<bool>(), xdp_mode_from(x.at("mode").get<std::string>()), x.at("prog_id").get<uint32_t>()};
+}
 }  // namespace
 
 nlohmann::json to_json(const Record& r) {
@@ -489,7 +495,7 @@ nlohmann::json to_json(const Record& r) {
                    {"generation", r.generation},
                    {"manifest", qosc::to_json(r.manifest)},
                    {"main", side_json(r.main)},
-                   {"xdp", {{"attached", r.xdp.attached}, {"mode", to_string(r.xdp.mode)}, {"prog_id", r.xdp.prog_id}}},
+                   {"xdp", xdp_json(r.xdp)},
                    {"progs", r.progs},
                    {"maps", r.maps},
                    {"pin_dir", r.pin_dir},
@@ -506,6 +512,11 @@ nlohmann::json to_json(const Record& r) {
                     {"ifb", side_json(i.ifb)}};
   } else {
     j["ingress"] = nullptr;
+  }
+  if (!r.steering.empty()) {   // absent: no steering (and in records of older qosrun)
+    nlohmann::json st = nlohmann::json::array();
+    for (const auto& s : r.steering) st.push_back({{"ifname", s.ifname}, {"ifindex", s.ifindex}, {"xdp", xdp_json(s.xdp)}});
+    j["steering"] = std::move(st);
   }
   if (r.adaptive)
     j["adaptive"] = {{"reflectors", r.adaptive->reflectors},
@@ -537,10 +548,10 @@ Record record_from_json(const nlohmann::json& j) {
   r.manifest = qosc::manifest_from_json(j.at("manifest"));
   r.xdp_meta = j.value("xdp_meta", false);   // absent in records of older qosrun
   r.main = side_from(j.at("main"));
-  const auto& x = j.at("xdp");
-  r.xdp.attached = x.at("attached").get<bool>();
-  r.xdp.mode = xdp_mode_from(x.at("mode").get<std::string>());
-  r.xdp.prog_id = x.at("prog_id").get<uint32_t>();
+  r.xdp = xdp_from(j.at("xdp"));
+  if (auto st = j.find("steering"); st != j.end())
+    for (const auto& e : *st)
+      r.steering.push_back({e.at("ifname").get<std::string>(), e.at("ifindex").get<int>(), xdp_from(e.at("xdp"))});
   r.progs = j.at("progs").get<std::map<std::string, uint32_t>>();
   r.maps = j.at("maps").get<std::map<std::string, uint32_t>>();
   r.pin_dir = j.at("pin_dir").get<std::string>();

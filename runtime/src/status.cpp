@@ -55,6 +55,12 @@ Result<StatusReport> status_of(const std::string& ifname) {
   s.xdp_ok = r.xdp.attached && xdp_prog_now(ifindex, r.xdp.mode) == r.xdp.prog_id;
   if (!s.xdp_ok) s.problems.push_back(fmt::format("XDP: expected program id {} ({}), found {}", r.xdp.prog_id,
                                                   to_string(r.xdp.mode), s.xdp_now));
+  for (const auto& st : r.steering) {
+    const bool ok = st.xdp.attached && ifname_of(st.ifindex) == st.ifname &&
+                    xdp_prog_now(st.ifindex, st.xdp.mode) == st.xdp.prog_id;
+    s.steering_ok.push_back(ok);
+    if (!ok) s.problems.push_back(fmt::format("steering: expected XDP program id {} on {}", st.xdp.prog_id, st.ifname));
+  }
   uint32_t tc = tc_prog_now(ifindex, BPF_TC_EGRESS, r.main.tc.handle, r.main.tc.priority);
   s.tc_ok = r.main.tc.attached && tc == r.main.tc.prog_id;
   if (!s.tc_ok) s.problems.push_back(fmt::format("TC egress: expected program id {}, found {}", r.main.tc.prog_id, tc));

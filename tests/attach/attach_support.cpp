@@ -383,21 +383,33 @@ uint32_t NumberedUdpStream::received() const {
   return n;
 }
 
-std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, uint32_t slots) {
+namespace {
+// Each CPU's counters of `slot` in the per-CPU stats map at `path`; empty on failure.
+std::vector<qos_class_stats> per_cpu_stats(const std::string& path, uint32_t slot) {
   int fd = bpf_obj_get(path.c_str());
   if (fd < 0) return {};
   int ncpu = libbpf_num_possible_cpus();
   std::vector<qos_class_stats> per(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
+  if (bpf_map_lookup_elem(fd, &slot, per.data()) != 0) per.clear();
+  close(fd);
+  return per;
+}
+}  // namespace
+
+std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, uint32_t slots) {
   std::vector<std::vector<uint64_t>> out(slots, std::vector<uint64_t>(2, 0));
   for (uint32_t k = 0; k < slots; ++k) {
-    if (bpf_map_lookup_elem(fd, &k, per.data()) != 0) {
-      close(fd);
-      return {};
-    }
+    auto per = per_cpu_stats(path, k);
+    if (per.empty()) return {};
     for (const auto& c : per)
       for (int h = 0; h < 2; ++h) out[k][h] += c.packets[h];
   }
-  close(fd);
+  return out;
+}
+
+std::vector<uint64_t> read_pinned_stats_per_cpu(const std::string& path, uint32_t slot, int hook) {
+  std::vector<uint64_t> out;
+  for (const auto& c : per_cpu_stats(path, slot)) out.push_back(c.packets[hook]);
   return out;
 }
 

@@ -137,6 +137,8 @@ class NumberedUdpStream {
 // Sums the per-CPU qos_stats map pinned at `path`: packets per class and hook
 // (index [class][hook], hook 0 = XDP, 1 = TC). Empty on failure.
 std::vector<std::vector<uint64_t>> read_pinned_stats(const std::string& path, uint32_t slots);
+// The same map's packets of slot `slot` and `hook` on each CPU (index = CPU). Empty on failure.
+std::vector<uint64_t> read_pinned_stats_per_cpu(const std::string& path, uint32_t slot, int hook);
 
 // For kernel tests (gtest): skip with the reason when not root; a Pair that
 // must come up.

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <bpf/libbpf.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -98,22 +99,10 @@ std::string xps(const Pair& p) {
       .out;
 }
 
-int socket_in(const std::string& ns) {
-  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  int s = -1;
-  if (self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0) {
-    s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    (void)::setns(self, CLONE_NEWNET);
-  }
-  if (self >= 0) ::close(self);
-  if (target >= 0) ::close(target);
-  return s;
-}
-
-// `n` UDP packets from an unconnected socket in a (no cached TX queue: the program's queue_mapping decides).
-int send_udp(const Pair& p, const std::string& to, int n) {
-  int s = socket_in(p.ns_a);
+// `n` UDP packets from an unconnected socket in `ns` (no cached TX queue: the
+// program's queue_mapping decides).
+int send_udp_from(const std::string& ns, const std::string& to, int n) {
+  int s = socket_in(ns, SOCK_DGRAM);
   if (s < 0) return 0;
   sockaddr_in dst{};
   dst.sin_family = AF_INET;
@@ -126,6 +115,46 @@ int send_udp(const Pair& p, const std::string& to, int n) {
   ::close(s);
   return sent;
 }
+int send_udp(const Pair& p, const std::string& to, int n) { return send_udp_from(p.ns_a, to, n); }
+
+// Steering's topology: a third namespace <prefix><tag>-c whose packets to the
+// hosts enter namespace a on veth qs<tag>0 (a: 10.79.0.1/24, c: 10.79.0.2/24)
+// and leave it on the pair's if_a; removed by name at the end.
+struct Sender {
+  std::string ns, if_in, if_c, error;
+  Sender(const Pair& p, const std::string& prefix) : ns(prefix + p.tag + "-c"), if_in("qs" + p.tag + "0"), if_c("qs" + p.tag + "1") {
+    sh("ip netns del " + ns + " 2>/dev/null");
+    for (const std::string& c :
+         {"ip netns add " + ns,
+          fmt::format("ip link add name {} netns {} type veth peer name {} netns {}", if_in, p.ns_a, if_c, ns),
+          fmt::format("ip -n {} addr add 10.79.0.1/24 dev {}", p.ns_a, if_in),
+          fmt::format("ip -n {} addr add 10.79.0.2/24 dev {}", ns, if_c),
+          fmt::format("ip -n {} link set {} up", p.ns_a, if_in), fmt::format("ip -n {} link set {} up", ns, if_c),
+          fmt::format("ip -n {} link set lo up", ns),
+          fmt::format("ip -n {} route add 10.77.0.0/24 via 10.79.0.1", ns),
+          fmt::format("ip netns exec {} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+                      "net.ipv4.conf.default.rp_filter=0",
+                      p.ns_a)}) {
+      Cmd r = sh(c);
+      if (r.rc != 0) {
+        error = c + ": " + r.all();
+        return;
+      }
+    }
+  }
+  ~Sender() { sh("ip netns del " + ns + " 2>/dev/null"); }
+  // `n` packets to `to`, sent from CPU `cpu` (the XDP program of if_in runs
+  // on the CPU that sends into the veth pair).
+  int send_on_cpu(int cpu, const std::string& to, int n) const {
+    cpu_set_t old, one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_getaffinity(0, sizeof old, &old) != 0 || sched_setaffinity(0, sizeof one, &one) != 0) return 0;
+    int sent = send_udp_from(ns, to, n);
+    (void)sched_setaffinity(0, sizeof old, &old);
+    return sent;
+  }
+};
 
 }  // namespace
 
@@ -316,4 +345,115 @@ TEST(HostsMq, FailedOrKilledAttachPutsXpsBack) {
     EXPECT_EQ(p.snapshot(), before);
     EXPECT_EQ(p.leftovers(), "");
   }
+}
+
+// Steering (docs/hosts.md "Steering"): packets that come in on another
+// interface go, with --steer-from, to the CPU of their host's TX queue before
+// they are forwarded: the TC program on if_a counts a-first's packets (queue
+// 1) on CPU 1 and steady's (queue 0) on CPU 0, although every packet was sent
+// on CPU 0; without steering all of them are counted on CPU 0. Detach takes
+// the steering program away; a reload keeps it (and refuses a policy that
+// finds hosts another way); a failed or killed attach leaves nothing on the
+// steering interface.
+TEST(HostsSteer, PacketsOfAHostAreShapedOnTheCpuOfItsQueue) {
+  REQUIRE_ROOT();
+  if (libbpf_num_possible_cpus() < 2 || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+    GTEST_SKIP() << "steering needs 2 CPUs online (queue q is CPU q's)";
+  Pair p("st", "qm-", 2);
+  ASSERT_TRUE(p.ok()) << p.setup_error();
+  Sender c(p, "qm-");
+  ASSERT_EQ(c.error, "");
+  const std::string obj = compile("qm", kPolicy, "");
+  ASSERT_FALSE(obj.empty());
+  ASSERT_EQ(p.in_b(fmt::format("ip addr add 10.77.0.3/24 dev {}", p.if_b)).rc, 0);
+  const std::string t = write_file(p.state_root + "-t.csv", table());
+  const std::string snap_in = p.snapshot(c.if_in), before = p.snapshot();
+  const std::string stats = p.pin_dir() + "/qos_stats";
+  constexpr uint32_t kBulk = 1;   // port 6000: the policy's default class
+  constexpr int kN = 300;
+  // Packets to `to` sent on CPU 0: how many the TC program counted on CPU 0 and on CPU 1.
+  auto counted = [&](const std::string& to) {
+    auto a = read_pinned_stats_per_cpu(stats, kBulk, 1);
+    EXPECT_EQ(c.send_on_cpu(0, to, kN), kN);
+    ::usleep(300000);
+    auto b = read_pinned_stats_per_cpu(stats, kBulk, 1);
+    std::vector<int64_t> d(2, 0);
+    for (size_t i = 0; i < 2 && i < a.size() && i < b.size(); ++i) d[i] = static_cast<int64_t>(b[i] - a[i]);
+    return d;
+  };
+  // Warm the neighbour entries (the first packets wait for ARP).
+  ASSERT_EQ(c.send_on_cpu(0, "10.77.0.3", 1), 1);
+  ASSERT_EQ(c.send_on_cpu(0, "10.77.0.2", 1), 1);
+  ::usleep(200000);
+
+  // Without steering: everything on the CPU it was sent on.
+  Cmd plain = p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t);
+  ASSERT_EQ(plain.rc, 0) << plain.all();
+  auto d = counted("10.77.0.3");
+  EXPECT_GE(d[0], kN) << "without steering a-first's packets stay on CPU 0";
+  EXPECT_EQ(d[1], 0);
+  ASSERT_EQ(p.qosrun("detach " + p.if_a).rc, 0);
+
+  // Refused, and nothing changed: one HTB, the shaped interface itself, an unknown interface.
+  for (const std::string& args : {" --tx-queues 1 --steer-from " + c.if_in, " --steer-from " + p.if_a,
+                                  std::string(" --steer-from qs-none0")}) {
+    SCOPED_TRACE(args);
+    Cmd bad = p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t + args);
+    EXPECT_NE(bad.rc, 0) << bad.all();
+    EXPECT_NE(bad.err.find("--steer-from"), std::string::npos) << bad.all();
+    EXPECT_EQ(p.snapshot(), before);
+    EXPECT_EQ(p.snapshot(c.if_in), snap_in);
+  }
+
+  Cmd at = p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t + " --steer-from " + c.if_in);
+  ASSERT_EQ(at.rc, 0) << at.all();
+  EXPECT_NE(at.out.find("steering from " + c.if_in), std::string::npos) << at.all();
+  EXPECT_NE(p.in_a("ip link show dev " + c.if_in).out.find("prog/xdp"), std::string::npos);
+  Cmd st = p.qosrun("status " + p.if_a);
+  EXPECT_NE(st.out.find("steer"), std::string::npos) << st.all();
+  EXPECT_EQ(st.out.find("MISSING"), std::string::npos) << st.all();
+  d = counted("10.77.0.3");
+  EXPECT_GE(d[1], kN) << "a-first's group is on queue 1: its packets are shaped on CPU 1";
+  EXPECT_LE(d[0], 2);
+  d = counted("10.77.0.2");
+  EXPECT_GE(d[0], kN) << "steady's group is on queue 0: CPU 0";
+  EXPECT_LE(d[1], 2);
+
+  // A reload keeps steering; a policy that finds hosts by source is refused.
+  Cmd rl = p.qosrun("reload " + obj + " " + p.if_a);
+  ASSERT_EQ(rl.rc, 0) << rl.all();
+  d = counted("10.77.0.3");
+  EXPECT_GE(d[1], kN) << "after a reload";
+  std::string by_src = kPolicy;
+  by_src.replace(by_src.find("hosts daddr"), 11, "hosts saddr");
+  const std::string obj_src = compile("qm-saddr", by_src, "");
+  Cmd rs = p.qosrun("reload " + obj_src + " " + p.if_a);
+  EXPECT_NE(rs.rc, 0) << rs.all();
+  EXPECT_NE(rs.err.find("steers hosts' packets"), std::string::npos) << rs.all();
+
+  Cmd dt = p.qosrun("detach " + p.if_a);
+  ASSERT_EQ(dt.rc, 0) << dt.all();
+  EXPECT_EQ(p.snapshot(c.if_in), snap_in) << "detach takes the steering program away";
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+
+  // An attach that fails, or is killed, once the steering program is on its
+  // interface leaves nothing on either interface.
+  Cmd f = p.qosrun("attach " + obj + " " + p.if_a + " --hosts " + t + " --steer-from " + c.if_in,
+                   "QOSRUN_FAIL_AT=steer");
+  EXPECT_NE(f.rc, 0) << f.all();
+  EXPECT_EQ(p.snapshot(c.if_in), snap_in);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
+  ASSERT_EQ(kill9_at_step(p, "attach " + obj + " " + p.if_a + " --hosts " + t + " --steer-from " + c.if_in, "steer",
+                          "qm-st-k9", [&] {
+                            EXPECT_NE(p.in_a("ip link show dev " + c.if_in).out.find("prog/xdp"), std::string::npos)
+                                << "killed with the steering program attached";
+                          }),
+            "");
+  Cmd d9 = p.qosrun("detach " + p.if_a);
+  EXPECT_EQ(d9.rc, 0) << d9.all();
+  EXPECT_EQ(p.snapshot(c.if_in), snap_in);
+  EXPECT_EQ(p.snapshot(), before);
+  EXPECT_EQ(p.leftovers(), "");
 }

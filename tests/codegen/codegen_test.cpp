@@ -542,7 +542,9 @@ TEST(Compile, HostLookupOnlyForPoliciesWithHosts) {
       ASSERT_EQ(m.plans.size(), 2u);
       EXPECT_EQ(m.plans[1], (ManifestPlan{"premium", 50'000'000, 100'000'000, 200 * 1024, {q.default_class}}));
       ASSERT_TRUE(m.hosts);
-      EXPECT_EQ(*m.hosts, (ManifestHosts{dst ? "daddr" : "saddr", nat, "qos_hosts"}));
+      // The steering program (qosrun attach --steer-from): only without nat, whose host XDP cannot see.
+      EXPECT_EQ(*m.hosts, (ManifestHosts{dst ? "daddr" : "saddr", nat, "qos_hosts", nat ? "" : "qos_steer"}));
+      EXPECT_EQ(c.find("int qos_steer(struct xdp_md *ctx)") != std::string::npos, !nat) << c;
       const Manifest back = manifest_from_json(to_json(m));   // what qosrun reads
       EXPECT_EQ(back.plans, m.plans);
       EXPECT_EQ(back.hosts, m.hosts);

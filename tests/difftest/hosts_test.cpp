@@ -121,7 +121,9 @@ class Hosts : public ::testing::Test {
     auto opened = qosrun::LoadedPolicy::open_memory(compiled->object, "hosts_t.bpf.o", {});
     ASSERT_TRUE(opened) << opened.error().message;
     policy_.emplace(std::move(*opened));
-    if (hosts_line.find(" nat") != std::string::npos) ASSERT_NO_FATAL_FAILURE(set_conntrack_offset());
+    if (hosts_line.find(" nat") != std::string::npos) {
+      ASSERT_NO_FATAL_FAILURE(set_conntrack_offset());
+    }
     auto loaded = policy_->load();
     ASSERT_TRUE(loaded) << loaded.error().message << "\n" << loaded.error().detail.substr(0, 3000);
     bpf_map* m = bpf_object__find_map_by_name(policy_->object(), "qos_hosts");

@@ -83,6 +83,9 @@ struct ManifestHosts {
   std::string by;               // "saddr" or "daddr"
   bool nat = false;             // the address before NAT, from conntrack
   std::string map = "qos_hosts";   // the LPM trie qosrun fills (qos_abi.h "hosts")
+  // "steer_prog" (absent: none): the XDP program that sends a listed host's
+  // packets to the CPU of its TX queue (qosrun attach --steer-from); none with `nat`.
+  std::string steer_prog{};
   friend bool operator==(const ManifestHosts&, const ManifestHosts&) = default;
 };
 

@@ -176,6 +176,7 @@ std::optional<GeneratedC> generate_c(const ir::Policy& policy, const CodegenOpti
 
   emit_program(*cx, kXdpTarget);
   emit_program(*cx, kTcTarget);
+  if (g.manifest.hosts && !g.manifest.hosts->steer_prog.empty()) emit_steer_program(*cx);
   SourceBuilder head = program_head(policy, opts, source_name, dead.size(), g.strategy, g.manifest);
   g.text = join_head_and_body(head, cx->out.take());
   return g;

@@ -288,6 +288,21 @@ void emit_program(EmitContext& cx, const Target& t) {
   out.close().line("");
 }
 
+// qos_steer (hosts without `nat`): the XDP program qosrun attaches where
+// hosts' packets come in (attach --steer-from). It parses and looks the host
+// up, nothing else: qos_host_steer (qos_hosts.h) picks the CPU.
+void emit_steer_program(EmitContext& cx) {
+  SourceBuilder& out = cx.out;
+  out.line("/* A listed host's packet to the CPU of its TX queue on the shaped interface (qos_hosts.h). */");
+  out.line("SEC(\"xdp\")");
+  out.open(fmt::format("int {}(struct xdp_md *ctx)", kSteerProgram));
+  out.line("void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;");
+  out.line("struct qos_pkt pkt;");
+  out.line("qos_parse(data, data_end, (__u32)(data_end - data), &pkt);");
+  out.line("return qos_host_steer(&pkt);");
+  out.close().line("");
+}
+
 Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, const std::string& source_name) {
   Manifest m;
   m.policy = policy.name;
@@ -325,7 +340,10 @@ Manifest make_manifest(const ir::Policy& policy, const CodegenOptions& opts, con
     m.classes.push_back(std::move(mc));
   }
   for (const auto& p : policy.plans) m.plans.push_back({p.name, p.rate_bps, p.ceil_bps, p.burst_bytes, p.classes});
-  if (policy.hosts) m.hosts = ManifestHosts{policy.hosts->dst ? "daddr" : "saddr", policy.hosts->nat};
+  if (policy.hosts) {
+    m.hosts = ManifestHosts{policy.hosts->dst ? "daddr" : "saddr", policy.hosts->nat};
+    if (!policy.hosts->nat) m.hosts->steer_prog = kSteerProgram;   // emit_steer_program
+  }
   m.default_class = policy.default_class;
   m.rule_count = uint32_t(policy.rules.size());
   m.strategy = "tree";

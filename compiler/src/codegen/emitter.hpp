@@ -49,6 +49,10 @@ void emit_maps_classifier(EmitContext& cx, const BitTables& t);
 void emit_class_tables(EmitContext& cx);
 // One program (XDP or TC): parse, classify, count, police, hand over.
 void emit_program(EmitContext& cx, const Target& t);
+// qos_steer, for policies with `hosts` (not `nat`): the XDP program that sends
+// a listed host's packets to the CPU of its TX queue (qos_hosts.h).
+inline constexpr const char* kSteerProgram = "qos_steer";
+void emit_steer_program(EmitContext& cx);
 // Where each isolated class's slots live (qos_abi.h "isolation"), by class id; nullopt: no isolation.
 inline constexpr uint64_t kMinSparseBps = 128000;
 std::vector<std::optional<ManifestIsolation>> isolation_layout(const ir::Policy& policy);

@@ -54,6 +54,10 @@ struct AttachOptions {
   // HTB under an mq root (qosrun/txq.hpp). 0 (auto): every real TX queue for
   // a policy with hosts, one HTB otherwise; 1: one HTB as without hosts.
   uint32_t tx_queues = 0;
+  // --steer-from: interfaces where the hosts' packets come in; each gets the
+  // policy's steering XDP program, which sends a listed host's packet to the
+  // CPU of its TX queue (docs/hosts.md "Steering"). Needs hosts on several TX queues.
+  std::vector<std::string> steer_from;
   int verbosity = 0;
 };
 
@@ -100,6 +104,7 @@ struct StatusReport {
   state::Record record;
   bool stale = false;           // its owner is gone (kill -9 / crash)
   bool xdp_ok = false, tc_ok = false, queues_ok = false, ingress_ok = false;
+  std::vector<bool> steering_ok;   // per record.steering: its program is on its interface
   std::string xdp_now;          // what the kernel has now ("id 57 native", "none")
   std::string root_qdisc_now;   // "htb 1:", "noqueue 0:"
   std::vector<std::string> problems;

@@ -10,6 +10,7 @@
 // verifier log) is kept in Error::detail and shown only when asked (-vv).
 #include <cstdint>
 #include <iosfwd>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -127,8 +128,11 @@ void set_libbpf_verbosity(int level);
 
 // ---- the loaded policy ------------------------------------------------------
 
-enum class Hook : uint8_t { Xdp, Tc };
-const char* to_string(Hook h);   // "xdp", "tc"
+// Steer: the XDP program of a policy with hosts that qosrun attaches on other
+// interfaces (attach --steer-from; manifest hosts.steer_prog).
+enum class Hook : uint8_t { Xdp, Tc, Steer };
+inline constexpr Hook kHooks[] = {Hook::Xdp, Hook::Tc, Hook::Steer};
+const char* to_string(Hook h);   // "xdp", "tc", "steer"
 
 enum class MapRole : uint8_t { Stats, Flows };
 
@@ -136,6 +140,7 @@ struct LoadOptions {
   int verbosity = 0;          // >= 2 keeps the full verifier log in Error::detail
   bool load_xdp = true;       // load qos_xdp (program named by the manifest)
   bool load_tc = true;        // load qos_tc
+  bool load_steer = false;    // load qos_steer (--steer-from)
   // The object must carry a qosc manifest. Off for hand-written objects (the
   // benchmark's baselines): then programs are looked up by the default names
   // and programs/maps the object lacks simply have no fd.
@@ -233,7 +238,7 @@ class LoadedPolicy {
   LoadOptions opts_;
   double load_seconds_ = 0;
   // Verifier log buffers, one per hook, given to libbpf before load().
-  std::unique_ptr<char[]> log_[2];
+  std::unique_ptr<char[]> log_[std::size(kHooks)];
 };
 
 // The verifier's reason in one line: the last meaningful line of a log

@@ -124,6 +124,14 @@ struct XdpAttachment {
   XdpAttachMode mode = XdpAttachMode::Native;
   uint32_t prog_id = 0;
 };
+// The steering program on another interface (attach --steer-from,
+// docs/hosts.md "Steering"): where a listed host's packets come in, each is
+// sent to the CPU of its TX queue on the shaped interface.
+struct Steering {
+  std::string ifname;
+  int ifindex = 0;
+  XdpAttachment xdp;
+};
 struct Queues {
   bool created = false;       // root replaced by our HTB
   htb::Plan plan;
@@ -201,6 +209,7 @@ struct Record {
   qosc::Manifest manifest;
   Side main;                  // the interface: tc + queues
   XdpAttachment xdp;
+  std::vector<Steering> steering;   // in the order attached
   std::optional<Ingress> ingress;
   // Pinned objects by name (the pin dir holds exactly these) and their kernel
   // ids, so they can be found without the bpffs (e.g. under `ip netns exec`,
