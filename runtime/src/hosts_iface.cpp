@@ -160,10 +160,7 @@ Result<state::Record> attached_record(const std::string& ifname, const char* com
 
 Result<int> open_map(const state::Record& r) {
   const std::string& name = r.manifest.hosts->map;
-  int fd = bpf_obj_get((r.pin_dir + "/" + name).c_str());
-  if (fd >= 0) return fd;
-  auto it = r.maps.find(name);
-  if (it != r.maps.end()) fd = bpf_map_get_fd_by_id(it->second);
+  int fd = r.map_fd(name);
   if (fd < 0)
     return Error{fmt::format("cannot find the map {} of the policy on {} (pinned at {}): run `qosrun detach {}` and "
                              "attach again",
@@ -216,7 +213,7 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
   // The exact-match map of single addresses, when the object has one (pinned next to qos_hosts).
-  Fd exact(bpf_obj_get((rec->pin_dir + "/" + QOS_HOSTS_EXACT_MAP).c_str()));
+  Fd exact(rec->map_fd(QOS_HOSTS_EXACT_MAP));
   ApplyTarget target{&*sock, *ifindex, o.ifname, map.get(), o.drain_ms, exact.get(), journaler(file)};
   auto sum = apply(target, shape, *old, *next, recorder(file));
   if (!sum) return sum.error();

@@ -30,20 +30,6 @@ using namespace lifecycle;   // the steps the commands share (lifecycle.hpp)
 
 namespace {
 
-// An fd for the program or map `name` of the attached policy: its pin, else
-// its recorded id (`ids`: the record's progs or maps, opened by `by_id`).
-int old_fd(const state::Record& r, const std::string& name, const std::map<std::string, uint32_t>& ids,
-           int (*by_id)(uint32_t)) {
-  int fd = bpf_obj_get((r.pin_dir + "/" + name).c_str());
-  if (fd >= 0) return fd;
-  auto it = ids.find(name);
-  return it == ids.end() ? -1 : by_id(it->second);
-}
-int old_map_fd(const state::Record& r, const std::string& name) { return old_fd(r, name, r.maps, bpf_map_get_fd_by_id); }
-int old_prog_fd(const state::Record& r, const std::string& name) {
-  return old_fd(r, name, r.progs, bpf_prog_get_fd_by_id);
-}
-
 bool map_compatible(bpf_map* m, int fd, std::string* why) {
   bpf_map_info info{};
   uint32_t len = sizeof info;
@@ -91,7 +77,7 @@ Status recover_interrupted_reload(state::Record& r, nl::RtnlSocket& s, std::ostr
   };
   // 1. The recorded (old) programs back: TC on every side, then XDP. The old
   //    ones are still pinned: the reload pins the new ones only once it commits.
-  Fd old_xdp(old_prog_fd(r, r.manifest.xdp_prog)), old_tc(old_prog_fd(r, r.manifest.tc_prog));
+  Fd old_xdp(r.prog_fd(r.manifest.xdp_prog)), old_tc(r.prog_fd(r.manifest.tc_prog));
   if (!old_xdp || !old_tc) return fail("the old programs are gone");
   std::vector<state::Side*> sides{&r.main};
   if (r.ingress) sides.push_back(&r.ingress->ifb);
@@ -155,7 +141,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
                              o.ifname, old.ifindex, *ifindex, o.ifname)};
 
   // The programs attached now must be the ones the record names.
-  Fd old_xdp(old_prog_fd(old, old.manifest.xdp_prog)), old_tc(old_prog_fd(old, old.manifest.tc_prog));
+  Fd old_xdp(old.prog_fd(old.manifest.xdp_prog)), old_tc(old.prog_fd(old.manifest.tc_prog));
   uint32_t xdp_now = xdp_prog_now(old.ifindex, old.xdp.mode);
   uint32_t tc_now = tc_prog_now(old.ifindex, BPF_TC_EGRESS, old.main.tc.handle, old.main.tc.priority);
   if (!old_xdp || !old_tc || xdp_now != old.xdp.prog_id || tc_now != old.main.tc.prog_id)
@@ -207,7 +193,7 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
       out.new_maps.push_back(name);
       continue;
     }
-    int fd = old_map_fd(old, name);
+    int fd = old.map_fd(name);
     if (fd < 0) {
       out.new_maps.push_back(name);
       continue;

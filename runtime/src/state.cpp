@@ -352,6 +352,21 @@ bool netns_is_here(int format, uint64_t netns) {
 
 bool Record::in_this_netns() const { return netns_is_here(format, netns); }
 
+namespace {
+int pinned_or_recorded(const Record& r, const std::string& name, const std::map<std::string, uint32_t>& ids,
+                       int (*by_id)(uint32_t)) {
+  int fd = bpf_obj_get((r.pin_dir + "/" + name).c_str());
+  if (fd >= 0) return fd;
+  auto it = ids.find(name);
+  return it == ids.end() ? -1 : by_id(it->second);
+}
+}  // namespace
+
+int Record::map_fd(const std::string& name) const { return pinned_or_recorded(*this, name, maps, bpf_map_get_fd_by_id); }
+int Record::prog_fd(const std::string& name) const {
+  return pinned_or_recorded(*this, name, progs, bpf_prog_get_fd_by_id);
+}
+
 std::string Record::stale_reason() const {
   if (owner_pid != 0 && !process_alive(owner_pid, owner_start))
     return fmt::format("qosrun pid {} that owned it is gone", owner_pid);

@@ -222,6 +222,11 @@ struct Record {
 
   // Made in the calling thread's network namespace?
   bool in_this_netns() const;
+  // An fd of the policy's map or program `name`: its pin in pin_dir, else its
+  // recorded id (the bpffs may be hidden: `ip netns exec` remounts /sys);
+  // -1 when neither is there. The caller closes it.
+  int map_fd(const std::string& name) const;
+  int prog_fd(const std::string& name) const;
   // Why the record no longer describes anything attached (empty: it does):
   // its owner process is gone while it was attaching or running in the
   // foreground (a crash or kill -9), its interface is gone or is another one
