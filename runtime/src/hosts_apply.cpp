@@ -2,6 +2,7 @@
 // docs/hosts.md ("Applying a table"). Only the difference is sent: netlink
 // requests go out in batches (RtnlSocket::batch), map entries one by one.
 #include <bpf/bpf.h>
+#include <linux/netlink.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,7 +31,7 @@ constexpr const char* kCreateClass = "create HTB class";
 struct Op {
   nl::NlMessage msg;
   std::string who;        // "host 'alice'", "group 3": for messages (cheap: names only)
-  const char* verb;       // kCreateClass, "create the bfifo of", ...
+  const char* verb;       // kCreateClass, "create the queue of", ...
   uint32_t id = 0;        // the class or qdisc it concerns
   std::optional<nl::NlMessage> undo;
 };
@@ -245,9 +246,8 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
   auto add_leaf = [&](const std::string& who, const HostClasses::Leaf& l, uint32_t handle) {
     ops.push_back({nl::htb_class_message(ifx, l.params, true), who, kCreateClass, l.params.classid,
                    nl::delete_class_message(ifx, l.params.classid)});
-    ops.push_back(
-        {nl::bfifo_message(ifx, l.params.classid, handle, l.queue_limit, true), who, "create the bfifo of", l.params.classid,
-         std::nullopt});
+    ops.push_back({leaf_queue_message(ifx, l, handle, NLM_F_CREATE | NLM_F_EXCL), who, "create the queue of",
+                   l.params.classid, std::nullopt});
   };
   for (const PlacedHost* h : added) {
     auto c = host_classes(shape, *next.group(h->group), *h, &new_cache);
@@ -317,12 +317,22 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
       if (!b || !(b->params == l.params))
         ops.push_back({nl::htb_class_message(ifx, l.params, false), who, "change HTB class", l.params.classid,
                        b ? std::optional(nl::htb_class_message(ifx, b->params, false)) : std::nullopt});
-      if (!b || b->queue_limit != l.queue_limit)
-        ops.push_back({nl::bfifo_message(ifx, l.params.classid, now->leaves.at(l.class_id), l.queue_limit, false), who,
-                       "change the bfifo of", l.params.classid,
-                       b ? std::optional(nl::bfifo_message(ifx, l.params.classid, now->leaves.at(l.class_id),
-                                                           b->queue_limit, false))
-                         : std::nullopt});
+      const uint32_t handle = now->leaves.at(l.class_id);
+      const uint32_t cls = l.params.classid;
+      if (b && (b->split_above != 0) != (l.split_above != 0)) {
+        // A queue of the other kind (bfifo <-> frame queue): the kernel changes
+        // a queue only within its kind, so the old one goes (HTB puts a default
+        // queue in its place for the moment; what it held is dropped) and the
+        // new one takes its handle.
+        constexpr uint16_t kCreate = NLM_F_CREATE | NLM_F_EXCL;
+        ops.push_back({nl::delete_qdisc_message(ifx, cls, handle), who, "replace the queue of", cls,
+                       leaf_queue_message(ifx, *b, handle, kCreate)});
+        ops.push_back({leaf_queue_message(ifx, l, handle, kCreate), who, "replace the queue of", cls,
+                       nl::delete_qdisc_message(ifx, cls, handle)});
+      } else if (!b || b->queue_limit != l.queue_limit || b->split_above != l.split_above) {
+        ops.push_back({leaf_queue_message(ifx, l, handle, 0), who, "change the queue of", cls,
+                       b ? std::optional(leaf_queue_message(ifx, *b, handle, 0)) : std::nullopt});
+      }
     }
   }
   for (const auto& g : next.groups) {

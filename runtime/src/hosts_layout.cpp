@@ -325,7 +325,19 @@ Result<HostClasses> classes_for(const Shape& shape, const qosc::ManifestPlan& pl
     leaf.params.rate_bps = std::min<uint64_t>(l.params.ceil_bps,
                                               std::max<uint64_t>(htb::kMinRateBps, static_cast<uint64_t>(scaled)));
     leaf.params.burst_bytes = htb::default_burst(leaf.params.rate_bps, frame);
-    leaf.queue_limit = std::max(l.queue_limit, minq + frame);   // one largest skb always fits
+    // A bfifo must hold the largest skb (minq: a GSO packet of up to 64 KB,
+    // half a second at 1 Mbit/s). Where that is more than the leaf's ceiling
+    // sends in kFrameQueueMs, its queue holds frames only, cut from larger
+    // packets (nl::frame_queue_message), and that much.
+    const uint32_t largest = minq + frame;
+    const uint64_t frames = std::max<uint64_t>(leaf.params.ceil_bps / 8 * kFrameQueueMs / 1000,
+                                               uint64_t{htb::kLeafQueueMinFrames} * frame);
+    if (frames < largest) {
+      leaf.queue_limit = static_cast<uint32_t>(frames);
+      leaf.split_above = 2 * frame;
+    } else {
+      leaf.queue_limit = std::max(l.queue_limit, largest);
+    }
     hc.class_mask |= 1ull << leaf.class_id;
     hc.leaves.push_back(leaf);
   }
@@ -334,7 +346,8 @@ Result<HostClasses> classes_for(const Shape& shape, const qosc::ManifestPlan& pl
   hc.default_leaf = hc.leaves.back().class_id;
   if (hc.class_mask >> m.default_class & 1) hc.default_leaf = m.default_class;
   uint64_t f = fnv_params(0xcbf29ce484222325ull, hc.host);
-  for (const auto& l : hc.leaves) f = fnv(fnv(fnv_params(f, l.params), l.class_id), l.queue_limit);
+  for (const auto& l : hc.leaves)
+    f = fnv(fnv(fnv(fnv_params(f, l.params), l.class_id), l.queue_limit), l.split_above);
   hc.fingerprint = fnv(fnv(f, hc.class_mask), hc.default_leaf);
   return hc;
 }
@@ -409,6 +422,12 @@ qos_host_val map_value(const Shape& shape, const Group& g, const PlacedHost& h, 
   v.queue = shape.tx_queues > 1 ? txq::queue_mapping(g.queue) : QOS_HOST_ANY_QUEUE;
   v.host_id = h.host_id;
   return v;
+}
+
+nl::NlMessage leaf_queue_message(int ifindex, const HostClasses::Leaf& l, uint32_t handle, uint16_t flags) {
+  if (l.split_above)
+    return nl::frame_queue_message(ifindex, l.params.classid, handle, l.queue_limit, l.split_above, flags);
+  return nl::bfifo_message(ifindex, l.params.classid, handle, l.queue_limit, flags);
 }
 
 // ---- planning ----------------------------------------------------------------------------------

@@ -506,9 +506,14 @@ Status delete_root_qdisc(RtnlSocket& s, int ifindex) {
   return s.request(m, fmt::format("cannot delete the root qdisc of {}", ifname_of(ifindex)));
 }
 
-Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle) {
+NlMessage delete_qdisc_message(int ifindex, uint32_t parent, uint32_t handle) {
   NlMessage m(RTM_DELQDISC, 0);
   m.header(tc_header(ifindex, parent, handle));
+  return m;
+}
+
+Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle) {
+  NlMessage m = delete_qdisc_message(ifindex, parent, handle);
   return s.request(m, fmt::format("cannot delete qdisc {} of {}", handle_string(handle), ifname_of(ifindex)));
 }
 
@@ -597,8 +602,8 @@ Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid) {
   return s.request(m, fmt::format("cannot delete class {} on {}", handle_string(classid), ifname_of(ifindex)));
 }
 
-NlMessage bfifo_message(int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, bool create) {
-  NlMessage m(RTM_NEWQDISC, create ? NLM_F_CREATE | NLM_F_EXCL : 0);
+NlMessage bfifo_message(int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, uint16_t flags) {
+  NlMessage m(RTM_NEWQDISC, flags);
   m.header(tc_header(ifindex, parent, handle));
   m.attr_str(TCA_KIND, "bfifo");
   tc_fifo_qopt q{};
@@ -607,10 +612,28 @@ NlMessage bfifo_message(int ifindex, uint32_t parent, uint32_t handle, uint32_t 
   return m;
 }
 
+NlMessage frame_queue_message(int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, uint32_t split_above,
+                              uint16_t flags) {
+  constexpr uint64_t kNeverLimits = 1'000'000'000'000ull;   // bit/s: a 3 KB burst refills in 24 ns
+  NlMessage m(RTM_NEWQDISC, flags);
+  m.header(tc_header(ifindex, parent, handle));
+  m.attr_str(TCA_KIND, "tbf");
+  size_t opt = m.begin(TCA_OPTIONS);
+  tc_tbf_qopt q{};
+  q.rate = ratespec(kNeverLimits);
+  q.limit = limit;
+  q.buffer = xmit_ticks(split_above, kNeverLimits);
+  m.attr_struct(TCA_TBF_PARMS, q);
+  m.attr_u64(TCA_TBF_RATE64, kNeverLimits / 8);
+  m.attr_u32(TCA_TBF_BURST, split_above);
+  m.end(opt);
+  return m;
+}
+
 namespace {
 Status bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, uint16_t flags,
              const char* verb) {
-  NlMessage m = bfifo_message(ifindex, parent, handle, limit, flags != 0);
+  NlMessage m = bfifo_message(ifindex, parent, handle, limit, flags);
   return s.request(m, fmt::format("cannot {} the bfifo queue of class {} on {}", verb, handle_string(parent),
                                   ifname_of(ifindex)));
 }

@@ -250,7 +250,7 @@ TEST(HostsEngine, AKernelRefusalUndoesTheWholeApply) {
   ASSERT_EQ(out, "");
   auto s = e.apply_csv(table_csv(0, 12));
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.error().message.find("host 'h11': cannot create the bfifo of"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("host 'h11': cannot create the queue of"), std::string::npos) << s.error().message;
   EXPECT_NE(s.error().message.find("nothing was changed"), std::string::npos) << s.error().message;
   (void)ns.tc("qdisc replace dev qhe0 parent 1:10 handle 10: bfifo limit 10000");
   EXPECT_EQ(ns.tc("class show dev qhe0"), tree);

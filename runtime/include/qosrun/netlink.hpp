@@ -149,6 +149,7 @@ Status replay_root_qdisc(RtnlSocket& s, const QdiscInfo& q);
 Status add_root_qdisc(RtnlSocket& s, int ifindex, uint32_t handle, const std::string& kind);
 Status delete_root_qdisc(RtnlSocket& s, int ifindex);
 Status delete_qdisc(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle);
+NlMessage delete_qdisc_message(int ifindex, uint32_t parent, uint32_t handle);
 
 struct HtbRootSpec {
   uint32_t handle = 1u << 16;
@@ -176,7 +177,17 @@ NlMessage htb_class_message(int ifindex, const HtbClassParams& p, bool create);
 // The other messages of a batch (RtnlSocket::batch), as the functions below send them.
 NlMessage htb_qdisc_message(int ifindex, const HtbRootSpec& spec);
 NlMessage delete_class_message(int ifindex, uint32_t classid);
-NlMessage bfifo_message(int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes, bool create);
+// `flags` of a qdisc request: NLM_F_CREATE | NLM_F_EXCL creates, 0 changes
+// (the kernel changes a queue only into one of its own kind, under its handle).
+NlMessage bfifo_message(int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes, uint16_t flags);
+// A leaf's queue that holds frames, never a GSO packet whole: a TBF at
+// 1 Tbit/s (it never holds a packet back) whose burst, `split_above` bytes,
+// is also the largest packet it takes whole; a larger GSO packet is cut into
+// its segments (the kernel's tbf_segment) before they queue in the TBF's
+// bfifo of `limit_bytes`. A bfifo must hold the largest GSO packet (64 KB:
+// half a second at 1 Mbit/s); this one holds what its limit says.
+NlMessage frame_queue_message(int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes,
+                              uint32_t split_above, uint16_t flags);
 NlMessage classid_filter_message(int ifindex, uint32_t parent, int prog_fd, const std::string& name);
 Status add_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
 Status change_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
