@@ -162,6 +162,8 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
     return per_class;
   };
   if (isolation(old.manifest) == isolation(m)) stateful.insert({"qos_iso_slots", "qos_iso_index", "qos_iso_stats"});
+  else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
+    out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
   // The hosts stay: their map is kept (its entries name groups and classes
   // that stay too) and their groups are not part of the root's plan.
   if (Status st = hosts::check_reload(o.ifname, m); !st) return st.error();
@@ -182,8 +184,6 @@ Result<Reloaded> reload(const ReloadOptions& o, std::ostream& log) {
                                                                       : "by " + m.hosts->by)};
     stateful.insert(QOS_STEER_CPUS_MAP);
   }
-  else if (std::any_of(m.classes.begin(), m.classes.end(), [](const auto& c) { return c.isolate.has_value(); }))
-    out.notes.push_back("isolation changed: flows and hosts are assigned to sub-queues afresh");
   std::vector<Fd> keep;
   bpf_map* mp = nullptr;
   bpf_object__for_each_map(mp, policy->object()) {

@@ -195,6 +195,7 @@ TEST(Reload, KeepsIsolationSlotsWhenTheIsolationIsTheSame) {
   Cmd r = p.qosrun("-v reload " + b + " " + p.if_a);
   ASSERT_EQ(r.rc, 0) << r.all();
   EXPECT_NE(r.err.find("qos_iso_slots"), std::string::npos) << "kept the slots\n" << r.all();
+  EXPECT_EQ(r.err.find("isolation changed"), std::string::npos) << "it did not\n" << r.all();
   pings();
   const auto after = isolated_flows(p, "bulk", &claims_after);
   // Fresh maps would have the same flows claim their slots again.
