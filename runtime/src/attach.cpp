@@ -206,11 +206,12 @@ Status attach_xdp(Ctx& c, int prog_fd, XdpMode mode, std::vector<std::string>& n
 constexpr uint32_t kSteerQueueFrames = 2048;
 
 // --steer-from: the cpumap gets CPUs 0 .. TX queues - 1 (queue q is CPU q's),
-// then each interface the steering program. Queues beyond the CPUs there are
-// stay unsteered (their hosts' packets pass on the CPU they came in on).
-Status attach_steering(Ctx& c, const LoadedPolicy& policy, const std::vector<int>& ifindexes,
-                       const std::vector<std::string>& ifnames, XdpMode mode, std::vector<std::string>& notes) {
-  if (ifindexes.empty()) return {};
+// then each interface of `steering` (checked by steering_interfaces) the
+// steering program. Queues beyond the CPUs there are stay unsteered (their
+// hosts' packets pass on the CPU they came in on).
+Status attach_steering(Ctx& c, const LoadedPolicy& policy, const std::vector<state::Steering>& steering, XdpMode mode,
+                       std::vector<std::string>& notes) {
+  if (steering.empty()) return {};
   int cpus = bpf_object__find_map_fd_by_name(policy.object(), QOS_STEER_CPUS_MAP);
   if (cpus < 0) return Error{fmt::format("the object has no map {}: recompile it with this qosc", QOS_STEER_CPUS_MAP)};
   const uint32_t queues = c.rec.main.queues.tx ? c.rec.main.queues.tx->queues : 1;
@@ -230,11 +231,9 @@ Status attach_steering(Ctx& c, const LoadedPolicy& policy, const std::vector<int
     notes.push_back(fmt::format("steering: {} of {} TX queues have a CPU of their number; the hosts of the others "
                                 "are shaped on the CPU their packets come in on",
                                 steered, queues));
-  for (size_t i = 0; i < ifindexes.size(); ++i) {
-    c.rec.steering.push_back({ifnames[i], ifindexes[i], {}});
-    if (Status st = attach_xdp_to(c, ifindexes[i], ifnames[i], c.rec.steering.back().xdp, policy.prog_fd(Hook::Steer),
-                                  mode, notes);
-        !st)
+  for (const state::Steering& s : steering) {
+    state::Steering& rec = c.rec.steering.emplace_back(s);
+    if (Status st = attach_xdp_to(c, rec.ifindex, rec.ifname, rec.xdp, policy.prog_fd(Hook::Steer), mode, notes); !st)
       return st;
   }
   // (After the programs: a failure or kill here leaves them for the undo to take away.)
@@ -354,9 +353,10 @@ Result<std::vector<std::string>> adaptive_reflectors(const qosc::Manifest& m, co
 // --steer-from checked before anything changes: the policy can steer (hosts
 // without `nat`, an object with the program), its hosts are spread over TX
 // queues, and each interface exists, is another one and has no XDP program.
-Result<std::vector<int>> steering_interfaces(const qosc::Manifest& m, const AttachOptions& o,
-                                             const state::Record& rec) {
-  std::vector<int> out;
+// Returns each interface's entry, not yet attached.
+Result<std::vector<state::Steering>> steering_interfaces(const qosc::Manifest& m, const AttachOptions& o,
+                                                         const state::Record& rec) {
+  std::vector<state::Steering> out;
   if (o.steer_from.empty()) return out;
   if (!m.hosts)
     return Error{fmt::format("--steer-from: policy '{}' has no hosts to steer: steering sends each listed host's "
@@ -386,7 +386,7 @@ Result<std::vector<int>> steering_interfaces(const qosc::Manifest& m, const Atta
       return Error{fmt::format("--steer-from {}: it already has an XDP program (id {}, {}); steering needs its XDP "
                                "hook: remove that program (ip link set dev {} xdp off), or steer from elsewhere",
                                name, q.prog_id, prog_name_of_id(q.prog_id), name)};
-    out.push_back(*idx);
+    out.push_back({name, *idx, {}});
   }
   return out;
 }
@@ -460,8 +460,8 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
     }
   }
 
-  auto steer_ifindexes = steering_interfaces(m, o, rec);
-  if (!steer_ifindexes) return steer_ifindexes.error();
+  auto steering = steering_interfaces(m, o, rec);
+  if (!steering) return steering.error();
 
   if (Status st = require_admin("qosrun attach"); !st) return st.error();
   auto lock = state::Lock::acquire(o.ifname);
@@ -544,8 +544,7 @@ Result<Attached> attach(const AttachOptions& o, std::ostream& log) {
   if (Status st = attach_xdp(c, policy->prog_fd(Hook::Xdp), o.mode, notes); !st) return fail(st.error());
   if (rec.ingress)
     if (Status st = attach_ingress(c, policy->prog_fd(Hook::Tc), o.force); !st) return fail(st.error());
-  if (Status st = attach_steering(c, *policy, *steer_ifindexes, o.steer_from, o.mode, notes); !st)
-    return fail(st.error());
+  if (Status st = attach_steering(c, *policy, *steering, o.mode, notes); !st) return fail(st.error());
 
   if (!reflectors->empty()) {
     // The foreground form runs the controller itself (run_foreground).
