@@ -432,14 +432,26 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 // ---- Prefix ----------------------------------------------------------------------------------
 
-std::string Prefix::text() const {
-  char buf[INET6_ADDRSTRLEN] = {};
+size_t Prefix::write_text(char (&out)[kTextMax]) const {
+  char* p = out;
+  char* const end = out + kTextMax;
   if (v4) {
-    inet_ntop(AF_INET, addr.data() + 12, buf, sizeof buf);
+    for (int i = 0; i < 4; ++i) {
+      if (i) *p++ = '.';
+      p = std::to_chars(p, end, addr[12 + static_cast<size_t>(i)]).ptr;
+    }
   } else {
-    inet_ntop(AF_INET6, addr.data(), buf, sizeof buf);
+    inet_ntop(AF_INET6, addr.data(), out, INET6_ADDRSTRLEN);
+    p += std::strlen(out);
   }
-  return fmt::format("{}/{}", buf, family_len());
+  *p++ = '/';
+  p = std::to_chars(p, end, family_len()).ptr;
+  return static_cast<size_t>(p - out);
+}
+
+std::string Prefix::text() const {
+  char buf[kTextMax];
+  return std::string(buf, write_text(buf));
 }
 
 bool Prefix::contains(const Prefix& o) const {

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 #include <sstream>
-#include <arpa/inet.h>
 #include <tuple>
 #include <unistd.h>
 
@@ -49,17 +48,9 @@ std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
     fmt::format_to(out, FMT_COMPILE("host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t"), h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
                    h.name, h.plan);
     for (size_t i = 0; i < h.prefixes.size(); ++i) {
-      // As Prefix::text(), straight into the buffer (10,000 hosts: no string
-      // each, and IPv4 without inet_ntop, which costs more than the rest of the line).
-      const Prefix& pr = h.prefixes[i];
-      if (pr.v4) {
-        const uint8_t* a = pr.addr.data() + 12;
-        fmt::format_to(out, FMT_COMPILE("{}{}.{}.{}.{}/{}"), i ? " " : "", a[0], a[1], a[2], a[3], pr.family_len());
-        continue;
-      }
-      char a[INET6_ADDRSTRLEN] = {};
-      inet_ntop(AF_INET6, pr.addr.data(), a, sizeof a);
-      fmt::format_to(out, FMT_COMPILE("{}{}/{}"), i ? " " : "", a, pr.family_len());
+      char text[Prefix::kTextMax];
+      if (i) b.push_back(' ');
+      b.append(text, text + h.prefixes[i].write_text(text));
     }
     b.push_back('\t');
     bool first = true;
@@ -524,13 +515,6 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   for (const auto& h : table.hosts) plans.push_back(h.plan);
   auto rates = plan_rates(shape, plans);
 
-  std::map<std::string, std::vector<uint32_t>, std::less<>> class_ids;   // per plan, once
-  for (const auto& p : m.plans) class_ids[p.name] = plan_class_ids(m, p.name);
-  const std::vector<uint32_t> none;
-  auto ids_of = [&](const std::string& plan) -> const std::vector<uint32_t>& {
-    auto it = class_ids.find(plan);
-    return it == class_ids.end() ? none : it->second;
-  };
   std::vector<const HostEntry*> order;
   order.reserve(table.hosts.size());
   next.hosts.reserve(table.hosts.size());
@@ -546,14 +530,16 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
     else if (c < 0) ++i;
     else ++j;
   }
-  // The plans' rates and class ids, looked up once per plan, not per host.
+  // Per plan, found once and not per host: its assured rate, its classes and
+  // (at the end) the fingerprint of the classes that rate gives them.
   struct PlanInfo {
     uint64_t rate = 0;
-    const std::vector<uint32_t>* class_ids = nullptr;
+    std::vector<uint32_t> class_ids;
+    std::optional<uint64_t> fingerprint;
   };
   std::map<std::string, PlanInfo, std::less<>> plan_info;
-  for (const auto& [name, rate] : rates) plan_info[name] = {rate, &ids_of(name)};
-  std::vector<const PlanInfo*> plan_of(order.size());
+  for (const auto& [name, rate] : rates) plan_info[name] = {rate, plan_class_ids(m, name), std::nullopt};
+  std::vector<PlanInfo*> plan_of(order.size());
   for (size_t i = 0; i < order.size(); ++i) {
     auto it = plan_info.find(order[i]->plan);
     if (it == plan_info.end()) return Error{fmt::format("host '{}': unknown plan '{}'", order[i]->name, order[i]->plan)};
@@ -570,7 +556,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   for (const auto& [idx, occ] : occupied) counts[idx] = static_cast<uint32_t>(std::count(occ.begin(), occ.end(), true));
   for (size_t i = 0; i < order.size(); ++i) {
     const HostEntry* e = order[i];
-    const std::vector<uint32_t>& plan_classes = *plan_of[i]->class_ids;
+    const std::vector<uint32_t>& plan_classes = plan_of[i]->class_ids;
     PlacedHost h;
     h.name = e->name;
     h.plan = e->plan;
@@ -642,17 +628,16 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   // Group rates: their hosts' assured rates; fingerprints of every host.
   for (auto& [idx, g] : groups) g.rate_bps = 0;
   ClassCache cache;
-  std::map<const PlanInfo*, uint64_t> fingerprints;   // a plan's hosts share one rate, so one fingerprint
   for (size_t i = 0; i < next.hosts.size(); ++i) {
     PlacedHost& h = next.hosts[i];
+    PlanInfo& plan = *plan_of[i];
     groups.at(h.group).rate_bps += h.rate_bps;
-    auto f = fingerprints.find(plan_of[i]);
-    if (f == fingerprints.end()) {
+    if (!plan.fingerprint) {   // a plan's hosts share one rate, so one fingerprint
       auto c = cache.get(shape, h.plan, h.rate_bps);
       if (!c) return Error{fmt::format("host '{}': {}", h.name, c.error().message)};
-      f = fingerprints.emplace(plan_of[i], (*c)->fingerprint).first;
+      plan.fingerprint = (*c)->fingerprint;
     }
-    h.fingerprint = f->second;
+    h.fingerprint = *plan.fingerprint;
   }
   for (auto& [idx, g] : groups) next.groups.push_back(g);
   return next;

@@ -30,6 +30,10 @@ struct Prefix {
   bool v4 = false;
   uint8_t family_len() const { return v4 ? static_cast<uint8_t>(len - 96) : len; }   // as written
   std::string text() const;                                                         // "10.0.0.0/24"
+  // The same text into `out` (no allocation: a placement writes thousands);
+  // returns its length. IPv4 without inet_ntop, which costs more than the rest.
+  static constexpr size_t kTextMax = 50;   // an IPv6 address (45, INET6_ADDRSTRLEN 46 with its NUL) + "/128"
+  size_t write_text(char (&out)[kTextMax]) const;
   // Does `other` lie inside this prefix (or equal it)?
   bool contains(const Prefix& other) const;
   friend bool operator==(const Prefix&, const Prefix&) = default;
