@@ -4,7 +4,7 @@
 # per repetition.
 #
 #   bench/wire/run.sh [--runs N] [--secs S] [--rules N] [--rate PPS] [--policy FILE]... [--hosts TABLE]
-#                     [--variant LABEL=QOSC_OPTIONS]... [--build DIR] [--out DIR]
+#                     [--variant LABEL=QOSC_OPTIONS]... [--only REGEX] [--build DIR] [--out DIR]
 #
 # Three namespaces (netns.sh): trafgen in qw-snd sends 64-byte UDP frames as
 # fast as one CPU allows, across 4096 flows (source ports 10000-14095 x
@@ -40,6 +40,10 @@
 # --rate PPS: trafgen's paced mode at PPS (it reaches ~130 kpps here) instead
 # of as fast as it can; the sink's rate then shows loss at that load.
 #
+# --only REGEX measures only the configurations whose name (none, empty,
+# qosc:POLICY:LABEL, htb:..., u32:..., u32xdp:...) matches the extended regex;
+# e.g. --only '^(empty|qosc:home:)' for the baseline and home's variants.
+#
 # --policy FILE adds a policy (measured as qosc-NAME, NAME = FILE's name
 # without .qos; its link as written). --hosts TABLE is passed to every qosc
 # attach (`qosrun attach ... --hosts TABLE`): for a policy with `hosts`,
@@ -61,6 +65,7 @@ hosts=""
 rate=0
 extra_policies=()
 variants=()
+only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -70,6 +75,7 @@ while [ $# -gt 0 ]; do
     --policy) extra_policies+=("$(realpath "$2")"); shift 2 ;;
     --hosts) hosts=$(realpath "$2"); shift 2 ;;
     --variant) variants+=("$2"); shift 2 ;;
+    --only) only=$2; shift 2 ;;
     --build) build=$(realpath "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -126,6 +132,12 @@ for v in "${variants[@]}"; do
   done
 done
 configs+=("htb:rules$nrules" "u32:rules$nrules" "u32xdp:rules$nrules")
+if [ -n "$only" ]; then
+  kept=()
+  for c in "${configs[@]}"; do [[ $c =~ $only ]] && kept+=("$c"); done
+  [ ${#kept[@]} -gt 0 ] || { echo "run.sh: --only '$only' matches no configuration of: ${configs[*]}" >&2; exit 1; }
+  configs=("${kept[@]}")
+fi
 
 # ---- the network ---------------------------------------------------------------------------
 qw_up

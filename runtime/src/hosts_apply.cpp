@@ -319,7 +319,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
                        b ? std::optional(nl::htb_class_message(ifx, b->params, false)) : std::nullopt});
       const uint32_t handle = now->leaves.at(l.class_id);
       const uint32_t cls = l.params.classid;
-      if (b && (b->split_above != 0) != (l.split_above != 0)) {
+      if (b && (b->queue.split_above != 0) != (l.queue.split_above != 0)) {
         // A queue of the other kind (bfifo <-> frame queue): the kernel changes
         // a queue only within its kind, so the old one goes (HTB puts a default
         // queue in its place for the moment; what it held is dropped) and the
@@ -329,7 +329,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
                        leaf_queue_message(ifx, *b, handle, kCreate)});
         ops.push_back({leaf_queue_message(ifx, l, handle, kCreate), who, "replace the queue of", cls,
                        nl::delete_qdisc_message(ifx, cls, handle)});
-      } else if (!b || b->queue_limit != l.queue_limit || b->split_above != l.split_above) {
+      } else if (!b || b->queue != l.queue) {
         ops.push_back({leaf_queue_message(ifx, l, handle, 0), who, "change the queue of", cls,
                        b ? std::optional(leaf_queue_message(ifx, *b, handle, 0)) : std::nullopt});
       }

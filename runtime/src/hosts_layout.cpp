@@ -316,19 +316,7 @@ Result<HostClasses> classes_for(const Shape& shape, const qosc::ManifestPlan& pl
     leaf.params.rate_bps = std::min<uint64_t>(l.params.ceil_bps,
                                               std::max<uint64_t>(htb::kMinRateBps, static_cast<uint64_t>(scaled)));
     leaf.params.burst_bytes = htb::default_burst(leaf.params.rate_bps, frame);
-    // A bfifo must hold the largest skb (minq: a GSO packet of up to 64 KB,
-    // half a second at 1 Mbit/s). Where that is more than the leaf's ceiling
-    // sends in kFrameQueueMs, its queue holds frames only, cut from larger
-    // packets (nl::frame_queue_message), and that much.
-    const uint32_t largest = minq + frame;
-    const uint64_t frames = std::max<uint64_t>(leaf.params.ceil_bps / 8 * kFrameQueueMs / 1000,
-                                               uint64_t{htb::kLeafQueueMinFrames} * frame);
-    if (frames < largest) {
-      leaf.queue_limit = static_cast<uint32_t>(frames);
-      leaf.split_above = 2 * frame;
-    } else {
-      leaf.queue_limit = std::max(l.queue_limit, largest);
-    }
+    leaf.queue = htb::leaf_queue(leaf.params.ceil_bps, frame, minq + frame);
     hc.class_mask |= 1ull << leaf.class_id;
     hc.leaves.push_back(leaf);
   }
@@ -338,7 +326,7 @@ Result<HostClasses> classes_for(const Shape& shape, const qosc::ManifestPlan& pl
   if (hc.class_mask >> m.default_class & 1) hc.default_leaf = m.default_class;
   uint64_t f = fnv_params(0xcbf29ce484222325ull, hc.host);
   for (const auto& l : hc.leaves)
-    f = fnv(fnv(fnv(fnv_params(f, l.params), l.class_id), l.queue_limit), l.split_above);
+    f = fnv(fnv(fnv(fnv_params(f, l.params), l.class_id), l.queue.limit), l.queue.split_above);
   hc.fingerprint = fnv(fnv(f, hc.class_mask), hc.default_leaf);
   return hc;
 }
@@ -416,9 +404,7 @@ qos_host_val map_value(const Shape& shape, const Group& g, const PlacedHost& h, 
 }
 
 nl::NlMessage leaf_queue_message(int ifindex, const HostClasses::Leaf& l, uint32_t handle, uint16_t flags) {
-  if (l.split_above)
-    return nl::frame_queue_message(ifindex, l.params.classid, handle, l.queue_limit, l.split_above, flags);
-  return nl::bfifo_message(ifindex, l.params.classid, handle, l.queue_limit, flags);
+  return htb::leaf_queue_message(ifindex, l.params.classid, handle, l.queue, flags);
 }
 
 // ---- planning ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_sched.h>
+#include <linux/netlink.h>
 #include <unistd.h>
 
 #include <array>
@@ -29,10 +30,9 @@ namespace {
 
 uint64_t clamp_rate(uint64_t r) { return std::max(r, kMinRateBps); }
 
-uint32_t queue_limit(uint64_t ceil_bps, uint32_t frame) {
-  uint64_t b = ceil_bps / 8 * kLeafQueueMs / 1000;
-  b = std::max<uint64_t>(b, uint64_t{frame} * kLeafQueueMinFrames);
-  return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu));
+// What `ceil_bps` sends in `ms`, at least kLeafQueueMinFrames frames.
+uint64_t queue_bytes(uint64_t ceil_bps, uint32_t ms, uint32_t frame) {
+  return std::max<uint64_t>(ceil_bps / 8 * ms / 1000, uint64_t{frame} * kLeafQueueMinFrames);
 }
 
 // Quanta proportional to `v` (weights or DRR quanta): the smallest value gets
@@ -85,8 +85,7 @@ Nested nested_level(uint32_t handle, uint32_t cb_slot, uint32_t count, uint64_t 
     c.quantum = minq;
     n.subs.push_back(c);
   }
-  // One largest skb always fits, whatever the class's rate.
-  n.queue_limit = std::max(queue_limit(ceil, frame), minq + frame);
+  n.queue = leaf_queue(ceil, frame, minq + frame);
   return n;
 }
 
@@ -101,6 +100,20 @@ Nested nested_plan(const qosc::ManifestIsolation& iso, uint32_t minor, uint64_t 
 }
 
 }  // namespace
+
+LeafQueue leaf_queue(uint64_t ceil_bps, uint32_t frame, uint32_t largest) {
+  auto clamp = [](uint64_t b) { return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu)); };
+  if (uint64_t b = queue_bytes(ceil_bps, kLeafQueueMs, frame); b >= largest) return {clamp(b), 0};
+  uint64_t frames = queue_bytes(ceil_bps, kFrameQueueMs, frame);
+  if (frames >= largest) return {largest, 0};
+  return {clamp(frames), 2 * frame};
+}
+
+nl::NlMessage leaf_queue_message(int ifindex, uint32_t parent_classid, uint32_t handle, const LeafQueue& q,
+                                 uint16_t flags) {
+  if (q.split_above) return nl::frame_queue_message(ifindex, parent_classid, handle, q.limit, q.split_above, flags);
+  return nl::bfifo_message(ifindex, parent_classid, handle, q.limit, flags);
+}
 
 uint32_t default_burst(uint64_t rate_bps, uint32_t frame) {
   uint64_t b = rate_bps / 8 / 1000 + frame;
@@ -146,8 +159,11 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb, uint6
   p.link.quantum = frame;
   p.link.prio = 0;
 
+  // A leaf's queue is sized for its ceiling at the nominal link
+  // (`nominal_ceil`): an adaptive rate changes the class in place, never its
+  // queue, which would drop what the queue holds when it changes kind.
   auto make_leaf = [&](uint32_t minor, std::string label, int32_t cls, uint64_t rate, uint64_t ceil,
-                       uint32_t cburst, uint32_t quantum, uint32_t prio) {
+                       uint64_t nominal_ceil, uint32_t cburst, uint32_t quantum, uint32_t prio) {
     Leaf l;
     l.minor = minor;
     l.label = std::move(label);
@@ -160,7 +176,7 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb, uint6
     l.params.cburst_bytes = cburst;
     l.params.quantum = quantum;
     l.params.prio = std::min(prio, kMaxPrio);
-    l.queue_limit = queue_limit(ceil, frame);
+    l.queue = leaf_queue(nominal_ceil, frame, minq + frame);
     p.leaves.push_back(std::move(l));
   };
   const uint64_t sp_assured = clamp_rate(L / kSpAssuredDivisor);
@@ -176,8 +192,8 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb, uint6
     // Band 0 (the lowest ranks) is assured the link, as the best priority is
     // under strict_priority; the other bands borrow in band order.
     for (uint32_t b = 0; b < bands; ++b)
-      make_leaf(kMinorBase + b, fmt::format("band {}", b), -1, b == 0 ? L : sp_assured, L, default_burst(L, frame),
-                minq, b);
+      make_leaf(kMinorBase + b, fmt::format("band {}", b), -1, b == 0 ? L : sp_assured, L, nominal,
+                default_burst(L, frame), minq, b);
     p.default_minor = kMinorBase + bands - 1;
     if (bands > kMaxPrio + 1)
       p.notes.push_back(fmt::format("pifo: bands {}..{} share HTB priority {} (HTB has 8 priorities)", kMaxPrio,
@@ -249,16 +265,16 @@ Result<Plan> plan(const qosc::Manifest& m, uint32_t mtu, uint32_t max_skb, uint6
       p.notes.push_back(fmt::format("class {}: rate {} is above the link; capped at {}", c.name,
                                     format_rate(c.rate_bps), format_rate(L)));
     uint32_t minor = c.leaf_minor();
-    make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, cburst, quanta[i], prio[i]);
+    // At the nominal link whatever the rate now: an adaptive rate changes the
+    // leaf in place and never replaces its queue or its sub-queues.
+    const uint64_t nominal_ceil = c.rate_bps ? std::min(c.rate_bps, nominal) : nominal;
+    make_leaf(minor, c.name, static_cast<int32_t>(c.id), share[i], ceil, nominal_ceil, cburst, quanta[i], prio[i]);
     if (c.isolate) {
-      // At the nominal link whatever the rate now: an adaptive rate changes
-      // the leaf in place and never replaces its sub-queues.
-      uint64_t nominal_ceil = c.rate_bps ? std::min(c.rate_bps, nominal) : nominal;
       p.leaves.back().nested = nested_plan(*c.isolate, minor, nominal, nominal_ceil, frame, minq);
       // Its sparse flows: a leaf of their own, sent within its assured rate.
       uint64_t sparse = std::min(ceil, std::max(c.isolate->sparse_bps * kSparseFlowsAssured, ceil / kSparseShareOfCeil));
-      make_leaf(QOS_HTB_SPARSE_BASE + c.id, c.name + "~sparse", static_cast<int32_t>(c.id), sparse, ceil, cburst,
-                minq, prio[i]);
+      make_leaf(QOS_HTB_SPARSE_BASE + c.id, c.name + "~sparse", static_cast<int32_t>(c.id), sparse, ceil, nominal_ceil,
+                cburst, minq, prio[i]);
     }
     if (c.is_default || c.id == m.default_class) p.default_minor = minor;
   }
@@ -302,8 +318,8 @@ nlohmann::json nested_json(const Nested& n) {
   for (const auto& c : n.subs) subs.push_back(params_json(c));
   for (const auto& b : n.below) below.push_back(nested_json(b));
   return {{"handle", n.handle},           {"cb_slot", n.cb_slot}, {"default_minor", n.default_minor},
-          {"root", params_json(n.root)}, {"subs", subs},         {"queue_limit", n.queue_limit},
-          {"below", below}};
+          {"root", params_json(n.root)}, {"subs", subs},         {"queue_limit", n.queue.limit},
+          {"split_above", n.queue.split_above}, {"below", below}};
 }
 Nested nested_from(const nlohmann::json& j) {
   Nested n;
@@ -312,7 +328,8 @@ Nested nested_from(const nlohmann::json& j) {
   n.default_minor = j.at("default_minor").get<uint32_t>();
   n.root = params_from(j.at("root"));
   for (const auto& c : j.at("subs")) n.subs.push_back(params_from(c));
-  n.queue_limit = j.at("queue_limit").get<uint32_t>();
+  n.queue.limit = j.at("queue_limit").get<uint32_t>();
+  n.queue.split_above = j.value("split_above", 0u);   // absent: a record of a qosrun with bfifo queues only
   for (const auto& b : j.at("below")) n.below.push_back(nested_from(b));
   return n;
 }
@@ -325,7 +342,8 @@ nlohmann::json to_json(const Plan& p) {
                          {"label", l.label},
                          {"class_id", l.class_id},
                          {"params", params_json(l.params)},
-                         {"queue_limit", l.queue_limit}};
+                         {"queue_limit", l.queue.limit},
+                         {"split_above", l.queue.split_above}};
     if (l.nested) lj["nested"] = nested_json(*l.nested);
     leaves.push_back(std::move(lj));
   }
@@ -346,25 +364,31 @@ Plan plan_from_json(const nlohmann::json& j) {
     x.label = l.at("label").get<std::string>();
     x.class_id = l.at("class_id").get<int32_t>();
     x.params = params_from(l.at("params"));
-    x.queue_limit = l.at("queue_limit").get<uint32_t>();
+    x.queue.limit = l.at("queue_limit").get<uint32_t>();
+    x.queue.split_above = l.value("split_above", 0u);
     if (auto it = l.find("nested"); it != l.end()) x.nested = nested_from(*it);
     p.leaves.push_back(std::move(x));
   }
   return p;
 }
 
+std::string describe(const LeafQueue& q) {
+  if (!q.split_above) return fmt::format("{} bytes", q.limit);
+  return fmt::format("{} bytes of frames (packets above {} bytes cut)", q.limit, q.split_above);
+}
+
 std::string describe(const Plan& p) {
   std::string s = fmt::format("htb {:x}: link {} (1:1), default 1:{:x}, r2q {}\n", p.major, format_rate(p.link.rate_bps),
                               p.default_minor, p.r2q);
   for (const auto& l : p.leaves)
-    s += fmt::format("  1:{:<3x} {:<12} prio {} rate {:<9} ceil {:<9} quantum {:<6} queue {} bytes\n", l.minor,
-                     l.label, l.params.prio, format_rate(l.params.rate_bps), format_rate(l.params.ceil_bps),
-                     l.params.quantum, l.queue_limit);
+    s += fmt::format("  1:{:<3x} {:<12} prio {} rate {:<9} ceil {:<9} quantum {:<6} queue {}\n", l.minor, l.label,
+                     l.params.prio, format_rate(l.params.rate_bps), format_rate(l.params.ceil_bps), l.params.quantum,
+                     describe(l.queue));
   for (const auto& l : p.leaves) {
     if (!l.nested) continue;
     const Nested& n = *l.nested;
-    s += fmt::format("  1:{:<3x} isolates: htb {:x}: below it, {} sub-queues, quantum {}, queue {} bytes each", l.minor,
-                     n.handle >> 16, n.subs.size(), n.subs.empty() ? 0 : n.subs[0].quantum, n.queue_limit);
+    s += fmt::format("  1:{:<3x} isolates: htb {:x}: below it, {} sub-queues, quantum {}, queue {} each", l.minor,
+                     n.handle >> 16, n.subs.size(), n.subs.empty() ? 0 : n.subs[0].quantum, describe(n.queue));
     if (!n.below.empty())
       s += fmt::format("; each a host with its own htb ({:x}: to {:x}:) of {} flow queues", n.below.front().handle >> 16,
                        n.below.back().handle >> 16, n.below.front().subs.size());
@@ -397,6 +421,12 @@ Result<int> CbClassidProgram::fd(uint32_t slot) {
 
 namespace {
 
+Status add_queue(nl::RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, const LeafQueue& q) {
+  nl::NlMessage m = leaf_queue_message(ifindex, parent, handle, q, NLM_F_CREATE | NLM_F_EXCL);
+  return s.request(m, fmt::format("cannot create the queue of class {} on {}", nl::handle_string(parent),
+                                  nl::ifname_of(ifindex)));
+}
+
 Status build_nested(nl::RtnlSocket& s, int ifindex, uint32_t parent, const Nested& n, CbClassidProgram& progs) {
   if (Status f = state::fail_point("htb-isolate"); !f) return f;
   nl::HtbRootSpec spec;
@@ -408,7 +438,7 @@ Status build_nested(nl::RtnlSocket& s, int ifindex, uint32_t parent, const Neste
   for (size_t i = 0; i < n.subs.size(); ++i) {
     if (Status st = nl::add_htb_class(s, ifindex, n.subs[i]); !st) return st;
     Status st = i < n.below.size() ? build_nested(s, ifindex, n.subs[i].classid, n.below[i], progs)
-                                   : nl::add_bfifo(s, ifindex, n.subs[i].classid, 0, n.queue_limit);
+                                   : add_queue(s, ifindex, n.subs[i].classid, 0, n.queue);
     if (!st) return st;
   }
   auto fd = progs.fd(n.cb_slot);
@@ -416,13 +446,28 @@ Status build_nested(nl::RtnlSocket& s, int ifindex, uint32_t parent, const Neste
   return nl::add_classid_filter(s, ifindex, n.handle, *fd, "qos_subq");
 }
 
-// The leaf's queue: a bfifo, or the isolated class's nested HTB.
+// The leaf's queue (LeafQueue), or the isolated class's nested HTB.
 Status add_leaf_queue(nl::RtnlSocket& s, int ifindex, const Leaf& l) {
   if (l.nested) {
     CbClassidProgram progs;
     return build_nested(s, ifindex, l.params.classid, *l.nested, progs);
   }
-  return nl::add_bfifo(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue_limit);
+  return add_queue(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue);
+}
+
+// A leaf's queue from `from` to `to`: changed in place within its kind; a
+// bfifo that becomes a frame queue (or back) is replaced under the same
+// handle, which drops what it held.
+Status change_queue(nl::RtnlSocket& s, int ifindex, const Leaf& l, const LeafQueue& from) {
+  if (from == l.queue) return {};
+  const uint32_t handle = leaf_qdisc_handle(l.minor);
+  if ((from.split_above != 0) != (l.queue.split_above != 0)) {
+    (void)nl::delete_qdisc(s, ifindex, l.params.classid, handle);
+    return add_queue(s, ifindex, l.params.classid, handle, l.queue);
+  }
+  nl::NlMessage m = leaf_queue_message(ifindex, l.params.classid, handle, l.queue, 0);
+  return s.request(m, fmt::format("cannot change the queue of class {} on {}", nl::handle_string(l.params.classid),
+                                  nl::ifname_of(ifindex)));
 }
 
 Status add_leaf(nl::RtnlSocket& s, int ifindex, const Leaf& l) {
@@ -474,9 +519,8 @@ Status change_persisting(nl::RtnlSocket& s, int ifindex, const Plan& from, const
       // its old one held is dropped; a reload that keeps it changes nothing).
       (void)nl::delete_qdisc(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor));
       if (Status st = add_leaf_queue(s, ifindex, l); !st) return st;
-    } else if (!l.nested && old->queue_limit != l.queue_limit) {
-      if (Status st = nl::change_bfifo(s, ifindex, l.params.classid, leaf_qdisc_handle(l.minor), l.queue_limit); !st)
-        return st;
+    } else if (!l.nested) {
+      if (Status st = change_queue(s, ifindex, l, old->queue); !st) return st;
     }
   }
   return {};
@@ -495,9 +539,8 @@ Status change_rate(nl::RtnlSocket& s, int ifindex, const Plan& from, const Plan&
     const Leaf& b = to.leaves[i];
     if (!(a.params == b.params))
       if (Status st = nl::change_htb_class(s, ifindex, b.params); !st) return st;
-    if (!b.nested && a.queue_limit != b.queue_limit)
-      if (Status st = nl::change_bfifo(s, ifindex, b.params.classid, leaf_qdisc_handle(b.minor), b.queue_limit); !st)
-        return st;
+    if (!b.nested)
+      if (Status st = change_queue(s, ifindex, b, a.queue); !st) return st;
   }
   if (!growing && !(from.link == to.link))
     if (Status st = nl::change_htb_class(s, ifindex, to.link); !st) return st;

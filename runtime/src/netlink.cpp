@@ -286,6 +286,12 @@ Status RtnlSocket::dump(NlMessage& msg, const std::string& what, const std::func
 
 // ---- listing --------------------------------------------------------------------------------
 
+std::string ifname_of(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (!if_indextoname(static_cast<unsigned>(ifindex), name)) return fmt::format("ifindex {}", ifindex);
+  return name;
+}
+
 namespace {
 
 std::span<const uint8_t> tc_payload(const nlmsghdr* h) {
@@ -294,12 +300,6 @@ std::span<const uint8_t> tc_payload(const nlmsghdr* h) {
   size_t hl = NLMSG_ALIGN(sizeof(tcmsg));
   if (len < hl) return {};
   return {base + hl, len - hl};
-}
-
-std::string ifname_of(int ifindex) {
-  char name[IF_NAMESIZE] = {};
-  if (!if_indextoname(static_cast<unsigned>(ifindex), name)) return fmt::format("ifindex {}", ifindex);
-  return name;
 }
 
 tcmsg tc_header(int ifindex, uint32_t parent, uint32_t handle, uint32_t info = 0) {
@@ -641,10 +641,6 @@ Status bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint3
 
 Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit) {
   return bfifo(s, ifindex, parent, handle, limit, NLM_F_CREATE | NLM_F_EXCL, "create");
-}
-
-Status change_bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit) {
-  return bfifo(s, ifindex, parent, handle, limit, 0, "change");
 }
 
 // ---- links ------------------------------------------------------------------------------------

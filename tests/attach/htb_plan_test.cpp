@@ -81,9 +81,30 @@ TEST(HtbPlan, StrictPriorityUsesHtbPrioAndAssuresOnlyTheBestPriority) {
   EXPECT_EQ(p->leaves[0].params.ceil_bps, 50 * kMbit);
   EXPECT_EQ(p->leaves[0].params.cburst_bytes, 100000u);
   EXPECT_EQ(p->leaves[1].params.ceil_bps, 100 * kMbit);
-  // Queues: 5 ms at the ceil.
-  EXPECT_EQ(p->leaves[0].queue_limit, 50 * kMbit / 8 * 5 / 1000);
-  EXPECT_EQ(p->leaves[1].queue_limit, 100 * kMbit / 8 * 5 / 1000);
+  // Queues: 5 ms at 50 and 100 Mbit/s is less than one largest packet, which
+  // a bfifo must hold (it drops what does not fit whole).
+  EXPECT_EQ(p->leaves[0].queue, (htb::LeafQueue{kMinQ + 1514, 0}));
+  EXPECT_EQ(p->leaves[1].queue, (htb::LeafQueue{kMinQ + 1514, 0}));
+}
+
+// A leaf's queue (htb::leaf_queue): 5 ms of its ceiling where that holds the
+// largest packet; else one largest packet while that is at most 50 ms; else
+// 50 ms of frames (at least 4), packets above two frames cut.
+TEST(HtbPlan, LeafQueuesHoldTheLargestPacketOrOnlyFrames) {
+  const uint32_t largest = kMinQ + 1514;
+  EXPECT_EQ(htb::leaf_queue(1000 * kMbit, 1514, largest), (htb::LeafQueue{625000, 0}));
+  EXPECT_EQ(htb::leaf_queue(200 * kMbit, 1514, largest), (htb::LeafQueue{125000, 0}));
+  EXPECT_EQ(htb::leaf_queue(100 * kMbit, 1514, largest), (htb::LeafQueue{largest, 0})) << "5 ms = 62.5 KB < 72 KB";
+  EXPECT_EQ(htb::leaf_queue(12 * kMbit, 1514, largest), (htb::LeafQueue{largest, 0})) << "72 KB is 48 ms";
+  EXPECT_EQ(htb::leaf_queue(10 * kMbit, 1514, largest), (htb::LeafQueue{62500, 2 * 1514})) << "72 KB would be 58 ms";
+  EXPECT_EQ(htb::leaf_queue(1 * kMbit, 1514, largest), (htb::LeafQueue{6250, 2 * 1514}));
+  EXPECT_EQ(htb::leaf_queue(100000, 1514, largest), (htb::LeafQueue{4 * 1514, 2 * 1514})) << "at least 4 frames";
+  // An adaptive rate changes the classes, never their queues (sized at the nominal link).
+  auto m = manifest("strict_priority", 100 * kMbit, {cls("a", 0), cls("b", 7)});
+  auto full = htb::plan(m, 1500), slow = htb::plan(m, 1500, htb::kDefaultMaxSkb, 5 * kMbit);
+  ASSERT_TRUE(full.ok() && slow.ok());
+  EXPECT_EQ(slow->leaves[1].params.ceil_bps, 5 * kMbit);
+  EXPECT_EQ(slow->leaves[1].queue, full->leaves[1].queue);
 }
 
 TEST(HtbPlan, AssuredRateAndQueueHaveFloors) {
@@ -97,7 +118,7 @@ TEST(HtbPlan, AssuredRateAndQueueHaveFloors) {
   ASSERT_TRUE(two.ok());
   EXPECT_EQ(two->leaves[0].params.rate_bps, 1 * kMbit);
   EXPECT_EQ(two->leaves[1].params.rate_bps, 1 * kMbit);
-  EXPECT_EQ(p->leaves[0].queue_limit, 4u * 1514) << "5 ms at 100 kbit is less than four frames";
+  EXPECT_EQ(p->leaves[0].queue, (htb::LeafQueue{4 * 1514, 2 * 1514})) << "50 ms at 100 kbit is less than four frames";
 }
 
 TEST(HtbPlan, RoundRobinSharesEqually) {

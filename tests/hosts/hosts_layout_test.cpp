@@ -117,23 +117,14 @@ TEST(HostsLayout, PlansChangeLeavesAndMapValue) {
   EXPECT_EQ(v.group_major, g.major >> 16);
   EXPECT_EQ(v.minor_base, ha.minor_base());
   EXPECT_EQ(v.queue, QOS_HOST_ANY_QUEUE);
-  // Leaf queues: a bfifo holds at least one largest skb; where that is more
-  // than the leaf's ceiling sends in kFrameQueueMs, the queue holds frames
-  // (GSO packets above two frames cut) and only that much, at least 4 frames.
+  // Leaf queues: the root tree's rule (htb::leaf_queue, HtbPlan.LeafQueues)
+  // at each leaf's ceiling. At 10 Mbit/s (host a) a largest skb is 57 ms:
+  // frames; at 200 Mbit/s (c's game leaf) 2.8 ms: a bfifo.
+  const uint32_t largest = htb::min_quantum(1500, 65536) + 1514;
   for (const auto* hc : {&*a, &*c})
-    for (const auto& l : hc->leaves) {
-      const uint64_t delay_bytes = l.params.ceil_bps / 8 * kFrameQueueMs / 1000;
-      if (l.split_above) {
-        EXPECT_EQ(l.split_above, 2u * 1514);
-        EXPECT_EQ(l.queue_limit, std::max<uint64_t>(delay_bytes, 4 * 1514));
-        EXPECT_LT(l.queue_limit, htb::min_quantum(1500, 65536));
-      } else {
-        EXPECT_GE(l.queue_limit, htb::min_quantum(1500, 65536));
-      }
-    }
-  // At 10 Mbit/s (host a) a largest skb is 57 ms: frames; at 200 Mbit/s (c's game leaf) 2.8 ms: a bfifo.
-  EXPECT_NE(a->leaves[0].split_above, 0u);
-  EXPECT_EQ(c->leaves[0].split_above, 0u);
+    for (const auto& l : hc->leaves) EXPECT_EQ(l.queue, htb::leaf_queue(l.params.ceil_bps, 1514, largest));
+  EXPECT_NE(a->leaves[0].queue.split_above, 0u);
+  EXPECT_EQ(c->leaves[0].queue.split_above, 0u);
   EXPECT_EQ(g.rate_bps, 10000000u + 5000000u + 50000000u);
 }
 

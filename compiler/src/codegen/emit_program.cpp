@@ -5,8 +5,6 @@
 #include <bit>
 
 #include <fmt/format.h>
-
-#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "emitter.hpp"

@@ -66,12 +66,6 @@ constexpr uint32_t qdisc_hash_bucket(uint32_t major) { return ((major << 16) * 0
 // assured 1/kUnlistedShare of what they would be without (they still borrow
 // up to their ceilings), and hosts' assured rates sum to at most the rest.
 inline constexpr uint64_t kUnlistedShare = 10;
-// A host's leaf whose bfifo would hold more than this much of its ceiling
-// (one largest GSO packet: slower than ~10 Mbit/s) gets a queue of frames
-// holding this much instead (HostClasses::Leaf::split_above): enough for TCP
-// to fill the leaf at the RTTs of an access network, and a tenth of what one
-// 64 KB packet takes at 1 Mbit/s.
-inline constexpr uint32_t kFrameQueueMs = 50;
 // A pinned map larger than this is not made at attach (a table that needs more is sharded).
 inline constexpr size_t kMaxMapEntries = 1u << 20;
 
@@ -197,12 +191,7 @@ struct HostClasses {
   struct Leaf {
     uint32_t class_id;
     nl::HtbClassParams params;
-    uint32_t queue_limit;
-    // 0: the leaf's queue is a bfifo, which holds the largest GSO packet at
-    // least; else a frame queue (nl::frame_queue_message) that cuts packets
-    // above this many bytes into frames, so that queue_limit can be what the
-    // leaf's rate sends in a few ms however slow it is.
-    uint32_t split_above = 0;
+    htb::LeafQueue queue;
   };
   std::vector<Leaf> leaves;
   uint64_t class_mask = 0;

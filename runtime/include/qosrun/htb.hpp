@@ -7,9 +7,10 @@
 //   root qdisc   htb 1:  default 1:<leaf of the default class>, r2q explicit
 //   1:1          rate = ceil = link
 //   1:<minor>    one leaf per class (minor 0x10 + class id) or, for pifo, one
-//                per SP-PIFO band (0x10 + band); each with a bfifo queue
-//                holding kLeafQueueMs of traffic at the leaf's ceil, or, for
-//                a class with `isolate`, an HTB qdisc of sub-queues (Nested)
+//                per SP-PIFO band (0x10 + band); each with its queue (see
+//                LeafQueue: a short bfifo, or for a slow leaf a queue of
+//                frames) or, for a class with `isolate`, an HTB qdisc of
+//                sub-queues (Nested), each with such a queue
 //   1:<0x100+id> an isolated class's sparse flows (docs/isolation.md)
 #include <array>
 #include <cstdint>
@@ -37,6 +38,12 @@ inline constexpr uint64_t kSpAssuredDivisor = 1000;
 inline constexpr uint64_t kMinRateBps = 8000;
 inline constexpr uint32_t kLeafQueueMs = 5;     // bfifo limit: this much traffic at the leaf's ceil
 inline constexpr uint32_t kLeafQueueMinFrames = 4;
+// A leaf too slow for a bfifo that holds the largest packet (GSO, GRO: 64 KB
+// is half a second at 1 Mbit/s) within this much of its ceiling gets a queue
+// of frames holding this much instead: enough for TCP to fill the leaf at
+// the RTTs of an access network, and a tenth of what one 64 KB packet takes
+// at 1 Mbit/s.
+inline constexpr uint32_t kFrameQueueMs = 50;
 // The kernel clamps quanta it derives from rate / r2q to 1000..200000 and
 // warns; explicit quanta (all of ours) are taken as given (sch_htb.c
 // htb_change_class), as a u32 stored in an int.
@@ -70,13 +77,34 @@ inline constexpr uint64_t kSparseShareOfCeil = 10;
 // bfifo, or (hosts with their own flows) another Nested one level down: HTB's
 // round robin gives an inner class one turn per active child, so hosts are
 // only equal to each other when each host is a single leaf of its qdisc.
+// A leaf's queue. A bfifo of `limit` bytes drops a packet larger than what
+// it has room for, so a bfifo must hold the largest packet the interface
+// sees: kLeafQueueMs of the leaf's ceiling where that is enough, else one
+// largest packet while that is within kFrameQueueMs. Slower leaves (below
+// ~11.6 Mbit/s at 64 KB) get a frame queue (`split_above` > 0,
+// nl::frame_queue_message): packets above `split_above` bytes are cut into
+// frames, and the queue holds kFrameQueueMs of the ceiling (at least
+// kLeafQueueMinFrames frames).
+struct LeafQueue {
+  uint32_t limit = 0;
+  uint32_t split_above = 0;   // 0: a bfifo
+  friend bool operator==(const LeafQueue&, const LeafQueue&) = default;
+};
+// `frame`: one full frame (MTU + Ethernet); `largest`: the largest packet
+// (min_quantum + frame).
+LeafQueue leaf_queue(uint64_t ceil_bps, uint32_t frame, uint32_t largest);
+// The request that creates (NLM_F_CREATE | NLM_F_EXCL) or changes (0) it;
+// the kernel changes a qdisc only within its kind (bfifo or frame queue).
+nl::NlMessage leaf_queue_message(int ifindex, uint32_t parent_classid, uint32_t handle, const LeafQueue& q,
+                                 uint16_t flags);
+
 struct Nested {
   uint32_t handle = 0;            // qdisc handle (major << 16)
   uint32_t cb_slot = 0;           // QOS_CB_SUBQ, or QOS_CB_SUBQ + 1 for a host's flows
   uint32_t default_minor = 0;
   nl::HtbClassParams root;        // <major>:1
   std::vector<nl::HtbClassParams> subs;   // <major>:<QOS_ISO_MINOR_BASE + i>, parent <major>:1
-  uint32_t queue_limit = 0;       // bfifo of each sub-queue without a qdisc below
+  LeafQueue queue;                // of each sub-queue without a qdisc below
   std::vector<Nested> below;      // empty, or one per sub (a host's flows)
   friend bool operator==(const Nested&, const Nested&) = default;
 };
@@ -86,7 +114,7 @@ struct Leaf {
   std::string label;          // class name, or "band N" for pifo
   int32_t class_id = -1;      // -1 for a pifo band
   nl::HtbClassParams params;  // classid 1:minor, parent 1:1
-  uint32_t queue_limit = 0;   // bfifo limit, bytes (unused with a nested qdisc)
+  LeafQueue queue;            // unused with a nested qdisc
   std::optional<Nested> nested;   // an isolated class's sub-queues instead of its bfifo
   friend bool operator==(const Leaf&, const Leaf&) = default;
 };
@@ -152,6 +180,7 @@ nlohmann::json to_json(const Plan& p);
 Plan plan_from_json(const nlohmann::json& j);   // throws nlohmann::json::exception on a malformed value
 
 // One line per class for -v and `status`.
+std::string describe(const LeafQueue& q);   // "6056 bytes", "31250 bytes of frames (...)"
 std::string describe(const Plan& p);
 
 // ---- building and changing the tree on an interface -----------------------------------------

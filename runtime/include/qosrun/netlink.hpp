@@ -139,6 +139,7 @@ Result<std::optional<QdiscInfo>> root_qdisc(RtnlSocket& s, int ifindex);
 // "htb 1:", "tbf 8001:", "noqueue 0:": for messages.
 std::string describe(const QdiscInfo& q);
 std::string handle_string(uint32_t handle);  // "1:", "1:10", "ffff:fff1"
+std::string ifname_of(int ifindex);          // its name in this namespace, else "ifindex N"
 
 // ---- changes --------------------------------------------------------------------------
 
@@ -195,7 +196,6 @@ Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid);
 
 // A bfifo leaf of `limit_bytes` under class `parent_classid`.
 Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
-Status change_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
 
 // From an RTM_GETTCLASS dump of the classes of classid's qdisc.
 Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid);
