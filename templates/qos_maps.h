@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* qos_maps.h: the maps every generated object has (layouts in qos_abi.h).
  * The generated C defines QOS_NCLASSES and QOS_FLOW_ENTRIES (or
- * QOS_NO_FLOWS: no flow table), and QOS_FLOW_SAMPLE (1 in how many packets
- * update the flow table), before including this file. */
+ * QOS_NO_FLOWS: no flow table), and QOS_FLOW_SAMPLE (1: every packet
+ * updates the flow table; N > 1: one sample per N x QOS_FLOW_SAMPLE_UNIT
+ * bytes, see qos_flow_sampled), before including this file. */
 #ifndef QOS_MAPS_H
 #define QOS_MAPS_H
 
@@ -22,6 +23,7 @@
 #if QOS_FLOW_SAMPLE & (QOS_FLOW_SAMPLE - 1)
 #error "QOS_FLOW_SAMPLE must be a power of two"
 #endif
+#define QOS_FLOW_SAMPLE_BYTES (QOS_FLOW_SAMPLE * QOS_FLOW_SAMPLE_UNIT)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -96,14 +98,27 @@ static __always_inline __u64 qos_coarse_now(void)
 #endif
 
 #ifndef QOS_NO_FLOWS
-/* Whether this packet updates the flow table: each packet with probability
- * 1/QOS_FLOW_SAMPLE, drawn per CPU from a xorshift32 state in qos_clock (no
- * helper call: every call costs ~9 ns here). Measured on the wire
- * (bench/wire), one flow-table update costs ~50-200 ns: a hash over the 40-byte
- * key and cache misses across thousands of flows. Random, not every N-th
- * packet: round-robin traffic of a multiple of N flows would show the same
- * flows every time and never the others. */
-static __always_inline int qos_flow_sampled(void)
+/* What one flow-table update adds: packets and bytes (estimates when sampled). */
+struct qos_flow_weight {
+	__u32 packets;
+	__u32 bytes;
+};
+
+/* Whether this packet of `len` bytes updates the flow table, and with what
+ * weight. QOS_FLOW_SAMPLE 1: every packet, as itself. Else size-dependent
+ * (threshold) sampling with z = QOS_FLOW_SAMPLE_BYTES: a packet is drawn with
+ * probability min(1, len / z) and then counts max(len, z) bytes and z / len
+ * packets (rounded at random), so bytes and packets stay unbiased estimates,
+ * the byte counts of large flows (what `stats --flows` ranks by) vary least
+ * for a given number of samples, and the cost follows the bytes: a flood of
+ * 64-byte packets is sampled 1 in 512 at the default z = 32 KB, full frames
+ * 1 in 22, a 64 KB GSO packet always. Measured on the wire (bench/wire,
+ * docs/wire-cost.md), one update costs ~100-400 ns (its code and data are
+ * cold by the next sample): the number of samples is the cost. The draw is a
+ * per-CPU xorshift32 in qos_clock (no helper call: every call costs ~9 ns
+ * here); random, not every N-th packet, so that no traffic pattern hides
+ * from it. */
+static __always_inline int qos_flow_sampled(__u32 len, struct qos_flow_weight *w)
 {
 #if QOS_FLOW_SAMPLE > 1
 	__u32 zero = 0, x;
@@ -118,19 +133,33 @@ static __always_inline int qos_flow_sampled(void)
 	x ^= x >> 17;
 	x ^= x << 5;
 	c->rng = x;
-	return (x & (QOS_FLOW_SAMPLE - 1)) == 0;
+	if ((x & (QOS_FLOW_SAMPLE_BYTES - 1)) >= len)
+		return 0;
+	if (len >= QOS_FLOW_SAMPLE_BYTES) {
+		w->packets = 1;
+		w->bytes = len;
+		return 1;
+	}
+	/* z / len packets, rounded up with probability (z mod len) / len. */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	c->rng = x;
+	w->packets = QOS_FLOW_SAMPLE_BYTES / len + ((x >> 5) % len < QOS_FLOW_SAMPLE_BYTES % len);
+	w->bytes = QOS_FLOW_SAMPLE_BYTES;
+	return 1;
 #else
+	w->packets = 1;
+	w->bytes = len;
 	return 1;
 #endif
 }
 
-/* Update the flow table; returns the flow's entry (after this packet) or NULL.
- * Sampled (QOS_FLOW_SAMPLE > 1): a sampled packet counts QOS_FLOW_SAMPLE
- * packets and QOS_FLOW_SAMPLE times its bytes, so counts and rates are
- * unbiased estimates; the caller skips unsampled packets.
+/* Update the flow table with a packet of weight `w` (qos_flow_sampled);
+ * returns the flow's entry (after this packet) or NULL.
  * `now` may be coarse (bpf_ktime_get_coarse_ns: same clock, jiffy resolution). */
 static __always_inline struct qos_flow_val *qos_flow_update(const struct qos_pkt *p, __u32 class_id, __u32 hook,
-							     __u64 now)
+							     __u64 now, const struct qos_flow_weight *w)
 {
 	struct qos_flow_key k;
 	struct qos_flow_val *v;
@@ -149,16 +178,15 @@ static __always_inline struct qos_flow_val *qos_flow_update(const struct qos_pkt
 	v = bpf_map_lookup_elem(&qos_flows, &k);
 	if (v) {
 		v->last_ns = now;
-		__sync_fetch_and_add(&v->packets, QOS_FLOW_SAMPLE);
-		__sync_fetch_and_add(&v->bytes, (__u64)p->len * QOS_FLOW_SAMPLE);
+		__sync_fetch_and_add(&v->packets, w->packets);
+		__sync_fetch_and_add(&v->bytes, w->bytes);
 		v->class_id = class_id;
 		v->hook_mask |= 1u << hook;
 		return v;
 	}
 	{
 		struct qos_flow_val nv = {
-			.first_ns = now, .last_ns = now, .packets = QOS_FLOW_SAMPLE,
-			.bytes = (__u64)p->len * QOS_FLOW_SAMPLE,
+			.first_ns = now, .last_ns = now, .packets = w->packets, .bytes = w->bytes,
 			.class_id = class_id, .hook_mask = 1u << hook,
 		};
 		bpf_map_update_elem(&qos_flows, &k, &nv, BPF_NOEXIST);

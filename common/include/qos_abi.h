@@ -30,7 +30,11 @@ struct qos_class_stats {
 	__u64 drop_rule[QOS_NHOOKS];     /* only in the drop slot: dropped by a `drop` rule */
 };
 
-/* Map "qos_flows": BPF_MAP_TYPE_LRU_HASH (bounded), the flow analyzer's table. */
+/* Map "qos_flows": BPF_MAP_TYPE_LRU_HASH (bounded), the flow analyzer's table.
+ * Sampled (manifest "flow_sample" N > 1): one sample per N x
+ * QOS_FLOW_SAMPLE_UNIT bytes on average, a packet of len bytes drawn with
+ * probability len / (N x unit) (templates/qos_maps.h, qos_flow_sampled). */
+#define QOS_FLOW_SAMPLE_UNIT 2048
 struct qos_flow_key {
 	__u8 saddr[16];   /* IPv4 in the first 4 bytes, network order */
 	__u8 daddr[16];

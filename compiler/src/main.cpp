@@ -324,9 +324,10 @@ int main(int argc, char** argv) {
                                o.flow_table))
         ->check(CLI::Range(0u, 1u << 22));
     app.add_option("--flow-sample", o.flow_sample,
-                   fmt::format("1 in N packets (a power of two) update the flow table, each counted N times, so top "
-                               "flows are estimates (default {}); 1: count every packet exactly, at ~50-200 ns per "
-                               "packet on the wire (docs/wire-cost.md)",
+                   fmt::format("N (a power of two): the flow table takes one sample per N x 2 KB of traffic, a "
+                               "packet with probability its length / (N x 2 KB), so top flows are estimates "
+                               "(default {}: full frames 1 in 22, 64-byte packets 1 in 512); 1: count every packet "
+                               "exactly, at ~100-400 ns per packet on the wire (docs/wire-cost.md)",
                                o.flow_sample))
         ->check(CLI::Range(1u, 1u << 16));
     app.add_option("--dump", o.dump, "print the AST or the IR instead of compiling")->check(CLI::IsMember({"ast", "ir"}));

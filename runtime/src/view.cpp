@@ -360,6 +360,7 @@ nlohmann::json to_json(const View& v) {
   j["flow_count"] = v.flow_count;
   j["flow_table"] = v.has_flow_table;
   j["flow_sample"] = v.flow_sample;
+  if (v.flow_sample > 1) j["flow_sample_bytes"] = uint64_t{v.flow_sample} * QOS_FLOW_SAMPLE_UNIT;
   auto flows = nlohmann::json::array();
   for (const auto& f : v.flows) {
     flows.push_back({{"src", f.flow.src},
@@ -484,9 +485,12 @@ std::string render_text(const View& v, bool color) {
   if (!v.has_flow_table)
     o += "no flow table: the policy was compiled with qosc --flow-table 0\n";
   if (!v.flows.empty()) {
-    // Sampled: a flow's counts are its sampled packets times N, and a flow of fewer than ~N
-    // packets may be missing; the class counters above count every packet.
-    std::string sampled = v.flow_sample > 1 ? fmt::format(", sampled 1 in {}: counts are estimates", v.flow_sample) : "";
+    // Sampled (qos_maps.h, qos_flow_sampled): a flow's counts are estimates, and a flow
+    // of less than ~N x 2 KB may be missing; the class counters above count every packet.
+    std::string sampled =
+        v.flow_sample > 1
+            ? fmt::format(", sampled once per {} KB: counts are estimates", v.flow_sample * QOS_FLOW_SAMPLE_UNIT / 1024)
+            : "";
     o += fmt::format("{}top flows ({} of {}{}){}\n", B, v.flows.size(), v.flow_count, sampled, N);
     o += fmt::format("{}{:<6} {:<44} {:<11} {:>10} {:>9} {:>12} {:>8} {:>7} {:<6}{}\n", B, "proto", "flow", "class",
                      "bytes", "packets", "rate", "age", "idle", "hook", N);

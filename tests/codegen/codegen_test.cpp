@@ -439,8 +439,8 @@ TEST(Compile, SetDscpCodeOnlyForClassesThatHaveIt) {
 // The probe bypass is generated only for an adaptive policy (link or
 // download), in both programs, before classification; without one the C is
 // exactly what it was (same text with the fields set and cleared on a copy).
-// The flow table is sampled 1 in 16 by default (QOS_FLOW_SAMPLE, the manifest's
-// flow_sample); 1 when asked, without a flow table, or when a PIFO rank reads
+// The flow table takes one sample per 16 x 2 KB by default (QOS_FLOW_SAMPLE,
+// the manifest's flow_sample); 1 (every packet) when asked, without a flow table, or when a PIFO rank reads
 // the flow's counters (it needs every packet counted).
 TEST(Manifest, FlowSampleFromOptionsAndRank) {
   std::mt19937_64 rng(31);
@@ -460,12 +460,14 @@ TEST(Manifest, FlowSampleFromOptionsAndRank) {
   std::string c;
   EXPECT_EQ(sample(p, o, &c), 16u);
   EXPECT_NE(c.find("#define QOS_FLOW_SAMPLE 16"), std::string::npos);
-  EXPECT_NE(c.find("f = qos_flow_sampled() ? qos_flow_update(p, cls, QOS_HOOK_XDP, qos_coarse_now()) : 0;"),
+  EXPECT_NE(c.find("f = qos_flow_sampled(pkt.len, &fw) ? qos_flow_update(p, cls, QOS_HOOK_XDP, qos_coarse_now(), "
+                   "&fw) : 0;  /* one sample per 32768 bytes */"),
             std::string::npos);
   o.flow_sample = 1;
   EXPECT_EQ(sample(p, o, &c), 1u);
   EXPECT_EQ(c.find("QOS_FLOW_SAMPLE"), std::string::npos);
-  EXPECT_NE(c.find("f = qos_flow_update(p, cls, QOS_HOOK_XDP, now);"), std::string::npos);
+  EXPECT_NE(c.find("f = qos_flow_sampled(pkt.len, &fw) ? qos_flow_update(p, cls, QOS_HOOK_XDP, now, &fw) : 0;"),
+            std::string::npos);
   o.flow_sample = 16;
   o.flow_entries = 0;
   EXPECT_EQ(sample(p, o, &c), 1u);

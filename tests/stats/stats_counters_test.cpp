@@ -58,7 +58,7 @@ class StatsCounters : public ::testing::Test {
     ASSERT_TRUE(ns_->ok()) << ns_->error();
     std::string err;
     ASSERT_TRUE(qt::make_veth({kA, "st-a0", kIpA, kD, "st-d0", kIpD, true}, &err)) << err;
-    // An exact flow table (qosc samples 1 in 16 by default): FlowTableCountsEachFlow checks
+    // An exact flow table (qosc samples by default): FlowTableCountsEachFlow checks
     // every packet; SampledFlowTableEstimatesEachFlow attaches the default.
     obj_ = qt::compile_policy(kPolicy, "st", "--flow-sample 1", &err);
     ASSERT_FALSE(obj_.empty()) << err;
@@ -193,12 +193,14 @@ TEST_F(StatsCounters, FlowTableCountsEachFlow) {
   EXPECT_LT(flows[1].at("duration_s").get<double>(), 5.0);
 }
 
-// The default flow table counts 1 in 16 packets (drawn at random per CPU), each
-// as 16: a flow's packets are a multiple of 16 near what was sent, its bytes
-// that many packets of its size, and the class counters stay exact.
+// A sampled flow table (qos_maps.h, qos_flow_sampled) takes one sample per
+// N x 2 KB (here N = 2: z = 4 KB), a packet of len bytes with probability
+// len / z, counting z bytes and ~z / len packets: a flow's bytes are a
+// multiple of z, bytes and packets near what was sent, and the class
+// counters stay exact.
 TEST_F(StatsCounters, SampledFlowTableEstimatesEachFlow) {
   std::string err;
-  const std::string sampled = qt::compile_policy(kPolicy, "st-sampled", "", &err);
+  const std::string sampled = qt::compile_policy(kPolicy, "st-sampled", "--flow-sample 2", &err);
   ASSERT_FALSE(sampled.empty()) << err;
   qt::detach_policy(*ns_, kD, "st-d0");
   attached_ = false;
@@ -208,27 +210,32 @@ TEST_F(StatsCounters, SampledFlowTableEstimatesEachFlow) {
   qt::UdpSink sink_d(kD, kIpD, {5001, 5002});
   ASSERT_TRUE(sink_d.ok());
   ASSERT_EQ(qt::send_udp(kA, kIpD, 5001, 300, 3200, 5000), 3200);
-  ASSERT_EQ(qt::send_udp(kA, kIpD, 5002, 100, 1600, 5000), 1600);
+  ASSERT_EQ(qt::send_udp(kA, kIpD, 5002, 100, 3200, 5000), 3200);
   auto j = qt::stats_json(*ns_, kD, "st-d0", &err, "--no-rates --flows 10");
   ASSERT_TRUE(j) << err;
-  EXPECT_EQ(j->at("flow_sample"), 16);
+  EXPECT_EQ(j->at("flow_sample"), 2);
+  const uint64_t z = j->at("flow_sample_bytes").get<uint64_t>();
+  EXPECT_EQ(z, 4096u);
   const json* c1 = find_class(*j, "c1");
   const json* c2 = find_class(*j, "c2");
   ASSERT_TRUE(c1 && c2);
   EXPECT_EQ(u(*c1, "xdp", "packets"), 3200u) << "class counters count every packet";
-  EXPECT_EQ(u(*c2, "xdp", "packets"), 1600u);
-  // Sampled counts: mean = sent, sd ~4.3% (3200) and ~6% (1600); +-40% is > 4 sd.
-  const struct { int port; uint64_t sent; size_t payload; } want[] = {{5001, 3200, 300}, {5002, 1600, 100}};
+  EXPECT_EQ(u(*c2, "xdp", "packets"), 3200u);
+  // Sampled bytes: mean = sent, ~z / (payload + headers) samples: 3200 / 12 = 267
+  // (sd 6%) and 3200 / 29 = 110 (sd 9.5%); +-40% is > 4 sd.
+  const struct { int port; uint64_t sent; size_t payload; } want[] = {{5001, 3200, 300}, {5002, 3200, 100}};
   for (const auto& w : want) {
     const json* f = nullptr;
     for (const auto& x : j->at("flows"))
       if (x.at("dport") == w.port && x.at("proto") == "udp") f = &x;
     ASSERT_NE(f, nullptr) << "flow to " << w.port << " missing:\n" << j->dump();
-    const uint64_t pk = f->at("packets").get<uint64_t>();
-    EXPECT_EQ(pk % 16, 0u) << pk;
-    EXPECT_GE(pk, w.sent * 6 / 10) << w.port;
-    EXPECT_LE(pk, w.sent * 14 / 10) << w.port;
-    EXPECT_EQ(f->at("bytes").get<uint64_t>(), pk * (w.payload + kHeaders)) << w.port;
+    const uint64_t pk = f->at("packets").get<uint64_t>(), by = f->at("bytes").get<uint64_t>();
+    EXPECT_EQ(by % z, 0u) << by;
+    EXPECT_GE(by, w.sent * (w.payload + kHeaders) * 6 / 10) << w.port;
+    EXPECT_LE(by, w.sent * (w.payload + kHeaders) * 14 / 10) << w.port;
+    // Each sample counts z / len packets, rounded at random: packets ~ bytes / len.
+    EXPECT_NEAR(double(pk), double(by) / double(w.payload + kHeaders), 0.05 * double(by) / double(w.payload + kHeaders))
+        << w.port;
   }
 }
 

@@ -118,8 +118,9 @@ struct Manifest {
   std::string tc_prog = "qos_tc";
   std::string stats_map = "qos_stats";
   std::string flows_map = "qos_flows";
-  // "flow_sample" (absent: 1): the flow table counts 1 in this many packets, each as this many,
-  // so its packets/bytes are estimates (docs/wire-cost.md).
+  // "flow_sample" (absent: 1): N > 1: the flow table takes one sample per N x
+  // QOS_FLOW_SAMPLE_UNIT bytes (a packet with probability len / (N x unit)),
+  // so its packets/bytes are estimates (docs/qosrun-stats.md, docs/wire-cost.md).
   uint32_t flow_sample = 1;
   // Maps the loader must fill after load (when rules fell back to maps):
   // each entry's key/value bytes are stored in the section named here.

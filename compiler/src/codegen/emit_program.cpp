@@ -214,11 +214,20 @@ void emit_program(EmitContext& cx, const Target& t) {
   out.line("cls = pkt.best != QOS_NO_RULE ? (__u32)pkt.target : QOS_DEFAULT_CLASS;");
   out.line("st = qos_stats_slot(cls);");
   out.open("if (st)").line(fmt::format("st->packets[{0}]++; st->bytes[{0}] += pkt.len;", t.hook)).close();
-  if (opts.flow_entries && sample == 1) out.line(fmt::format("f = qos_flow_update(p, cls, {}, now);", t.hook));
-  else if (opts.flow_entries)
-    out.line(fmt::format("f = qos_flow_sampled() ? qos_flow_update(p, cls, {}, {}) : 0;  /* 1 in {} packets */",
-                         t.hook, now_read ? "now" : "qos_coarse_now()", sample));
-  else out.line("f = 0;  /* no flow table (compiled without one) */");
+  if (opts.flow_entries) {
+    out.open("");
+    out.line("struct qos_flow_weight fw;");
+    if (sample == 1)
+      out.line(fmt::format("f = qos_flow_sampled(pkt.len, &fw) ? qos_flow_update(p, cls, {}, now, &fw) : 0;  /* every packet */",
+                           t.hook));
+    else
+      out.line(fmt::format("f = qos_flow_sampled(pkt.len, &fw) ? qos_flow_update(p, cls, {}, {}, &fw) : 0;  "
+                           "/* one sample per {} bytes */",
+                           t.hook, now_read ? "now" : "qos_coarse_now()", sample * QOS_FLOW_SAMPLE_UNIT));
+    out.close();
+  } else {
+    out.line("f = 0;  /* no flow table (compiled without one) */");
+  }
   if (t.polices) {
     out.open("if (!qos_police(cls, pkt.len))");
     out.line(fmt::format("if (st)").c_str());

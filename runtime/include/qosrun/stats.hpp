@@ -242,7 +242,7 @@ struct View {
   bool show_members = false;    // the terminal view lists isolated classes' active flows/hosts (--flows)
   size_t flow_count = 0;        // entries in the flow table
   bool has_flow_table = true;   // false: compiled with qosc --flow-table 0
-  uint32_t flow_sample = 1;     // > 1: the table counts 1 in N packets as N (qosc --flow-sample): estimates
+  uint32_t flow_sample = 1;     // > 1: one sample per N x QOS_FLOW_SAMPLE_UNIT bytes (qosc --flow-sample): estimates
   // --ingress-shape: downloads queued on an IFB device with its own HTB tree
   // (the same TC program classifies there, so its packets count in `tc`).
   std::string ifb;
