@@ -419,13 +419,13 @@ Result<int> CbClassidProgram::fd(uint32_t slot) {
 
 // ---- applying ------------------------------------------------------------------------------------
 
-namespace {
-
 Status add_queue(nl::RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, const LeafQueue& q) {
   nl::NlMessage m = leaf_queue_message(ifindex, parent, handle, q, NLM_F_CREATE | NLM_F_EXCL);
   return s.request(m, fmt::format("cannot create the queue of class {} on {}", nl::handle_string(parent),
                                   nl::ifname_of(ifindex)));
 }
+
+namespace {
 
 Status build_nested(nl::RtnlSocket& s, int ifindex, uint32_t parent, const Nested& n, CbClassidProgram& progs) {
   if (Status f = state::fail_point("htb-isolate"); !f) return f;

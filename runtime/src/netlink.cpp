@@ -630,19 +630,6 @@ NlMessage frame_queue_message(int ifindex, uint32_t parent, uint32_t handle, uin
   return m;
 }
 
-namespace {
-Status bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit, uint16_t flags,
-             const char* verb) {
-  NlMessage m = bfifo_message(ifindex, parent, handle, limit, flags);
-  return s.request(m, fmt::format("cannot {} the bfifo queue of class {} on {}", verb, handle_string(parent),
-                                  ifname_of(ifindex)));
-}
-}  // namespace
-
-Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent, uint32_t handle, uint32_t limit) {
-  return bfifo(s, ifindex, parent, handle, limit, NLM_F_CREATE | NLM_F_EXCL, "create");
-}
-
 // ---- links ------------------------------------------------------------------------------------
 
 Result<int> create_ifb(RtnlSocket& s, const std::string& name) {

@@ -218,10 +218,11 @@ nl::HtbClassParams stray_leaf(const htb::Plan& root, uint32_t q) {
   return c;
 }
 
-uint32_t stray_queue_limit(const htb::Plan& root) {
-  uint64_t b = root.link.ceil_bps / 8 * htb::kLeafQueueMs / 1000;
-  b = std::max<uint64_t>(b, uint64_t{root.frame_bytes} * htb::kLeafQueueMinFrames);
-  return static_cast<uint32_t>(std::min<uint64_t>(b, 0x7fffffffu));
+htb::LeafQueue stray_queue(const htb::Plan& root) {
+  htb::LeafQueue q;
+  for (const auto& l : root.leaves)
+    if (l.queue.limit > q.limit) q = l.queue;
+  return q;
 }
 
 Status build(nl::RtnlSocket& s, int ifindex, const htb::Plan& root, const Layout& l) {
@@ -238,7 +239,7 @@ Status build(nl::RtnlSocket& s, int ifindex, const htb::Plan& root, const Layout
     if (Status st = nl::add_htb_class(s, ifindex, link_class(root, q)); !st) return st;
     nl::HtbClassParams stray = stray_leaf(root, q);
     if (Status st = nl::add_htb_class(s, ifindex, stray); !st) return st;
-    if (Status st = nl::add_bfifo(s, ifindex, stray.classid, stray_qdisc(q), stray_queue_limit(root)); !st) return st;
+    if (Status st = htb::add_queue(s, ifindex, stray.classid, stray_qdisc(q), stray_queue(root)); !st) return st;
   }
   return {};
 }

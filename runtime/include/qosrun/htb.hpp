@@ -97,6 +97,7 @@ LeafQueue leaf_queue(uint64_t ceil_bps, uint32_t frame, uint32_t largest);
 // the kernel changes a qdisc only within its kind (bfifo or frame queue).
 nl::NlMessage leaf_queue_message(int ifindex, uint32_t parent_classid, uint32_t handle, const LeafQueue& q,
                                  uint16_t flags);
+Status add_queue(nl::RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, const LeafQueue& q);
 
 struct Nested {
   uint32_t handle = 0;            // qdisc handle (major << 16)

@@ -194,9 +194,6 @@ Status add_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
 Status change_htb_class(RtnlSocket& s, int ifindex, const HtbClassParams& p);
 Status delete_class(RtnlSocket& s, int ifindex, uint32_t classid);
 
-// A bfifo leaf of `limit_bytes` under class `parent_classid`.
-Status add_bfifo(RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, uint32_t limit_bytes);
-
 // From an RTM_GETTCLASS dump of the classes of classid's qdisc.
 Result<TcCounters> class_counters(RtnlSocket& s, int ifindex, uint32_t classid);
 // Every class of qdisc `qdisc_handle` (major << 16) with its counters, in one dump.

@@ -90,7 +90,9 @@ Status write_xps(const std::string& ifname, const std::vector<XpsValue>& values,
 // The classes of queue q >= 1's HTB, from the policy's root plan.
 nl::HtbClassParams link_class(const htb::Plan& root, uint32_t q);
 nl::HtbClassParams stray_leaf(const htb::Plan& root, uint32_t q);
-uint32_t stray_queue_limit(const htb::Plan& root);
+// The stray leaf's queue: the largest of the root's leaf queues (a leaf
+// without a cap has the link's ceiling, as the stray leaf has).
+htb::LeafQueue stray_queue(const htb::Plan& root);
 
 // Builds the mq root, `root`'s tree below 400:1 and the HTB of every other
 // real queue. What was made stays on failure (the caller's undo deletes the root).
