@@ -208,53 +208,89 @@ TEST_F(SchedulerWire, PifoServesAscendingRankFromPacketLength) {
 
 // A slow link and TCP as the kernel sends it: with GSO/TSO on (veth's
 // default, and any NIC's), TCP hands the qdisc packets of up to 64 KB, and
-// GRO builds them from forwarded traffic. A leaf queue that drops what it
-// cannot hold whole starved TCP here (0.05 of 5 Mbit/s through a 6 KB bfifo);
-// a slow leaf's queue now holds frames, cut from larger packets, and 50 ms
-// of its ceiling (htb::LeafQueue), so TCP fills the link and a packet of the
-// same class waits at most about that long.
+// GRO builds them from received traffic (what reaches the IFB of
+// --ingress-shape). A leaf queue that drops what it cannot hold whole
+// starved TCP here (uploads 0.06, downloads 1.3 of 5 Mbit/s through a 6 KB
+// bfifo); a slow leaf's queue now holds frames, cut from larger packets, and
+// 50 ms of its ceiling (htb::LeafQueue), so TCP fills the link and a packet
+// of the same class waits at most about that long.
+struct TcpUnderPing {
+  double tcp_bps = 0;
+  double rtt_avg_ms = -1, rtt_max_ms = -1;
+  std::string context;   // ping's summary and qosrun stats, for failure messages
+};
+
+// `policy` attached on ws0 (with `attach_args`), a 5 s iperf3 upload (or
+// download: `reverse`) from the sender's side with ping beside it.
+TcpUnderPing tcp_under_ping(const qt::Netns& ns, const std::string& policy, const std::string& attach_args,
+                            bool reverse) {
+  TcpUnderPing o;
+  std::string err;
+  std::string obj = qt::compile_policy(policy, reverse ? "slowdown" : "slowup", "", &err);
+  EXPECT_FALSE(obj.empty()) << err;
+  if (obj.empty()) return o;
+  qt::CmdResult r = qt::qosrun_in(ns, kS, "attach " + obj + " ws0 " + attach_args);
+  EXPECT_EQ(r.rc, 0) << r.out;
+  if (r.rc != 0) return o;
+  EXPECT_EQ(ns.exec(kR, std::string("iperf3 -s -1 -D -B ") + kIpR + " >/dev/null 2>&1").rc, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string ping_file = "/tmp/qt-wire-slowlink-ping.txt";
+  qt::CmdResult run = ns.exec(kS,
+                              std::string("ping -i 0.1 -c 45 -q ") + kIpR + " > " + ping_file +
+                                  " 2>&1 & timeout -k 2 12 iperf3 -c " + kIpR + (reverse ? " -R" : "") +
+                                  " -t 5 -J; wait; echo @@PING@@; cat " + ping_file + "; rm -f " + ping_file,
+                              25);
+  auto stats = qt::stats_json(ns, kS, "ws0", &err, "--no-rates");
+  (void)qt::detach_policy(ns, kS, "ws0");
+  const size_t cut = run.out.find("@@PING@@");
+  EXPECT_NE(cut, std::string::npos) << run.out;
+  if (cut == std::string::npos) return o;
+  try {
+    o.tcp_bps = nlohmann::json::parse(run.out.substr(0, cut)).at("end").at("sum_received").at("bits_per_second");
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "iperf3: " << e.what() << "\n" << run.out;
+  }
+  if (size_t at = run.out.find("rtt min/avg/max/mdev = ", cut); at != std::string::npos) {
+    double mn = 0;
+    std::sscanf(run.out.c_str() + at, "rtt min/avg/max/mdev = %lf/%lf/%lf", &mn, &o.rtt_avg_ms, &o.rtt_max_ms);
+  }
+  std::fprintf(stderr, "[ measured ] 5 Mbit/s %s, offloads on: TCP %.2f Mbit/s, ping avg %.1f ms max %.1f ms\n",
+               reverse ? "download (IFB)" : "upload", o.tcp_bps / 1e6, o.rtt_avg_ms, o.rtt_max_ms);
+  o.context = run.out.substr(cut) + "\n" + (stats ? stats->dump(1) : err);
+  return o;
+}
+
+void expect_fills_and_stays_short(const TcpUnderPing& o) {
+  EXPECT_GT(o.tcp_bps, 0.85 * 5e6) << "TCP did not fill the 5 Mbit/s link\n" << o.context;
+  ASSERT_GT(o.rtt_avg_ms, 0) << o.context;
+  EXPECT_LT(o.rtt_avg_ms, 60) << o.context;
+  EXPECT_LT(o.rtt_max_ms, 100) << "the bulk class held more than 50 ms (one 64 KB packet is 116 ms)\n" << o.context;
+}
+
 TEST_F(SchedulerWire, SlowLinkCarriesTcpSentInGsoPackets) {
   std::string why = qt::kernel_skip_reason({"iperf3", "ping"});
   if (!why.empty()) GTEST_SKIP() << why;
   ASSERT_EQ(ns_->exec(kS, "ethtool -K ws0 gso on tso on").rc, 0);
-  const std::string p = "policy slow {\n    link 5mbit;\n    class games { priority 0; rate 1mbit; }\n"
-                        "    class bulk { priority 4; default; }\n    rule udp dport 27015 -> games;\n}\n";
-  std::string err;
-  std::string obj = qt::compile_policy(p, "slow", "", &err);
-  ASSERT_FALSE(obj.empty()) << err;
-  qt::CmdResult r = qt::attach_policy(*ns_, kS, obj, "ws0");
-  ASSERT_EQ(r.rc, 0) << r.out;
-  ASSERT_EQ(ns_->exec(kR, std::string("iperf3 -s -1 -D -B ") + kIpR + " >/dev/null 2>&1").rc, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  // ping (in bulk, the default class, behind TCP's packets) beside a 5 s upload.
-  const std::string ping_file = "/tmp/qt-wire-slowlink-ping.txt";
-  qt::CmdResult run = ns_->exec(kS,
-                                std::string("ping -i 0.1 -c 45 -q ") + kIpR + " > " + ping_file +
-                                    " 2>&1 & timeout -k 2 12 iperf3 -c " + kIpR + " -t 5 -J; wait; echo @@PING@@; cat " +
-                                    ping_file + "; rm -f " + ping_file,
-                                25);
-  auto stats = qt::stats_json(*ns_, kS, "ws0", &err, "--no-rates");
-  (void)qt::detach_policy(*ns_, kS, "ws0");
-  const size_t cut = run.out.find("@@PING@@");
-  ASSERT_NE(cut, std::string::npos) << run.out;
-  double tcp_bps = 0;
-  try {
-    tcp_bps = nlohmann::json::parse(run.out.substr(0, cut)).at("end").at("sum_received").at("bits_per_second");
-  } catch (const std::exception& e) {
-    FAIL() << "iperf3: " << e.what() << "\n" << run.out;
-  }
-  double rtt_avg = -1, rtt_max = -1;
-  if (size_t at = run.out.find("rtt min/avg/max/mdev = ", cut); at != std::string::npos) {
-    double mn = 0;
-    std::sscanf(run.out.c_str() + at, "rtt min/avg/max/mdev = %lf/%lf/%lf", &mn, &rtt_avg, &rtt_max);
-  }
-  std::fprintf(stderr, "[ measured ] slow link 5 Mbit/s, GSO on: TCP %.2f Mbit/s, ping avg %.1f ms max %.1f ms\n",
-               tcp_bps / 1e6, rtt_avg, rtt_max);
-  const std::string ctx = run.out.substr(cut) + "\n" + (stats ? stats->dump(1) : err);
-  EXPECT_GT(tcp_bps, 0.85 * 5e6) << "TCP did not fill the 5 Mbit/s link\n" << ctx;
-  ASSERT_GT(rtt_avg, 0) << ctx;
-  EXPECT_LT(rtt_avg, 60) << ctx;
-  EXPECT_LT(rtt_max, 100) << "the bulk class held more than 50 ms of packets (one 64 KB packet is 116 ms)\n" << ctx;
+  // ping goes to bulk, the default class, behind TCP's packets.
+  expect_fills_and_stays_short(tcp_under_ping(*ns_,
+                                              "policy slowup {\n    link 5mbit;\n    class games { priority 0; rate 1mbit; }\n"
+                                              "    class bulk { priority 4; default; }\n"
+                                              "    rule udp dport 27015 -> games;\n}\n",
+                                              "", false));
+}
+
+TEST_F(SchedulerWire, SlowDownloadCarriesTcpReceivedInGroPackets) {
+  std::string why = qt::kernel_skip_reason({"iperf3", "ping"});
+  if (!why.empty()) GTEST_SKIP() << why;
+  ASSERT_EQ(ns_->exec(kR, "ethtool -K wr0 gso on tso on").rc, 0);
+  ASSERT_EQ(ns_->exec(kS, "ethtool -K ws0 gro on").rc, 0);
+  // The IFB's tree at `download 5mbit`; ping's replies queue there in bulk, behind TCP's.
+  expect_fills_and_stays_short(tcp_under_ping(*ns_,
+                                              "policy slowdown {\n    link 100mbit;\n    download 5mbit;\n"
+                                              "    class games { priority 0; rate 1mbit; }\n"
+                                              "    class bulk { priority 4; default; }\n"
+                                              "    rule udp dport 27015 -> games;\n}\n",
+                                              "--ingress-shape", true));
 }
 
 }  // namespace
