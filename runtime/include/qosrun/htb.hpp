@@ -70,13 +70,6 @@ inline constexpr uint32_t kQuantumSpread = 64;
 inline constexpr uint64_t kSparseFlowsAssured = 8;
 inline constexpr uint64_t kSparseShareOfCeil = 10;
 
-// Isolation (docs/isolation.md): an HTB qdisc below a leaf that divides the
-// leaf's traffic into equal sub-queues. Its only filter is a two-instruction
-// classic cls_bpf program that returns skb->cb[cb_slot], the classid the TC
-// program chose (qos_abi.h "isolation"). Each sub-queue is a leaf with a
-// bfifo, or (hosts with their own flows) another Nested one level down: HTB's
-// round robin gives an inner class one turn per active child, so hosts are
-// only equal to each other when each host is a single leaf of its qdisc.
 // A leaf's queue. A bfifo of `limit` bytes drops a packet larger than what
 // it has room for, so a bfifo must hold the largest packet the interface
 // sees: kLeafQueueMs of the leaf's ceiling where that is enough, else one
@@ -99,6 +92,13 @@ nl::NlMessage leaf_queue_message(int ifindex, uint32_t parent_classid, uint32_t 
                                  uint16_t flags);
 Status add_queue(nl::RtnlSocket& s, int ifindex, uint32_t parent_classid, uint32_t handle, const LeafQueue& q);
 
+// Isolation (docs/isolation.md): an HTB qdisc below a leaf that divides the
+// leaf's traffic into equal sub-queues. Its only filter is a two-instruction
+// classic cls_bpf program that returns skb->cb[cb_slot], the classid the TC
+// program chose (qos_abi.h "isolation"). Each sub-queue is a leaf with its
+// LeafQueue, or (hosts with their own flows) another Nested one level down: HTB's
+// round robin gives an inner class one turn per active child, so hosts are
+// only equal to each other when each host is a single leaf of its qdisc.
 struct Nested {
   uint32_t handle = 0;            // qdisc handle (major << 16)
   uint32_t cb_slot = 0;           // QOS_CB_SUBQ, or QOS_CB_SUBQ + 1 for a host's flows
@@ -116,7 +116,7 @@ struct Leaf {
   int32_t class_id = -1;      // -1 for a pifo band
   nl::HtbClassParams params;  // classid 1:minor, parent 1:1
   LeafQueue queue;            // unused with a nested qdisc
-  std::optional<Nested> nested;   // an isolated class's sub-queues instead of its bfifo
+  std::optional<Nested> nested;   // an isolated class's sub-queues instead of its queue
   friend bool operator==(const Leaf&, const Leaf&) = default;
 };
 
