@@ -210,7 +210,7 @@ TEST_F(SchedulerWire, PifoServesAscendingRankFromPacketLength) {
 // default, and any NIC's), TCP hands the qdisc packets of up to 64 KB, and
 // GRO builds them from received traffic (what reaches the IFB of
 // --ingress-shape). A leaf queue that drops what it cannot hold whole
-// starved TCP here (uploads 0.06, downloads 1.3 of 5 Mbit/s through a 6 KB
+// starved TCP here (uploads 0.06, downloads 1.2-1.3 of 5 Mbit/s through a 6 KB
 // bfifo); a slow leaf's queue now holds frames, cut from larger packets, and
 // 50 ms of its ceiling (htb::LeafQueue), so TCP fills the link and a packet
 // of the same class waits at most about that long.
