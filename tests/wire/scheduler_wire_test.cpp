@@ -232,7 +232,8 @@ TcpUnderPing tcp_under_ping(const qt::Netns& ns, const std::string& policy, cons
   qt::CmdResult r = qt::qosrun_in(ns, kS, "attach " + obj + " ws0 " + attach_args);
   EXPECT_EQ(r.rc, 0) << r.out;
   if (r.rc != 0) return o;
-  EXPECT_EQ(ns.exec(kR, std::string("iperf3 -s -1 -D -B ") + kIpR + " >/dev/null 2>&1").rc, 0);
+  // One client, and gone within 25 s whatever happens (a daemon would outlive the namespace).
+  EXPECT_EQ(ns.exec(kR, std::string("timeout -k 2 25 iperf3 -s -1 -B ") + kIpR + " >/dev/null 2>&1 &").rc, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const std::string ping_file = "/tmp/qt-wire-slowlink-ping.txt";
   qt::CmdResult run = ns.exec(kS,
