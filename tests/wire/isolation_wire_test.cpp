@@ -142,7 +142,11 @@ TEST_P(IsolationWire, EveryHostGetsAnEqualShareWhateverItsFlowCount) {
     }
     EXPECT_EQ(qt::detach_policy(*ns_, kS, "is0").rc, 0);
   }
-  EXPECT_LT(shares[0], 0.3) << "without isolation host A should get about a ninth: the setup is not what it claims";
+  // Without isolation the nine flows share one drop-tail queue, whose split
+  // is not fair either way: at 20 Mbit/s (a bfifo of one 64 KB packet since
+  // leaf queues hold whole packets, 29 ms) host A got 0.12-0.39 in repeated
+  // runs, at 100 Mbit/s 0.14-0.16. What must hold is that A is short of its half.
+  EXPECT_LT(shares[0], 0.45) << "without isolation host A should get well under half: the setup is not what it claims";
 }
 
 // `isolate flows`: nine bulk flows in one class share it equally.
