@@ -118,6 +118,14 @@ struct qos_flow_weight {
  * per-CPU xorshift32 in qos_clock (no helper call: every call costs ~9 ns
  * here); random, not every N-th packet, so that no traffic pattern hides
  * from it. */
+static __always_inline __u32 qos_xorshift32(__u32 x)
+{
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return x;
+}
+
 static __always_inline int qos_flow_sampled(__u32 len, struct qos_flow_weight *w)
 {
 #if QOS_FLOW_SAMPLE > 1
@@ -129,9 +137,7 @@ static __always_inline int qos_flow_sampled(__u32 len, struct qos_flow_weight *w
 	x = c->rng;
 	if (!x)
 		x = bpf_get_prandom_u32() | 1;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
+	x = qos_xorshift32(x);
 	c->rng = x;
 	if ((x & (QOS_FLOW_SAMPLE_BYTES - 1)) >= len)
 		return 0;
@@ -141,9 +147,7 @@ static __always_inline int qos_flow_sampled(__u32 len, struct qos_flow_weight *w
 		return 1;
 	}
 	/* z / len packets, rounded up with probability (z mod len) / len. */
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
+	x = qos_xorshift32(x);
 	c->rng = x;
 	w->packets = QOS_FLOW_SAMPLE_BYTES / len + ((x >> 5) % len < QOS_FLOW_SAMPLE_BYTES % len);
 	w->bytes = QOS_FLOW_SAMPLE_BYTES;

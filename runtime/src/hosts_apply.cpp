@@ -319,7 +319,7 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
                        b ? std::optional(nl::htb_class_message(ifx, b->params, false)) : std::nullopt});
       const uint32_t handle = now->leaves.at(l.class_id);
       const uint32_t cls = l.params.classid;
-      if (b && (b->queue.split_above != 0) != (l.queue.split_above != 0)) {
+      if (b && b->queue.frames() != l.queue.frames()) {
         // A queue of the other kind (bfifo <-> frame queue): the kernel changes
         // a queue only within its kind, so the old one goes (HTB puts a default
         // queue in its place for the moment; what it held is dropped) and the

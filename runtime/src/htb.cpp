@@ -111,7 +111,7 @@ LeafQueue leaf_queue(uint64_t ceil_bps, uint32_t frame, uint32_t largest) {
 
 nl::NlMessage leaf_queue_message(int ifindex, uint32_t parent_classid, uint32_t handle, const LeafQueue& q,
                                  uint16_t flags) {
-  if (q.split_above) return nl::frame_queue_message(ifindex, parent_classid, handle, q.limit, q.split_above, flags);
+  if (q.frames()) return nl::frame_queue_message(ifindex, parent_classid, handle, q.limit, q.split_above, flags);
   return nl::bfifo_message(ifindex, parent_classid, handle, q.limit, flags);
 }
 
@@ -373,7 +373,7 @@ Plan plan_from_json(const nlohmann::json& j) {
 }
 
 std::string describe(const LeafQueue& q) {
-  if (!q.split_above) return fmt::format("{} bytes", q.limit);
+  if (!q.frames()) return fmt::format("{} bytes", q.limit);
   return fmt::format("{} bytes of frames (packets above {} bytes cut)", q.limit, q.split_above);
 }
 
@@ -461,7 +461,7 @@ Status add_leaf_queue(nl::RtnlSocket& s, int ifindex, const Leaf& l) {
 Status change_queue(nl::RtnlSocket& s, int ifindex, const Leaf& l, const LeafQueue& from) {
   if (from == l.queue) return {};
   const uint32_t handle = leaf_qdisc_handle(l.minor);
-  if ((from.split_above != 0) != (l.queue.split_above != 0)) {
+  if (from.frames() != l.queue.frames()) {
     (void)nl::delete_qdisc(s, ifindex, l.params.classid, handle);
     return add_queue(s, ifindex, l.params.classid, handle, l.queue);
   }

@@ -217,13 +217,10 @@ void emit_program(EmitContext& cx, const Target& t) {
   if (opts.flow_entries) {
     out.open("");
     out.line("struct qos_flow_weight fw;");
-    if (sample == 1)
-      out.line(fmt::format("f = qos_flow_sampled(pkt.len, &fw) ? qos_flow_update(p, cls, {}, now, &fw) : 0;  /* every packet */",
-                           t.hook));
-    else
-      out.line(fmt::format("f = qos_flow_sampled(pkt.len, &fw) ? qos_flow_update(p, cls, {}, {}, &fw) : 0;  "
-                           "/* one sample per {} bytes */",
-                           t.hook, now_read ? "now" : "qos_coarse_now()", sample * QOS_FLOW_SAMPLE_UNIT));
+    // now_read holds for an exact table (sample 1): the clock is then read for every packet anyway.
+    out.line(fmt::format("f = qos_flow_sampled(pkt.len, &fw) ? qos_flow_update(p, cls, {}, {}, &fw) : 0;  /* {} */",
+                         t.hook, now_read ? "now" : "qos_coarse_now()",
+                         sample == 1 ? "every packet" : fmt::format("one sample per {} bytes", sample * QOS_FLOW_SAMPLE_UNIT)));
     out.close();
   } else {
     out.line("f = 0;  /* no flow table (compiled without one) */");

@@ -81,6 +81,7 @@ inline constexpr uint64_t kSparseShareOfCeil = 10;
 struct LeafQueue {
   uint32_t limit = 0;
   uint32_t split_above = 0;   // 0: a bfifo
+  bool frames() const { return split_above != 0; }   // the kind: the kernel changes a qdisc only within it
   friend bool operator==(const LeafQueue&, const LeafQueue&) = default;
 };
 // `frame`: one full frame (MTU + Ethernet); `largest`: the largest packet
