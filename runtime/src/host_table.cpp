@@ -517,10 +517,7 @@ Result<HostTable> parse_host_table(std::string_view text, const std::string& sou
                                    TableFormat format) {
   std::vector<Problem> problems;
   Checker check(rules, problems);
-  if (format == TableFormat::Auto) {
-    size_t i = text.find_first_not_of(" \t\r\n");
-    format = i != std::string_view::npos && text[i] == '[' ? TableFormat::Json : TableFormat::Csv;
-  }
+  format = table_format(text, format);
   if (format == TableFormat::Json) parse_json(text, check);
   else parse_csv(text, check);
   // Duplicates and overlaps among the hosts that did parse are listed too.
@@ -539,12 +536,23 @@ Result<HostTable> parse_host_table(std::string_view text, const std::string& sou
   return Error{msg, "", EINVAL};
 }
 
+TableFormat table_format(std::string_view text, TableFormat hint) {
+  if (hint != TableFormat::Auto) return hint;
+  size_t i = text.find_first_not_of(" \t\r\n");
+  return i != std::string_view::npos && text[i] == '[' ? TableFormat::Json : TableFormat::Csv;
+}
+
+TableFormat table_format_of(const std::string& path) {
+  return ends_with(path, ".json") ? TableFormat::Json : ends_with(path, ".csv") ? TableFormat::Csv : TableFormat::Auto;
+}
+
 Result<HostTable> read_host_table(const std::string& path, const TableRules& rules) {
   auto text = read_file_text(path);
   if (!text) return errno_error(text.error().code, fmt::format("cannot read the host table {}", path));
-  TableFormat f = ends_with(path, ".json") ? TableFormat::Json : ends_with(path, ".csv") ? TableFormat::Csv
-                                                                                         : TableFormat::Auto;
-  return parse_host_table(*text, path, rules, f);
+  const TableFormat f = table_format(*text, table_format_of(path));
+  auto t = parse_host_table(*text, path, rules, f);
+  if (t && f == TableFormat::Csv) t->text = std::move(*text);
+  return t;
 }
 
 }  // namespace qosrun::hosts

@@ -467,14 +467,19 @@ Result<Summary> apply(const ApplyTarget& t, const Shape& shape, const Placement&
     drain(s, ifx, to_drain, Clock::now() + std::chrono::milliseconds(t.drain_ms), sum.notes);
     std::vector<nl::NlMessage> dels;
     for (uint32_t c : deletes) dels.push_back(nl::delete_class_message(ifx, c));
+    bool all_gone = true;
     for (const auto& f : s.batch(dels))
-      if (f.error.code != ENOENT)
+      if (f.error.code != ENOENT) {
+        all_gone = false;
         sum.notes.push_back(fmt::format("cannot delete class {}: {}", nl::handle_string(deletes[f.index]),
                                         f.error.message));
+      }
     sum.messages += dels.size();
-    // The placement keeps listing them as pending: the next apply deletes
-    // them again (ENOENT) before it creates anything, which saves writing
-    // the whole placement a second time here.
+    // Else the placement keeps listing them as pending: the next apply
+    // deletes them again (ENOENT) before it creates anything, which saves
+    // writing the whole placement a second time here.
+    if (all_gone && t.record_after_deletes && deletes.size() > kRecordAgainAbove)
+      if (Status st = committed(next, {}); !st) sum.notes.push_back("recording the hosts: " + st.error().message);
   }
   sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return sum;

@@ -1,5 +1,6 @@
 // `qosrun hosts apply IFACE TABLE` and `qosrun hosts show IFACE`; the work is
 // in hosts_iface.cpp (qosrun/hosts.hpp, docs/hosts.md).
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -88,6 +89,9 @@ void register_hosts(CommandTable& t) {
                           if (a->apply_cmd->parsed()) {
                             hosts::ApplyOptions o = a->apply;
                             o.verbosity = g.verbosity;
+                            // QOSRUN_HOSTS_QUICK=0: always the whole path, for measuring what the quick one gives (bench/hosts).
+                            const char* quick = std::getenv("QOSRUN_HOSTS_QUICK");
+                            o.quick = !(quick && std::string(quick) == "0");
                             auto s = hosts::apply_table(o, std::cerr);
                             if (!s) {
                               print_error(s.error(), g.verbosity);

@@ -20,8 +20,12 @@ namespace qosrun::hosts {
 
 namespace {
 // What apply() calls to record the placement: the file, written atomically.
-auto recorder(const std::string& file) {
-  return [file](const Placement& p, const std::vector<uint32_t>& pending) { return write_placement(file, p, &pending); };
+// `generation`, when given, gets the generation recorded.
+auto recorder(const std::string& file, uint64_t* generation = nullptr) {
+  return [file, generation](const Placement& p, const std::vector<uint32_t>& pending) {
+    if (generation) *generation = p.generation;
+    return write_placement(file, p, &pending);
+  };
 }
 // ... and to journal the classes it is about to create.
 auto journaler(const std::string& file) {
@@ -72,7 +76,11 @@ Result<Summary> attach_hosts(nl::RtnlSocket& s, const state::Record& rec, int ma
   if (!next) return next.error();
   const std::string file = placement_file(rec.ifname);
   ApplyTarget target{&s, rec.ifindex, rec.ifname, map_fd, 0, exact_fd, journaler(file)};
-  return apply(target, shape, Placement{}, *next, recorder(file));
+  uint64_t generation = 0;
+  auto sum = apply(target, shape, Placement{}, *next, recorder(file, &generation));
+  // The table's bytes for the next apply's quick path (without them it takes the whole path).
+  if (sum && generation && !t.text.empty()) (void)write_applied_table(file, generation, t.text);
+  return sum;
 }
 
 Status check_ingress_shape(const qosc::Manifest& m, bool ingress_shape) {
@@ -173,7 +181,7 @@ Result<int> open_map(const state::Record& r) {
 Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   const auto t0 = std::chrono::steady_clock::now();
   // -vv: where the time goes.
-  auto lap = [&, last = t0](const char* what) mutable {
+  auto lap = [&, last = t0](const std::string& what) mutable {
     auto now = std::chrono::steady_clock::now();
     lifecycle::say(log, o.verbosity, 2,
                    fmt::format("hosts apply: {} {:.1f} ms", what, std::chrono::duration<double>(now - last).count() * 1e3));
@@ -199,36 +207,63 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(map.get(), &info, &len) != 0)
     return errno_error(errno, fmt::format("cannot read the map {}", rec->manifest.hosts->map));
-  auto table = read_host_table(o.table, rules_for(rec->manifest, info.max_entries));
-  if (!table) return table.error();
-  lap("table read and checked");
+  const TableRules rules = rules_for(rec->manifest, info.max_entries);
+  auto text = read_file_text(o.table);
+  if (!text) return errno_error(text.error().code, fmt::format("cannot read the host table {}", o.table));
+  const TableFormat format = table_format(*text, table_format_of(o.table));
   const std::string file = placement_file(o.ifname);
-  auto old = read_placement(file);
-  if (!old) return old.error();
-  lap("placement read");
-  Shape shape = shape_of(*rec);
-  auto next = plan_placement(*old, *table, shape);
-  if (!next) return Error{next.error().message + "\n  nothing was changed"};
-  lap("planned");
+  const Shape shape = shape_of(*rec);
   auto sock = nl::RtnlSocket::open();
   if (!sock) return sock.error();
   // The exact-match map of single addresses, when the object has one (pinned next to qos_hosts).
   Fd exact(rec->map_fd(QOS_HOSTS_EXACT_MAP));
   ApplyTarget target{&*sock, *ifindex, o.ifname, map.get(), o.drain_ms, exact.get(), journaler(file)};
-  auto sum = apply(target, shape, *old, *next, recorder(file));
+  uint64_t generation = 0;   // of the placement recorded, if any
+
+  std::string why = "QOSRUN_HOSTS_QUICK=0";
+  std::optional<Delta> delta;
+  if (o.quick) delta = plan_delta(file, o.table, *text, format, rules, shape, &why);
+  Result<Summary> sum = Error{""};
+  if (delta) {
+    lap(fmt::format("quick path: {} line(s) differ from the last table, planned", delta->lines));
+    generation = delta->old_part.generation;
+    target.record_after_deletes = true;
+    sum = apply(target, shape, delta->old_part, delta->next_part,
+                [&](const Placement& next, const std::vector<uint32_t>& pending) {
+                  generation = next.generation;
+                  return delta->record(file, next, pending);
+                });
+    if (sum) sum->unchanged += delta->untouched;
+  } else {
+    lap(fmt::format("whole table ({})", why));
+    auto table = parse_host_table(*text, o.table, rules, format);
+    if (!table) return table.error();
+    lap("table read and checked");
+    auto old = read_placement(file);
+    if (!old) return old.error();
+    generation = old->generation;
+    lap("placement read");
+    auto next = plan_placement(*old, *table, shape);
+    if (!next) return Error{next.error().message + "\n  nothing was changed"};
+    lap("planned");
+    sum = apply(target, shape, *old, *next, recorder(file, &generation));
+    // The command ends here: the table and both placements (10,000 hosts:
+    // ~100,000 small blocks) are left to the process's exit instead of being
+    // freed one by one. Held by a global, so a leak checker sees them reachable.
+    static struct Spent {
+      HostTable table;
+      Placement old, next;
+    }* spent = nullptr;
+    delete spent;
+    spent = new Spent{std::move(*table), std::move(*old), std::move(*next)};
+  }
   if (!sum) return sum.error();
   lap("applied and recorded");
+  // The table's bytes for the next apply's quick path; failing to keep them
+  // only costs that apply the whole path.
+  if (format == TableFormat::Csv && generation) (void)write_applied_table(file, generation, *text);
   lifecycle::say(log, o.verbosity, 1,
                  fmt::format("{}: {} netlink request(s), {} map write(s)", o.ifname, sum->messages, sum->map_writes));
-  // The command ends here: the table and both placements (10,000 hosts:
-  // ~100,000 small blocks) are left to the process's exit instead of being
-  // freed one by one. Held by a global, so a leak checker sees them reachable.
-  static struct Spent {
-    HostTable table;
-    Placement old, next;
-  }* spent = nullptr;
-  delete spent;
-  spent = new Spent{std::move(*table), std::move(*old), std::move(*next)};
   sum->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return sum;
 }

@@ -18,6 +18,8 @@
 #include "qosrun/state.hpp"
 #include "qosrun/txq.hpp"
 
+#include "hosts_placement.hpp"
+
 namespace qosrun::hosts {
 
 // ---- placement ---------------------------------------------------------------------------------
@@ -34,43 +36,42 @@ const PlacedHost* Placement::host(const std::string& name) const {
   return it != hosts.end() && it->name == name ? &*it : nullptr;
 }
 
-// One line per group and per host, tab-separated (names hold no control
-// characters): 10,000 hosts read and write in a few milliseconds, which a
-// JSON document of the same does not.
-std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
-  fmt::memory_buffer b;
-  b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
-  fmt::appender out(b);
-  fmt::format_to(out, FMT_COMPILE("qosc-hosts\t1\nnext_host_id\t{}\ngeneration\t{}\n"), p.next_host_id, p.generation);
-  for (const auto& g : p.groups) fmt::format_to(out, FMT_COMPILE("group\t{}\t{}\t{}\t{}\n"), g.index, g.major >> 16, g.rate_bps,
-                   g.queue);
-  for (const auto& h : p.hosts) {
-    fmt::format_to(out, FMT_COMPILE("host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t"), h.group, h.slot, h.host_id, h.rate_bps, h.fingerprint,
-                   h.name, h.plan);
-    for (size_t i = 0; i < h.prefixes.size(); ++i) {
-      char text[Prefix::kTextMax];
-      if (i) b.push_back(' ');
-      b.append(text, text + h.prefixes[i].write_text(text));
-    }
-    b.push_back('\t');
-    bool first = true;
-    for (const auto& [cls, handle] : h.leaves) {
-      fmt::format_to(out, FMT_COMPILE("{}{}:{}"), first ? "" : " ", cls, handle >> 16);
-      first = false;
-    }
-    b.push_back('\n');
-  }
-  const std::vector<uint32_t>& deletes = pending ? *pending : p.pending_deletes;
-  if (!deletes.empty()) {
-    fmt::format_to(out, FMT_COMPILE("pending"));
-    for (uint32_t c : deletes) fmt::format_to(out, FMT_COMPILE("\t{}"), c);
-    b.push_back('\n');
-  }
-  return fmt::to_string(b);
+namespace detail {
+
+void append_head(fmt::memory_buffer& b, uint32_t next_host_id, uint64_t generation) {
+  fmt::format_to(fmt::appender(b), FMT_COMPILE("qosc-hosts\t1\nnext_host_id\t{}\ngeneration\t{}\n"), next_host_id,
+                 generation);
 }
 
-namespace {
-// Fields of one line, without allocating per line (the vector is reused).
+void append_group(fmt::memory_buffer& b, const Group& g) {
+  fmt::format_to(fmt::appender(b), FMT_COMPILE("group\t{}\t{}\t{}\t{}\n"), g.index, g.major >> 16, g.rate_bps, g.queue);
+}
+
+void append_host(fmt::memory_buffer& b, const PlacedHost& h) {
+  fmt::appender out(b);
+  fmt::format_to(out, FMT_COMPILE("host\t{}\t{}\t{}\t{}\t{:x}\t{}\t{}\t"), h.group, h.slot, h.host_id, h.rate_bps,
+                 h.fingerprint, h.name, h.plan);
+  for (size_t i = 0; i < h.prefixes.size(); ++i) {
+    char text[Prefix::kTextMax];
+    if (i) b.push_back(' ');
+    b.append(text, text + h.prefixes[i].write_text(text));
+  }
+  b.push_back('\t');
+  bool first = true;
+  for (const auto& [cls, handle] : h.leaves) {
+    fmt::format_to(out, FMT_COMPILE("{}{}:{}"), first ? "" : " ", cls, handle >> 16);
+    first = false;
+  }
+  b.push_back('\n');
+}
+
+void append_pending(fmt::memory_buffer& b, const std::vector<uint32_t>& deletes) {
+  if (deletes.empty()) return;
+  fmt::format_to(fmt::appender(b), FMT_COMPILE("pending"));
+  for (uint32_t c : deletes) fmt::format_to(fmt::appender(b), FMT_COMPILE("\t{}"), c);
+  b.push_back('\n');
+}
+
 void split(std::string_view s, char sep, std::vector<std::string_view>& out) {
   out.clear();
   size_t i = 0;
@@ -81,13 +82,57 @@ void split(std::string_view s, char sep, std::vector<std::string_view>& out) {
     i = j + 1;
   }
 }
-uint64_t num(std::string_view s, int base = 10) {
+
+uint64_t num(std::string_view s, int base) {
   uint64_t v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
   if (ec != std::errc() || end != s.data() + s.size() || s.empty()) throw std::invalid_argument("not a number");
   return v;
 }
-}  // namespace
+
+PlacedHost host_from_fields(const std::vector<std::string_view>& f) {
+  if (f.size() != 10 || f[0] != "host") throw std::invalid_argument("not a host line");
+  PlacedHost h;
+  h.group = static_cast<uint32_t>(num(f[1]));
+  h.slot = static_cast<uint32_t>(num(f[2]));
+  h.host_id = static_cast<uint32_t>(num(f[3]));
+  h.rate_bps = num(f[4]);
+  h.fingerprint = num(f[5], 16);
+  h.name = std::string(f[6]);
+  h.plan = std::string(f[7]);
+  thread_local std::vector<std::string_view> words, c;   // reused: a placement reads 10,000 hosts
+  split(f[8], ' ', words);
+  h.prefixes.reserve(words.size());
+  for (auto t : words) {
+    auto pr = parse_prefix(t);
+    if (!pr) throw std::invalid_argument(pr.error().message);
+    h.prefixes.push_back(*pr);
+  }
+  if (!f[9].empty()) {
+    split(f[9], ' ', words);
+    h.leaves.reserve(words.size());
+    for (auto t : words) {
+      split(t, ':', c);
+      if (c.size() != 2) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
+      h.leaves.set(static_cast<uint32_t>(num(c[0])), static_cast<uint32_t>(num(c[1]) << 16));
+    }
+  }
+  return h;
+}
+
+}  // namespace detail
+
+// 10,000 hosts read and write in a few milliseconds, which a JSON document
+// of the same does not.
+std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
+  fmt::memory_buffer b;
+  b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
+  detail::append_head(b, p.next_host_id, p.generation);
+  for (const auto& g : p.groups) detail::append_group(b, g);
+  for (const auto& h : p.hosts) detail::append_host(b, h);
+  detail::append_pending(b, pending ? *pending : p.pending_deletes);
+  return fmt::to_string(b);
+}
 
 Result<Placement> placement_from_text(const std::string& text, const std::string& source) {
   Placement p;
@@ -95,7 +140,7 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
   size_t lineno = 0;
   try {
     std::string_view all(text);
-    std::vector<std::string_view> f, words, c;
+    std::vector<std::string_view> f;
     f.reserve(12);
     for (size_t pos = 0; pos < all.size();) {
       size_t nl = all.find('\n', pos);
@@ -104,44 +149,21 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
       pos = nl + 1;
       ++lineno;
       if (line.empty()) continue;
-      split(line, '\t', f);
+      detail::split(line, '\t', f);
       if (f[0] == "qosc-hosts") {
         if (f.size() < 2 || f[1] != "1") throw std::invalid_argument("a format this qosrun does not know");
       } else if (f[0] == "generation" && f.size() == 2) {
-        p.generation = num(f[1]);
+        p.generation = detail::num(f[1]);
       } else if (f[0] == "next_host_id" && f.size() == 2) {
-        p.next_host_id = static_cast<uint32_t>(num(f[1]));
+        p.next_host_id = static_cast<uint32_t>(detail::num(f[1]));
       } else if (f[0] == "group" && (f.size() == 4 || f.size() == 5)) {   // 4: before TX queues (queue 0)
-        Group g{static_cast<uint32_t>(num(f[1])), static_cast<uint32_t>(num(f[2]) << 16), num(f[3])};
-        if (f.size() == 5) g.queue = static_cast<uint32_t>(num(f[4]));
+        Group g{static_cast<uint32_t>(detail::num(f[1])), static_cast<uint32_t>(detail::num(f[2]) << 16), detail::num(f[3])};
+        if (f.size() == 5) g.queue = static_cast<uint32_t>(detail::num(f[4]));
         p.groups.push_back(g);
       } else if (f[0] == "host" && f.size() == 10) {
-        PlacedHost h;
-        h.group = static_cast<uint32_t>(num(f[1]));
-        h.slot = static_cast<uint32_t>(num(f[2]));
-        h.host_id = static_cast<uint32_t>(num(f[3]));
-        h.rate_bps = num(f[4]);
-        h.fingerprint = num(f[5], 16);
-        h.name = std::string(f[6]);
-        h.plan = std::string(f[7]);
-        split(f[8], ' ', words);
-        h.prefixes.reserve(words.size());
-        for (auto t : words) {
-          auto pr = parse_prefix(t);
-          if (!pr) throw std::invalid_argument(pr.error().message);
-          h.prefixes.push_back(*pr);
-        }
-        if (!f[9].empty()) {
-          split(f[9], ' ', words);
-          for (auto t : words) {
-            split(t, ':', c);
-            if (c.size() != 2) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
-            h.leaves.set(static_cast<uint32_t>(num(c[0])), static_cast<uint32_t>(num(c[1]) << 16));
-          }
-        }
-        p.hosts.push_back(std::move(h));
+        p.hosts.push_back(detail::host_from_fields(f));
       } else if (f[0] == "pending") {
-        for (size_t i = 1; i < f.size(); ++i) p.pending_deletes.push_back(static_cast<uint32_t>(num(f[i])));
+        for (size_t i = 1; i < f.size(); ++i) p.pending_deletes.push_back(static_cast<uint32_t>(detail::num(f[i])));
       } else {
         throw std::invalid_argument("an unknown line");
       }
@@ -188,8 +210,12 @@ Status write_journal(const std::string& placement_path, const Placement& p, cons
 }
 
 Status write_placement(const std::string& path, const Placement& p, const std::vector<uint32_t>* pending) {
+  return write_placement_text(path, to_text(p, pending));
+}
+
+Status write_placement_text(const std::string& path, const std::string& text) {
   if (Status f = state::fail_point("hosts-state"); !f) return f;
-  return replace_file(path, to_text(p, pending));
+  return replace_file(path, text);
 }
 
 std::string placement_file(const std::string& ifname) { return state::paths_for(ifname).hosts_file; }
@@ -237,12 +263,18 @@ void make_room_for_hosts(htb::Plan& root) {
 }
 
 std::map<std::string, uint64_t> plan_rates(const Shape& shape, const std::vector<std::string>& plan_of_each_host) {
+  std::map<std::string, size_t, std::less<>> hosts_on;
+  for (const auto& name : plan_of_each_host) ++hosts_on[name];
+  return plan_rates(shape, hosts_on);
+}
+
+std::map<std::string, uint64_t> plan_rates(const Shape& shape, const std::map<std::string, size_t, std::less<>>& hosts_on) {
   const qosc::Manifest& m = *shape.manifest;
   const uint64_t L = shape.link_bps;
   const long double budget = (long double)(L - L / kUnlistedShare);
-  long double sum = 0;
-  for (const auto& name : plan_of_each_host)
-    if (const auto* p = m.find_plan(name)) sum += (long double)p->rate_bps;
+  long double sum = 0;   // exact: whole numbers far below 2^64
+  for (const auto& [name, n] : hosts_on)
+    if (const auto* p = m.find_plan(name)) sum += (long double)p->rate_bps * (long double)n;
   int k = 0;
   long double scale = 1;
   while (sum * scale > budget && k < 400) scale = std::pow(2.0L, -(long double)(++k) / 4);
@@ -409,37 +441,41 @@ nl::NlMessage leaf_queue_message(int ifindex, const HostClasses::Leaf& l, uint32
 
 // ---- planning ----------------------------------------------------------------------------------
 
-namespace {
+namespace detail {
 
-class Handles {
- public:
-  explicit Handles(const Shape& s) : last_(s.last_handle) {
-    for (auto [a, b] : s.reserved_majors)
-      for (uint32_t x = a; x <= std::min<uint32_t>(b, 0xffff); ++x) used_.set(x);
-  }
-  void take(uint32_t major) { used_.set(major & 0xffff); }
-  // A group's HTB takes a handle of kGroupHashBucket, a queue any other.
-  Result<uint32_t> next(bool group = false) {
-    uint32_t& cursor = group ? group_cursor_ : cursor_;
-    for (uint32_t i = 0; i <= last_; ++i) {
-      uint32_t x = kFirstHandle + (cursor + i) % (last_ + 1 - kFirstHandle);
-      if (!used_.test(x) && (qdisc_hash_bucket(x) == kGroupHashBucket) == group) {
-        used_.set(x);
-        cursor = x + 1 - kFirstHandle;
-        return x << 16;
-      }
+HandlePool::HandlePool(const Shape& s) : last_(s.last_handle) {
+  for (auto [a, b] : s.reserved_majors)
+    for (uint32_t x = a; x <= std::min<uint32_t>(b, 0xffff); ++x) used_.set(x);
+}
+
+Result<uint32_t> HandlePool::next(bool group) {
+  uint32_t& cursor = group ? group_cursor_ : cursor_;
+  for (uint32_t i = 0; i <= last_; ++i) {
+    uint32_t x = kFirstHandle + (cursor + i) % (last_ + 1 - kFirstHandle);
+    if (!used_.test(x) && (qdisc_hash_bucket(x) == kGroupHashBucket) == group) {
+      used_.set(x);
+      cursor = x + 1 - kFirstHandle;
+      return x << 16;
     }
-    return Error{fmt::format("out of qdisc handles: an interface has {} for host groups and queues (one per group and "
-                             "one per class of each host; docs/hosts.md, \"Limits\"): shard the hosts across "
-                             "interfaces or machines, or give plans fewer classes",
-                             last_ + 1 - kFirstHandle)};
   }
+  return Error{fmt::format("out of qdisc handles: an interface has {} for host groups and queues (one per group and "
+                           "one per class of each host; docs/hosts.md, \"Limits\"): shard the hosts across "
+                           "interfaces or machines, or give plans fewer classes",
+                           last_ + 1 - kFirstHandle)};
+}
 
- private:
-  std::bitset<0x10000> used_;
-  uint32_t last_;
-  uint32_t cursor_ = 0, group_cursor_ = 0;
-};
+std::vector<uint32_t> plan_class_ids(const qosc::Manifest& m, const std::string& plan) {
+  std::vector<uint32_t> ids;
+  const auto* p = m.find_plan(plan);
+  if (!p) return ids;
+  if (!p->classes.empty()) return p->classes;
+  for (const auto& c : m.classes) ids.push_back(c.id);
+  return ids;
+}
+
+}  // namespace detail
+
+namespace {
 
 // Where a new group goes: the TX queue whose hosts are assured the least
 // (then: fewest groups, then a queue other than 0, which also carries the
@@ -466,15 +502,6 @@ class QueueLoad {
   std::vector<uint32_t> groups_;
 };
 
-std::vector<uint32_t> plan_class_ids(const qosc::Manifest& m, const std::string& plan) {
-  std::vector<uint32_t> ids;
-  const auto* p = m.find_plan(plan);
-  if (!p) return ids;
-  if (!p->classes.empty()) return p->classes;
-  for (const auto& c : m.classes) ids.push_back(c.id);
-  return ids;
-}
-
 }  // namespace
 
 Result<Placement> plan_placement(const Placement& old, const HostTable& table, const Shape& shape) {
@@ -482,7 +509,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   Placement next;
   next.next_host_id = old.next_host_id;
   next.generation = old.generation + 1;
-  Handles handles(shape);
+  detail::HandlePool handles(shape);
   const uint32_t per_group = shape.hosts_per_group();
   // Everything the old placement holds stays taken during this change: the
   // classes of removed hosts are deleted last, after the new ones exist.
@@ -524,7 +551,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
     std::optional<uint64_t> fingerprint;
   };
   std::map<std::string, PlanInfo, std::less<>> plan_info;
-  for (const auto& [name, rate] : rates) plan_info[name] = {rate, plan_class_ids(m, name), std::nullopt};
+  for (const auto& [name, rate] : rates) plan_info[name] = {rate, detail::plan_class_ids(m, name), std::nullopt};
   std::vector<PlanInfo*> plan_of(order.size());
   for (size_t i = 0; i < order.size(); ++i) {
     auto it = plan_info.find(order[i]->plan);

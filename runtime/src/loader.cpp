@@ -7,7 +7,10 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -76,18 +79,60 @@ Result<std::string> read_file_text(const std::string& path) {
 }
 
 Status replace_file(const std::string& path, std::string_view text) {
+  const std::string_view parts[] = {text};
+  return replace_file(path, parts);
+}
+
+Status replace_file(const std::string& path, std::span<const std::string_view> parts) {
   const std::string tmp = path + ".tmp";
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd) return errno_error(errno, fmt::format("cannot write {}", tmp));
-  for (size_t done = 0; done < text.size();) {
-    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+  std::vector<iovec> iov;
+  iov.reserve(parts.size());
+  for (std::string_view p : parts)
+    if (!p.empty()) iov.push_back({const_cast<char*>(p.data()), p.size()});
+  for (size_t i = 0; i < iov.size();) {
+    ssize_t n = ::writev(fd.get(), iov.data() + i, static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX)));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error(errno, fmt::format("cannot write {}", tmp));
-    done += static_cast<size_t>(n);
+    // Past what was written: whole parts, then into the next one.
+    auto done = static_cast<size_t>(n);
+    while (i < iov.size() && done >= iov[i].iov_len) done -= iov[i++].iov_len;
+    if (done) {
+      iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + done;
+      iov[i].iov_len -= done;
+    }
   }
   fd.reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(errno, fmt::format("cannot replace {}", path));
   return {};
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    this->~MappedFile();
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(data_, size_);
+}
+
+Result<MappedFile> map_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error(errno, fmt::format("cannot read {}", path));
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return errno_error(errno, fmt::format("cannot read {}", path));
+  MappedFile m;
+  if (st.st_size == 0) return m;
+  void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
+  if (p == MAP_FAILED) return errno_error(errno, fmt::format("cannot map {}", path));
+  m.data_ = p;
+  m.size_ = static_cast<size_t>(st.st_size);
+  return m;
 }
 
 // ---- libbpf messages --------------------------------------------------------

@@ -639,6 +639,8 @@ Status remove_state(const Paths& p) {
   (void)::unlink((p.hosts_file + ".tmp").c_str());
   (void)::unlink((p.hosts_file + ".journal").c_str());
   (void)::unlink((p.hosts_file + ".journal.tmp").c_str());
+  (void)::unlink((p.hosts_file + ".table").c_str());   // the last table applied (hosts apply's quick path)
+  (void)::unlink((p.hosts_file + ".table.tmp").c_str());
   if (::rmdir(p.state_dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
     return errno_error(errno, fmt::format("cannot remove {}", p.state_dir));
   return {};

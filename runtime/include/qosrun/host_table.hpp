@@ -55,6 +55,7 @@ struct HostEntry {
 struct HostTable {
   std::string source;             // the file's path, for messages
   std::vector<HostEntry> hosts;   // in the table's order
+  std::string text;               // a CSV file's bytes as read (read_host_table): the next apply compares with them
   size_t prefix_count() const;
 };
 
@@ -73,5 +74,8 @@ Result<HostTable> parse_host_table(std::string_view text, const std::string& sou
                                    TableFormat format = TableFormat::Auto);
 // The file at `path`: JSON for *.json, CSV for *.csv, else by its content.
 Result<HostTable> read_host_table(const std::string& path, const TableRules& rules);
+TableFormat table_format_of(const std::string& path);   // Json, Csv or Auto, by the name
+// `hint`, or (Auto) JSON when the first character that is not white space is '[', else CSV.
+TableFormat table_format(std::string_view text, TableFormat hint);
 
 }  // namespace qosrun::hosts

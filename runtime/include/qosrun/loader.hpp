@@ -119,6 +119,31 @@ class Fd {
 Result<std::string> read_file_text(const std::string& path);
 // `path` holds `text`, whole or not at all: written to PATH.tmp, renamed over it.
 Status replace_file(const std::string& path, std::string_view text);
+// ... `parts` one after another, each written from where it is (no joined copy).
+Status replace_file(const std::string& path, std::span<const std::string_view> parts);
+
+// A file mapped read-only: a large file read without copying it into a
+// fresh buffer (whose every page is a fault, slow on a VM). The mapping
+// stays valid when the file is replaced (renamed over) meanwhile; only for
+// files written that way (qosrun's own state), never for one that may be
+// truncated in place while mapped (a user's file: SIGBUS).
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+  std::string_view text() const { return {static_cast<const char*>(data_), size_}; }
+
+ private:
+  friend Result<MappedFile> map_file(const std::string& path);
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+// An error carries errno as its code (ENOENT when absent); an empty file maps to no text.
+Result<MappedFile> map_file(const std::string& path);
 
 // ---- libbpf chatter ---------------------------------------------------------
 

@@ -1,0 +1,52 @@
+#pragma once
+// Inside the hosts code (hosts_layout.cpp, hosts_delta.cpp): the placement
+// file one line at a time, the pool of qdisc handles and a plan's classes,
+// shared by the whole planning (plan_placement) and the quick planning of a
+// table that changed in a few lines (plan_delta), so that both write the
+// same lines and take the same handles.
+#include <bitset>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "qosrun/hosts.hpp"
+
+namespace qosrun::hosts::detail {
+
+// The placement file (/run/qosc/<if>/hosts.state): one line per group and
+// per host, tab-separated (names hold no control characters), hosts in name
+// order. to_text() is these in order.
+void append_head(fmt::memory_buffer& b, uint32_t next_host_id, uint64_t generation);
+void append_group(fmt::memory_buffer& b, const Group& g);
+void append_host(fmt::memory_buffer& b, const PlacedHost& h);
+void append_pending(fmt::memory_buffer& b, const std::vector<uint32_t>& deletes);   // nothing when empty
+
+// Fields of one line, without allocating per line (the vector is reused).
+void split(std::string_view s, char sep, std::vector<std::string_view>& out);
+// A whole field as a number; throws std::invalid_argument.
+uint64_t num(std::string_view s, int base = 10);
+// The fields of a "host" line (10) as a host; throws std::invalid_argument.
+PlacedHost host_from_fields(const std::vector<std::string_view>& f);
+
+// Qdisc handles (majors) for host groups and leaf queues: the lowest free
+// one from kFirstHandle on, a group's in kGroupHashBucket, a queue's in any
+// other bucket (hosts.hpp).
+class HandlePool {
+ public:
+  explicit HandlePool(const Shape& s);
+  void take(uint32_t major) { used_.set(major & 0xffff); }
+  Result<uint32_t> next(bool group = false);   // major << 16
+
+ private:
+  std::bitset<0x10000> used_;
+  uint32_t last_;
+  uint32_t cursor_ = 0, group_cursor_ = 0;
+};
+
+// The classes a host of plan `plan` has: the plan's list, else every class.
+std::vector<uint32_t> plan_class_ids(const qosc::Manifest& m, const std::string& plan);
+
+}  // namespace qosrun::hosts::detail
