@@ -49,6 +49,37 @@ const json* find_class(const json& j, const std::string& name) {
 
 uint64_t u(const json& j, const char* a, const char* b) { return j.at(a).at(b).get<uint64_t>(); }
 
+constexpr size_t kTurnFrame = 1024;
+
+// `count` datagrams of `payload` bytes from one socket in `ns`, to dst at
+// each of `ports` in turn, paced at `pps`; returns how many sendto() took.
+long send_alternating(const std::string& ns, const std::string& dst, const std::vector<uint16_t>& ports,
+                      size_t payload, long count, double pps) {
+  int fd = qt::socket_in_netns(ns, AF_INET, SOCK_DGRAM);
+  if (fd < 0) return -1;
+  std::vector<sockaddr_in> to(ports.size());
+  for (size_t i = 0; i < ports.size(); ++i) {
+    to[i].sin_family = AF_INET;
+    to[i].sin_port = htons(ports[i]);
+    if (inet_pton(AF_INET, dst.c_str(), &to[i].sin_addr) != 1) {
+      close(fd);
+      return -1;
+    }
+  }
+  std::vector<char> buf(payload, 't');
+  const auto t0 = std::chrono::steady_clock::now();
+  long ok = 0;
+  for (long i = 0; i < count; ++i) {
+    std::this_thread::sleep_until(t0 + std::chrono::nanoseconds(static_cast<int64_t>(double(i) * 1e9 / pps)));
+    const auto& a = to[static_cast<size_t>(i) % to.size()];
+    if (sendto(fd, buf.data(), buf.size(), 0, reinterpret_cast<const sockaddr*>(&a), sizeof a) ==
+        static_cast<ssize_t>(payload))
+      ++ok;
+  }
+  close(fd);
+  return ok;
+}
+
 class StatsCounters : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -207,10 +238,15 @@ TEST_F(StatsCounters, SampledFlowTableEstimatesEachFlow) {
   qt::CmdResult r = qt::attach_policy(*ns_, kD, sampled, "st-d0");
   ASSERT_EQ(r.rc, 0) << "qosrun attach failed:\n" << r.out;
   attached_ = true;
-  qt::UdpSink sink_d(kD, kIpD, {5001, 5002});
+  qt::UdpSink sink_d(kD, kIpD, {5001, 5002, 5010, 5011});
   ASSERT_TRUE(sink_d.ok());
   ASSERT_EQ(qt::send_udp(kA, kIpD, 5001, 300, 3200, 5000), 3200);
   ASSERT_EQ(qt::send_udp(kA, kIpD, 5002, 100, 3200, 5000), 3200);
+  // Two flows of one class (other) taking turns with 1,024-byte frames: a
+  // sample every z = 4,096 bytes exactly (a countdown) would take every 4th
+  // packet, always of the same flow, and never see the other; packets drawn
+  // at random see both alike.
+  ASSERT_EQ(send_alternating(kA, kIpD, {5010, 5011}, kTurnFrame - kHeaders, 3200, 5000), 3200);
   auto j = qt::stats_json(*ns_, kD, "st-d0", &err, "--no-rates --flows 10");
   ASSERT_TRUE(j) << err;
   EXPECT_EQ(j->at("flow_sample"), 2);
@@ -222,8 +258,10 @@ TEST_F(StatsCounters, SampledFlowTableEstimatesEachFlow) {
   EXPECT_EQ(u(*c1, "xdp", "packets"), 3200u) << "class counters count every packet";
   EXPECT_EQ(u(*c2, "xdp", "packets"), 3200u);
   // Sampled bytes: mean = sent, ~z / (payload + headers) samples: 3200 / 12 = 267
-  // (sd 6%) and 3200 / 29 = 110 (sd 9.5%); +-40% is > 4 sd.
-  const struct { int port; uint64_t sent; size_t payload; } want[] = {{5001, 3200, 300}, {5002, 3200, 100}};
+  // (sd 6%), 3200 / 29 = 110 (sd 9.5%) and 1600 / 4 = 400 (sd 4%) for each of
+  // the turn-taking flows; +-40% is > 4 sd.
+  const struct { int port; uint64_t sent; size_t payload; } want[] = {
+      {5001, 3200, 300}, {5002, 3200, 100}, {5010, 1600, kTurnFrame - kHeaders}, {5011, 1600, kTurnFrame - kHeaders}};
   for (const auto& w : want) {
     const json* f = nullptr;
     for (const auto& x : j->at("flows"))
