@@ -10,15 +10,15 @@
 // a new group, an interrupted apply) goes to the whole path, which also
 // words every error.
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <functional>
 #include <map>
-#include <string_view>
 #include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 
+#include "qosc/text.hpp"
 #include "qosrun/hosts.hpp"
 #include "qosrun/state.hpp"
 
@@ -37,18 +37,6 @@ Status write_applied_table(const std::string& placement_path, uint64_t generatio
 namespace {
 
 using detail::num;
-
-std::vector<std::string_view> lines_of(std::string_view text) {
-  std::vector<std::string_view> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) nl = text.size();
-    out.push_back(text.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
-  return out;
-}
 
 // The first line that is neither blank nor a comment (a CSV table's
 // header): its number (0-based) and text; npos when there is none.
@@ -96,7 +84,7 @@ void compare_tables(std::string_view a, std::string_view b, Middle& ma, Middle& 
   }
   for (auto [t, m] : {std::pair{a, &ma}, std::pair{b, &mb}}) {
     m->first_line = static_cast<size_t>(std::count(t.begin(), t.begin() + static_cast<long>(head), '\n'));
-    m->lines = lines_of(t.substr(head, t.size() - tail - head));
+    m->lines = qosc::split_lines(t.substr(head, t.size() - tail - head));
     m->paired.assign(m->lines.size(), false);
   }
   // Lines of the two middles paired as equal, wherever they are (each at
@@ -388,7 +376,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
   }
   if (auto journal = read_file_text(journal_file(placement_path))) {
-    std::vector<std::string_view> jl = lines_of(*journal);
+    std::vector<std::string_view> jl = qosc::split_lines(*journal);
     if (!jl.empty() && jl[0] == fmt::format("generation {}", generation) && jl.size() > 1)
       return refuse("an interrupted apply to recover");
   }

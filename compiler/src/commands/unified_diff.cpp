@@ -6,29 +6,20 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string_view>
 #include <vector>
+
+#include "qosc/text.hpp"
 
 namespace qosc::cli {
 namespace {
-
-std::vector<std::string> lines_of(const std::string& s) {
-  std::vector<std::string> r;
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t e = s.find('\n', i);
-    if (e == std::string::npos) e = s.size();
-    r.push_back(s.substr(i, e - i));
-    i = e + 1;
-  }
-  return r;
-}
 
 struct Op {
   char kind;       // ' ', '-', '+'
   size_t a, b;     // line indexes in a and b (the one that applies)
 };
 
-std::vector<Op> edit_script(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+std::vector<Op> edit_script(const std::vector<std::string_view>& a, const std::vector<std::string_view>& b) {
   size_t head = 0;
   while (head < a.size() && head < b.size() && a[head] == b[head]) ++head;
   size_t tail = 0;
@@ -59,7 +50,7 @@ std::vector<Op> edit_script(const std::vector<std::string>& a, const std::vector
 
 std::string unified_diff(const std::string& at, const std::string& bt, const std::string& a_name,
                          const std::string& b_name) {
-  auto a = lines_of(at), b = lines_of(bt);
+  const auto a = qosc::split_lines(at), b = qosc::split_lines(bt);
   auto ops = edit_script(a, b);
   std::string out = fmt::format("--- {}\n+++ {}\n", a_name, b_name);
   const size_t ctx = 3;
@@ -90,7 +81,8 @@ std::string unified_diff(const std::string& at, const std::string& bt, const std
       if (o.kind != '+') ++na;
       if (o.kind != '-') ++nb;
       body += o.kind;
-      body += (o.kind == '+' ? b[o.b] : a[o.a]) + "\n";
+      body += o.kind == '+' ? b[o.b] : a[o.a];
+      body += '\n';
     }
     out += fmt::format("@@ -{},{} +{},{} @@\n", na ? a0 + 1 : a0, na, nb ? b0 + 1 : b0, nb) + body;
     k = end;
