@@ -1,5 +1,5 @@
-// The quick path of `qosrun hosts apply` (qosrun/hosts.hpp, docs/hosts.md,
-// "Cost"): a table that differs from the last one applied in a few lines is
+// The quick path of `qosrun hosts apply` (qosrun/hosts.hpp; docs/hosts.md,
+// "Applying a table"): a table that differs from the last one applied in a few lines is
 // planned from those lines. The whole path reads, checks and plans every
 // host of the table and of the placement (10,000 hosts: ~15 ms); this one
 // compares the table with the bytes of the last one applied, parses only
