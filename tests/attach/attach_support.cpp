@@ -201,8 +201,9 @@ Pair::Pair(const std::string& t, const std::string& prefix_, unsigned queues) : 
 Pair::~Pair() { destroy(); }
 
 void Pair::destroy() {
+  // Tables the cases write beside the state root (STATE_ROOT-NAME.csv) go with it.
   sh("ip netns del " + ns_a + " 2>/dev/null; ip netns del " + ns_b + " 2>/dev/null; rm -rf " + state_root + " " +
-         pin_root + "; true",
+         state_root + "-*.csv " + pin_root + "; true",
      20);
 }
 
