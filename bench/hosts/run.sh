@@ -54,7 +54,7 @@ def table(path, swap=()):
 table(f"{work}/t0.csv")
 table(f"{work}/t1.csv", [4242])
 # 500 basic -> premium and 500 premium -> basic: the plans' sum stays, so no
-# other host's assured rate moves (docs/hosts.md, "Rates").
+# other host's assured rate moves (docs/hosts.md, "The tree").
 basic = [i for i in range(10000) if plans[i] == "basic"][:500]
 premium = [i for i in range(10000) if plans[i] == "premium"][:500]
 table(f"{work}/t1000.csv", basic + premium)
