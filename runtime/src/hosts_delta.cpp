@@ -20,7 +20,6 @@
 
 #include "qosc/text.hpp"
 #include "qosrun/hosts.hpp"
-#include "qosrun/state.hpp"
 
 #include "hosts_placement.hpp"
 
@@ -261,9 +260,8 @@ std::string Delta::placement_text(const Placement& next, const std::vector<uint3
 
 Status Delta::record(const std::string& placement_path, const Placement& next,
                      const std::vector<uint32_t>& pending) const {
-  if (Status f = state::fail_point("hosts-state"); !f) return f;
   std::string head, lines;
-  return replace_file(placement_path, placement_parts(next, pending, head, lines));
+  return write_placement_text(placement_path, placement_parts(next, pending, head, lines));
 }
 
 std::optional<Delta> plan_delta(const std::string& placement_path, const std::string& table_source,
@@ -305,10 +303,9 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   };
   std::vector<GroupTally> tally;
   detail::HandlePool handles(shape);
-  uint64_t generation = 0;
-  uint32_t next_host_id = 1;
-  std::vector<Group> groups;
-  std::vector<uint32_t> pending;
+  // The placement's other lines (counters, groups, pending deletes) are read
+  // as they are: the old part apply() gets holds every group.
+  Placement& old = d.old_part;
   size_t prefixes = 0;
   try {
     std::vector<std::string_view> f;
@@ -342,31 +339,19 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
         g.rate += p->rate;
         ++g.hosts;
         prefixes += count_words(h.prefixes);
-        for (std::string_view l = h.leaves; !l.empty();) {   // CLASS:HANDLE ...
-          const size_t sp = l.find(' '), colon = l.find(':');
-          if (colon >= sp) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
-          handles.take(static_cast<uint32_t>(num(l.substr(colon + 1, sp - colon - 1))));
-          l.remove_prefix(sp == std::string_view::npos ? l.size() : sp + 1);
-        }
+        detail::for_each_leaf(h.leaves, [&](uint32_t, uint32_t handle) { handles.take(handle >> 16); });
       } else {
         detail::split(line, '\t', f);
-        if (f[0] == "group" && f.size() == 5) {
-          Group g{static_cast<uint32_t>(num(f[1])), static_cast<uint32_t>(num(f[2]) << 16), num(f[3]),
-                  static_cast<uint32_t>(num(f[4]))};
-          if ((!groups.empty() && groups.back().index >= g.index) || hosts_begin != std::string_view::npos)
+        const size_t groups_before = old.groups.size();
+        detail::read_other_line(f, old);
+        if (old.groups.size() != groups_before) {   // the tallies need every group before the hosts
+          const Group& g = old.groups.back();
+          if ((groups_before && old.groups[groups_before - 1].index >= g.index) ||
+              hosts_begin != std::string_view::npos)
             throw std::invalid_argument("groups out of order");
           handles.take(g.major >> 16);
           if (tally.size() <= g.index) tally.resize(g.index + 1);
           tally[g.index].exists = true;
-          groups.push_back(g);
-        } else if (f[0] == "generation" && f.size() == 2) {
-          generation = num(f[1]);
-        } else if (f[0] == "next_host_id" && f.size() == 2) {
-          next_host_id = static_cast<uint32_t>(num(f[1]));
-        } else if (f[0] == "pending") {
-          for (size_t i = 1; i < f.size(); ++i) pending.push_back(static_cast<uint32_t>(num(f[i])));
-        } else if (!(f[0] == "qosc-hosts" && f.size() == 2 && f[1] == "1")) {
-          throw std::invalid_argument("a line it does not know");
         }
       }
       pos = nl + 1;
@@ -375,16 +360,12 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   } catch (const std::exception& e) {
     return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
   }
-  if (auto journal = read_file_text(journal_file(placement_path))) {
-    std::vector<std::string_view> jl = qosc::split_lines(*journal);
-    if (!jl.empty() && jl[0] == fmt::format("generation {}", generation) && jl.size() > 1)
-      return refuse("an interrupted apply to recover");
-  }
+  if (!read_journal(placement_path, old.generation).empty()) return refuse("an interrupted apply to recover");
   auto applied = map_file(applied_table_file(placement_path));
   if (!applied) return refuse("no record of the table last applied");
   std::string_view last = applied->text();
   const size_t first_nl = last.find('\n');
-  if (first_nl == std::string_view::npos || last.substr(0, first_nl) != fmt::format("generation {}", generation))
+  if (first_nl == std::string_view::npos || last.substr(0, first_nl) != fmt::format("generation {}", old.generation))
     return refuse("the table last applied does not belong to this placement (a reload or an older qosrun since)");
   last.remove_prefix(first_nl + 1);
 
@@ -421,7 +402,10 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     entries.push_back(&e);
   }
   std::sort(entries.begin(), entries.end(), [](const HostEntry* a, const HostEntry* b) { return a->name < b->name; });
-  for (const auto& [name, h] : gone_of) t.touched.emplace(name);
+  for (const auto& [name, h] : gone_of) {   // in name order
+    t.touched.emplace(name);
+    old.hosts.push_back(placed(t.find(name)));   // as placed: what apply() changes from
+  }
   for (const HostEntry* e : entries) t.touched.emplace(e->name);
 
   // Prefixes new to their host overlap no untouched host's, and all fit the map.
@@ -429,10 +413,9 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   for (const auto& [name, h] : gone_of) prefixes -= count_words(h.prefixes);
   for (const HostEntry* e : entries) {
     prefixes += e->prefixes.size();
-    std::vector<Prefix> before;
-    if (auto g = gone_of.find(e->name); g != gone_of.end()) before = placed(t.find(e->name)).prefixes;
+    const PlacedHost* was = old.host(e->name);
     for (const auto& p : e->prefixes)
-      if (std::find(before.begin(), before.end(), p) == before.end()) fresh.push_back(p);
+      if (!was || std::find(was->prefixes.begin(), was->prefixes.end(), p) == was->prefixes.end()) fresh.push_back(p);
   }
   if (prefixes > rules.max_prefixes) return refuse("more prefixes than the map holds");
   if (!fresh.empty()) {
@@ -476,19 +459,13 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   // Planning, as plan_placement does it for these hosts: a host that stays
   // keeps group, slot, id and the leaves its plan still has; a new one takes
   // the first free slot no host of the old placement holds.
-  Placement& old = d.old_part;
   Placement& next = d.next_part;
-  old.groups = groups;
-  old.next_host_id = next_host_id;
-  old.generation = generation;
-  old.pending_deletes = pending;
-  for (const auto& [name, h] : gone_of) {   // in name order
-    old.hosts.push_back(placed(t.find(name)));
+  for (const auto& [name, h] : gone_of) {
     tally[h.group].rate -= h.rate_bps();
     --tally[h.group].hosts;
   }
-  next.next_host_id = next_host_id;
-  next.generation = generation + 1;
+  next.next_host_id = old.next_host_id;
+  next.generation = old.generation + 1;
   const uint32_t per_group = shape.hosts_per_group();
   for (const HostEntry* e : entries) {
     const PlanTally& plan = *plan_named(e->plan);
@@ -509,7 +486,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     } else {
       h.host_id = next.next_host_id++;
       bool found = false;   // the first group, by index, with room and a slot no host of the old placement holds
-      for (const auto& g : groups) {
+      for (const auto& g : old.groups) {
         GroupTally& gt = tally[g.index];
         if (static_cast<uint32_t>(__builtin_popcountll(gt.held)) >= per_group) continue;
         for (uint32_t slot = 0; slot < kHostsPerGroup && !found; ++slot)
@@ -533,7 +510,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     ++tally[h.group].hosts;
     next.hosts.push_back(std::move(h));
   }
-  for (Group g : groups) {
+  for (Group g : old.groups) {
     if (!tally[g.index].hosts) continue;   // left empty: the group goes
     g.rate_bps = tally[g.index].rate;
     next.groups.push_back(g);

@@ -223,18 +223,19 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
   std::string why = "QOSRUN_HOSTS_QUICK=0";
   std::optional<Delta> delta;
   if (o.quick) delta = plan_delta(file, o.table, *text, format, rules, shape, &why);
-  Result<Summary> sum = Error{""};
-  if (delta) {
+  auto quick = [&]() -> Result<Summary> {
     lap(fmt::format("quick path: {} line(s) differ from the last table, planned", delta->lines));
     generation = delta->old_part.generation;
     target.record_after_deletes = true;
-    sum = apply(target, shape, delta->old_part, delta->next_part,
-                [&](const Placement& next, const std::vector<uint32_t>& pending) {
-                  generation = next.generation;
-                  return delta->record(file, next, pending);
-                });
+    auto sum = apply(target, shape, delta->old_part, delta->next_part,
+                     [&](const Placement& next, const std::vector<uint32_t>& pending) {
+                       generation = next.generation;
+                       return delta->record(file, next, pending);
+                     });
     if (sum) sum->unchanged += delta->untouched;
-  } else {
+    return sum;
+  };
+  auto whole = [&]() -> Result<Summary> {
     lap(fmt::format("whole table ({})", why));
     auto table = parse_host_table(*text, o.table, rules, format);
     if (!table) return table.error();
@@ -246,7 +247,7 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
     auto next = plan_placement(*old, *table, shape);
     if (!next) return Error{next.error().message + "\n  nothing was changed"};
     lap("planned");
-    sum = apply(target, shape, *old, *next, recorder(file, &generation));
+    auto sum = apply(target, shape, *old, *next, recorder(file, &generation));
     // The command ends here: the table and both placements (10,000 hosts:
     // ~100,000 small blocks) are left to the process's exit instead of being
     // freed one by one. Held by a global, so a leak checker sees them reachable.
@@ -256,7 +257,9 @@ Result<Summary> apply_table(const ApplyOptions& o, std::ostream& log) {
     }* spent = nullptr;
     delete spent;
     spent = new Spent{std::move(*table), std::move(*old), std::move(*next)};
-  }
+    return sum;
+  };
+  auto sum = delta ? quick() : whole();
   if (!sum) return sum.error();
   lap("applied and recorded");
   // The table's bytes for the next apply's quick path; failing to keep them

@@ -100,7 +100,7 @@ PlacedHost host_from_fields(const std::vector<std::string_view>& f) {
   h.fingerprint = num(f[5], 16);
   h.name = std::string(f[6]);
   h.plan = std::string(f[7]);
-  thread_local std::vector<std::string_view> words, c;   // reused: a placement reads 10,000 hosts
+  thread_local std::vector<std::string_view> words;   // reused: a placement reads 10,000 hosts
   split(f[8], ' ', words);
   h.prefixes.reserve(words.size());
   for (auto t : words) {
@@ -108,16 +108,26 @@ PlacedHost host_from_fields(const std::vector<std::string_view>& f) {
     if (!pr) throw std::invalid_argument(pr.error().message);
     h.prefixes.push_back(*pr);
   }
-  if (!f[9].empty()) {
-    split(f[9], ' ', words);
-    h.leaves.reserve(words.size());
-    for (auto t : words) {
-      split(t, ':', c);
-      if (c.size() != 2) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
-      h.leaves.set(static_cast<uint32_t>(num(c[0])), static_cast<uint32_t>(num(c[1]) << 16));
-    }
-  }
+  for_each_leaf(f[9], [&](uint32_t cls, uint32_t handle) { h.leaves.set(cls, handle); });
   return h;
+}
+
+void read_other_line(const std::vector<std::string_view>& f, Placement& p) {
+  if (f[0] == "qosc-hosts") {
+    if (f.size() < 2 || f[1] != "1") throw std::invalid_argument("a format this qosrun does not know");
+  } else if (f[0] == "generation" && f.size() == 2) {
+    p.generation = num(f[1]);
+  } else if (f[0] == "next_host_id" && f.size() == 2) {
+    p.next_host_id = static_cast<uint32_t>(num(f[1]));
+  } else if (f[0] == "group" && (f.size() == 4 || f.size() == 5)) {   // 4: before TX queues (queue 0)
+    Group g{static_cast<uint32_t>(num(f[1])), static_cast<uint32_t>(num(f[2]) << 16), num(f[3])};
+    if (f.size() == 5) g.queue = static_cast<uint32_t>(num(f[4]));
+    p.groups.push_back(g);
+  } else if (f[0] == "pending") {
+    for (size_t i = 1; i < f.size(); ++i) p.pending_deletes.push_back(static_cast<uint32_t>(num(f[i])));
+  } else {
+    throw std::invalid_argument("an unknown line");
+  }
 }
 
 }  // namespace detail
@@ -150,23 +160,8 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
       ++lineno;
       if (line.empty()) continue;
       detail::split(line, '\t', f);
-      if (f[0] == "qosc-hosts") {
-        if (f.size() < 2 || f[1] != "1") throw std::invalid_argument("a format this qosrun does not know");
-      } else if (f[0] == "generation" && f.size() == 2) {
-        p.generation = detail::num(f[1]);
-      } else if (f[0] == "next_host_id" && f.size() == 2) {
-        p.next_host_id = static_cast<uint32_t>(detail::num(f[1]));
-      } else if (f[0] == "group" && (f.size() == 4 || f.size() == 5)) {   // 4: before TX queues (queue 0)
-        Group g{static_cast<uint32_t>(detail::num(f[1])), static_cast<uint32_t>(detail::num(f[2]) << 16), detail::num(f[3])};
-        if (f.size() == 5) g.queue = static_cast<uint32_t>(detail::num(f[4]));
-        p.groups.push_back(g);
-      } else if (f[0] == "host" && f.size() == 10) {
-        p.hosts.push_back(detail::host_from_fields(f));
-      } else if (f[0] == "pending") {
-        for (size_t i = 1; i < f.size(); ++i) p.pending_deletes.push_back(static_cast<uint32_t>(detail::num(f[i])));
-      } else {
-        throw std::invalid_argument("an unknown line");
-      }
+      if (f[0] == "host" && f.size() == 10) p.hosts.push_back(detail::host_from_fields(f));
+      else detail::read_other_line(f, p);
     }
   } catch (const std::exception& e) {
     return Error{fmt::format("{}:{} is damaged ({}): the hosts on the interface are still shaped; detach and attach "
@@ -188,20 +183,25 @@ Result<Placement> read_placement(const std::string& path) {
   }
   auto p = placement_from_text(*text, path);
   if (!p) return p;
-  // A journal of this very placement: an apply was killed while creating.
-  auto journal = read_file_text(journal_file(path));
-  if (!journal) return p;
-  std::istringstream j(*journal);
-  std::string tag;
-  uint64_t gen = 0;
-  if (j >> tag >> gen && tag == "generation" && gen == p->generation) {
-    uint32_t c;
-    while (j >> c) p->journal_deletes.push_back(c);
-  }
+  p->journal_deletes = read_journal(path, p->generation);
   return p;
 }
 
 std::string journal_file(const std::string& placement_path) { return placement_path + ".journal"; }
+
+std::vector<uint32_t> read_journal(const std::string& placement_path, uint64_t generation) {
+  std::vector<uint32_t> creating;
+  auto journal = read_file_text(journal_file(placement_path));
+  if (!journal) return creating;
+  std::istringstream j(*journal);
+  std::string tag;
+  uint64_t gen = 0;
+  if (j >> tag >> gen && tag == "generation" && gen == generation) {
+    uint32_t c;
+    while (j >> c) creating.push_back(c);
+  }
+  return creating;
+}
 
 Status write_journal(const std::string& placement_path, const Placement& p, const std::vector<uint32_t>& creating) {
   std::string text = fmt::format("generation {}\n", p.generation);
@@ -210,12 +210,14 @@ Status write_journal(const std::string& placement_path, const Placement& p, cons
 }
 
 Status write_placement(const std::string& path, const Placement& p, const std::vector<uint32_t>* pending) {
-  return write_placement_text(path, to_text(p, pending));
+  const std::string text = to_text(p, pending);
+  const std::string_view parts[] = {text};
+  return write_placement_text(path, parts);
 }
 
-Status write_placement_text(const std::string& path, const std::string& text) {
+Status write_placement_text(const std::string& path, std::span<const std::string_view> parts) {
   if (Status f = state::fail_point("hosts-state"); !f) return f;
-  return replace_file(path, text);
+  return replace_file(path, parts);
 }
 
 std::string placement_file(const std::string& ifname) { return state::paths_for(ifname).hosts_file; }

@@ -6,6 +6,7 @@
 // same lines and take the same handles.
 #include <bitset>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,22 @@ void split(std::string_view s, char sep, std::vector<std::string_view>& out);
 uint64_t num(std::string_view s, int base = 10);
 // The fields of a "host" line (10) as a host; throws std::invalid_argument.
 PlacedHost host_from_fields(const std::vector<std::string_view>& f);
+// The fields of any other line ("qosc-hosts", "generation", "next_host_id",
+// "group", "pending") into `p` (a group appended as read); throws
+// std::invalid_argument on a line of another kind or form.
+void read_other_line(const std::vector<std::string_view>& f, Placement& p);
+// `each(class id, handle)` for every CLASS:HANDLE of a host line's leaves
+// field (the handle as a major, << 16); throws std::invalid_argument.
+template <class F>
+void for_each_leaf(std::string_view field, F&& each) {
+  while (!field.empty()) {
+    const size_t sp = field.find(' '), colon = field.find(':');
+    if (colon >= sp) throw std::invalid_argument("a leaf is not CLASS:HANDLE");
+    each(static_cast<uint32_t>(num(field.substr(0, colon))),
+         static_cast<uint32_t>(num(field.substr(colon + 1, sp - colon - 1)) << 16));
+    field.remove_prefix(sp == std::string_view::npos ? field.size() : sp + 1);
+  }
+}
 
 // Qdisc handles (majors) for host groups and leaf queues: the lowest free
 // one from kFirstHandle on, a group's in kGroupHashBucket, a queue's in any

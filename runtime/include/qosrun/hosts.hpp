@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -165,9 +166,13 @@ Result<Placement> placement_from_text(const std::string& text, const std::string
 Result<Placement> read_placement(const std::string& path);
 Status write_placement(const std::string& path, const Placement& p,
                        const std::vector<uint32_t>* pending = nullptr);   // write + rename
-Status write_placement_text(const std::string& path, const std::string& text);   // to_text's, or Delta's
+// The placement's text, in pieces written one after another (to_text's whole, or Delta's).
+Status write_placement_text(const std::string& path, std::span<const std::string_view> parts);
 // <path>.journal: the classes an apply creates for placement `p` before it records the next one.
 std::string journal_file(const std::string& placement_path);
+// The classes the journal lists for placement `generation`: an apply killed
+// while creating them (empty: none, or a journal of another placement).
+std::vector<uint32_t> read_journal(const std::string& placement_path, uint64_t generation);
 Status write_journal(const std::string& placement_path, const Placement& p, const std::vector<uint32_t>& creating);
 
 // What the tree looks like for one policy on one interface.
@@ -333,7 +338,7 @@ class Delta {
   size_t lines = 0;      // lines of the two tables without an equal in the other
   // The whole placement after it: the untouched hosts' lines as they were
   // read, the others from `next` (apply()'s `committed` gets next_part);
-  // record() writes it to `placement_path` (write_placement_text's fail point too).
+  // record() writes it to `placement_path` (write_placement_text).
   std::string placement_text(const Placement& next, const std::vector<uint32_t>& pending) const;
   Status record(const std::string& placement_path, const Placement& next, const std::vector<uint32_t>& pending) const;
 
