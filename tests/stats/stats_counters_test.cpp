@@ -51,35 +51,6 @@ uint64_t u(const json& j, const char* a, const char* b) { return j.at(a).at(b).g
 
 constexpr size_t kTurnFrame = 1024;
 
-// `count` datagrams of `payload` bytes from one socket in `ns`, to dst at
-// each of `ports` in turn, paced at `pps`; returns how many sendto() took.
-long send_alternating(const std::string& ns, const std::string& dst, const std::vector<uint16_t>& ports,
-                      size_t payload, long count, double pps) {
-  int fd = qt::socket_in_netns(ns, AF_INET, SOCK_DGRAM);
-  if (fd < 0) return -1;
-  std::vector<sockaddr_in> to(ports.size());
-  for (size_t i = 0; i < ports.size(); ++i) {
-    to[i].sin_family = AF_INET;
-    to[i].sin_port = htons(ports[i]);
-    if (inet_pton(AF_INET, dst.c_str(), &to[i].sin_addr) != 1) {
-      close(fd);
-      return -1;
-    }
-  }
-  std::vector<char> buf(payload, 't');
-  const auto t0 = std::chrono::steady_clock::now();
-  long ok = 0;
-  for (long i = 0; i < count; ++i) {
-    std::this_thread::sleep_until(t0 + std::chrono::nanoseconds(static_cast<int64_t>(double(i) * 1e9 / pps)));
-    const auto& a = to[static_cast<size_t>(i) % to.size()];
-    if (sendto(fd, buf.data(), buf.size(), 0, reinterpret_cast<const sockaddr*>(&a), sizeof a) ==
-        static_cast<ssize_t>(payload))
-      ++ok;
-  }
-  close(fd);
-  return ok;
-}
-
 class StatsCounters : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -246,7 +217,7 @@ TEST_F(StatsCounters, SampledFlowTableEstimatesEachFlow) {
   // sample every z = 4,096 bytes exactly (a countdown) would take every 4th
   // packet, always of the same flow, and never see the other; packets drawn
   // at random see both alike.
-  ASSERT_EQ(send_alternating(kA, kIpD, {5010, 5011}, kTurnFrame - kHeaders, 3200, 5000), 3200);
+  ASSERT_EQ(qt::send_udp_in_turn(kA, kIpD, {5010, 5011}, kTurnFrame - kHeaders, 3200, 5000), 3200);
   auto j = qt::stats_json(*ns_, kD, "st-d0", &err, "--no-rates --flows 10");
   ASSERT_TRUE(j) << err;
   EXPECT_EQ(j->at("flow_sample"), 2);

@@ -196,13 +196,22 @@ bool make_addr(const std::string& ip, uint16_t port, sockaddr_in* a) {
 
 long send_udp(const std::string& ns, const std::string& dst, uint16_t port, size_t payload, long count, double pps,
               const std::string& src) {
+  return send_udp_in_turn(ns, dst, {port}, payload, count, pps, src);
+}
+
+long send_udp_in_turn(const std::string& ns, const std::string& dst, const std::vector<uint16_t>& ports,
+                      size_t payload, long count, double pps, const std::string& src) {
   int fd = socket_in_netns(ns, AF_INET, SOCK_DGRAM);
-  if (fd < 0) return -1;
-  sockaddr_in to{};
-  if (!make_addr(dst, port, &to)) {
-    close(fd);
+  if (fd < 0 || ports.empty()) {
+    if (fd >= 0) close(fd);
     return -1;
   }
+  std::vector<sockaddr_in> to(ports.size());
+  for (size_t i = 0; i < ports.size(); ++i)
+    if (!make_addr(dst, ports[i], &to[i])) {
+      close(fd);
+      return -1;
+    }
   if (!src.empty()) {
     sockaddr_in from{};
     make_addr(src, 0, &from);
@@ -215,7 +224,8 @@ long send_udp(const std::string& ns, const std::string& dst, uint16_t port, size
   uint64_t t0 = now_ns();
   for (long i = 0; i < count; ++i) {
     if (pps > 0) sleep_until_ns(t0 + static_cast<uint64_t>(static_cast<double>(i) * 1e9 / pps));
-    ssize_t n = sendto(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    const sockaddr_in& a = to[static_cast<size_t>(i) % to.size()];
+    ssize_t n = sendto(fd, buf.data(), buf.size(), 0, reinterpret_cast<const sockaddr*>(&a), sizeof a);
     if (n == static_cast<ssize_t>(payload)) ++ok;
   }
   close(fd);

@@ -74,6 +74,9 @@ int socket_in_netns(const std::string& ns, int domain, int type, int proto = 0);
 // number sendto() accepted, or -1 on error.
 long send_udp(const std::string& ns, const std::string& dst, uint16_t port, size_t payload, long count,
               double pps = 0, const std::string& src = "");
+// ... from one socket to each of `ports` in turn (datagram i to ports[i % n]).
+long send_udp_in_turn(const std::string& ns, const std::string& dst, const std::vector<uint16_t>& ports,
+                      size_t payload, long count, double pps = 0, const std::string& src = "");
 
 // A UDP receiver bound in `ns` on several ports; counts datagrams and bytes
 // per port on its own thread until stopped.
