@@ -257,15 +257,10 @@ UdpSink::UdpSink(const std::string& ns, const std::string& addr, const std::vect
 }
 
 void UdpSink::loop() {
-  std::vector<pollfd> pf;
-  for (int fd : fds_) pf.push_back({fd, POLLIN, 0});
-  pf.push_back({wake_.poll_fd(), POLLIN, 0});
   char buf[65536];
-  while (!stop_.load()) {
-    if (poll(pf.data(), pf.size(), 200) <= 0) continue;
-    if (pf.back().revents) break;
+  for (bool last = false; !last;) {   // once more after stop(): what had arrived is counted
+    last = stop_.load() || wake_.woken_within(1);
     for (size_t i = 0; i < fds_.size(); ++i) {
-      if (!(pf[i].revents & POLLIN)) continue;
       for (;;) {
         ssize_t n = recv(fds_[i], buf, sizeof buf, 0);
         if (n < 0) break;
@@ -289,6 +284,11 @@ WakePipe::WakePipe() {
 WakePipe::~WakePipe() {
   for (int fd : fd_)
     if (fd >= 0) close(fd);
+}
+
+bool WakePipe::woken_within(int ms) const {
+  pollfd p = {fd_[0], POLLIN, 0};
+  return poll(&p, 1, ms) > 0;
 }
 
 void WakePipe::wake() {

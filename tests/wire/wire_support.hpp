@@ -78,8 +78,6 @@ long send_udp(const std::string& ns, const std::string& dst, uint16_t port, size
 long send_udp_in_turn(const std::string& ns, const std::string& dst, const std::vector<uint16_t>& ports,
                       size_t payload, long count, double pps = 0, const std::string& src = "");
 
-// A UDP receiver bound in `ns` on several ports; counts datagrams and bytes
-// per port on its own thread until stopped.
 // A pipe that wakes a receiver thread's poll() when it is asked to stop.
 class WakePipe {
  public:
@@ -90,11 +88,22 @@ class WakePipe {
   bool ok() const { return fd_[0] >= 0; }
   int poll_fd() const { return fd_[0]; }
   void wake();
+  // Waits up to `ms` for wake(); true when it came. A receiver of a flood
+  // drains its sockets between these waits instead of sleeping on them: a
+  // thread asleep on a socket is woken for nearly every datagram, and each
+  // wakeup (an IPI on these VMs) is paid in the softirq of the thread that
+  // sent the datagram, since veth delivers it there. On the 100-host test's
+  // ~50,000 datagrams/s that was ~15 % of both cores, enough to slow the
+  // senders below the load they had to offer.
+  bool woken_within(int ms) const;
 
  private:
   int fd_[2] = {-1, -1};
 };
 
+// A UDP receiver bound in `ns` on several ports; counts datagrams and bytes
+// per port on its own thread until stopped, draining its sockets every
+// millisecond (WakePipe::woken_within).
 class UdpSink {
  public:
   UdpSink(const std::string& ns, const std::string& addr, const std::vector<uint16_t>& ports);
