@@ -28,6 +28,7 @@
 #include "qos_abi.h"
 #include "qosc/object_digest.hpp"
 #include "qosrun/state.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -42,23 +43,11 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
+// Removed when the test program ends.
 fs::path scratch() {
-  static fs::path dir = [] {
-    char tmpl[] = "/tmp/qt-att-objs-XXXXXX";
-    char* d = mkdtemp(tmpl);
-    return fs::path(d ? d : "/tmp");
-  }();
-  return dir;
+  static qt_support::TempDir dir("qt-att-objs");
+  return dir.ok() ? dir.path() : fs::path("/tmp");
 }
-
-// Removes the scratch directory when the test program ends.
-struct ScratchCleanup {
-  ScratchCleanup() { (void)scratch(); }   // constructed first, destroyed after us
-  ~ScratchCleanup() {
-    std::error_code ec;
-    if (scratch() != "/tmp") fs::remove_all(scratch(), ec);
-  }
-} g_cleanup;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "qosrun/state.hpp"
+#include "temp_dir.hpp"
 
 using namespace qosrun;
 namespace fs = std::filesystem;
@@ -19,9 +20,7 @@ namespace {
 class StateRoot : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/qt-att-state-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ASSERT_TRUE(dir_.ok());
     setenv("QOSRUN_STATE_ROOT", (dir_ / "run").c_str(), 1);
     setenv("QOSRUN_PIN_ROOT", (dir_ / "bpf").c_str(), 1);
   }
@@ -29,10 +28,8 @@ class StateRoot : public ::testing::Test {
     unsetenv("QOSRUN_STATE_ROOT");
     unsetenv("QOSRUN_PIN_ROOT");
     unsetenv("QOSRUN_FAIL_AT");
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
-  fs::path dir_;
+  qt_support::TempDir dir_{"qt-att-state"};
 };
 
 state::Record sample() {

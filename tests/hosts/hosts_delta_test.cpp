@@ -16,6 +16,7 @@
 
 #include "hosts_test_support.hpp"
 #include "qosrun/hosts.hpp"
+#include "temp_dir.hpp"
 
 namespace qosrun::hosts {
 namespace {
@@ -43,15 +44,12 @@ std::string host_line(int i, const std::string& plan, int variant = 0) {
 class HostsDelta : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/qh-delta-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    file_ = dir_ + "/hosts.state";
+    ASSERT_TRUE(dir_.ok());
+    file_ = (dir_ / "hosts.state").string();
     reshape();
     for (const auto& p : m_.plans) rules_.plans.push_back(p.name);
     rules_.max_prefixes = 1 << 20;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   void reshape() {
     root_ = htb::plan(m_, 1500, 65536).value();
     make_room_for_hosts(root_);
@@ -102,7 +100,8 @@ class HostsDelta : public ::testing::Test {
   htb::Plan root_;
   Shape shape_;
   TableRules rules_;
-  std::string dir_, file_;
+  qt_support::TempDir dir_{"qh-delta"};
+  std::string file_;
   Placement placement_;
 };
 

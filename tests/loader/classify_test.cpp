@@ -12,6 +12,7 @@
 #include "frames.hpp"
 #include "qosrun/classify.hpp"
 #include "qosrun/pcap.hpp"
+#include "temp_dir.hpp"
 #include "qosrun/testrun.hpp"
 
 namespace fs = std::filesystem;
@@ -36,15 +37,7 @@ std::string slurp(const fs::path& p) {
 
 class Classify : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/qt-classify-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
-  }
+  void SetUp() override { ASSERT_TRUE(dir_.ok()); }
   // Runs qosrun with `args` (a shell fragment); optional `prefix` runs it under another program.
   Output qosrun(const std::string& args, const std::string& prefix = "") {
     Output o;
@@ -62,7 +55,7 @@ class Classify : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.error().message;
     return p.string();
   }
-  fs::path dir_;
+  qt_support::TempDir dir_{"qt-classify"};
 };
 
 }  // namespace
@@ -220,7 +213,7 @@ TEST_F(Classify, SaysSoWhenNotRoot) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged user";
   if (std::system("command -v setpriv >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs setpriv (util-linux)";
   const std::string cap = pcap("t.pcap", {udp4(53)});
-  fs::permissions(dir_, fs::perms::all);
+  fs::permissions(dir_.path(), fs::perms::all);
   fs::permissions(cap, fs::perms::all);
   Output o = qosrun("classify " + fixture("mini.bpf.o") + " --pcap " + cap + " --json",
                     "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all");

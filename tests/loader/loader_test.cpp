@@ -10,6 +10,7 @@
 #include "frames.hpp"
 #include "qosrun/classify.hpp"
 #include "qosrun/loader.hpp"
+#include "temp_dir.hpp"
 #include "qosrun/testrun.hpp"
 
 using namespace qosrun;
@@ -102,13 +103,11 @@ TEST(Loader, DamagedObjectIsRefusedBeforeLibbpfReadsIt) {
 }
 
 TEST(Loader, DamagedFileIsNamedByItsPath) {
-  char tmpl[] = "/tmp/qt-loader-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string path = std::string(tmpl) + "/mini.bpf.o";
+  qt_support::TempDir dir("qt-loader");
+  ASSERT_TRUE(dir.ok());
+  const std::string path = (dir / "mini.bpf.o").string();
   qosrun::test::write_file(path, with_flipped_byte(read_file(fixture("mini.bpf.o")), ".qosc.manifest", 3));
   auto r = LoadedPolicy::open_file(path);
-  std::remove(path.c_str());
-  ::rmdir(tmpl);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, path + " was damaged or changed after qosc wrote it (digest mismatch): recompile it "
                                       "with `qosc POLICY -o " + path + "`");
