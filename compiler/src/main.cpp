@@ -320,7 +320,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"auto", "tree", "maps"}));
     app.add_option("--flow-table", o.flow_table,
                    fmt::format("flows the flow table holds for `qosrun stats --flows` (LRU, default {}); 0: no flow "
-                               "table, which saves ~35 ns per packet",
+                               "table (sampled by default, it costs a few ns per packet on the wire: docs/wire-cost.md)",
                                o.flow_table))
         ->check(CLI::Range(0u, 1u << 22));
     app.add_option("--flow-sample", o.flow_sample,
