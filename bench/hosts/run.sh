@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of per-host plans (docs/hosts.md): how long qosrun takes to
 #   - attach a policy with 10,000 hosts          (target < 2 s)
-#   - apply a table where one host changed        (target < 10 ms)
+#   - apply a table where one host changed        (target < 10 ms): its plan
+#     down (a class fewer: its leaf deleted) and back up (created), a host
+#     added and removed, each measured; the target's figure is the median of
+#     all four
 #   - apply a table where 1,000 hosts changed     (target < 1 s)
 # each against a baseline measured in the same run: attaching the same policy
 # without hosts. Also: the 10,000-host attach with netlink batching off
@@ -52,7 +55,10 @@ def table(path, swap=()):
                 pf += f" 2001:db8:{i:x}::/64"
             f.write(f"sub{i},{p[i]},{pf}\n")
 table(f"{work}/t0.csv")
-table(f"{work}/t1.csv", [4242])
+table(f"{work}/t1.csv", [4242])   # sub4242: premium -> basic
+# t0 and one host more (sub10000, basic): added, then removed by t0.
+with open(f"{work}/t0.csv") as src, open(f"{work}/t2.csv", "w") as f:
+    f.write(src.read() + "sub10000,basic,10.64.39.16 2001:db8:2710::/64\n")
 # 500 basic -> premium and 500 premium -> basic: the plans' sum stays, so no
 # other host's assured rate moves (docs/hosts.md, "The tree").
 basic = [i for i in range(10000) if plans[i] == "basic"][:500]
@@ -80,6 +86,7 @@ echo $$ >$MEASURING
 held=1
 
 det=() ; base=() ; att=() ; att_rep=() ; nob=() ; one=() ; one_rep=() ; many=() ; many_rep=() ; one_w=() ; many_w=() ; one_first=()
+up=() ; down=() ; added=() ; removed=()
 for r in $(seq 1 "$RUNS"); do
   base+=("$(timed "$QOSRUN" attach "$WORK/isp.bpf.o" $IF)")
   q "$QOSRUN" detach $IF >/dev/null
@@ -93,10 +100,19 @@ for r in $(seq 1 "$RUNS"); do
     ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
     [ $t = t1 ] && one_first+=("$ms")
   done
-  for t in t1000 t0 t1 t0; do q timeout -k 5 120 "$QOSRUN" hosts apply $IF "$WORK/$t.csv" >/dev/null; done
-  for t in t1 t0; do
-    ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
-    [ $t = t1 ] && { one+=("$ms"); one_rep+=("$(reported)"); grep -q " 1 changed" "$WORK/last.out" || { cat "$WORK/last.out"; exit 1; }; }
+  for t in t1000 t0 t1 t0 t2 t0; do q timeout -k 5 120 "$QOSRUN" hosts apply $IF "$WORK/$t.csv" >/dev/null; done
+  # The four one-host changes, twice each: t1 moves sub4242's plan down
+  # (premium -> basic: its leaf of the class basic lacks, game, is deleted),
+  # t0 back up (that leaf created again), t2 adds sub10000 (its host class
+  # and two leaves created), t0 removes it.
+  for _ in 1 2; do
+    for step in down:t1:"1 changed" up:t0:"1 changed" added:t2:"1 added" removed:t0:"1 removed"; do
+      IFS=: read -r kind t expect <<<"$step"
+      ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
+      grep -q " $expect" "$WORK/last.out" || { cat "$WORK/last.out"; exit 1; }
+      eval "$kind+=(\"\$ms\")"
+      one+=("$ms"); one_rep+=("$(reported)")
+    done
   done
   for t in t1000 t0; do
     ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
@@ -122,6 +138,8 @@ B=$(median "${base[@]}")
 A=$(median "${att[@]}")
 N=$(median "${nob[@]}")
 O=$(median "${one[@]}")
+OR=$(median "${one_rep[@]}")
+OMAX=$(python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "${one[@]}")
 M=$(median "${many[@]}")
 OW=$(median "${one_w[@]}")
 OF=$(median "${one_first[@]}")
@@ -134,13 +152,17 @@ policy examples/isp.qos --link 10gbit (3 classes; plans basic/premium/business),
 baseline: attach without hosts                      $B ms
 attach --hosts (10,000 hosts)                        $A ms   ($(ratio $A $B)x baseline; target < 2000 ms)   qosrun's own: ${att_rep[*]} ms
   ... netlink batching off (QOSRUN_NETLINK_BATCH=0)  $N ms   (batching: $(ratio $N $A)x faster)
-hosts apply, 1 host changed                          $O ms   ($(ratio $O $B)x baseline; target < 10 ms)   qosrun's own: ${one_rep[*]} ms
-  ... by the whole path (QOSRUN_HOSTS_QUICK=0)       $OW ms   (quick path: $(ratio $OW $O)x faster)
-  ... the first one after the attach                 $OF ms
+hosts apply, 1 host changed                          $O ms   ($(ratio $O $B)x baseline; target < 10 ms; median of ${#one[@]}, at most $OMAX)   qosrun's own: $OR ms
+  ... plan down (a leaf deleted)                     $(median "${down[@]}") ms
+  ... plan up (a leaf created)                       $(median "${up[@]}") ms
+  ... host added (3 classes created)                 $(median "${added[@]}") ms
+  ... host removed                                   $(median "${removed[@]}") ms
+  ... plan down, by the whole path (QOSRUN_HOSTS_QUICK=0) $OW ms   (quick path: $(ratio $OW "$(median "${down[@]}")")x faster)
+  ... plan down, the first change after the attach $OF ms
 hosts apply, 1,000 hosts changed                     $M ms   ($(ratio $M $B)x baseline; target < 1000 ms)   qosrun's own: ${many_rep[*]} ms
   ... by the whole path (QOSRUN_HOSTS_QUICK=0)       $MW ms   (quick path: $(ratio $MW $M)x faster)
 detach (10,000 hosts)                                $D ms
-runs (ms): baseline ${base[*]} | attach ${att[*]} | unbatched ${nob[*]} | one ${one[*]} | one first ${one_first[*]} | one whole ${one_w[*]} | 1000 ${many[*]} | 1000 whole ${many_w[*]} | detach ${det[*]}
+runs (ms): baseline ${base[*]} | attach ${att[*]} | unbatched ${nob[*]} | down ${down[*]} | up ${up[*]} | added ${added[*]} | removed ${removed[*]} | one first ${one_first[*]} | one whole ${one_w[*]} | 1000 ${many[*]} | 1000 whole ${many_w[*]} | detach ${det[*]}
 TXT
 )
 echo "$out"
