@@ -86,7 +86,7 @@ echo $$ >$MEASURING
 held=1
 
 det=() ; base=() ; att=() ; att_rep=() ; nob=() ; one=() ; one_rep=() ; many=() ; many_rep=() ; one_w=() ; many_w=() ; one_first=()
-up=() ; down=() ; added=() ; removed=()
+declare -A by_kind=()   # the one-host changes by kind: "ms ms ..."
 for r in $(seq 1 "$RUNS"); do
   base+=("$(timed "$QOSRUN" attach "$WORK/isp.bpf.o" $IF)")
   q "$QOSRUN" detach $IF >/dev/null
@@ -110,7 +110,7 @@ for r in $(seq 1 "$RUNS"); do
       IFS=: read -r kind t expect <<<"$step"
       ms=$(timed "$QOSRUN" hosts apply $IF "$WORK/$t.csv")
       grep -q " $expect" "$WORK/last.out" || { cat "$WORK/last.out"; exit 1; }
-      eval "$kind+=(\"\$ms\")"
+      by_kind[$kind]+="$ms "
       one+=("$ms"); one_rep+=("$(reported)")
     done
   done
@@ -153,16 +153,16 @@ baseline: attach without hosts                      $B ms
 attach --hosts (10,000 hosts)                        $A ms   ($(ratio $A $B)x baseline; target < 2000 ms)   qosrun's own: ${att_rep[*]} ms
   ... netlink batching off (QOSRUN_NETLINK_BATCH=0)  $N ms   (batching: $(ratio $N $A)x faster)
 hosts apply, 1 host changed                          $O ms   ($(ratio $O $B)x baseline; target < 10 ms; median of ${#one[@]}, at most $OMAX)   qosrun's own: $OR ms
-  ... plan down (a leaf deleted)                     $(median "${down[@]}") ms
-  ... plan up (a leaf created)                       $(median "${up[@]}") ms
-  ... host added (3 classes created)                 $(median "${added[@]}") ms
-  ... host removed                                   $(median "${removed[@]}") ms
-  ... plan down, by the whole path (QOSRUN_HOSTS_QUICK=0) $OW ms   (quick path: $(ratio $OW "$(median "${down[@]}")")x faster)
+  ... plan down (a leaf deleted)                     $(median ${by_kind[down]}) ms
+  ... plan up (a leaf created)                       $(median ${by_kind[up]}) ms
+  ... host added (3 classes created)                 $(median ${by_kind[added]}) ms
+  ... host removed                                   $(median ${by_kind[removed]}) ms
+  ... plan down, by the whole path (QOSRUN_HOSTS_QUICK=0) $OW ms   (quick path: $(ratio $OW "$(median ${by_kind[down]})")x faster)
   ... plan down, the first change after the attach $OF ms
 hosts apply, 1,000 hosts changed                     $M ms   ($(ratio $M $B)x baseline; target < 1000 ms)   qosrun's own: ${many_rep[*]} ms
   ... by the whole path (QOSRUN_HOSTS_QUICK=0)       $MW ms   (quick path: $(ratio $MW $M)x faster)
 detach (10,000 hosts)                                $D ms
-runs (ms): baseline ${base[*]} | attach ${att[*]} | unbatched ${nob[*]} | down ${down[*]} | up ${up[*]} | added ${added[*]} | removed ${removed[*]} | one first ${one_first[*]} | one whole ${one_w[*]} | 1000 ${many[*]} | 1000 whole ${many_w[*]} | detach ${det[*]}
+runs (ms): baseline ${base[*]} | attach ${att[*]} | unbatched ${nob[*]} | down ${by_kind[down]}| up ${by_kind[up]}| added ${by_kind[added]}| removed ${by_kind[removed]}| one first ${one_first[*]} | one whole ${one_w[*]} | 1000 ${many[*]} | 1000 whole ${many_w[*]} | detach ${det[*]}
 TXT
 )
 echo "$out"

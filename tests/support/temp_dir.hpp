@@ -17,7 +17,6 @@ class TempDir {
   // False when the directory could not be made (path() is then empty).
   bool ok() const { return !path_.empty(); }
   const std::filesystem::path& path() const { return path_; }
-  std::string str() const { return path_.string(); }
   std::filesystem::path operator/(const std::filesystem::path& p) const { return path_ / p; }
 
  private:
