@@ -2,6 +2,7 @@
 #include "qosrun/host_table.hpp"
 
 #include <arpa/inet.h>
+#include <endian.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -20,10 +21,11 @@ namespace {
 
 __extension__ typedef unsigned __int128 u128;
 
-u128 to_u128(const std::array<uint8_t, 16>& a) {
-  u128 v = 0;
-  for (uint8_t b : a) v = (v << 8) | b;
-  return v;
+u128 to_u128(const std::array<uint8_t, 16>& a) {   // network order: two big-endian halves
+  uint64_t hi, lo;
+  std::memcpy(&hi, a.data(), 8);
+  std::memcpy(&lo, a.data() + 8, 8);
+  return u128{be64toh(hi)} << 64 | be64toh(lo);
 }
 std::array<uint8_t, 16> from_u128(u128 v) {
   std::array<uint8_t, 16> a{};
@@ -454,9 +456,8 @@ std::string Prefix::text() const {
   return std::string(buf, write_text(buf));
 }
 
-bool Prefix::contains(const Prefix& o) const {
-  if (o.len < len) return false;
-  u128 m = ~host_mask(len);
+bool Prefix::overlaps(const Prefix& o) const {   // prefixes nest or are disjoint: equal up to the shorter's length
+  const u128 m = ~host_mask(std::min(len, o.len));
   return (to_u128(addr) & m) == (to_u128(o.addr) & m);
 }
 

@@ -183,22 +183,36 @@ PlacedHost placed(std::string_view line) {
 struct Delta::Text {
   MappedFile placement;             // the placement file as read
   std::string_view hosts;           // its host lines (each with its newline), in name order
-  std::vector<uint32_t> host_at;    // where each host line starts in `hosts`
+  detail::Tallies tallies;          // as read from it
   std::set<std::string, std::less<>> touched;   // the hosts in old_part or next_part
 
-  std::string_view line(size_t i) const {
-    const size_t end = i + 1 < host_at.size() ? host_at[i + 1] - 1 : hosts.size() - 1;
-    return hosts.substr(host_at[i], end - host_at[i]);
-  }
-  // The line of host `name`, by binary search; empty when it has none.
-  std::string_view find(std::string_view name) const {
-    size_t lo = 0, hi = host_at.size();
+  // The host line that starts at `at` (without its newline) and where the next one starts.
+  std::string_view line_at(size_t at) const { return hosts.substr(at, hosts.find('\n', at) - at); }
+  size_t after(size_t at) const { return hosts.find('\n', at) + 1; }
+  // Where the first host line whose name is not before `name` starts
+  // (hosts.size(): none), by binary search over the bytes.
+  size_t lower_bound(std::string_view name) const {
+    size_t lo = 0, hi = hosts.size();   // both start a line
     while (lo < hi) {
-      const size_t mid = (lo + hi) / 2;
-      if (name_of(line(mid)) < name) lo = mid + 1;
-      else hi = mid;
+      const size_t mid = lo + (hi - lo) / 2;
+      const size_t at = mid ? hosts.rfind('\n', mid - 1) + 1 : 0;   // >= lo: lo starts a line
+      if (name_of(line_at(at)) < name) lo = after(at);
+      else hi = at;
     }
-    return lo < host_at.size() && name_of(line(lo)) == name ? line(lo) : std::string_view{};
+    return lo;
+  }
+  // The line of host `name`; empty when it has none.
+  std::string_view find(std::string_view name) const {
+    const size_t at = lower_bound(name);
+    if (at == hosts.size()) return {};
+    const std::string_view l = line_at(at);
+    return name_of(l) == name ? l : std::string_view{};
+  }
+  // The hosts as they are counted by plan.
+  size_t host_count() const {
+    size_t n = 0;
+    for (const auto& [name, p] : tallies.plans) n += p.hosts;
+    return n;
   }
 };
 
@@ -209,9 +223,15 @@ Delta& Delta::operator=(Delta&&) noexcept = default;
 
 std::vector<std::string_view> Delta::placement_parts(const Placement& next, const std::vector<uint32_t>& pending,
                                                      std::string& head, std::string& lines) const {
+  const Text& t = *text_;
   fmt::memory_buffer b;
   detail::append_head(b, next.next_host_id, next.generation);
   for (const auto& g : next.groups) detail::append_group(b, g);
+  detail::Tallies tallies = t.tallies;
+  for (const auto& h : old_part.hosts) tallies.remove(h);
+  for (const auto& h : next.hosts) tallies.add(h);
+  tallies.keep_groups(next.groups, old_part.groups);
+  tallies.append(b);
   head.assign(b.data(), b.size());
   // The hosts written anew, and where each ends.
   b.clear();
@@ -227,28 +247,21 @@ std::vector<std::string_view> Delta::placement_parts(const Placement& next, cons
     const size_t from = j ? end_of[j - 1] : 0;
     return fresh.substr(from, end_of[j] - from);
   };
-  // In name order: runs of the untouched hosts' lines as they were, the new ones between them.
-  const Text& t = *text_;
+  // In name order: runs of the untouched hosts' lines as they were, each
+  // touched host's old line left out and its new one (if it stays) put in.
+  // `next` holds touched hosts only, in name order.
   std::vector<std::string_view> parts{head};
-  size_t run = 0;   // where the untouched lines not yet in parts start (in t.hosts)
+  size_t run = 0;   // where the old lines not yet in parts start (in t.hosts)
   size_t j = 0;     // the next host of `next`
-  auto flush = [&](size_t upto) {
-    if (upto > run) parts.push_back(t.hosts.substr(run, upto - run));
-    run = upto;
-  };
-  for (size_t i = 0; i < t.host_at.size(); ++i) {
-    const std::string_view name = name_of(t.line(i));
-    for (; j < next.hosts.size() && std::string_view(next.hosts[j].name) < name; ++j) {
-      flush(t.host_at[i]);
-      parts.push_back(fresh_line(j));
-    }
-    if (t.touched.count(name)) {   // written anew above or below (if it stays), or gone
-      flush(t.host_at[i]);
-      run = i + 1 < t.host_at.size() ? t.host_at[i + 1] : t.hosts.size();
-    }
+  for (const std::string& name : t.touched) {
+    const size_t at = t.lower_bound(name);
+    if (at > run) parts.push_back(t.hosts.substr(run, at - run));
+    run = std::max(run, at);
+    if (j < next.hosts.size() && next.hosts[j].name == name) parts.push_back(fresh_line(j++));
+    if (run < t.hosts.size() && name_of(t.line_at(run)) == name) run = t.after(run);   // its old line
   }
-  flush(t.hosts.size());
-  parts.push_back(fresh.substr(j ? end_of[j - 1] : 0));   // the hosts after every old one, the pending line
+  if (run < t.hosts.size()) parts.push_back(t.hosts.substr(run));
+  parts.push_back(fresh.substr(j ? end_of[j - 1] : 0));   // the pending line
   return parts;
 }
 
@@ -279,14 +292,14 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   t.placement = std::move(*mapped);
   const std::string_view text = t.placement.text();
 
-  // One pass over the placement: its numbers, tallies per group and plan,
-  // every handle it holds, and where each host's line is.
+  // The placement's head: its numbers, groups and tallies (Tallies), up to
+  // its first host line; and its last line when it is the pending one. The
+  // host lines between are read only for the hosts the table touches.
   const qosc::Manifest& m = *shape.manifest;
   struct PlanTally {
     std::string_view name;
-    size_t before = 0, after = 0;              // hosts on it
-    std::string_view placed_rate, placed_fp;   // as its hosts were placed: all alike
-    uint64_t rate = 0, fingerprint = 0;        // as it is now
+    size_t before = 0, after = 0;   // hosts on it
+    uint64_t rate = 0, fingerprint = 0;   // as its hosts were placed, then as it is now
   };
   std::vector<PlanTally> plans;
   for (const auto& p : m.plans) plans.push_back({p.name});
@@ -303,63 +316,57 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   };
   std::vector<GroupTally> tally;
   detail::HandlePool handles(shape);
-  // The placement's other lines (counters, groups, pending deletes) are read
-  // as they are: the old part apply() gets holds every group.
   Placement& old = d.old_part;
-  size_t prefixes = 0;
+  bool tallied = false;
   try {
     std::vector<std::string_view> f;
-    std::string_view previous;
-    size_t hosts_begin = std::string_view::npos, hosts_end = 0;
-    for (size_t pos = 0; pos < text.size();) {
-      size_t nl = text.find('\n', pos);
+    size_t pos = 0;
+    while (pos < text.size()) {
+      const size_t nl = text.find('\n', pos);
       if (nl == std::string_view::npos) throw std::invalid_argument("a last line without its newline");
       const std::string_view line = text.substr(pos, nl - pos);
-      if (line.starts_with("host\t")) {
-        if (hosts_begin == std::string_view::npos) hosts_begin = hosts_end = pos;
-        if (hosts_end != pos) throw std::invalid_argument("host lines apart");
-        t.host_at.push_back(static_cast<uint32_t>(pos - hosts_begin));
-        hosts_end = nl + 1;
-        const HostLine h = host_line(line);
-        if (!previous.empty() && !(previous < h.name)) throw std::invalid_argument("hosts out of order");
-        previous = h.name;
-        PlanTally* p = plan_named(h.plan);
-        if (!p) throw std::invalid_argument("a host on a plan the policy lacks");
-        if (p->before++ == 0) {
-          p->placed_rate = h.rate;
-          p->placed_fp = h.fingerprint;
-          p->rate = h.rate_bps();
-        } else if (p->placed_rate != h.rate || p->placed_fp != h.fingerprint) {
-          throw std::invalid_argument("hosts of one plan placed unalike");
-        }
-        if (h.slot >= kHostsPerGroup || h.group >= tally.size() || !tally[h.group].exists)
-          throw std::invalid_argument("a host outside the groups");
-        GroupTally& g = tally[h.group];
-        g.held |= uint64_t{1} << h.slot;
-        g.rate += p->rate;
-        ++g.hosts;
-        prefixes += count_words(h.prefixes);
-        detail::for_each_leaf(h.leaves, [&](uint32_t, uint32_t handle) { handles.take(handle >> 16); });
+      if (line.starts_with("host\t")) break;
+      detail::split(line, '\t', f);
+      if (f[0] == "tally") {
+        t.tallies.read(f);
+        tallied = true;
       } else {
-        detail::split(line, '\t', f);
-        const size_t groups_before = old.groups.size();
         detail::read_other_line(f, old);
-        if (old.groups.size() != groups_before) {   // the tallies need every group before the hosts
-          const Group& g = old.groups.back();
-          if ((groups_before && old.groups[groups_before - 1].index >= g.index) ||
-              hosts_begin != std::string_view::npos)
-            throw std::invalid_argument("groups out of order");
-          handles.take(g.major >> 16);
-          if (tally.size() <= g.index) tally.resize(g.index + 1);
-          tally[g.index].exists = true;
-        }
       }
       pos = nl + 1;
     }
-    if (hosts_begin != std::string_view::npos) t.hosts = text.substr(hosts_begin, hosts_end - hosts_begin);
+    if (pos < text.size()) {   // host lines, then perhaps the pending line
+      size_t end = text.size();
+      const size_t last = text.rfind('\n', text.size() - 2) + 1;
+      if (text.substr(last).starts_with("pending")) {
+        detail::split(text.substr(last, text.size() - 1 - last), '\t', f);
+        detail::read_other_line(f, old);
+        end = last;
+      }
+      t.hosts = text.substr(pos, end - pos);
+    }
   } catch (const std::exception& e) {
     return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
   }
+  if (!tallied) return refuse("a placement without tallies (written by an older qosrun)");
+  for (const auto& g : old.groups) {
+    if (tally.size() <= g.index) tally.resize(g.index + 1);
+    GroupTally& gt = tally[g.index];
+    gt.exists = true;
+    gt.rate = g.rate_bps;   // the sum of its hosts' assured rates
+    if (auto s = t.tallies.slots.find(g.index); s != t.tallies.slots.end()) gt.held = s->second;
+    gt.hosts = static_cast<uint32_t>(__builtin_popcountll(gt.held));
+  }
+  handles.take(t.tallies.handles);
+  for (const auto& [name, tp] : t.tallies.plans) {
+    PlanTally* p = plan_named(name);
+    if (!p) return refuse("a host on a plan the policy lacks");
+    if (!tp.alike) return refuse("hosts of one plan placed unalike");
+    p->before = tp.hosts;
+    p->rate = tp.rate_bps;
+    p->fingerprint = tp.fingerprint;
+  }
+  size_t prefixes = t.tallies.prefixes;
   if (!read_journal(placement_path, old.generation).empty()) return refuse("an interrupted apply to recover");
   auto applied = map_file(applied_table_file(placement_path));
   if (!applied) return refuse("no record of the table last applied");
@@ -393,7 +400,15 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   for (const auto& e : gone->hosts) {
     const std::string_view line = t.find(e.name);
     if (line.empty()) return refuse(fmt::format("host '{}' of the last table is not in the placement", e.name));
-    gone_of.emplace(name_of(line), host_line(line));
+    HostLine h;
+    try {
+      h = host_line(line);
+    } catch (const std::exception& ex) {
+      return refuse(fmt::format("the placement is not in the form the quick path reads ({})", ex.what()));
+    }
+    if (h.slot >= kHostsPerGroup || h.group >= tally.size() || !tally[h.group].exists)
+      return refuse("the placement is not in the form the quick path reads (a host outside the groups)");
+    gone_of.emplace(h.name, h);
   }
   std::vector<const HostEntry*> entries;
   for (const auto& e : came->hosts) {
@@ -402,9 +417,13 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     entries.push_back(&e);
   }
   std::sort(entries.begin(), entries.end(), [](const HostEntry* a, const HostEntry* b) { return a->name < b->name; });
-  for (const auto& [name, h] : gone_of) {   // in name order
-    t.touched.emplace(name);
-    old.hosts.push_back(placed(t.find(name)));   // as placed: what apply() changes from
+  try {
+    for (const auto& [name, h] : gone_of) {   // in name order
+      t.touched.emplace(name);
+      old.hosts.push_back(placed(t.find(name)));   // as placed: what apply() changes from
+    }
+  } catch (const std::exception& e) {
+    return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
   }
   for (const HostEntry* e : entries) t.touched.emplace(e->name);
 
@@ -420,15 +439,20 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   if (prefixes > rules.max_prefixes) return refuse("more prefixes than the map holds");
   if (!fresh.empty()) {
     std::vector<std::string_view> words;
-    for (size_t i = 0; i < t.host_at.size(); ++i) {
-      const HostLine h = host_line(t.line(i));
+    for (size_t at = 0; at < t.hosts.size(); at = t.after(at)) {
+      HostLine h;
+      try {
+        h = host_line(t.line_at(at));
+      } catch (const std::exception& e) {
+        return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
+      }
       if (t.touched.count(h.name)) continue;
       detail::split(h.prefixes, ' ', words);
       for (std::string_view w : words) {
         auto q = parse_prefix(w);
         if (!q) return refuse("a prefix of the placement does not read");
         for (const auto& p : fresh)
-          if (p.contains(*q) || q->contains(p)) return refuse(fmt::format("prefix {} overlaps host '{}'", p.text(), h.name));
+          if (p.overlaps(*q)) return refuse(fmt::format("prefix {} overlaps host '{}'", p.text(), h.name));
       }
     }
   }
@@ -450,7 +474,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     const uint64_t rate = rates.at(std::string(p.name));
     auto c = cache.get(shape, std::string(p.name), rate);
     if (!c) return refuse(c.error().message);
-    if (p.before && (p.rate != rate || p.placed_fp != fmt::format("{:x}", (*c)->fingerprint)))
+    if (p.before && (p.rate != rate || p.fingerprint != (*c)->fingerprint))
       return refuse(fmt::format("the hosts on plan '{}' are not placed as it is now", p.name));
     p.rate = rate;
     p.fingerprint = (*c)->fingerprint;
@@ -515,7 +539,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     g.rate_bps = tally[g.index].rate;
     next.groups.push_back(g);
   }
-  d.untouched = t.host_at.size() - gone_of.size();
+  d.untouched = t.host_count() - gone_of.size();
   return d;
 }
 

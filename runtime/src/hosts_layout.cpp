@@ -72,6 +72,95 @@ void append_pending(fmt::memory_buffer& b, const std::vector<uint32_t>& deletes)
   b.push_back('\n');
 }
 
+Tallies Tallies::of(const Placement& p) {
+  Tallies t;
+  t.keep_groups(p.groups, {});
+  for (const auto& h : p.hosts) t.add(h);
+  return t;
+}
+
+void Tallies::add(const PlacedHost& h) {
+  slots[h.group] |= uint64_t{1} << h.slot;
+  Plan& p = plans[h.plan];
+  if (p.hosts++ == 0) {
+    p.rate_bps = h.rate_bps;
+    p.fingerprint = h.fingerprint;
+    p.alike = true;
+  } else if (p.rate_bps != h.rate_bps || p.fingerprint != h.fingerprint) {
+    p.alike = false;
+  }
+  prefixes += h.prefixes.size();
+  for (const auto& [cls, handle] : h.leaves) handles.set(handle >> 16);
+}
+
+void Tallies::remove(const PlacedHost& h) {
+  if (auto s = slots.find(h.group); s != slots.end()) s->second &= ~(uint64_t{1} << h.slot);
+  if (auto p = plans.find(h.plan); p != plans.end() && --p->second.hosts == 0) plans.erase(p);
+  prefixes -= std::min(prefixes, h.prefixes.size());
+  for (const auto& [cls, handle] : h.leaves) handles.reset(handle >> 16);
+}
+
+void Tallies::keep_groups(const std::vector<Group>& groups, const std::vector<Group>& before) {
+  for (const auto& g : before) {
+    if (std::any_of(groups.begin(), groups.end(), [&](const Group& k) { return k.index == g.index; })) continue;
+    slots.erase(g.index);
+    handles.reset(g.major >> 16);
+  }
+  for (const auto& g : groups) {
+    slots.emplace(g.index, 0);
+    handles.set(g.major >> 16);
+  }
+}
+
+void Tallies::append(fmt::memory_buffer& b) const {
+  fmt::appender out(b);
+  for (const auto& [g, bits] : slots) fmt::format_to(out, FMT_COMPILE("tally\tslots\t{}\t{:x}\n"), g, bits);
+  for (const auto& [name, p] : plans) {
+    if (p.alike)
+      fmt::format_to(out, FMT_COMPILE("tally\tplan\t{}\t{}\t{}\t{:x}\n"), name, p.hosts, p.rate_bps, p.fingerprint);
+    else
+      fmt::format_to(out, FMT_COMPILE("tally\tplan\t{}\t{}\t-\t-\n"), name, p.hosts);
+  }
+  fmt::format_to(out, FMT_COMPILE("tally\tprefixes\t{}\n"), prefixes);
+  // Ranges of consecutive majors: handles are taken lowest first, so a few.
+  fmt::format_to(out, FMT_COMPILE("tally\thandles"));
+  for (size_t x = 0; x < handles.size(); ++x) {
+    if (!handles.test(x)) continue;
+    size_t last = x;
+    while (last + 1 < handles.size() && handles.test(last + 1)) ++last;
+    if (last == x) fmt::format_to(out, FMT_COMPILE("\t{}"), x);
+    else fmt::format_to(out, FMT_COMPILE("\t{}-{}"), x, last);
+    x = last;
+  }
+  b.push_back('\n');
+}
+
+void Tallies::read(const std::vector<std::string_view>& f) {
+  if (f.size() == 4 && f[1] == "slots") {
+    slots[static_cast<uint32_t>(num(f[2]))] = num(f[3], 16);
+  } else if (f.size() == 6 && f[1] == "plan") {
+    Plan& p = plans[std::string(f[2])];
+    p.hosts = num(f[3]);
+    p.alike = f[4] != "-";
+    if (p.alike) {
+      p.rate_bps = num(f[4]);
+      p.fingerprint = num(f[5], 16);
+    }
+  } else if (f.size() == 3 && f[1] == "prefixes") {
+    prefixes = num(f[2]);
+  } else if (f.size() >= 2 && f[1] == "handles") {
+    for (size_t i = 2; i < f.size(); ++i) {
+      const size_t dash = f[i].find('-');
+      const uint64_t a = num(f[i].substr(0, dash));
+      const uint64_t b = dash == std::string_view::npos ? a : num(f[i].substr(dash + 1));
+      if (b < a || b >= handles.size()) throw std::invalid_argument("a handle range out of order");
+      for (uint64_t x = a; x <= b; ++x) handles.set(x);
+    }
+  } else {
+    throw std::invalid_argument("an unknown tally");
+  }
+}
+
 void split(std::string_view s, char sep, std::vector<std::string_view>& out) {
   out.clear();
   size_t i = 0;
@@ -123,6 +212,8 @@ void read_other_line(const std::vector<std::string_view>& f, Placement& p) {
     Group g{static_cast<uint32_t>(num(f[1])), static_cast<uint32_t>(num(f[2]) << 16), num(f[3])};
     if (f.size() == 5) g.queue = static_cast<uint32_t>(num(f[4]));
     p.groups.push_back(g);
+  } else if (f[0] == "tally") {
+    // Derived from the hosts (Tallies): what reads every host has no use for them.
   } else if (f[0] == "pending") {
     for (size_t i = 1; i < f.size(); ++i) p.pending_deletes.push_back(static_cast<uint32_t>(num(f[i])));
   } else {
@@ -139,6 +230,7 @@ std::string to_text(const Placement& p, const std::vector<uint32_t>* pending) {
   b.reserve(128 * p.hosts.size() + 64 * p.groups.size() + 64);
   detail::append_head(b, p.next_host_id, p.generation);
   for (const auto& g : p.groups) detail::append_group(b, g);
+  detail::Tallies::of(p).append(b);
   for (const auto& h : p.hosts) detail::append_host(b, h);
   detail::append_pending(b, pending ? *pending : p.pending_deletes);
   return fmt::to_string(b);

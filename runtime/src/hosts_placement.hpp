@@ -6,6 +6,7 @@
 // same lines and take the same handles.
 #include <bitset>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -24,6 +25,33 @@ void append_head(fmt::memory_buffer& b, uint32_t next_host_id, uint64_t generati
 void append_group(fmt::memory_buffer& b, const Group& g);
 void append_host(fmt::memory_buffer& b, const PlacedHost& h);
 void append_pending(fmt::memory_buffer& b, const std::vector<uint32_t>& deletes);   // nothing when empty
+
+// What the quick path needs to know about every host without reading every
+// host line: which slots each group's hosts hold, how many hosts each plan
+// has and as what they were placed, how many prefixes there are, and which
+// qdisc handles groups and leaves hold. Derived from the hosts; to_text()
+// writes them as "tally" lines between the groups and the hosts, the quick
+// path keeps them up to date from the hosts it changes (and the test of the
+// quick path checks the two byte for byte). Readers of the whole placement skip them.
+struct Tallies {
+  struct Plan {
+    size_t hosts = 0;
+    uint64_t rate_bps = 0, fingerprint = 0;   // of its hosts, when all alike
+    bool alike = true;
+  };
+  std::map<uint32_t, uint64_t> slots;   // group index -> a bit per slot held
+  std::map<std::string, Plan, std::less<>> plans;   // plans with hosts
+  size_t prefixes = 0;
+  std::bitset<0x10000> handles;         // majors of groups' qdiscs and leaves' queues
+  static Tallies of(const Placement& p);
+  void add(const PlacedHost& h);
+  void remove(const PlacedHost& h);
+  // The groups are these: slots and handles of any other group dropped.
+  void keep_groups(const std::vector<Group>& groups, const std::vector<Group>& before);
+  void append(fmt::memory_buffer& b) const;
+  // One line's fields after "tally"; throws std::invalid_argument.
+  void read(const std::vector<std::string_view>& f);
+};
 
 // Fields of one line, without allocating per line (the vector is reused).
 void split(std::string_view s, char sep, std::vector<std::string_view>& out);
@@ -55,6 +83,7 @@ class HandlePool {
  public:
   explicit HandlePool(const Shape& s);
   void take(uint32_t major) { used_.set(major & 0xffff); }
+  void take(const std::bitset<0x10000>& majors) { used_ |= majors; }
   Result<uint32_t> next(bool group = false);   // major << 16
 
  private:

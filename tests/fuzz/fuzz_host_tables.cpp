@@ -133,8 +133,8 @@ std::string judge(const std::string& text, const qosrun::Result<HostTable>& t, c
     }
     if (all.size() > rules.max_prefixes) return "accepted more prefixes than the map holds";
     for (size_t i = 0; i < all.size(); ++i)
-      for (size_t j = 0; j < all.size(); ++j)
-        if (i != j && all[i].contains(all[j])) return "accepted overlapping prefixes " + all[i].text() + " " + all[j].text();
+      for (size_t j = i + 1; j < all.size(); ++j)
+        if (all[i].overlaps(all[j])) return "accepted overlapping prefixes " + all[i].text() + " " + all[j].text();
     return {};
   }
   const std::string& m = t.error().message;

@@ -181,11 +181,17 @@ TEST(HostTable, JsonProblems) {
   EXPECT_NE(e.find("t.json:3: not valid JSON"), std::string::npos) << e;
 }
 
-TEST(Prefix, ContainsAndCanonicalText) {
+TEST(Prefix, OverlapsAndCanonicalText) {
   auto a = parse_prefix("10.0.0.0/8"), b = parse_prefix("10.200.3.0/24"), c = parse_prefix("::ffff:10.0.0.0/104");
-  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
-  EXPECT_TRUE(a->contains(*b));
-  EXPECT_FALSE(b->contains(*a));
+  auto d = parse_prefix("11.0.0.0/8"), e = parse_prefix("2001:db8::/32"), f = parse_prefix("2001:db8:0:1::5");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok() && e.ok() && f.ok());
+  EXPECT_TRUE(a->overlaps(*b));   // either way round
+  EXPECT_TRUE(b->overlaps(*a));
+  EXPECT_FALSE(a->overlaps(*d));
+  EXPECT_FALSE(b->overlaps(*d));
+  EXPECT_TRUE(e->overlaps(*f));   // across the halves of the 128 bits
+  EXPECT_FALSE(e->overlaps(*a));
+  EXPECT_TRUE(parse_prefix("::/0")->overlaps(*a));
   // ::ffff:10.0.0.0/104 is written as IPv6 but is the same trie key as 10.0.0.0/8.
   EXPECT_EQ(a->addr, c->addr);
   EXPECT_EQ(a->len, c->len);

@@ -195,6 +195,19 @@ TEST_F(HostsDelta, LeavesToTheWholePathWhatItCannotShow) {
   EXPECT_FALSE(quick(t.text()));
   EXPECT_NE(why.find("does not belong to this placement"), std::string::npos) << why;
   ASSERT_TRUE(write_applied_table(file_, placement_.generation, t.text()).ok());
+  // A placement an older qosrun wrote (no tally lines): the whole path reads every host.
+  {
+    std::ifstream in(file_);
+    std::string line, kept;
+    while (std::getline(in, line))
+      if (!line.starts_with("tally\t")) kept += line + "\n";
+    in.close();
+    std::ofstream(file_) << kept;
+    EXPECT_FALSE(quick(t.text()));
+    EXPECT_EQ(why, "a placement without tallies (written by an older qosrun)");
+    ASSERT_TRUE(write_placement(file_, placement_).ok());
+    EXPECT_TRUE(quick(t.text())) << why;
+  }
   // An apply killed while it created classes: the whole path recovers.
   ASSERT_TRUE(write_journal(file_, placement_, {0x20000081}).ok());
   EXPECT_FALSE(quick(t.text()));

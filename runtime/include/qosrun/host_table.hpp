@@ -34,8 +34,8 @@ struct Prefix {
   // returns its length. IPv4 without inet_ntop, which costs more than the rest.
   static constexpr size_t kTextMax = 50;   // an IPv6 address (45, INET6_ADDRSTRLEN 46 with its NUL) + "/128"
   size_t write_text(char (&out)[kTextMax]) const;
-  // Does `other` lie inside this prefix (or equal it)?
-  bool contains(const Prefix& other) const;
+  // Do the two share an address (one lies inside the other, or they are equal)?
+  bool overlaps(const Prefix& other) const;
   friend bool operator==(const Prefix&, const Prefix&) = default;
   friend auto operator<=>(const Prefix&, const Prefix&) = default;
 };
