@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -104,6 +105,17 @@ Status replace_file(const std::string& path, std::span<const std::string_view> p
     }
   }
   fd.reset();
+  // Swapped with the old file, then the old one unlinked, rather than renamed
+  // over it: ext4 starts writing back a file renamed over another
+  // (auto_da_alloc; ~1 ms for a 1 MB host placement on this project's
+  // machines, whose /run is on disk), a durability that state about the
+  // running kernel, meaningless after a reboot, has no use for. Both are
+  // atomic for a reader. No old file (ENOENT), or a file system without
+  // the exchange (EINVAL): renamed.
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) {
+    ::unlink(tmp.c_str());
+    return {};
+  }
   if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(errno, fmt::format("cannot replace {}", path));
   return {};
 }
