@@ -3,9 +3,10 @@
 // planned from those lines. The whole path reads, checks and plans every
 // host of the table and of the placement (10,000 hosts: ~15 ms); this one
 // compares the table with the bytes of the last one applied, parses only
-// the lines that differ, reads of the placement only the numbers it needs
-// (no allocation per host), and writes the next placement from the old
-// one's lines of every untouched host. Whatever it cannot show to be what
+// the lines that differ, reads of the placement its head (groups and
+// tallies) and the lines of the hosts those lines name (by binary search),
+// and writes the next placement from the old one's lines of every
+// untouched host. Whatever it cannot show to be what
 // the whole path would do (any problem in the table, plan rates that move,
 // a new group, an interrupted apply) goes to the whole path, which also
 // words every error.
@@ -132,8 +133,7 @@ std::string_view next_field(std::string_view& rest) {
 
 // A "host" line's fields, as views into it (no allocation); the line as
 // to_text() writes it, else std::invalid_argument. Its assured rate and
-// fingerprint stay text: every host of a plan has the same, and the scan
-// only compares them.
+// fingerprint stay text until asked for.
 struct HostLine {
   uint32_t group = 0, slot = 0;
   std::string_view rate, fingerprint, name, plan, prefixes, leaves;
@@ -284,6 +284,9 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     if (why) *why = std::move(reason);
     return std::nullopt;
   };
+  auto damaged = [&](std::string_view what) {
+    return refuse(fmt::format("the placement is not in the form the quick path reads ({})", what));
+  };
   if (table_format(table, format) == TableFormat::Json) return refuse("a JSON table");
   Delta d;
   Delta::Text& t = *d.text_;
@@ -291,6 +294,8 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
   if (!mapped) return refuse("no placement to start from");
   t.placement = std::move(*mapped);
   const std::string_view text = t.placement.text();
+  // Every line ends with its newline: the walks over the host lines below rely on it.
+  if (!text.empty() && text.back() != '\n') return damaged("a last line without its newline");
 
   // The placement's head: its numbers, groups and tallies (Tallies), up to
   // its first host line; and its last line when it is the pending one. The
@@ -323,7 +328,6 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     size_t pos = 0;
     while (pos < text.size()) {
       const size_t nl = text.find('\n', pos);
-      if (nl == std::string_view::npos) throw std::invalid_argument("a last line without its newline");
       const std::string_view line = text.substr(pos, nl - pos);
       if (line.starts_with("host\t")) break;
       detail::split(line, '\t', f);
@@ -346,7 +350,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
       t.hosts = text.substr(pos, end - pos);
     }
   } catch (const std::exception& e) {
-    return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
+    return damaged(e.what());
   }
   if (!tallied) return refuse("a placement without tallies (written by an older qosrun)");
   for (const auto& g : old.groups) {
@@ -404,10 +408,10 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
     try {
       h = host_line(line);
     } catch (const std::exception& ex) {
-      return refuse(fmt::format("the placement is not in the form the quick path reads ({})", ex.what()));
+      return damaged(ex.what());
     }
     if (h.slot >= kHostsPerGroup || h.group >= tally.size() || !tally[h.group].exists)
-      return refuse("the placement is not in the form the quick path reads (a host outside the groups)");
+      return damaged("a host outside the groups");
     gone_of.emplace(h.name, h);
   }
   std::vector<const HostEntry*> entries;
@@ -423,7 +427,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
       old.hosts.push_back(placed(t.find(name)));   // as placed: what apply() changes from
     }
   } catch (const std::exception& e) {
-    return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
+    return damaged(e.what());
   }
   for (const HostEntry* e : entries) t.touched.emplace(e->name);
 
@@ -444,7 +448,7 @@ std::optional<Delta> plan_delta(const std::string& placement_path, const std::st
       try {
         h = host_line(t.line_at(at));
       } catch (const std::exception& e) {
-        return refuse(fmt::format("the placement is not in the form the quick path reads ({})", e.what()));
+        return damaged(e.what());
       }
       if (t.touched.count(h.name)) continue;
       detail::split(h.prefixes, ' ', words);

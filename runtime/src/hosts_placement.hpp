@@ -46,7 +46,8 @@ struct Tallies {
   static Tallies of(const Placement& p);
   void add(const PlacedHost& h);
   void remove(const PlacedHost& h);
-  // The groups are these: slots and handles of any other group dropped.
+  // The placement's groups are now `groups` (they were `before`): a group
+  // gone loses its slots and its qdisc's handle, each of `groups` holds its handle.
   void keep_groups(const std::vector<Group>& groups, const std::vector<Group>& before);
   void append(fmt::memory_buffer& b) const;
   // One line's fields after "tally"; throws std::invalid_argument.

@@ -205,6 +205,12 @@ TEST_F(HostsDelta, LeavesToTheWholePathWhatItCannotShow) {
     std::ofstream(file_) << kept;
     EXPECT_FALSE(quick(t.text()));
     EXPECT_EQ(why, "a placement without tallies (written by an older qosrun)");
+    // Cut short in its last (host) line: refused, not walked past its end.
+    std::string text = to_text(placement_);
+    text.resize(text.size() - 10);
+    std::ofstream(file_) << text;
+    EXPECT_FALSE(quick(t.text()));
+    EXPECT_NE(why.find("a last line without its newline"), std::string::npos) << why;
     ASSERT_TRUE(write_placement(file_, placement_).ok());
     EXPECT_TRUE(quick(t.text())) << why;
   }
