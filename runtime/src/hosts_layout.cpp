@@ -80,7 +80,8 @@ Tallies Tallies::of(const Placement& p) {
 }
 
 void Tallies::add(const PlacedHost& h) {
-  slots[h.group] |= uint64_t{1} << h.slot;
+  uint64_t& held = slots[h.group];
+  if (h.slot < kHostsPerGroup) held |= uint64_t{1} << h.slot;   // a damaged placement's slot: held nowhere
   Plan& p = plans[h.plan];
   if (p.hosts++ == 0) {
     p.rate_bps = h.rate_bps;
@@ -94,7 +95,7 @@ void Tallies::add(const PlacedHost& h) {
 }
 
 void Tallies::remove(const PlacedHost& h) {
-  if (auto s = slots.find(h.group); s != slots.end()) s->second &= ~(uint64_t{1} << h.slot);
+  if (auto s = slots.find(h.group); s != slots.end() && h.slot < kHostsPerGroup) s->second &= ~(uint64_t{1} << h.slot);
   if (auto p = plans.find(h.plan); p != plans.end() && --p->second.hosts == 0) plans.erase(p);
   prefixes -= std::min(prefixes, h.prefixes.size());
   for (const auto& [cls, handle] : h.leaves) handles.reset(handle >> 16);
@@ -606,18 +607,11 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   detail::HandlePool handles(shape);
   const uint32_t per_group = shape.hosts_per_group();
   // Everything the old placement holds stays taken during this change: the
-  // classes of removed hosts are deleted last, after the new ones exist.
-  std::map<uint32_t, std::vector<bool>> occupied;   // group -> slots
-  for (const auto& g : old.groups) {
-    handles.take(g.major >> 16);
-    occupied[g.index].assign(kHostsPerGroup, false);
-  }
-  for (const auto& h : old.hosts) {
-    for (const auto& [cls, handle] : h.leaves) handles.take(handle >> 16);
-    auto& occ = occupied[h.group];
-    if (occ.size() < kHostsPerGroup) occ.assign(kHostsPerGroup, false);
-    if (h.slot < occ.size()) occ[h.slot] = true;
-  }
+  // classes of removed hosts are deleted last, after the new ones exist. (The
+  // quick path reads the same tallies from the placement's head.)
+  detail::Tallies held = detail::Tallies::of(old);
+  handles.take(held.handles);
+  std::map<uint32_t, uint64_t>& occupied = held.slots;   // group -> a bit per slot
   std::vector<std::string> plans;
   for (const auto& h : table.hosts) plans.push_back(h.plan);
   auto rates = plan_rates(shape, plans);
@@ -659,8 +653,6 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
   for (size_t i = 0; i < order.size(); ++i)
     if (const PlacedHost* was = was_of[i])
       if (const Group* g = old.group(was->group)) load.add(g->queue, plan_of[i]->rate);
-  std::map<uint32_t, uint32_t> counts;
-  for (const auto& [idx, occ] : occupied) counts[idx] = static_cast<uint32_t>(std::count(occ.begin(), occ.end(), true));
   for (size_t i = 0; i < order.size(); ++i) {
     const HostEntry* e = order[i];
     const std::vector<uint32_t>& plan_classes = plan_of[i]->class_ids;
@@ -686,11 +678,10 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
       // The first group with a free slot that no host of the old placement holds.
       bool placed = false;
       for (auto& [idx, occ] : occupied) {
-        if (counts[idx] >= per_group) continue;
+        if (static_cast<uint32_t>(__builtin_popcountll(occ)) >= per_group) continue;
         for (uint32_t s = 0; s < kHostsPerGroup; ++s)
-          if (!occ[s]) {
-            occ[s] = true;
-            ++counts[idx];
+          if (!(occ >> s & 1)) {
+            occ |= uint64_t{1} << s;
             h.group = idx;
             h.slot = s;
             placed = true;
@@ -707,9 +698,7 @@ Result<Placement> plan_placement(const Placement& old, const HostTable& table, c
                                    kMaxGroups, per_group)};
         auto major = handles.next(true);
         if (!major) return major.error();
-        occupied[idx].assign(kHostsPerGroup, false);
-        occupied[idx][0] = true;
-        counts[idx] = 1;
+        occupied[idx] = 1;   // slot 0
         h.group = idx;
         h.slot = 0;
         Group g;
