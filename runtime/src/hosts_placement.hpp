@@ -29,10 +29,11 @@ void append_pending(fmt::memory_buffer& b, const std::vector<uint32_t>& deletes)
 // What the quick path needs to know about every host without reading every
 // host line: which slots each group's hosts hold, how many hosts each plan
 // has and as what they were placed, how many prefixes there are, and which
-// qdisc handles groups and leaves hold. Derived from the hosts; to_text()
-// writes them as "tally" lines between the groups and the hosts, the quick
-// path keeps them up to date from the hosts it changes (and the test of the
-// quick path checks the two byte for byte). Readers of the whole placement skip them.
+// qdisc handles groups and leaves hold. Derived from the hosts (of(): also
+// what plan_placement keeps taken); to_text() writes them as "tally" lines
+// between the groups and the hosts, the quick path keeps them up to date
+// from the hosts it changes (and the test of the quick path checks the two
+// byte for byte). Readers of the whole placement skip them.
 struct Tallies {
   struct Plan {
     size_t hosts = 0;
